@@ -1,0 +1,48 @@
+# config-refresh: the two commands a newcomer needs are `make demo` and `make test`.
+# Both do their own set-up (virtualenv, Python deps, the Go-built control plane) on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install proto lint test test-fast controlplane demo demo-up demo-down bench soak clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev dependencies (pinned by constraints.txt)
+
+proto: $(STAMP) ## Regenerate the Python stubs from protos/
+	PYTHON=$(BIN)/python hack/gen-proto.sh
+
+controlplane: $(STAMP) ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached per version)
+	@command -v go >/dev/null || { echo "error: the e2e tier needs Go (https://go.dev/doc/install, or your package manager) to build kube-apiserver, etcd, kubectl and helm; 'make test-fast' runs the unit and integration tiers only" >&2; exit 2; }
+	$(BIN)/python hack/controlplane build
+
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, protobuf drift
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	hack/check-proto-drift.sh
+
+test: $(STAMP) controlplane ## Run every test tier: unit, integration (moto, real gRPC) and e2e (real kube-apiserver)
+	hack/run-pytest.sh tests $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Unit and integration tiers only (no Go needed); never used by CI
+	hack/run-pytest.sh tests -m "not e2e" $(PYTEST_ARGS)
+
+demo: $(STAMP) ## Run the main job on the embedded local stack, then clean up
+	$(BIN)/python hack/demo.py
+
+clean: ## Remove the virtualenv and caches (the control-plane build cache is kept)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""Shared test set-up: fixtures come from the dev stack's pytest plugins, tiers from folders.
+
+Each folder is a tier (see DESIGN.md): tests/unit, tests/integration, tests/e2e, tests/reliability.
+The marker of a tier is added here from the folder, so `-m "not e2e"` selects by tier without every test
+repeating it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "devstack.pytest_aws",
+    "devstack.pytest_kube",
+    "devstack.pytest_services",
+]
+
+_TIER_BY_FOLDER = {
+    "unit": "unit",
+    "integration": "integration",
+    "e2e": "e2e",
+    "reliability": "e2e",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).parent
+    for item in items:
+        relative = Path(str(item.fspath)).relative_to(tests_root)
+        tier = _TIER_BY_FOLDER.get(relative.parts[0])
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
