@@ -1,0 +1,36 @@
+"""The operator's fan-out engine: push one parameter change to every instance, and find the instances.
+
+The handlers build a ``RefreshPolicy`` from the route, ``discover_instances`` from Cloud Map, and call
+``FanOut.run``; one ``FanOut`` with its ``ChannelPool`` and ``BreakerRegistry`` lives for the operator's
+lifetime so connections and breaker state carry over between rollouts. See docs/fanout.md.
+"""
+
+from refresh_operator.fanout.backoff import backoff_bound, backoff_delays
+from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from refresh_operator.fanout.channels import ChannelPool, TlsFilesError
+from refresh_operator.fanout.discovery import DiscoveryError, discover_instances
+from refresh_operator.fanout.engine import CANCELLED_ERROR, RETRYABLE_CODES, Clock, FanOut, is_retryable
+from refresh_operator.fanout.policy import RefreshPolicy, TlsSettings
+from refresh_operator.fanout.targets import Result, Target, TargetOutcome
+
+__all__ = [
+    "CANCELLED_ERROR",
+    "RETRYABLE_CODES",
+    "BreakerRegistry",
+    "BreakerState",
+    "ChannelPool",
+    "CircuitBreaker",
+    "Clock",
+    "DiscoveryError",
+    "FanOut",
+    "RefreshPolicy",
+    "Result",
+    "Target",
+    "TargetOutcome",
+    "TlsFilesError",
+    "TlsSettings",
+    "backoff_bound",
+    "backoff_delays",
+    "discover_instances",
+    "is_retryable",
+]

@@ -1,0 +1,181 @@
+"""One grpc.aio channel per endpoint, reused across rollouts and closed when the endpoint disappears.
+
+A channel owns a TCP (and TLS) connection and HTTP/2 state; opening one per call would add a handshake to
+every refresh and defeat the sub-second target. Channels are created lazily, inside the running event
+loop that uses them (grpc.aio objects belong to the loop that created them); a channel found to belong to
+another loop (a test's loop that ended, an operator restarted in-process) is replaced, not reused.
+
+Reconnect backoff is kept short (100 ms to 1 s, instead of gRPC's default of up to 120 s) so an instance
+that restarts is reachable again within a retry or two. gRPC's own retries are off: the fan-out retries
+with its own deadline and breaker.
+
+TLS credentials are read from the mounted files when a channel is created, and re-read when a file's
+modification time changes (certificates rotated by cert-manager); channels built on older credentials are
+replaced at their next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from configrefresh.v1 import refresh_service_pb2_grpc
+
+from refresh_operator.fanout.policy import TlsSettings
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.enable_retries", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
+
+
+class TlsFilesError(Exception):
+    """A TLS file named in the operator's settings cannot be read."""
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    fingerprint: tuple[tuple[str, int, int], ...]
+    credentials: Any
+
+
+@dataclass
+class _Entry:
+    channel: Any
+    stub: Any
+    loop: asyncio.AbstractEventLoop
+    fingerprint: tuple[tuple[str, int, int], ...]
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise TlsFilesError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
+
+
+def _fingerprint(tls: TlsSettings) -> tuple[tuple[str, int, int], ...]:
+    marks: list[tuple[str, int, int]] = []
+    for path in (tls.ca_file, tls.cert_file, tls.key_file):
+        if path is None:
+            continue
+        try:
+            stat = os.stat(path)
+        except OSError as exc:
+            raise TlsFilesError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
+        marks.append((path, stat.st_mtime_ns, stat.st_size))
+    return tuple(marks)
+
+
+class ChannelPool:
+    """Channels keyed by ``(address, tls)``; ``None`` TLS means plaintext."""
+
+    def __init__(self, *, options: Iterable[tuple[str, int | str]] = ()) -> None:
+        self._options = (*_CHANNEL_OPTIONS, *options)
+        self._entries: dict[tuple[str, TlsSettings | None], _Entry] = {}
+        self._credentials: dict[TlsSettings, _Credentials] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def addresses(self) -> set[str]:
+        """Endpoints that currently have a channel."""
+        return {address for address, _ in self._entries}
+
+    def prepare(self, tls: TlsSettings | None) -> None:
+        """Load (or reload, if the files changed) the credentials of ``tls``; raise ``TlsFilesError`` when
+        a file is missing or unreadable. Called once per rollout, so a bad mount fails the rollout with a
+        clear reason instead of failing every target."""
+        if tls is None:
+            return
+        fingerprint = _fingerprint(tls)
+        cached = self._credentials.get(tls)
+        if cached is not None and cached.fingerprint == fingerprint:
+            return
+        if (tls.cert_file is None) != (tls.key_file is None):
+            raise TlsFilesError("mutual TLS needs both a certificate file and a key file")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(tls.ca_file),
+            private_key=_read(tls.key_file),
+            certificate_chain=_read(tls.cert_file),
+        )
+        self._credentials[tls] = _Credentials(fingerprint=fingerprint, credentials=credentials)
+
+    def stub(self, address: str, tls: TlsSettings | None) -> Any:
+        """A RefreshService stub over the pooled channel to ``address`` (created on first use)."""
+        loop = asyncio.get_running_loop()
+        key = (address, tls)
+        fingerprint: tuple[tuple[str, int, int], ...] = ()
+        if tls is not None:
+            if tls not in self._credentials:
+                self.prepare(tls)
+            fingerprint = self._credentials[tls].fingerprint
+        entry = self._entries.get(key)
+        if entry is not None and entry.loop is loop and entry.fingerprint == fingerprint:
+            return entry.stub
+        if entry is not None:
+            self._retire(entry)
+        channel = self._open(address, tls)
+        entry = _Entry(
+            channel=channel,
+            stub=refresh_service_pb2_grpc.RefreshServiceStub(channel),
+            loop=loop,
+            fingerprint=fingerprint,
+        )
+        self._entries[key] = entry
+        return entry.stub
+
+    def close_missing(self, live_addresses: Iterable[str]) -> int:
+        """Close the channels of endpoints not in ``live_addresses``; returns how many were closed.
+        Closing happens in the background (a grace of 0: nothing should still be using them)."""
+        live = set(live_addresses)
+        gone = [key for key in self._entries if key[0] not in live]
+        for key in gone:
+            self._retire(self._entries.pop(key))
+        return len(gone)
+
+    async def aclose(self) -> None:
+        """Close every channel (those of the running loop; others are dropped)."""
+        entries = list(self._entries.values())
+        self._entries.clear()
+        loop = asyncio.get_running_loop()
+        for entry in entries:
+            if entry.loop is loop:
+                await entry.channel.close()
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
+
+    def _open(self, address: str, tls: TlsSettings | None) -> Any:
+        if tls is None:
+            return grpc.aio.insecure_channel(address, options=self._options)
+        options = self._options
+        if tls.server_name:
+            options = (*options, ("grpc.ssl_target_name_override", tls.server_name))
+        return grpc.aio.secure_channel(address, self._credentials[tls].credentials, options=options)
+
+    def _retire(self, entry: _Entry) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None or entry.loop is not running or entry.loop.is_closed():
+            # A channel of another (possibly finished) loop cannot be awaited here; drop it.
+            return
+        task = running.create_task(entry.channel.close())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)

@@ -1,0 +1,367 @@
+"""The fan-out: one Refresh call to every target, in parallel, bounded, with deadlines, retries and breakers.
+
+Every target runs as its own task, so a slow or black-holed instance only ever costs its own attempts:
+each call carries ``timeout_seconds`` (never more than what remains of the rollout), and the whole rollout
+stops at ``deadline_seconds``. A semaphore bounds the calls in flight (not the tasks waiting out a
+backoff). Failed attempts are retried with exponential backoff and full jitter when the gRPC code says
+the instance may answer later (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED); an answer that
+will not change (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, ...) fails the target at once with
+the code in the error. An endpoint's open circuit breaker makes an attempt fail at once; the next attempt
+waits for the breaker's cool-down if the deadline allows.
+
+The run is restart-safe (targets already acknowledged in an earlier run of the same rollout are skipped)
+and cancellable (a superseded rollout stops its calls within a loop iteration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from configrefresh.v1 import refresh_service_pb2 as pb
+
+from refresh_operator.fanout import metrics
+from refresh_operator.fanout.backoff import backoff_delays
+from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from refresh_operator.fanout.channels import ChannelPool, TlsFilesError
+from refresh_operator.fanout.policy import RefreshPolicy
+from refresh_operator.fanout.targets import Result, Target, TargetOutcome
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+"""Codes after which the same call may succeed later."""
+
+ENDPOINT_FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+"""Codes that count against an endpoint's circuit breaker (it is unreachable, silent or overloaded)."""
+
+_RESULTS = {
+    pb.REFRESH_RESULT_APPLIED: Result.APPLIED,
+    pb.REFRESH_RESULT_STALE: Result.STALE,
+    pb.REFRESH_RESULT_REJECTED: Result.REJECTED,
+}
+_MAX_DETAIL = 240
+CANCELLED_ERROR = "cancelled: the rollout was stopped before this target finished"
+
+
+def is_retryable(code: grpc.StatusCode) -> bool:
+    """Whether a failed Refresh with this status code is worth another attempt."""
+    return code in RETRYABLE_CODES
+
+
+class Clock(Protocol):
+    """Wall time for acknowledgment stamps, monotonic time for deadlines (the ``time`` module fits)."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, *, code: str, detail: str, retryable: bool, wait_at_least: float = 0.0) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.retryable = retryable
+        self.wait_at_least = wait_at_least
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    request: pb.RefreshRequest
+    policy: RefreshPolicy
+    metadata: tuple[tuple[str, str], ...]
+    semaphore: asyncio.Semaphore
+    deadline: float  # on the monotonic clock
+
+
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise TlsFilesError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
+    if not token:
+        raise TlsFilesError(f"token file {path} is empty")
+    return token
+
+
+def _short(text: str | None) -> str:
+    text = (text or "").strip().replace("\n", " ")
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+class FanOut:
+    """Runs rollouts over a shared channel pool and breaker registry (one ``FanOut`` per operator)."""
+
+    def __init__(
+        self,
+        *,
+        channels: ChannelPool,
+        breakers: BreakerRegistry,
+        clock: Clock = time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._channels = channels
+        self._breakers = breakers
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def run(
+        self,
+        *,
+        targets: Sequence[Target],
+        request: pb.RefreshRequest,
+        policy: RefreshPolicy,
+        already_done: Mapping[str, TargetOutcome] | None = None,
+        on_outcome: Callable[[TargetOutcome], None] | None = None,
+        cancel: asyncio.Event | None = None,
+        started_at: float | None = None,
+    ) -> list[TargetOutcome]:
+        """Refresh every target; return one outcome per distinct instance id, in the order of ``targets``.
+
+        ``already_done`` (by instance id) holds outcomes of an earlier run of the same rollout: those that
+        were acknowledged (Applied, Stale, Rejected) are returned as they are and not called again; Failed
+        ones are tried again. ``on_outcome`` is called once per target finished in this run, as it
+        finishes (not for skipped or cancelled targets); an exception in it is logged and ignored.
+        ``cancel`` set → outstanding calls stop at once and unfinished targets come back Failed with
+        ``CANCELLED_ERROR``. ``started_at`` (epoch seconds) lets a resumed rollout keep its original
+        deadline; by default the deadline runs from this call.
+        """
+        start = self._clock.monotonic()
+        elapsed_before = 0.0 if started_at is None else max(0.0, self._clock.time() - started_at)
+        deadline = start + policy.deadline_seconds - elapsed_before
+
+        ordered: dict[str, Target] = {}
+        for target in targets:
+            ordered.setdefault(target.instance_id, target)
+        previous = already_done or {}
+        skipped = {
+            instance_id: previous[instance_id]
+            for instance_id in ordered
+            if instance_id in previous and previous[instance_id].result.acknowledged
+        }
+        todo = [target for instance_id, target in ordered.items() if instance_id not in skipped]
+        finished: dict[str, TargetOutcome] = {}
+
+        def emit(outcome: TargetOutcome) -> None:
+            finished[outcome.target.instance_id] = outcome
+            metrics.INSTANCE_REFRESHES.labels(result=outcome.result.value).inc()
+            if on_outcome is not None:
+                try:
+                    on_outcome(outcome)
+                except Exception:
+                    log.exception("on_outcome callback failed for %s", outcome.target.instance_id)
+
+        try:
+            metadata: tuple[tuple[str, str], ...] = ()
+            if policy.token_file is not None:
+                metadata = (("authorization", f"Bearer {_read_token(policy.token_file)}"),)
+            self._channels.prepare(policy.tls)
+        except TlsFilesError as exc:
+            for target in todo:
+                emit(TargetOutcome(target, Result.FAILED, 0, 0, str(exc), None))
+            return self._collect(ordered, skipped, finished)
+
+        if todo and not (cancel is not None and cancel.is_set()):
+            rollout = _Rollout(
+                request=request,
+                policy=policy,
+                metadata=metadata,
+                semaphore=asyncio.Semaphore(policy.max_concurrency),
+                deadline=deadline,
+            )
+            completed = await self._run_tasks(todo, rollout, emit, cancel)
+            if completed:
+                metrics.FANOUT_DURATION.observe(self._clock.monotonic() - start)
+        outcomes = self._collect(ordered, skipped, finished)
+        log.info(
+            "fan-out %s: %d targets, %s in %.1f ms",
+            request.refresh_id,
+            len(outcomes),
+            ", ".join(f"{r.value}={sum(o.result is r for o in outcomes)}" for r in Result),
+            (self._clock.monotonic() - start) * 1000,
+        )
+        return outcomes
+
+    async def _run_tasks(
+        self,
+        todo: list[Target],
+        rollout: _Rollout,
+        emit: Callable[[TargetOutcome], None],
+        cancel: asyncio.Event | None,
+    ) -> bool:
+        """Run one task per target until all finish (True) or ``cancel`` is set (False)."""
+        all_done = asyncio.Event()
+        left = len(todo)
+
+        async def one(target: Target) -> None:
+            nonlocal left
+            try:
+                emit(await self._refresh_target(target, rollout))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not hang the rollout: fail this target, say why
+                log.exception("refresh of %s failed unexpectedly", target.instance_id)
+                emit(TargetOutcome(target, Result.FAILED, 0, 0, f"INTERNAL: {type(exc).__name__}", None))
+            finally:
+                left -= 1
+                if left == 0:
+                    all_done.set()
+
+        tasks = [asyncio.create_task(one(target), name=f"refresh {target.instance_id}") for target in todo]
+        waiters = [asyncio.create_task(all_done.wait())]
+        if cancel is not None:
+            waiters.append(asyncio.create_task(cancel.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*tasks, *waiters):
+                task.cancel()
+            await asyncio.gather(*tasks, *waiters, return_exceptions=True)
+        return all_done.is_set()
+
+    def _collect(
+        self,
+        ordered: Mapping[str, Target],
+        skipped: Mapping[str, TargetOutcome],
+        finished: Mapping[str, TargetOutcome],
+    ) -> list[TargetOutcome]:
+        outcomes: list[TargetOutcome] = []
+        for instance_id, target in ordered.items():
+            outcome = finished.get(instance_id) or skipped.get(instance_id)
+            if outcome is None:
+                outcome = TargetOutcome(target, Result.FAILED, 0, 0, CANCELLED_ERROR, None)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _refresh_target(self, target: Target, rollout: _Rollout) -> TargetOutcome:
+        policy = rollout.policy
+        breaker = self._breakers.get(target.address)
+
+        def remaining() -> float:
+            return max(0.0, rollout.deadline - self._clock.monotonic())
+
+        delays = backoff_delays(
+            base_seconds=policy.backoff_base_seconds,
+            max_seconds=policy.backoff_max_seconds,
+            remaining=remaining,
+            rng=self._rng,
+        )
+        attempts = 0
+        error = "not attempted"
+        while True:
+            if remaining() <= 0:
+                error = f"rollout deadline of {policy.deadline_seconds:g}s passed; last error: {error}"
+                break
+            attempts += 1
+            try:
+                return await self._attempt(target, breaker, rollout, remaining(), attempts)
+            except _AttemptFailed as failure:
+                error = f"{failure} (attempt {attempts}/{policy.max_attempts})"
+                metrics.REFRESH_ATTEMPTS.labels(code=failure.code).inc()
+                if not failure.retryable or attempts >= policy.max_attempts:
+                    break
+                delay = max(next(delays), failure.wait_at_least)
+            if delay >= remaining():
+                error = (
+                    f"rollout deadline of {policy.deadline_seconds:g}s comes before the next retry; {error}"
+                )
+                break
+            await asyncio.sleep(delay)
+        log.debug("target %s (%s) failed: %s", target.instance_id, target.address, error)
+        return TargetOutcome(target, Result.FAILED, 0, attempts, error, None)
+
+    async def _attempt(
+        self,
+        target: Target,
+        breaker: CircuitBreaker,
+        rollout: _Rollout,
+        remaining: float,
+        attempt: int,
+    ) -> TargetOutcome:
+        if breaker.state is BreakerState.OPEN:
+            raise self._circuit_open(target, breaker)
+        try:
+            async with asyncio.timeout(remaining):
+                await rollout.semaphore.acquire()
+        except TimeoutError:
+            raise _AttemptFailed(
+                code="DEADLINE_EXCEEDED",
+                detail="no call slot free before the rollout deadline",
+                retryable=False,
+            ) from None
+        try:
+            if not breaker.allow():  # another call holds the half-open probe
+                raise self._circuit_open(target, breaker)
+            try:
+                stub = self._channels.stub(target.address, rollout.policy.tls)
+                response = await stub.Refresh(
+                    rollout.request,
+                    timeout=min(rollout.policy.timeout_seconds, max(remaining, 0.001)),
+                    metadata=rollout.metadata,
+                    wait_for_ready=rollout.policy.wait_for_ready,
+                )
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code in ENDPOINT_FAILURE_CODES:
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()
+                raise _AttemptFailed(
+                    code=code.name, detail=_short(exc.details()), retryable=is_retryable(code)
+                ) from None
+            except BaseException:
+                breaker.release()
+                raise
+        finally:
+            rollout.semaphore.release()
+        breaker.record_success()
+        metrics.REFRESH_ATTEMPTS.labels(code="OK").inc()
+        result = _RESULTS.get(response.result)
+        if result is None:
+            raise _AttemptFailed(
+                code="UNKNOWN", detail=f"instance answered result {response.result}", retryable=False
+            )
+        if response.instance_id and response.instance_id != target.instance_id:
+            log.warning(
+                "instance at %s answered as %r, expected %r",
+                target.address,
+                response.instance_id,
+                target.instance_id,
+            )
+        return TargetOutcome(
+            target=target,
+            result=result,
+            version=int(response.applied_version),
+            attempts=attempt,
+            error=_short(response.message) if result is Result.REJECTED else None,
+            acknowledged_at=self._clock.time(),
+        )
+
+    def _circuit_open(self, target: Target, breaker: CircuitBreaker) -> _AttemptFailed:
+        return _AttemptFailed(
+            code="CIRCUIT_OPEN",
+            detail=f"circuit breaker open for {target.address} after "
+            f"{breaker.consecutive_failures} consecutive failures",
+            retryable=True,
+            wait_at_least=breaker.retry_after(),
+        )
