@@ -180,6 +180,21 @@ class LocalAws:
         stack._provision()
         return stack
 
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> LocalAws:
+        """The stack a `describe()` dict names (e.g. the `hack/local-aws` state file), without a call."""
+        log_path = description.get("log_path")
+        stack = cls(
+            endpoint_url=description["endpoint_url"],
+            prefix=description["prefix"],
+            max_receive_count=description["max_receive_count"],
+            visibility_timeout=description["visibility_timeout"],
+            pid=description.get("pid"),
+            log_path=Path(log_path) if log_path else None,
+        )
+        stack._resources = Provisioned(**description["resources"])
+        return stack
+
     def stop(self) -> None:
         """Stop the moto process if this object started it; safe to call twice."""
         if self._process is not None:
