@@ -1,0 +1,264 @@
+"""The SQS long-poll loop: from a change event to a durable ConfigRefresh, then (only then) DeleteMessage.
+
+Each message is handled in its own task (bounded), so one slow Kubernetes call does not hold up the
+batch. The rules, in order:
+
+- a message that is not a Parameter Store change is counted, logged once with its id and reason, and
+  left alone: the queue's redrive policy moves it to the DLQ after maxReceiveCount receives;
+- a name no ConfigRoute claims is deleted and counted;
+- the parameter is read once (its value only when a claiming route pushes values); a read failure leaves
+  the message for a later receive;
+- a ConfigRefresh is created per claiming route (409 = a duplicate delivery or another replica: fine);
+  while the API server is unreachable the create is retried and the message's visibility extended, so
+  the message is never deleted before the object exists and never lost to the DLQ by an outage;
+- the value is handed to the rollout handler in memory (values.py).
+
+The receive itself runs on a daemon thread: a 20 s long poll must not hold a pool thread or delay
+shutdown. The loop never dies on an error; it counts it, backs off and polls again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from refresh_operator import metrics
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
+from refresh_operator.refresh_objects import name_for, refresh_body
+from refresh_operator.routes import Route, RouteIndex
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+
+logger = logging.getLogger("refresh_operator.consumer")
+T = TypeVar("T")
+
+CREATE_RETRY_SECONDS = 900.0
+
+
+async def in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run fn on a fresh daemon thread; the awaiting task may be cancelled without waiting for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as error:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(deliver, False, error)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, True, result)
+
+    threading.Thread(target=work, name="config-refresh-sqs-poll", daemon=True).start()
+    return await future
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        clients: AwsClients,
+        blocking: Blocking,
+        kube: Kube,
+        routes: RouteIndex,
+        values: ValueCache,
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._blocking = blocking
+        self._kube = kube
+        self._routes = routes
+        self._values = values
+        self._slots = asyncio.Semaphore(settings.max_inflight_messages)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._logged_invalid: dict[str, None] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; in-flight messages finish (or stay on the queue) on cancellation."""
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await in_daemon_thread(self._receive)
+                    failures = 0
+                except Exception as error:
+                    metrics.SQS_RECEIVE_ERRORS.inc()
+                    failures += 1
+                    delay = min(20.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                    logger.warning(
+                        "SQS ReceiveMessage failed (%s); retrying in %.1fs", type(error).__name__, delay
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    continue
+                for message in messages:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._handle_guarded(message))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        response = self._clients.sqs.receive_message(
+            QueueUrl=self._settings.queue_url,
+            MaxNumberOfMessages=self._settings.max_messages,
+            WaitTimeSeconds=self._settings.wait_time_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    async def _handle_guarded(self, message: dict[str, Any]) -> None:
+        try:
+            await self.handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.EVENTS_RECEIVED.labels("error").inc()
+            logger.exception("Message %s failed; it stays on the queue", message.get("MessageId"))
+        finally:
+            self._slots.release()
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        message_id = str(message.get("MessageId", "?"))
+        receipt = str(message["ReceiptHandle"])
+        try:
+            event = parse_envelope(str(message.get("Body", "")))
+        except InvalidEvent as invalid:
+            metrics.EVENTS_RECEIVED.labels("invalid").inc()
+            if message_id not in self._logged_invalid:
+                self._logged_invalid[message_id] = None
+                while len(self._logged_invalid) > 10_000:
+                    self._logged_invalid.pop(next(iter(self._logged_invalid)))
+                logger.warning("Invalid message %s left for the DLQ: %s", message_id, invalid.reason)
+            return
+        matches = self._routes.match(event.name)
+        if not matches:
+            metrics.EVENTS_RECEIVED.labels("unrouted").inc()
+            logger.info("Message %s: no ConfigRoute claims %s; deleted", message_id, event.name)
+            await self._delete(receipt)
+            return
+        heartbeat = asyncio.create_task(self._extend_visibility(receipt))
+        try:
+            snapshot = await self._read(
+                event, with_value=any(r.refresh.payload == "value" for r, _ in matches)
+            )
+            if snapshot is None:
+                metrics.EVENTS_RECEIVED.labels("error").inc()
+                return
+            outcomes = [await self._create(route, scope, snapshot, event) for route, scope in matches]
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if all(outcome is not None for outcome in outcomes):
+            metrics.EVENTS_RECEIVED.labels("created" if any(outcomes) else "duplicate").inc()
+            await self._delete(receipt)
+        else:
+            metrics.EVENTS_RECEIVED.labels("error").inc()
+
+    async def _read(self, event: ParameterChangeEvent, *, with_value: bool) -> ParameterSnapshot | None:
+        try:
+            snapshot = await self._blocking.call(
+                read_parameter,
+                self._clients.ssm,
+                name=event.name,
+                with_value=with_value,
+                deleted_at=event.time,
+            )
+        except ParameterStoreError as error:
+            metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()
+            logger.warning("%s; the message stays on the queue", error)
+            return None
+        outcome = "not_found" if snapshot.version == 0 else "ok"
+        metrics.PARAMETER_STORE_CALLS.labels("GetParameter", outcome).inc()
+        return snapshot
+
+    async def _create(
+        self,
+        route: Route,
+        scope: dict[str, str],
+        snapshot: ParameterSnapshot,
+        event: ParameterChangeEvent,
+    ) -> bool | None:
+        """True if created, False if it existed, None if the API stayed unreachable (message kept)."""
+        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="event", event=event)
+        name = name_for(route, snapshot)
+        if route.refresh.payload == "value":
+            self._values.put(route.namespace, name, snapshot)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + CREATE_RETRY_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                created: bool = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
+            except KubeError as error:
+                metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
+                if 400 <= error.status < 500 and error.status not in (404, 408, 429):
+                    logger.error("ConfigRefresh %s/%s refused: %s", route.namespace, name, error)
+                    return None
+                if loop.time() + delay > give_up:
+                    logger.error(
+                        "ConfigRefresh %s/%s not created (%s); message kept", route.namespace, name, error
+                    )
+                    return None
+                logger.warning(
+                    "ConfigRefresh %s/%s not created yet (%s); retrying", route.namespace, name, error
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if created:
+                logger.info(
+                    "Created ConfigRefresh %s/%s for %s v%s",
+                    route.namespace,
+                    name,
+                    snapshot.name,
+                    snapshot.version,
+                )
+            return created
+
+    async def _extend_visibility(self, receipt: str) -> None:
+        extension = self._settings.visibility_extension_seconds
+        while True:
+            await asyncio.sleep(extension / 2)
+            try:
+                await self._blocking.call(
+                    self._clients.sqs.change_message_visibility,
+                    QueueUrl=self._settings.queue_url,
+                    ReceiptHandle=receipt,
+                    VisibilityTimeout=extension,
+                )
+            except Exception as error:
+                logger.warning("ChangeMessageVisibility failed: %s", type(error).__name__)
+
+    async def _delete(self, receipt: str) -> None:
+        try:
+            await self._blocking.call(
+                self._clients.sqs.delete_message, QueueUrl=self._settings.queue_url, ReceiptHandle=receipt
+            )
+        except Exception as error:
+            metrics.SQS_DELETE_ERRORS.inc()
+            logger.warning("DeleteMessage failed (%s); the message will be redelivered", type(error).__name__)

@@ -1,0 +1,113 @@
+"""kopf handlers: ConfigRoute validation and indexing, ConfigRefresh rollouts, start-up and shut-down.
+
+Handlers are registered on an explicit registry by `register()` (no import-time side effects), closing
+over the one `Runtime`. Status is written explicitly into the fields the CRDs declare; handlers return
+nothing, because kopf would store a return value under `status.<handler id>`, which the structural
+schema prunes. kopf's own bookkeeping lives in annotations under `kopf.configrefresh.io/`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from refresh_operator import kube, status
+from refresh_operator.rollout import RetryLater
+from refresh_operator.routes import RouteError, route_from_object, smoke_test_pattern
+from refresh_operator.runtime import Runtime
+
+KOPF_PREFIX = "kopf.configrefresh.io"
+ROUTES = (kube.GROUP, kube.VERSION, kube.ROUTES)
+REFRESHES = (kube.GROUP, kube.VERSION, kube.REFRESHES)
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    settings.posting.loggers = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+        await runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.on.probe(id="routes", registry=registry)
+    def routes_indexed(**_: Any) -> int:
+        return len(runtime.routes)
+
+    @kopf.on.resume(*ROUTES, registry=registry)
+    @kopf.on.create(*ROUTES, registry=registry)
+    @kopf.on.update(*ROUTES, registry=registry)
+    async def route_changed(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        patch: kopf.Patch,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        generation = int(meta.get("generation") or 0)
+        obj = {"metadata": dict(meta), "spec": dict(body.get("spec") or {})}
+        try:
+            route = route_from_object(obj)
+            pattern = obj["spec"].get("scopePattern")
+            if pattern:
+                await runtime.blocking.call(smoke_test_pattern, pattern)
+        except RouteError as error:
+            runtime.routes.remove(meta.namespace or "", meta.name or "")
+            condition = status.condition(
+                "Ready", status=False, reason=error.reason, message=str(error), generation=generation
+            )
+            logger.warning("ConfigRoute rejected: %s", error)
+            kopf.warn(body, reason=error.reason, message=str(error))
+        else:
+            runtime.routes.upsert(route)
+            condition = status.condition(
+                "Ready",
+                status=True,
+                reason="Indexed",
+                message=f"claims parameters under {route.prefix}",
+                generation=generation,
+            )
+        existing = (body.get("status") or {}).get("conditions") or []
+        patch.status["conditions"] = status.merge_conditions(existing, [condition])
+        patch.status["observedGeneration"] = generation
+
+    @kopf.on.delete(*ROUTES, registry=registry, optional=True)
+    async def route_deleted(meta: kopf.Meta, **_: Any) -> None:
+        runtime.routes.remove(meta.namespace or "", meta.name or "")
+
+    @kopf.on.resume(*REFRESHES, registry=registry, id="rollout")
+    @kopf.on.create(*REFRESHES, registry=registry, id="rollout")
+    async def rollout(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        **_: Any,
+    ) -> None:
+        def post_event(kind: str, reason: str, message: str) -> None:
+            kopf.event(body, type=kind, reason=reason, message=message[:1024])
+
+        try:
+            await runtime.rollouts.run(
+                namespace=meta.namespace or "",
+                name=meta.name or "",
+                spec=dict(spec),
+                current=dict(body.get("status") or {}),
+                generation=int(meta.get("generation") or 0),
+                post_event=post_event,
+            )
+        except RetryLater as later:
+            raise kopf.TemporaryError(str(later), delay=later.delay) from None

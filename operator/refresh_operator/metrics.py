@@ -1,0 +1,56 @@
+"""Prometheus metrics of the consumer and the rollouts, served with the fan-out's on one port.
+
+Labels are closed sets (an outcome, a phase, an API name): never a parameter name, an instance or a value.
+The fan-out package registers its own (instance refreshes by result, fan-out duration, open breakers) in
+the same default registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+EVENTS_RECEIVED = Counter(
+    "config_refresh_events_received_total",
+    "SQS messages handled by the consumer, by outcome "
+    "(created, duplicate, unrouted, invalid, superseded_read, error).",
+    ["outcome"],
+)
+ROLLOUTS = Counter(
+    "config_refresh_rollouts_total",
+    "ConfigRefresh rollouts finished, by final phase.",
+    ["phase"],
+)
+ROLLOUT_DURATION = Histogram(
+    "config_refresh_rollout_duration_seconds",
+    "Time from a rollout's start (handler) to its final status.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+COMMIT_TO_APPLIED = Histogram(
+    "config_refresh_commit_to_applied_seconds",
+    "Time from the parameter's LastModifiedDate to the last instance acknowledgment of its rollout.",
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+PARAMETER_STORE_CALLS = Counter(
+    "config_refresh_parameter_store_calls_total",
+    "Parameter Store API calls made by the operator, by API and outcome (ok, not_found, error).",
+    ["api", "outcome"],
+)
+SQS_RECEIVE_ERRORS = Counter(
+    "config_refresh_sqs_receive_errors_total",
+    "Failed SQS ReceiveMessage calls (the loop backs off and continues).",
+)
+SQS_DELETE_ERRORS = Counter(
+    "config_refresh_sqs_delete_errors_total",
+    "Failed SQS DeleteMessage calls (the message comes back after its visibility timeout).",
+)
+KUBE_API_ERRORS = Counter(
+    "config_refresh_kube_api_errors_total",
+    "Failed Kubernetes API calls made by the operator itself, by operation.",
+    ["operation"],
+)
+
+
+def serve(*, address: str, port: int) -> None:
+    """Start the metrics HTTP server on a daemon thread; port 0 disables it."""
+    if port:
+        start_http_server(port, addr=address)

@@ -1,0 +1,105 @@
+"""Deleting finished ConfigRefresh objects so etcd does not grow with every change ever made.
+
+A finished rollout (Succeeded, PartiallyFailed, Failed, Superseded) is deleted when it completed more
+than `retention_seconds` ago (0 disables the age rule), or when it is not among the newest
+`retention_keep` finished rollouts of its route and parameter. Running rollouts are never touched.
+Defaults: 7 days, newest 10 per parameter, checked every 5 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from refresh_operator import kube
+from refresh_operator.aws import Blocking
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.ordering import parse_time
+from refresh_operator.refresh_objects import ANNOTATION_PARAMETER_NAME
+from refresh_operator.status import TERMINAL_PHASES
+
+logger = logging.getLogger("refresh_operator.retention")
+
+
+def _finished_at(obj: Mapping[str, Any]) -> datetime.datetime:
+    status = obj.get("status") or {}
+    metadata = obj.get("metadata") or {}
+    text = status.get("completedAt") or metadata.get("creationTimestamp")
+    return parse_time(str(text)) if text else datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
+
+
+def expired(
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime.datetime,
+    max_age_seconds: int,
+    keep: int,
+) -> list[tuple[str, str]]:
+    """(namespace, name) of the finished objects to delete under the two rules. Pure."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for obj in objects:
+        if (obj.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            continue
+        metadata = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        parameter = (metadata.get("annotations") or {}).get(ANNOTATION_PARAMETER_NAME) or (
+            spec.get("parameter") or {}
+        ).get("name", "")
+        groups[(str(metadata.get("namespace")), str(spec.get("route")), str(parameter))].append(obj)
+    doomed: list[tuple[str, str]] = []
+    for members in groups.values():
+        members.sort(key=_finished_at, reverse=True)
+        for index, obj in enumerate(members):
+            too_old = max_age_seconds > 0 and (now - _finished_at(obj)).total_seconds() > max_age_seconds
+            if index >= keep or too_old:
+                metadata = obj.get("metadata") or {}
+                doomed.append((str(metadata.get("namespace")), str(metadata.get("name"))))
+    return sorted(doomed)
+
+
+async def sweep(
+    *, kube_api: Kube, blocking: Blocking, namespaces: Sequence[str] | None, max_age_seconds: int, keep: int
+) -> int:
+    objects: list[dict[str, Any]] = []
+    for namespace in namespaces if namespaces is not None else [None]:
+        objects.extend(await blocking.call(kube_api.list, kube.REFRESHES, namespace))
+    doomed = expired(
+        objects, now=datetime.datetime.now(datetime.UTC), max_age_seconds=max_age_seconds, keep=keep
+    )
+    for namespace, name in doomed:
+        await blocking.call(kube_api.delete, kube.REFRESHES, namespace, name)
+    if doomed:
+        logger.info("Retention deleted %d finished ConfigRefresh object(s)", len(doomed))
+    return len(doomed)
+
+
+async def run(
+    *,
+    kube_api: Kube,
+    blocking: Blocking,
+    namespaces: Sequence[str] | None,
+    max_age_seconds: int,
+    keep: int,
+    interval: float,
+    stop: asyncio.Event,
+) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        try:
+            await sweep(
+                kube_api=kube_api,
+                blocking=blocking,
+                namespaces=namespaces,
+                max_age_seconds=max_age_seconds,
+                keep=keep,
+            )
+        except KubeError as error:
+            logger.warning("Retention sweep failed: %s", error)

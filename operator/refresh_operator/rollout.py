@@ -1,0 +1,608 @@
+"""One ConfigRefresh rollout: resolve targets, push the change, record progress and the outcome.
+
+Progress goes straight to the /status subresource as throttled merge patches (kopf applies a handler's
+own patch only once, at the end), so `kubectl get cfgr -w` shows Refreshed climbing. Per-instance results
+are recorded as they come, which makes the rollout restart-safe: a resumed handler passes what status
+already holds as `already_done`, and only unacknowledged instances are called again.
+
+A newer rollout of the same route and parameter cancels an older one still running (Superseded); an
+older one starting after a newer one is Superseded at once. This bookkeeping is per process, which
+matches kopf's peering model of one active operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from configrefresh.v1 import refresh_service_pb2 as pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from refresh_operator import kube, metrics, status
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.fanout import (
+    CANCELLED_ERROR,
+    DiscoveryError,
+    FanOut,
+    RefreshPolicy,
+    TargetOutcome,
+    TlsSettings,
+    discover_instances,
+)
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
+from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
+from refresh_operator.refresh_objects import refresh_body
+from refresh_operator.routes import Route, RouteError, RouteIndex, route_from_object
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+
+logger = logging.getLogger("refresh_operator.rollout")
+
+EventPoster = Callable[[str, str, str], None]
+"""(type "Normal"|"Warning", reason, message) → a Kubernetes Event on the object."""
+
+_VALUE_TYPES = {
+    "String": pb.VALUE_TYPE_STRING,
+    "StringList": pb.VALUE_TYPE_STRING_LIST,
+    "SecureString": pb.VALUE_TYPE_SECURE_STRING,
+}
+
+
+class RetryLater(Exception):
+    """A transient problem; the handler should be retried after `delay` seconds."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclasses.dataclass
+class _Running:
+    key: VersionKey
+    name: str
+    cancel: asyncio.Event
+    superseded_by: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecParameter:
+    name: str
+    version: int | None
+    last_modified: datetime.datetime | None
+    operation: Operation
+    value_type: str
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> SpecParameter:
+        parameter = spec.get("parameter") or {}
+        raw_version = parameter.get("version")
+        raw_modified = parameter.get("lastModified")
+        return cls(
+            name=str(parameter.get("name", "")),
+            version=int(raw_version) if raw_version is not None else None,
+            last_modified=parse_time(str(raw_modified)) if raw_modified else None,
+            operation=Operation(parameter.get("operation") or "Upsert"),
+            value_type=str(parameter.get("type") or "String"),
+        )
+
+    @property
+    def key(self) -> VersionKey | None:
+        if self.version is None or self.last_modified is None:
+            return None
+        return VersionKey(self.last_modified, self.version)
+
+
+def _timestamp(moment: datetime.datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(datetime.UTC))
+    return stamp
+
+
+def build_request(
+    *, refresh_id: str, snapshot: ParameterSnapshot, payload: str, scope: Mapping[str, str]
+) -> pb.RefreshRequest:
+    delete = snapshot.operation is Operation.DELETE
+    request = pb.RefreshRequest(
+        refresh_id=refresh_id,
+        parameter_name=snapshot.name,
+        version=snapshot.version,
+        last_modified=_timestamp(snapshot.last_modified),
+        operation=pb.OPERATION_DELETE if delete else pb.OPERATION_UPSERT,
+        payload_mode=pb.PAYLOAD_MODE_VALUE if payload == "value" else pb.PAYLOAD_MODE_INVALIDATE,
+        value_type=_VALUE_TYPES.get(snapshot.value_type, pb.VALUE_TYPE_STRING),
+        scope=dict(scope),
+        committed_at=_timestamp(snapshot.last_modified),
+    )
+    if payload == "value" and not delete and snapshot.value is not None:
+        request.value = snapshot.value
+    return request
+
+
+class Rollouts:
+    """Runs ConfigRefresh rollouts; one instance per operator process."""
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        clients: AwsClients,
+        blocking: Blocking,
+        kube_api: Kube,
+        routes: RouteIndex,
+        values: ValueCache,
+        fanout: FanOut,
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._blocking = blocking
+        self._kube = kube_api
+        self._routes = routes
+        self._values = values
+        self._fanout = fanout
+        self._running: dict[tuple[str, str, str], _Running] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    async def _patch(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, must: bool = False
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._blocking.call(self._kube.patch_status, kube.REFRESHES, namespace, name, patch)
+                return
+            except KubeError as error:
+                metrics.KUBE_API_ERRORS.labels("patch_refresh_status").inc()
+                if error.status == 404:
+                    return
+                attempt += 1
+                if not must or attempt >= 5:
+                    if must:
+                        raise RetryLater(f"status patch failed: {error}", delay=5) from None
+                    logger.warning("Progress patch of %s/%s failed: %s", namespace, name, error)
+                    return
+                await asyncio.sleep(min(0.5 * 2**attempt, 5))
+
+    async def _route(self, namespace: str, name: str) -> Route:
+        route = self._routes.get(namespace, name)
+        if route is not None:
+            return route
+        try:
+            obj = await self._blocking.call(self._kube.get, kube.ROUTES, namespace, name)
+        except KubeError as error:
+            raise RetryLater(f"cannot read ConfigRoute {name}: {error}", delay=5) from None
+        if obj is None:
+            raise RouteError("RouteNotFound", f"ConfigRoute {namespace}/{name} does not exist")
+        return route_from_object(obj)
+
+    def _policy(self, route: Route) -> RefreshPolicy:
+        spec = route.refresh
+        tls = None
+        if spec.tls_enabled:
+            s = self._settings
+            tls = TlsSettings(
+                ca_file=str(s.tls_ca_file) if s.tls_ca_file else None,
+                cert_file=str(s.tls_cert_file) if s.tls_cert_file else None,
+                key_file=str(s.tls_key_file) if s.tls_key_file else None,
+                server_name=spec.tls_server_name,
+            )
+        token_file = None
+        if spec.auth_type == "bearerToken" and self._settings.token_file:
+            token_file = str(self._settings.token_file)
+        elif spec.auth_type == "serviceAccountToken" and self._settings.service_account_token_file:
+            token_file = str(self._settings.service_account_token_file)
+        return RefreshPolicy(
+            timeout_seconds=spec.timeout_seconds,
+            max_concurrency=spec.max_concurrency,
+            max_attempts=spec.max_attempts,
+            deadline_seconds=spec.deadline_seconds,
+            tls=tls,
+            token_file=token_file,
+        )
+
+    async def _read(self, name: str, *, with_value: bool, deleted_at: datetime.datetime) -> ParameterSnapshot:
+        try:
+            snapshot = await self._blocking.call(
+                read_parameter, self._clients.ssm, name=name, with_value=with_value, deleted_at=deleted_at
+            )
+        except ParameterStoreError as error:
+            metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()
+            raise RetryLater(str(error), delay=5) from None
+        metrics.PARAMETER_STORE_CALLS.labels(
+            "GetParameter", "not_found" if snapshot.version == 0 else "ok"
+        ).inc()
+        return snapshot
+
+    async def _finish(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        phase: str,
+        generation: int,
+        existing: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        conditions: list[dict[str, Any]],
+    ) -> None:
+        patch: dict[str, Any] = {
+            "phase": phase,
+            "completedAt": status.now_text(),
+            "observedGeneration": generation,
+            "conditions": status.merge_conditions(existing.get("conditions") or [], conditions),
+            **extra,
+        }
+        if "startedAt" not in existing and "startedAt" not in extra:
+            patch["startedAt"] = patch["completedAt"]
+        await self._patch(namespace, name, patch, must=True)
+        metrics.ROLLOUTS.labels(phase).inc()
+
+    # -- the rollout ---------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+    ) -> None:
+        if current.get("phase") in status.TERMINAL_PHASES:
+            return
+        parameter = SpecParameter.from_spec(spec)
+        route_name = str(spec.get("route", ""))
+        scope = {str(k): str(v) for k, v in (spec.get("scope") or {}).items()}
+        trigger = str((spec.get("source") or {}).get("trigger") or "manual")
+        try:
+            route = await self._route(namespace, route_name)
+            if not parameter.name.startswith(route.prefix):
+                raise RouteError(
+                    "OutsideRoute", f"{parameter.name} is not under the route's prefix {route.prefix}"
+                )
+            if not scope and route.scope_pattern is not None:
+                scope = route.scope_of(parameter.name) or {}
+        except RouteError as error:
+            await self._finish(
+                namespace=namespace,
+                name=name,
+                phase=status.FAILED,
+                generation=generation,
+                existing=current,
+                extra={},
+                conditions=[
+                    status.condition(
+                        "Ready", status=False, reason=error.reason, message=str(error), generation=generation
+                    )
+                ],
+            )
+            post_event("Warning", "Failed", f"{error.reason}: {error}")
+            return
+
+        snapshot = self._values.take(namespace, name)
+        spec_key = parameter.key
+        if snapshot is None or spec_key is None or snapshot.key != spec_key:
+            if trigger == "manual" or parameter.last_modified is None:
+                deleted_at = datetime.datetime.now(datetime.UTC)
+            else:
+                deleted_at = parameter.last_modified
+            snapshot = await self._read(
+                parameter.name, with_value=route.refresh.payload == "value", deleted_at=deleted_at
+            )
+            if spec_key is None:
+                await self._fill_spec(namespace, name, snapshot)
+            elif snapshot.key > spec_key and trigger != "manual":
+                await self._supersede_by_store(
+                    namespace, name, route, scope, snapshot, current, generation, post_event
+                )
+                return
+
+        run_key = (namespace, route.name, parameter.name)
+        cancel = asyncio.Event()
+        mine = _Running(key=snapshot.key, name=name, cancel=cancel)
+        other = self._running.get(run_key)
+        if other is not None and other.name != name:
+            if other.key > snapshot.key:
+                await self._mark_superseded(namespace, name, other.name, current, generation, post_event)
+                return
+            other.superseded_by = name
+            other.cancel.set()
+        self._running[run_key] = mine
+        try:
+            await self._fan_out(
+                namespace=namespace,
+                name=name,
+                route=route,
+                scope=scope,
+                snapshot=snapshot,
+                current=current,
+                generation=generation,
+                post_event=post_event,
+                running=mine,
+            )
+        finally:
+            if self._running.get(run_key) is mine:
+                del self._running[run_key]
+
+    async def _fill_spec(self, namespace: str, name: str, snapshot: ParameterSnapshot) -> None:
+        patch = {
+            "spec": {
+                "parameter": {
+                    "version": snapshot.version,
+                    "lastModified": canonical_time(snapshot.last_modified),
+                    "operation": str(snapshot.operation),
+                }
+            }
+        }
+        try:
+            await self._blocking.call(self._kube.patch, kube.REFRESHES, namespace, name, patch)
+        except KubeError as error:
+            logger.warning("Could not record the version of manual refresh %s/%s: %s", namespace, name, error)
+
+    async def _mark_superseded(
+        self,
+        namespace: str,
+        name: str,
+        by: str,
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        message = f"a newer rollout {by} took over"
+        await self._finish(
+            namespace=namespace,
+            name=name,
+            phase=status.SUPERSEDED,
+            generation=generation,
+            existing=current,
+            extra={**(extra or {}), "supersededBy": by},
+            conditions=[
+                status.condition(
+                    "Ready", status=False, reason="Superseded", message=message, generation=generation
+                )
+            ],
+        )
+        post_event("Normal", "Superseded", message)
+
+    async def _supersede_by_store(
+        self,
+        namespace: str,
+        name: str,
+        route: Route,
+        scope: Mapping[str, str],
+        snapshot: ParameterSnapshot,
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+    ) -> None:
+        """Parameter Store already holds a newer version: make sure it has a rollout, and step aside."""
+        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
+        successor = str(body["metadata"]["name"])
+        if route.refresh.payload == "value":
+            self._values.put(namespace, successor, snapshot)
+        try:
+            await self._blocking.call(self._kube.create_refresh, namespace, body)
+        except KubeError as error:
+            raise RetryLater(f"cannot create the successor rollout: {error}", delay=5) from None
+        await self._mark_superseded(namespace, name, successor, current, generation, post_event)
+
+    async def _fan_out(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        route: Route,
+        scope: Mapping[str, str],
+        snapshot: ParameterSnapshot,
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+        running: _Running,
+    ) -> None:
+        started_mono = time.monotonic()
+        try:
+            targets = await discover_instances(
+                self._clients.servicediscovery,
+                namespace=route.cloud_map_namespace,
+                service=route.cloud_map_service,
+                query_parameters=route.query_for(scope),
+                default_port=route.refresh.port,
+            )
+        except (DiscoveryError, RouteError) as error:
+            await self._finish(
+                namespace=namespace,
+                name=name,
+                phase=status.FAILED,
+                generation=generation,
+                existing=current,
+                extra={"targets": 0, "refreshed": 0, "failed": 0, "stale": 0, "progress": "0/0"},
+                conditions=[
+                    status.condition(
+                        "Ready",
+                        status=False,
+                        reason="DiscoveryFailed",
+                        message=str(error),
+                        generation=generation,
+                    )
+                ],
+            )
+            post_event("Warning", "Failed", f"DiscoveryFailed: {error}")
+            return
+
+        if not targets:
+            await self._finish(
+                namespace=namespace,
+                name=name,
+                phase=status.SUCCEEDED,
+                generation=generation,
+                existing=current,
+                extra={
+                    "targets": 0,
+                    "refreshed": 0,
+                    "failed": 0,
+                    "stale": 0,
+                    "progress": "0/0",
+                    "instances": [],
+                },
+                conditions=[
+                    status.condition(
+                        "NoTargets",
+                        status=True,
+                        reason="NoHealthyInstances",
+                        message=f"Cloud Map {route.cloud_map_namespace}/{route.cloud_map_service} "
+                        "has no healthy instance for this scope",
+                        generation=generation,
+                    ),
+                    status.condition(
+                        "Ready", status=True, reason="Succeeded", message="no targets", generation=generation
+                    ),
+                ],
+            )
+            post_event("Warning", "NoTargets", "no healthy instance to refresh")
+            return
+
+        outcomes: dict[str, TargetOutcome] = status.outcomes_from_status(current, targets)
+        resumed = bool(outcomes) or current.get("phase") == status.IN_PROGRESS
+        started_at = str(current.get("startedAt") or status.now_text())
+        cap = self._settings.instances_cap
+        dirty = asyncio.Event()
+
+        def snapshot_status() -> dict[str, Any]:
+            counts = status.count(targets, outcomes)
+            entries, truncated = status.instance_entries(targets, outcomes, cap=cap)
+            return {
+                "targets": counts.targets,
+                "refreshed": counts.refreshed,
+                "failed": counts.failed,
+                "stale": counts.stale,
+                "progress": counts.progress,
+                "instances": entries,
+                "instancesTruncated": truncated,
+            }
+
+        await self._patch(
+            namespace,
+            name,
+            {
+                "phase": status.IN_PROGRESS,
+                "startedAt": started_at,
+                "observedGeneration": generation,
+                **snapshot_status(),
+                "conditions": status.merge_conditions(
+                    current.get("conditions") or [],
+                    [
+                        status.condition(
+                            "Ready",
+                            status=False,
+                            reason="InProgress",
+                            message="rollout running",
+                            generation=generation,
+                        )
+                    ],
+                ),
+            },
+        )
+        post_event(
+            "Normal",
+            "Started",
+            f"{'resumed' if resumed else 'started'} refresh of {snapshot.name} v{snapshot.version} "
+            f"on {len(targets)} instance(s)",
+        )
+
+        def on_outcome(outcome: TargetOutcome) -> None:
+            outcomes[outcome.target.instance_id] = outcome
+            dirty.set()
+
+        async def progress_writer() -> None:
+            while True:
+                await dirty.wait()
+                dirty.clear()
+                await self._patch(namespace, name, snapshot_status())
+                await asyncio.sleep(self._settings.status_patch_interval_seconds)
+
+        writer = asyncio.create_task(progress_writer())
+        try:
+            final = await self._fanout.run(
+                targets=targets,
+                request=build_request(
+                    refresh_id=name, snapshot=snapshot, payload=route.refresh.payload, scope=scope
+                ),
+                policy=self._policy(route),
+                already_done=dict(outcomes),
+                on_outcome=on_outcome,
+                cancel=running.cancel,
+                started_at=parse_time(started_at).timestamp() if resumed else None,
+            )
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        for outcome in final:
+            outcomes[outcome.target.instance_id] = outcome
+
+        if running.cancel.is_set() and running.superseded_by:
+            for instance_id, outcome in list(outcomes.items()):
+                if outcome.error == CANCELLED_ERROR:
+                    del outcomes[instance_id]
+            await self._mark_superseded(
+                namespace,
+                name,
+                running.superseded_by,
+                current,
+                generation,
+                post_event,
+                extra={**snapshot_status(), "startedAt": started_at},
+            )
+            return
+
+        counts = status.count(targets, outcomes)
+        phase = status.final_phase(counts)
+        extra = snapshot_status()
+        acks = [
+            o.acknowledged_at
+            for o in outcomes.values()
+            if o.acknowledged_at is not None and o.result.acknowledged
+        ]
+        if acks:
+            latency = max(0.0, max(acks) - snapshot.last_modified.timestamp())
+            extra["latencyMs"] = round(latency * 1000)
+            metrics.COMMIT_TO_APPLIED.observe(latency)
+        metrics.ROLLOUT_DURATION.observe(time.monotonic() - started_mono)
+        failed = status.failed_ids(targets, outcomes)
+        if phase == status.SUCCEEDED:
+            message = f"{counts.refreshed}/{counts.targets} instances hold v{snapshot.version}"
+            conditions = [
+                status.condition(
+                    "Ready", status=True, reason="Succeeded", message=message, generation=generation
+                )
+            ]
+        else:
+            first = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+            errors = {o.error for o in outcomes.values() if not o.result.acknowledged and o.error}
+            reason = "AllTargetsFailed" if phase == status.FAILED else "SomeTargetsFailed"
+            message = f"{counts.failed}/{counts.targets} failed: {first}"
+            if phase == status.FAILED and errors:
+                message += f" ({sorted(errors)[0][:200]})"
+            conditions = [
+                status.condition("Ready", status=False, reason=reason, message=message, generation=generation)
+            ]
+        extra["startedAt"] = started_at
+        await self._finish(
+            namespace=namespace,
+            name=name,
+            phase=phase,
+            generation=generation,
+            existing=current,
+            extra=extra,
+            conditions=conditions,
+        )
+        post_event("Normal" if phase == status.SUCCEEDED else "Warning", phase, message)
+        logger.info("ConfigRefresh %s/%s %s: %s", namespace, name, phase, message)

@@ -1,0 +1,117 @@
+"""Everything the handlers and background loops share, created once inside the operator's event loop.
+
+grpc.aio channels belong to the loop that creates them, so the fan-out, the consumer and the retention
+loop are built at kopf startup (not at import); the handlers reach them through this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from refresh_operator import kube, metrics, retention
+from refresh_operator.aws import AwsClients, Blocking, make_clients
+from refresh_operator.consumer import Consumer
+from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.rollout import Rollouts
+from refresh_operator.routes import RouteError, RouteIndex, route_from_object, smoke_test_pattern
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+
+logger = logging.getLogger("refresh_operator.runtime")
+
+
+class Runtime:
+    def __init__(self, *, settings: OperatorSettings, namespaces: Sequence[str] | None) -> None:
+        self.settings = settings
+        self.namespaces = list(namespaces) if namespaces is not None else None
+        self.routes = RouteIndex()
+        self.values = ValueCache()
+        self.kube = Kube()
+        self.blocking = Blocking(threads=settings.executor_threads)
+        self._clients: AwsClients | None = None
+        self._rollouts: Rollouts | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def rollouts(self) -> Rollouts:
+        if self._rollouts is None:
+            raise RuntimeError("the operator runtime has not started")
+        return self._rollouts
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._clients = await self.blocking.call(make_clients, self.settings)
+        self._rollouts = Rollouts(
+            settings=self.settings,
+            clients=self._clients,
+            blocking=self.blocking,
+            kube_api=self.kube,
+            routes=self.routes,
+            values=self.values,
+            fanout=FanOut(channels=ChannelPool(), breakers=BreakerRegistry()),
+        )
+        metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
+        await self._load_routes()
+        consumer = Consumer(
+            settings=self.settings,
+            clients=self._clients,
+            blocking=self.blocking,
+            kube=self.kube,
+            routes=self.routes,
+            values=self.values,
+        )
+        self._tasks = [
+            asyncio.create_task(consumer.run(self._stop), name="config-refresh-consumer"),
+            asyncio.create_task(
+                retention.run(
+                    kube_api=self.kube,
+                    blocking=self.blocking,
+                    namespaces=self.namespaces,
+                    max_age_seconds=self.settings.retention_seconds,
+                    keep=self.settings.retention_keep,
+                    interval=self.settings.retention_interval_seconds,
+                    stop=self._stop,
+                ),
+                name="config-refresh-retention",
+            ),
+        ]
+
+    async def _load_routes(self) -> None:
+        """Index existing routes before the first message is consumed, so none is taken as unrouted."""
+        delay = 0.5
+        while True:
+            try:
+                objects = []
+                for namespace in self.namespaces if self.namespaces is not None else [None]:
+                    objects.extend(await self.blocking.call(self.kube.list, kube.ROUTES, namespace))
+                break
+            except KubeError as error:
+                logger.warning("Listing ConfigRoutes failed (%s); retrying", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        for obj in objects:
+            try:
+                route = route_from_object(obj)
+                pattern = (obj.get("spec") or {}).get("scopePattern")
+                if pattern:
+                    await self.blocking.call(smoke_test_pattern, pattern)
+            except RouteError as error:
+                logger.warning("ConfigRoute %s not used: %s", (obj.get("metadata") or {}).get("name"), error)
+                continue
+            self.routes.upsert(route)
+        logger.info("Indexed %d ConfigRoute(s)", len(self.routes))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        self.blocking.shutdown()

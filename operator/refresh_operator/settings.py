@@ -1,0 +1,139 @@
+"""The operator's one typed settings object, built once at start from flags and the environment.
+
+Everything tunable lives here so the chart has exactly one list of environment variables to set, and a
+misconfigured deployment fails at start with the offending key named instead of at the first change event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV_PREFIX = "CONFIG_REFRESH_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    """Settings of one operator process (see docs/operator.md for the table)."""
+
+    queue_url: str
+    region: str
+    aws_endpoint_url: str | None = None
+    aws_retry_mode: str = "standard"
+    aws_max_attempts: int = 5
+    max_messages: int = 10
+    wait_time_seconds: int = 20
+    visibility_extension_seconds: int = 30
+    max_inflight_messages: int = 32
+    executor_threads: int = 16
+    metrics_port: int = 9090
+    metrics_address: str = "0.0.0.0"
+    retention_seconds: int = 7 * 24 * 3600
+    retention_keep: int = 10
+    retention_interval_seconds: int = 300
+    status_patch_interval_seconds: float = 1.0
+    instances_cap: int = 200
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    token_file: Path | None = None
+    service_account_token_file: Path | None = None
+
+
+def _text(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{key} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float, *, minimum: float) -> float:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _file(env: Mapping[str, str], key: str) -> Path | None:
+    raw = _text(env, key)
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(f"{key} points at {raw!r}, which is not a readable file")
+    return path
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Build the settings from the environment, raising SettingsError naming the first bad key."""
+    env = os.environ if env is None else env
+    p = ENV_PREFIX
+    queue_url = _text(env, f"{p}QUEUE_URL")
+    if queue_url is None:
+        raise SettingsError(f"{p}QUEUE_URL is required (the SQS queue the change events arrive on)")
+    if not queue_url.startswith(("https://", "http://")):
+        raise SettingsError(f"{p}QUEUE_URL must be an http(s) URL, got {queue_url!r}")
+    region = _text(env, "AWS_REGION") or _text(env, "AWS_DEFAULT_REGION")
+    if region is None:
+        raise SettingsError("AWS_REGION is required (or AWS_DEFAULT_REGION)")
+    retry_mode = _text(env, f"{p}AWS_RETRY_MODE") or "standard"
+    if retry_mode not in ("standard", "adaptive"):
+        raise SettingsError(f"{p}AWS_RETRY_MODE must be 'standard' or 'adaptive', got {retry_mode!r}")
+    endpoint = _text(env, f"{p}AWS_ENDPOINT_URL")
+    if endpoint is not None and not endpoint.startswith(("https://", "http://")):
+        raise SettingsError(f"{p}AWS_ENDPOINT_URL must be an http(s) URL, got {endpoint!r}")
+    cert_file = _file(env, f"{p}TLS_CERT_FILE")
+    key_file = _file(env, f"{p}TLS_KEY_FILE")
+    if (cert_file is None) != (key_file is None):
+        raise SettingsError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
+    return OperatorSettings(
+        queue_url=queue_url,
+        region=region,
+        aws_endpoint_url=endpoint,
+        aws_retry_mode=retry_mode,
+        aws_max_attempts=_int(env, f"{p}AWS_MAX_ATTEMPTS", 5, minimum=1, maximum=20),
+        max_messages=_int(env, f"{p}MAX_MESSAGES", 10, minimum=1, maximum=10),
+        wait_time_seconds=_int(env, f"{p}WAIT_TIME_SECONDS", 20, minimum=0, maximum=20),
+        visibility_extension_seconds=_int(
+            env, f"{p}VISIBILITY_EXTENSION_SECONDS", 30, minimum=5, maximum=43200
+        ),
+        max_inflight_messages=_int(env, f"{p}MAX_INFLIGHT_MESSAGES", 32, minimum=1, maximum=1000),
+        executor_threads=_int(env, f"{p}EXECUTOR_THREADS", 16, minimum=2, maximum=256),
+        metrics_port=_int(env, f"{p}METRICS_PORT", 9090, minimum=0, maximum=65535),
+        metrics_address=_text(env, f"{p}METRICS_ADDRESS") or "0.0.0.0",
+        retention_seconds=_int(env, f"{p}RETENTION_SECONDS", 7 * 24 * 3600, minimum=0, maximum=10**9),
+        retention_keep=_int(env, f"{p}RETENTION_KEEP", 10, minimum=1, maximum=10**6),
+        retention_interval_seconds=_int(env, f"{p}RETENTION_INTERVAL_SECONDS", 300, minimum=1, maximum=86400),
+        status_patch_interval_seconds=_float(env, f"{p}STATUS_PATCH_INTERVAL_SECONDS", 1.0, minimum=0.1),
+        instances_cap=_int(env, f"{p}INSTANCES_CAP", 200, minimum=1, maximum=5000),
+        tls_ca_file=_file(env, f"{p}TLS_CA_FILE"),
+        tls_cert_file=cert_file,
+        tls_key_file=key_file,
+        token_file=_file(env, f"{p}TOKEN_FILE"),
+        service_account_token_file=_file(env, f"{p}SERVICE_ACCOUNT_TOKEN_FILE"),
+    )
