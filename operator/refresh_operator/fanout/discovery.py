@@ -132,10 +132,19 @@ def _service_id(client: Any, namespace: str, service: str) -> str:
                 namespace_ids.add(item["Id"])
     if not namespace_ids:
         raise DiscoveryError(f"Cloud Map namespace {namespace} not found")
-    for page in client.get_paginator("list_services").paginate():
-        for item in page.get("Services", []):
-            if item.get("Name") == service and item.get("NamespaceId") in namespace_ids:
-                return str(item["Id"])
+    # ListServices summaries carry no namespace id: filter by it (one id per filter), then confirm with
+    # GetService, since not every implementation honours the filter.
+    for namespace_id in sorted(namespace_ids):
+        pages = client.get_paginator("list_services").paginate(
+            Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}]
+        )
+        for page in pages:
+            for item in page.get("Services", []):
+                if item.get("Name") != service:
+                    continue
+                described = client.get_service(Id=item["Id"]).get("Service", {})
+                if described.get("NamespaceId") == namespace_id:
+                    return str(item["Id"])
     raise DiscoveryError(f"Cloud Map service {service} not found in namespace {namespace}")
 
 
