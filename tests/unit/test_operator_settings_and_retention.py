@@ -1,0 +1,75 @@
+"""Settings fail fast naming the bad key; retention deletes only finished rollouts beyond age or count."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from refresh_operator.retention import expired
+from refresh_operator.settings import SettingsError, load_settings
+
+BASE = {"CONFIG_REFRESH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q", "AWS_REGION": "us-east-1"}
+
+
+def test_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.max_messages == 10
+    assert settings.wait_time_seconds == 20
+    assert settings.retention_keep == 10
+    assert settings.retention_seconds == 7 * 24 * 3600
+    assert settings.aws_endpoint_url is None
+    assert settings.aws_retry_mode == "standard"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"CONFIG_REFRESH_QUEUE_URL": ""}, "CONFIG_REFRESH_QUEUE_URL"),
+        ({"CONFIG_REFRESH_QUEUE_URL": "queue"}, "CONFIG_REFRESH_QUEUE_URL"),
+        ({"AWS_REGION": ""}, "AWS_REGION"),
+        ({"CONFIG_REFRESH_MAX_MESSAGES": "11"}, "CONFIG_REFRESH_MAX_MESSAGES"),
+        ({"CONFIG_REFRESH_METRICS_PORT": "http"}, "CONFIG_REFRESH_METRICS_PORT"),
+        ({"CONFIG_REFRESH_AWS_RETRY_MODE": "legacy"}, "CONFIG_REFRESH_AWS_RETRY_MODE"),
+        ({"CONFIG_REFRESH_TLS_CA_FILE": "/nonexistent/ca.pem"}, "CONFIG_REFRESH_TLS_CA_FILE"),
+        ({"CONFIG_REFRESH_RETENTION_KEEP": "0"}, "CONFIG_REFRESH_RETENTION_KEEP"),
+        ({"CONFIG_REFRESH_AWS_ENDPOINT_URL": "localhost:5000"}, "CONFIG_REFRESH_AWS_ENDPOINT_URL"),
+    ],
+)
+def test_a_bad_setting_is_named(overrides: dict[str, str], key: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        load_settings({**BASE, **overrides})
+
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+
+
+def refresh(
+    name: str, *, parameter: str = "/p", phase: str = "Succeeded", hours_ago: float = 1
+) -> dict[str, Any]:
+    completed = (NOW - datetime.timedelta(hours=hours_ago)).isoformat().replace("+00:00", "Z")
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "annotations": {"configrefresh.io/parameter-name": parameter},
+        },
+        "spec": {"route": "r", "parameter": {"name": parameter}},
+        "status": {"phase": phase, "completedAt": completed},
+    }
+
+
+def test_only_the_newest_n_finished_rollouts_per_parameter_are_kept() -> None:
+    objects = [refresh(f"p-{i}", hours_ago=i) for i in range(5)] + [
+        refresh("q-0", parameter="/q", hours_ago=9)
+    ]
+    assert expired(objects, now=NOW, max_age_seconds=0, keep=3) == [("ns", "p-3"), ("ns", "p-4")]
+
+
+def test_old_finished_rollouts_go_but_running_ones_stay() -> None:
+    objects = [
+        refresh("old", hours_ago=200),
+        refresh("running", hours_ago=200, phase="InProgress"),
+        refresh("fresh", hours_ago=1),
+    ]
+    assert expired(objects, now=NOW, max_age_seconds=7 * 24 * 3600, keep=10) == [("ns", "old")]
