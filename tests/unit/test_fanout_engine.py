@@ -397,3 +397,24 @@ async def test_outcomes_are_counted_by_result(
     fleet = await fleet_factory([answer()], [abort(grpc.StatusCode.INVALID_ARGUMENT)])
     await fanout.run(targets=fleet.targets, request=REQUEST, policy=FAST)
     assert (count("Applied") - applied, count("Failed") - failed) == (1, 1)
+
+
+async def test_idle_channels_and_their_breakers_are_dropped_at_the_next_rollout(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()])
+    now = [0.0]
+    channels = ChannelPool(idle_seconds=60.0, monotonic=lambda: now[0])
+    breakers = BreakerRegistry()
+    engine = FanOut(channels=channels, breakers=breakers)
+    try:
+        await engine.run(targets=fleet.targets, request=REQUEST, policy=FAST)
+        breakers.get(fleet.targets[0].address).record_failure()
+        now[0] = 30.0
+        await engine.run(targets=fleet.targets[1:], request=REQUEST, policy=FAST)
+        now[0] = 61.0
+        await engine.run(targets=fleet.targets[1:], request=REQUEST, policy=FAST)
+        assert channels.addresses() == {fleet.targets[1].address}
+        assert breakers.get(fleet.targets[0].address).consecutive_failures == 0
+    finally:
+        await channels.aclose()

@@ -152,9 +152,11 @@ class BreakerRegistry:
     def forget_missing(self, live_addresses: Iterable[str]) -> int:
         """Drop breakers of endpoints no longer discovered; returns how many were dropped."""
         live = set(live_addresses)
-        gone = [address for address in self._breakers if address not in live]
-        for address in gone:
-            del self._breakers[address]
+        return self.forget(address for address in list(self._breakers) if address not in live)
+
+    def forget(self, addresses: Iterable[str]) -> int:
+        """Drop the breakers of ``addresses`` (endpoints gone or long idle); returns how many were dropped."""
+        gone = [address for address in addresses if self._breakers.pop(address, None) is not None]
         if gone:
             self._publish()
         return len(gone)

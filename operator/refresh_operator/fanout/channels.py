@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class _Entry:
     stub: Any
     loop: asyncio.AbstractEventLoop
     fingerprint: tuple[tuple[str, int, int], ...]
+    last_used: float
 
 
 def _read(path: str | None) -> bytes | None:
@@ -82,10 +84,24 @@ def _fingerprint(tls: TlsSettings) -> tuple[tuple[str, int, int], ...]:
 
 
 class ChannelPool:
-    """Channels keyed by ``(address, tls)``; ``None`` TLS means plaintext."""
+    """Channels keyed by ``(address, tls)``; ``None`` TLS means plaintext.
 
-    def __init__(self, *, options: Iterable[tuple[str, int | str]] = ()) -> None:
+    Endpoints disappear as instances are replaced. A caller that knows every live address (across all
+    routes) can call ``close_missing``; otherwise ``sweep_idle`` (called by the fan-out at the start of
+    each rollout) closes channels unused for ``idle_seconds`` (10 minutes if unset), far longer than any
+    call's deadline, so a channel is never closed under a call.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: Iterable[tuple[str, int | str]] = (),
+        idle_seconds: float = 600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._options = (*_CHANNEL_OPTIONS, *options)
+        self._idle_seconds = idle_seconds
+        self._monotonic = monotonic
         self._entries: dict[tuple[str, TlsSettings | None], _Entry] = {}
         self._credentials: dict[TlsSettings, _Credentials] = {}
         self._retired: set[asyncio.Task[None]] = set()
@@ -125,8 +141,10 @@ class ChannelPool:
             if tls not in self._credentials:
                 self.prepare(tls)
             fingerprint = self._credentials[tls].fingerprint
+        now = self._monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry.loop is loop and entry.fingerprint == fingerprint:
+            entry.last_used = now
             return entry.stub
         if entry is not None:
             self._retire(entry)
@@ -136,6 +154,7 @@ class ChannelPool:
             stub=refresh_service_pb2_grpc.RefreshServiceStub(channel),
             loop=loop,
             fingerprint=fingerprint,
+            last_used=now,
         )
         self._entries[key] = entry
         return entry.stub
@@ -148,6 +167,14 @@ class ChannelPool:
         for key in gone:
             self._retire(self._entries.pop(key))
         return len(gone)
+
+    def sweep_idle(self) -> set[str]:
+        """Close channels unused for ``idle_seconds``; returns the addresses left without any channel."""
+        cutoff = self._monotonic() - self._idle_seconds
+        idle = [key for key, entry in self._entries.items() if entry.last_used < cutoff]
+        for key in idle:
+            self._retire(self._entries.pop(key))
+        return {address for address, _ in idle} - self.addresses()
 
     async def aclose(self) -> None:
         """Close every channel (those of the running loop; others are dropped)."""

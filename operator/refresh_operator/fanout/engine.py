@@ -147,6 +147,7 @@ class FanOut:
         deadline; by default the deadline runs from this call.
         """
         start = self._clock.monotonic()
+        self._breakers.forget(self._channels.sweep_idle())
         elapsed_before = 0.0 if started_at is None else max(0.0, self._clock.time() - started_at)
         deadline = start + policy.deadline_seconds - elapsed_before
 
