@@ -1,0 +1,179 @@
+"""The in-memory cache: an immutable snapshot swapped by reference, so readers never wait.
+
+Why this shape: applications read on every request, refreshes arrive rarely but in bursts. A reader takes
+`cache.snapshot` (one attribute read, atomic in CPython) and uses that object to the end of its request:
+a request that started on the old value finishes on it, and no reader ever takes a lock. Writers build a
+new mapping and swap the reference under a writer lock, so two writers cannot lose each other's changes.
+
+Versions only move forward. Each entry carries an ordering key `(last_modified, version)`: Parameter Store
+versions restart at 1 after a delete and re-create, so the modification time orders first. A change that
+is not newer than what is held is answered STALE and changes nothing. A delete leaves a tombstone with its
+own key, so a late, older upsert cannot resurrect the key. When either side lacks a modification time
+(a refresh that did not carry one), only versions are compared.
+
+This module knows nothing about gRPC or AWS: any Python service can embed it.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+
+class ValueType(enum.Enum):
+    """The Parameter Store type of a value (the names are Parameter Store's own)."""
+
+    STRING = "String"
+    STRING_LIST = "StringList"
+    SECURE_STRING = "SecureString"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One parameter as held by the cache; `deleted` marks a tombstone (its value is empty)."""
+
+    name: str
+    value: str
+    value_type: ValueType
+    version: int
+    last_modified: datetime | None
+    loaded_at: datetime
+    deleted: bool = False
+
+    def __repr__(self) -> str:
+        # A SecureString value must never reach a log line through a repr.
+        shown = "<redacted>" if self.value_type is ValueType.SECURE_STRING else repr(self.value)
+        return (
+            f"Entry(name={self.name!r}, value={shown}, value_type={self.value_type.value}, "
+            f"version={self.version}, last_modified={self.last_modified}, deleted={self.deleted})"
+        )
+
+    __str__ = __repr__
+
+
+def is_newer(candidate: Entry, held: Entry | None) -> bool:
+    """Whether `candidate` orders strictly after `held` by (last_modified, version)."""
+    if held is None:
+        return True
+    if candidate.last_modified is None or held.last_modified is None:
+        return candidate.version > held.version
+    return (candidate.last_modified, candidate.version) > (held.last_modified, held.version)
+
+
+def same_key(candidate: Entry, held: Entry) -> bool:
+    """Whether two entries carry the same ordering key and liveness."""
+    return (
+        candidate.version == held.version
+        and candidate.last_modified == held.last_modified
+        and candidate.deleted == held.deleted
+    )
+
+
+class Outcome(enum.Enum):
+    """What `ConfigCache.apply` did."""
+
+    APPLIED = "applied"
+    STALE = "stale"
+    CONFIRMED = "confirmed"  # same version re-read from the source: only loaded_at moved
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """The outcome of one change and the entry held afterwards."""
+
+    outcome: Outcome
+    held: Entry
+
+
+class Snapshot:
+    """An immutable view of the cache at one instant; safe to share between threads and tasks."""
+
+    __slots__ = ("_entries", "_sorted_names", "created_at")
+
+    def __init__(self, entries: Mapping[str, Entry], created_at: datetime) -> None:
+        # The caller hands over the dict: nobody mutates it after this point.
+        owned = entries if isinstance(entries, dict) else dict(entries)
+        self._entries: Mapping[str, Entry] = MappingProxyType(owned)
+        self._sorted_names: tuple[str, ...] | None = None
+        self.created_at = created_at
+
+    def get(self, name: str) -> Entry | None:
+        """The live entry for `name`, or None when absent or deleted."""
+        entry = self._entries.get(name)
+        if entry is None or entry.deleted:
+            return None
+        return entry
+
+    def raw(self, name: str) -> Entry | None:
+        """The entry for `name`, tombstones included."""
+        return self._entries.get(name)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries.values())
+
+    def sorted_names(self) -> tuple[str, ...]:
+        """All names (tombstones included), sorted; computed once per snapshot."""
+        if self._sorted_names is None:
+            self._sorted_names = tuple(sorted(self._entries))
+        return self._sorted_names
+
+    def live_count(self) -> int:
+        """How many entries are not tombstones."""
+        return sum(1 for entry in self._entries.values() if not entry.deleted)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class ConfigCache:
+    """Holds the current `Snapshot`; `apply` and `apply_many` are the only writers."""
+
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._write_lock = threading.Lock()
+        self._snapshot = Snapshot({entry.name: entry for entry in entries}, utcnow())
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current snapshot: take it once per request and read only from it."""
+        return self._snapshot
+
+    def get(self, name: str) -> Entry | None:
+        """The live entry for `name` in the current snapshot."""
+        return self._snapshot.get(name)
+
+    def apply(self, entry: Entry) -> ApplyResult:
+        """Swap in `entry` if it is newer than what is held; otherwise change nothing (STALE)."""
+        return self.apply_many([entry])[0]
+
+    def apply_many(self, entries: Iterable[Entry]) -> list[ApplyResult]:
+        """Apply several changes in one swap (bootstrap, TTL re-reads); one result per entry, in order."""
+        results: list[ApplyResult] = []
+        with self._write_lock:
+            current = self._snapshot
+            changed: dict[str, Entry] = {}
+            for entry in entries:
+                held = changed.get(entry.name) or current.raw(entry.name)
+                if is_newer(entry, held):
+                    changed[entry.name] = entry
+                    results.append(ApplyResult(Outcome.APPLIED, entry))
+                elif held is not None and same_key(entry, held) and entry.loaded_at > held.loaded_at:
+                    confirmed = replace(held, loaded_at=entry.loaded_at)
+                    changed[entry.name] = confirmed
+                    results.append(ApplyResult(Outcome.CONFIRMED, confirmed))
+                else:
+                    assert held is not None
+                    results.append(ApplyResult(Outcome.STALE, held))
+            if changed:
+                merged = dict(current._entries)
+                merged.update(changed)
+                self._snapshot = Snapshot(merged, utcnow())
+        return results

@@ -1,0 +1,85 @@
+"""Optional Cloud Map self-registration, for instances that do not run on Kubernetes.
+
+Why optional: on EKS the operator registers pods from their Ready state (pod sync), which is the better
+signal. An instance elsewhere (EC2, ECS without service discovery) can register itself at start with
+`AWS_INSTANCE_IPV4` / `AWS_INSTANCE_PORT` (the refresh port) plus configured attributes, and deregisters
+on shutdown. Blocking boto3 calls run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from config_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CloudMapRegistration:
+    """Registers one instance in one Cloud Map service, and deregisters it."""
+
+    def __init__(
+        self,
+        *,
+        service_id: str,
+        instance_id: str,
+        ip: str,
+        port: int,
+        attributes: Mapping[str, str],
+        client: Any,
+    ) -> None:
+        self._service_id = service_id
+        self._instance_id = instance_id
+        self._attributes = {**attributes, "AWS_INSTANCE_IPV4": ip, "AWS_INSTANCE_PORT": str(port)}
+        self._client = client
+
+    async def register(self) -> None:
+        """RegisterInstance (idempotent for the same instance id)."""
+        await asyncio.to_thread(
+            self._client.register_instance,
+            ServiceId=self._service_id,
+            InstanceId=self._instance_id,
+            Attributes=self._attributes,
+        )
+        log.info(
+            "registered in Cloud Map",
+            extra={"service_id": self._service_id, "instance_id": self._instance_id},
+        )
+
+    async def deregister(self) -> None:
+        """DeregisterInstance; failures are logged, never raised (shutdown must go on)."""
+        try:
+            await asyncio.to_thread(
+                self._client.deregister_instance, ServiceId=self._service_id, InstanceId=self._instance_id
+            )
+            log.info("deregistered from Cloud Map", extra={"instance_id": self._instance_id})
+        except Exception as error:
+            log.warning("Cloud Map deregistration failed", extra={"error": type(error).__name__})
+
+
+def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistration | None:
+    """The registration the settings ask for, or None (the default)."""
+    if settings.cloudmap_service_id is None:
+        return None
+    region = settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    client = boto3.session.Session().client(
+        "servicediscovery",
+        region_name=region or "us-east-1",
+        endpoint_url=settings.aws_endpoint_url,
+        config=Config(retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts}),
+    )
+    return CloudMapRegistration(
+        service_id=settings.cloudmap_service_id,
+        instance_id=settings.instance_id,
+        ip=settings.cloudmap_advertise_ip or settings.host,
+        port=refresh_port,
+        attributes=settings.cloudmap_attributes,
+        client=client,
+    )

@@ -1,0 +1,256 @@
+"""Wires the parts into two gRPC servers and runs them: `create_server` builds, `serve` runs until SIGTERM.
+
+Why two servers: RefreshService (the port registered in Cloud Map, called by the operator, authenticated)
+and ConfigService (the read API for applications, plaintext or TLS) live on separate ports, so network
+policy and TLS can differ and a flood of reads cannot starve the control channel. Both carry the standard
+grpc.health.v1 service: NOT_SERVING until the bootstrap has loaded every prefix, SERVING after, and
+NOT_SERVING again from the first moment of shutdown. On SIGTERM the instance reports NOT_SERVING,
+deregisters from Cloud Map if it registered itself, lets in-flight calls finish within the grace period,
+and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+from configrefresh.v1 import config_service_pb2_grpc, refresh_service_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from config_service import registration
+from config_service.auth import RefreshAuthInterceptor, TokenReviewer, build_authenticator
+from config_service.bootstrap import bootstrap
+from config_service.cache import ConfigCache
+from config_service.config_servicer import ConfigServicer
+from config_service.lifecycle import Lifecycle, Phase
+from config_service.metrics import Metrics
+from config_service.parameter_store import ParameterStore
+from config_service.refresh_servicer import RefreshServicer
+from config_service.refresher import Refresher
+from config_service.settings import Settings
+from config_service.ttl import TtlRefresher
+
+log = logging.getLogger(__name__)
+
+REFRESH_SERVICE = "configrefresh.v1.RefreshService"
+CONFIG_SERVICE = "configrefresh.v1.ConfigService"
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]  # a port already taken is an error, not a silent share
+
+
+@dataclass
+class Service:
+    """A built, not yet started instance: both servers with their bound ports and every part."""
+
+    settings: Settings
+    cache: ConfigCache
+    store: ParameterStore
+    lifecycle: Lifecycle
+    metrics: Metrics
+    refresh_server: grpc.aio.Server
+    config_server: grpc.aio.Server
+    refresh_port: int
+    config_port: int
+    refresh_health: HealthServicer
+    config_health: HealthServicer
+    ttl: TtlRefresher
+    metrics_port: int | None = None
+    registration: registration.CloudMapRegistration | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Start both servers (reporting NOT_SERVING) and the metrics endpoint."""
+        await self.refresh_server.start()
+        await self.config_server.start()
+        if self.settings.metrics_enabled:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        log.info(
+            "listening",
+            extra={
+                "refresh_address": f"{self.settings.host}:{self.refresh_port}",
+                "config_address": f"{self.settings.host}:{self.config_port}",
+                "metrics_port": self.metrics_port,
+                "auth_modes": list(self.settings.auth_modes) or ["insecure"],
+                "prefixes": list(self.settings.prefixes),
+            },
+        )
+
+    async def bootstrap(self) -> None:
+        """Load every prefix, then report SERVING, register in Cloud Map and start the TTL re-reads."""
+        await bootstrap(
+            cache=self.cache,
+            store=self.store,
+            prefixes=self.settings.prefixes,
+            backoff_seconds=self.settings.bootstrap_backoff_seconds,
+            backoff_max_seconds=self.settings.bootstrap_backoff_max_seconds,
+        )
+        await self.lifecycle.set(Phase.SERVING)
+        if self.registration is not None:
+            await self.registration.register()
+        self._tasks.append(asyncio.create_task(self.ttl.run(), name="ttl-refresher"))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, deregister, finish in-flight calls within `grace`, then release everything."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("shutting down", extra={"grace_seconds": grace})
+        await self.lifecycle.set(Phase.STOPPING)
+        if self.registration is not None and self.lifecycle.serving.is_set():
+            await self.registration.deregister()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(self.refresh_server.stop(grace), self.config_server.stop(grace))
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.metrics.stop()
+        log.info("stopped")
+
+
+async def create_server(
+    settings: Settings,
+    *,
+    store: ParameterStore | None = None,
+    reviewer: TokenReviewer | None = None,
+) -> Service:
+    """Build both servers on their ports (port 0 picks a free one) without starting them."""
+    cache = ConfigCache()
+    store = store or ParameterStore(settings)
+    lifecycle = Lifecycle()
+    metrics = Metrics(cache)
+    refresher = Refresher(cache=cache, store=store, prefixes=settings.prefixes)
+
+    authenticator = build_authenticator(
+        allowed_identities=settings.refresh_allowed_identities,
+        mtls=settings.mtls,
+        token_file=settings.refresh_token_file,
+        tokenreview_audience=settings.tokenreview_audience,
+        tokenreview_allowed_users=settings.tokenreview_allowed_users,
+        tokenreview_cache_seconds=settings.tokenreview_cache_seconds,
+        kubeconfig=settings.kubeconfig,
+        reviewer=reviewer,
+    )
+    if authenticator is None:
+        log.warning(
+            "RefreshService accepts unauthenticated calls (--insecure-refresh); never do this in production"
+        )
+    interceptors = [RefreshAuthInterceptor(authenticator, metrics=metrics)] if authenticator else []
+
+    refresh_server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
+    config_server = grpc.aio.server(options=_SERVER_OPTIONS)
+    refresh_service_pb2_grpc.add_RefreshServiceServicer_to_server(
+        RefreshServicer(
+            cache=cache,
+            refresher=refresher,
+            instance_id=settings.instance_id,
+            lifecycle=lifecycle,
+            metrics=metrics,
+        ),
+        refresh_server,
+    )
+    config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
+        ConfigServicer(cache=cache, lifecycle=lifecycle, metrics=metrics), config_server
+    )
+    refresh_health = HealthServicer()
+    config_health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(refresh_health, refresh_server)
+    health_pb2_grpc.add_HealthServicer_to_server(config_health, config_server)
+    for health, name in ((refresh_health, REFRESH_SERVICE), (config_health, CONFIG_SERVICE)):
+        await _set_health(health, name, serving=False)
+    lifecycle.add_listener(_health_listener(refresh_health, REFRESH_SERVICE))
+    lifecycle.add_listener(_health_listener(config_health, CONFIG_SERVICE))
+
+    refresh_port = _bind(refresh_server, settings.host, settings.refresh_port, _refresh_credentials(settings))
+    config_port = _bind(config_server, settings.host, settings.config_port, _config_credentials(settings))
+    return Service(
+        settings=settings,
+        cache=cache,
+        store=store,
+        lifecycle=lifecycle,
+        metrics=metrics,
+        refresh_server=refresh_server,
+        config_server=config_server,
+        refresh_port=refresh_port,
+        config_port=config_port,
+        refresh_health=refresh_health,
+        config_health=config_health,
+        ttl=TtlRefresher(
+            cache=cache,
+            store=store,
+            ttl_seconds=settings.ttl_seconds,
+            jitter=settings.ttl_jitter,
+            metrics=metrics,
+        ),
+        registration=registration.from_settings(settings, refresh_port=refresh_port),
+    )
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code (0 after a graceful stop)."""
+    service = await create_server(settings)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    boot = asyncio.create_task(service.bootstrap(), name="bootstrap")
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({boot, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if boot.done() and boot.exception() is not None:
+        log.error("bootstrap failed", exc_info=boot.exception())
+        await service.stop(grace=0)
+        return 1
+    await stopping
+    log.info("signal received")
+    boot.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await boot
+    await service.stop()
+    return 0
+
+
+def _health_listener(health: HealthServicer, name: str) -> Callable[[Phase], Awaitable[None]]:
+    async def listener(phase: Phase) -> None:
+        if phase is Phase.STOPPING:
+            await health.enter_graceful_shutdown()
+        else:
+            await _set_health(health, name, serving=phase is Phase.SERVING)
+
+    return listener
+
+
+async def _set_health(health: HealthServicer, name: str, *, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for service_name in ("", name):
+        await health.set(service_name, status)
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None) -> int:
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if not bound:
+        raise RuntimeError(f"cannot listen on {address}")
+    return int(bound)
+
+
+def _refresh_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.refresh_tls_cert_file is None or settings.refresh_tls_key_file is None:
+        return None
+    chain = settings.refresh_tls_cert_file.read_bytes()
+    key = settings.refresh_tls_key_file.read_bytes()
+    ca = settings.refresh_client_ca_file.read_bytes() if settings.refresh_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def _config_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.config_tls_cert_file is None or settings.config_tls_key_file is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(settings.config_tls_key_file.read_bytes(), settings.config_tls_cert_file.read_bytes())]
+    )

@@ -1,0 +1,444 @@
+"""One typed, frozen settings object, built once at start from flags and `CONFIG_SERVICE_*` variables.
+
+Why one table: every setting is declared once in `FIELDS` (name, type, default, help). The command line
+(`config-service --help`), the environment variable names and the validation all come from that table, so
+the help text cannot drift from what the service reads. A malformed or missing value fails at start with a
+message that names the key (`CONFIG_SERVICE_REFRESH_PORT` or `--refresh-port`), never deep inside a
+request. The object is passed explicitly to whatever needs it; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "CONFIG_SERVICE_"
+
+Kind = Literal["str", "int", "float", "bool", "list", "map", "path"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its attribute name, type, default and help text."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    group: str
+
+
+FIELDS: tuple[Field, ...] = (
+    # Identity and addresses.
+    Field(
+        "instance_id",
+        "str",
+        None,
+        "Identity of this instance in acknowledgments and logs (default: hostname).",
+        "instance",
+    ),
+    Field("host", "str", "127.0.0.1", "Address the gRPC and metrics servers bind to.", "instance"),
+    Field(
+        "refresh_port",
+        "int",
+        50051,
+        "Port of RefreshService (the port registered in Cloud Map); 0 picks one.",
+        "instance",
+    ),
+    Field(
+        "config_port",
+        "int",
+        50052,
+        "Port of ConfigService, the read API for applications; 0 picks one.",
+        "instance",
+    ),
+    Field("metrics_port", "int", 9102, "Port of the Prometheus /metrics endpoint; 0 picks one.", "instance"),
+    Field("metrics_enabled", "bool", True, "Serve Prometheus metrics.", "instance"),
+    Field(
+        "prefixes",
+        "list",
+        ("/config-service/",),
+        "Comma-separated Parameter Store path prefixes this instance loads and accepts refreshes for.",
+        "cache",
+    ),
+    # Parameter Store.
+    Field(
+        "aws_region",
+        "str",
+        None,
+        "AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).",
+        "aws",
+    ),
+    Field("aws_endpoint_url", "str", None, "Parameter Store endpoint override (local stacks only).", "aws"),
+    Field("aws_retry_mode", "str", "standard", "botocore retry mode: standard or adaptive.", "aws"),
+    Field(
+        "aws_max_attempts",
+        "int",
+        5,
+        "botocore attempts per Parameter Store call, throttling included.",
+        "aws",
+    ),
+    Field(
+        "bootstrap_backoff_seconds",
+        "float",
+        0.5,
+        "First delay between bootstrap attempts; doubles up to bootstrap_backoff_max_seconds.",
+        "aws",
+    ),
+    Field("bootstrap_backoff_max_seconds", "float", 30.0, "Longest delay between bootstrap attempts.", "aws"),
+    Field(
+        "ttl_seconds",
+        "float",
+        600.0,
+        "Re-read an entry from Parameter Store in the background once it is this old; 0 disables.",
+        "cache",
+    ),
+    Field(
+        "ttl_jitter",
+        "float",
+        0.1,
+        "Fraction of ttl_seconds by which each entry's re-read is made earlier.",
+        "cache",
+    ),
+    # RefreshService authentication.
+    Field(
+        "insecure_refresh",
+        "bool",
+        False,
+        "Accept RefreshService calls without any authentication (logged as a warning).",
+        "auth",
+    ),
+    Field(
+        "refresh_tls_cert_file",
+        "path",
+        None,
+        "PEM certificate chain served on the refresh port (TLS).",
+        "auth",
+    ),
+    Field("refresh_tls_key_file", "path", None, "PEM private key for refresh_tls_cert_file.", "auth"),
+    Field(
+        "refresh_client_ca_file",
+        "path",
+        None,
+        "PEM CA that signs operator client certificates; enables mutual TLS (needs the TLS cert and key).",
+        "auth",
+    ),
+    Field(
+        "refresh_allowed_identities",
+        "list",
+        (),
+        "Client certificate identities (DNS/URI SAN or CN) allowed to call RefreshService.",
+        "auth",
+    ),
+    Field(
+        "refresh_token_file",
+        "path",
+        None,
+        "File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart).",
+        "auth",
+    ),
+    Field(
+        "tokenreview_audience",
+        "str",
+        None,
+        "Enables Kubernetes ServiceAccount tokens: the audience they must carry (checked with TokenReview).",
+        "auth",
+    ),
+    Field(
+        "tokenreview_allowed_users",
+        "list",
+        (),
+        "ServiceAccount usernames allowed, e.g. system:serviceaccount:config-refresh:operator.",
+        "auth",
+    ),
+    Field("tokenreview_cache_seconds", "float", 60.0, "How long a TokenReview answer is reused.", "auth"),
+    Field(
+        "kubeconfig", "path", None, "Kubeconfig for TokenReview calls (default: in-cluster config).", "auth"
+    ),
+    # ConfigService transport.
+    Field(
+        "config_tls_cert_file",
+        "path",
+        None,
+        "PEM certificate chain served on the config port (optional).",
+        "config",
+    ),
+    Field("config_tls_key_file", "path", None, "PEM private key for config_tls_cert_file.", "config"),
+    # Operations.
+    Field("grace_seconds", "float", 20.0, "On SIGTERM, how long in-flight calls get to finish.", "ops"),
+    Field("log_level", "str", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR).", "ops"),
+    # Cloud Map self-registration.
+    Field(
+        "cloudmap_service_id",
+        "str",
+        None,
+        "Register this instance in this Cloud Map service at start and deregister at shutdown.",
+        "cloudmap",
+    ),
+    Field("cloudmap_advertise_ip", "str", None, "AWS_INSTANCE_IPV4 to register (default: host).", "cloudmap"),
+    Field(
+        "cloudmap_attributes",
+        "map",
+        {},
+        "Extra Cloud Map attributes, comma-separated key=value pairs.",
+        "cloudmap",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads, typed; build it with `Settings.from_sources` or directly in tests."""
+
+    instance_id: str = dataclasses.field(default_factory=socket.gethostname)
+    host: str = "127.0.0.1"
+    refresh_port: int = 50051
+    config_port: int = 50052
+    metrics_port: int = 9102
+    metrics_enabled: bool = True
+    prefixes: tuple[str, ...] = ("/config-service/",)
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    aws_retry_mode: str = "standard"
+    aws_max_attempts: int = 5
+    bootstrap_backoff_seconds: float = 0.5
+    bootstrap_backoff_max_seconds: float = 30.0
+    ttl_seconds: float = 600.0
+    ttl_jitter: float = 0.1
+    insecure_refresh: bool = False
+    refresh_tls_cert_file: Path | None = None
+    refresh_tls_key_file: Path | None = None
+    refresh_client_ca_file: Path | None = None
+    refresh_allowed_identities: tuple[str, ...] = ()
+    refresh_token_file: Path | None = None
+    tokenreview_audience: str | None = None
+    tokenreview_allowed_users: tuple[str, ...] = ()
+    tokenreview_cache_seconds: float = 60.0
+    kubeconfig: Path | None = None
+    config_tls_cert_file: Path | None = None
+    config_tls_key_file: Path | None = None
+    grace_seconds: float = 20.0
+    log_level: str = "INFO"
+    cloudmap_service_id: str | None = None
+    cloudmap_advertise_ip: str | None = None
+    cloudmap_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    @property
+    def refresh_tls(self) -> bool:
+        """Whether the refresh port serves TLS."""
+        return self.refresh_tls_cert_file is not None
+
+    @property
+    def mtls(self) -> bool:
+        """Whether RefreshService callers must present a client certificate."""
+        return self.refresh_client_ca_file is not None
+
+    @property
+    def auth_modes(self) -> tuple[str, ...]:
+        """The configured ways a RefreshService caller can authenticate."""
+        modes = []
+        if self.mtls:
+            modes.append("mtls")
+        if self.refresh_token_file is not None:
+            modes.append("token")
+        if self.tokenreview_audience is not None:
+            modes.append("serviceaccount")
+        return tuple(modes)
+
+    @classmethod
+    def from_sources(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Flags win over `CONFIG_SERVICE_*` variables, which win over defaults."""
+        parser = build_parser()
+        namespace = parser.parse_args(list(argv) if argv is not None else None)
+        environ = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in FIELDS:
+            flag_value = getattr(namespace, field.name)
+            if flag_value is not None:
+                values[field.name] = _convert(field, flag_value, key=flag_name(field))
+                continue
+            env_key = env_name(field)
+            if env_key in environ:
+                values[field.name] = _convert(field, environ[env_key], key=env_key)
+        try:
+            return cls(**values)
+        except SettingsError:
+            raise
+        except (TypeError, ValueError) as error:  # pragma: no cover - defensive
+            raise SettingsError(str(error)) from error
+
+
+def env_name(field: Field) -> str:
+    """The environment variable of a setting, e.g. CONFIG_SERVICE_REFRESH_PORT."""
+    return ENV_PREFIX + field.name.upper()
+
+
+def flag_name(field: Field) -> str:
+    """The command-line flag of a setting, e.g. --refresh-port."""
+    return "--" + field.name.replace("_", "-")
+
+
+_GROUP_TITLES = {
+    "instance": "instance and ports",
+    "cache": "cache",
+    "aws": "Parameter Store",
+    "auth": "RefreshService authentication",
+    "config": "ConfigService transport",
+    "ops": "operations",
+    "cloudmap": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one flag per setting, each naming its environment variable and default."""
+    parser = argparse.ArgumentParser(
+        prog="config-service",
+        description=(
+            "Serves AWS Parameter Store values from memory (ConfigService) and applies pushed changes "
+            "without a restart (RefreshService). Every flag can also be set with the environment variable "
+            "shown; flags win."
+        ),
+    )
+    groups = {key: parser.add_argument_group(title) for key, title in _GROUP_TITLES.items()}
+    for field in FIELDS:
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "none"
+        elif isinstance(default, dict):
+            default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+        help_text = f"{field.help} [env {env_name(field)}; default {default}]"
+        group = groups[field.group]
+        if field.kind == "bool":
+            group.add_argument(
+                flag_name(field),
+                dest=field.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag_name(field), dest=field.name, default=None, metavar=field.kind.upper(), help=help_text
+            )
+    return parser
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(field: Field, raw: Any, *, key: str) -> Any:
+    if field.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise SettingsError(f"{key}: expected true or false, got {raw!r}")
+    text = str(raw).strip()
+    if field.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+    if field.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
+    if field.kind == "list":
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if field.kind == "map":
+        pairs: dict[str, str] = {}
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise SettingsError(f"{key}: expected key=value pairs, got {item!r}")
+            pairs[name.strip()] = value.strip()
+        return pairs
+    if field.kind == "path":
+        return Path(text) if text else None
+    return text or None
+
+
+def _check(settings: Settings) -> None:
+    """Cross-field rules; each message names the key at fault."""
+
+    def fail(field_name: str, message: str) -> None:
+        raise SettingsError(f"{ENV_PREFIX}{field_name.upper()}: {message}")
+
+    for name in ("refresh_port", "config_port", "metrics_port"):
+        port = getattr(settings, name)
+        if not 0 <= port <= 65535:
+            fail(name, f"expected a port number 0..65535, got {port}")
+    if settings.refresh_port and settings.refresh_port == settings.config_port:
+        fail(
+            "config_port", "must differ from the refresh port (RefreshService and ConfigService are separate)"
+        )
+    if not settings.prefixes:
+        fail("prefixes", "at least one prefix is required")
+    for prefix in settings.prefixes:
+        if not prefix.startswith("/") or prefix == "/":
+            fail("prefixes", f"each prefix must start with '/' and not be just '/', got {prefix!r}")
+    if settings.aws_retry_mode not in ("standard", "adaptive", "legacy"):
+        fail("aws_retry_mode", f"expected standard or adaptive, got {settings.aws_retry_mode!r}")
+    if settings.aws_max_attempts < 1:
+        fail("aws_max_attempts", "must be at least 1")
+    if settings.ttl_seconds < 0:
+        fail("ttl_seconds", "must be 0 (disabled) or positive")
+    if not 0 <= settings.ttl_jitter < 1:
+        fail("ttl_jitter", "must be in [0, 1)")
+    if settings.bootstrap_backoff_seconds <= 0:
+        fail("bootstrap_backoff_seconds", "must be positive")
+    if settings.grace_seconds < 0:
+        fail("grace_seconds", "must not be negative")
+    if (settings.refresh_tls_cert_file is None) != (settings.refresh_tls_key_file is None):
+        fail("refresh_tls_key_file", "refresh_tls_cert_file and refresh_tls_key_file go together")
+    if (settings.config_tls_cert_file is None) != (settings.config_tls_key_file is None):
+        fail("config_tls_key_file", "config_tls_cert_file and config_tls_key_file go together")
+    if settings.refresh_client_ca_file is not None:
+        if settings.refresh_tls_cert_file is None:
+            fail("refresh_tls_cert_file", "mutual TLS (refresh_client_ca_file) needs a server certificate")
+        if not settings.refresh_allowed_identities:
+            fail("refresh_allowed_identities", "mutual TLS needs at least one allowed client identity")
+    if settings.tokenreview_audience is not None and not settings.tokenreview_allowed_users:
+        fail("tokenreview_allowed_users", "ServiceAccount authentication needs at least one allowed username")
+    if not settings.auth_modes and not settings.insecure_refresh:
+        fail(
+            "insecure_refresh",
+            "no RefreshService authentication configured: set refresh_client_ca_file, refresh_token_file or "
+            "tokenreview_audience, or pass --insecure-refresh to accept unauthenticated refreshes",
+        )
+    for path_name in (
+        "refresh_tls_cert_file",
+        "refresh_tls_key_file",
+        "refresh_client_ca_file",
+        "refresh_token_file",
+        "config_tls_cert_file",
+        "config_tls_key_file",
+        "kubeconfig",
+    ):
+        path = getattr(settings, path_name)
+        if path is not None and not Path(path).is_file():
+            fail(path_name, f"file not found: {path}")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        fail("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
