@@ -58,7 +58,7 @@ def client_config() -> Config:
     return Config(
         region_name=REGION,
         inject_host_prefix=False,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 3},
         connect_timeout=5,
         read_timeout=60,
         max_pool_connections=50,
