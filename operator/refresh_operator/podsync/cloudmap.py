@@ -303,7 +303,7 @@ class CloudMap:
                 "create it with HealthCheckCustomConfig (the deploy/aws CloudFormation template does) or "
                 "correct spec.discovery.cloudMap.service",
             )
-        if not service.get("HealthCheckCustomConfig"):
+        if service.get("HealthCheckCustomConfig") is None:  # present, even as {}, is enough
             raise CloudMapError(
                 "HealthCheckCustomConfigMissing",
                 f'Cloud Map service "{service_name}" in namespace "{namespace_name}" has no '
