@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -54,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     namespaces = None if args.all_namespaces else list(args.namespace)
-    registry = kopf.OperatorRegistry()
+    registry = kopf.get_default_registry()
+    if settings.pod_sync:
+        # Importing it registers podSync's handlers (issue 6) on the default registry, beside ours.
+        importlib.import_module("refresh_operator.podsync.handlers")
     register(registry, Runtime(settings=settings, namespaces=namespaces))
     asyncio.run(
         kopf.operator(

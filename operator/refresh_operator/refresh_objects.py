@@ -12,7 +12,7 @@ from typing import Any
 from refresh_operator import kube
 from refresh_operator.events import ParameterChangeEvent
 from refresh_operator.naming import parameter_hash, refresh_name
-from refresh_operator.ordering import canonical_time
+from refresh_operator.ordering import Operation, canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.routes import Route
 
@@ -43,6 +43,15 @@ def refresh_body(
     if event is not None:
         source["eventId"] = event.event_id
         source["eventTime"] = canonical_time(event.time)
+    parameter: dict[str, Any] = {
+        "name": snapshot.name,
+        "lastModified": canonical_time(snapshot.last_modified),
+        "operation": str(snapshot.operation),
+        "type": snapshot.value_type,
+    }
+    if snapshot.operation is Operation.UPSERT:
+        # A deletion has no version (the CRD requires >= 1); lastModified orders it.
+        parameter["version"] = snapshot.version
     return {
         "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
         "kind": "ConfigRefresh",
@@ -68,13 +77,7 @@ def refresh_body(
         },
         "spec": {
             "route": route.name,
-            "parameter": {
-                "name": snapshot.name,
-                "version": snapshot.version,
-                "lastModified": canonical_time(snapshot.last_modified),
-                "operation": str(snapshot.operation),
-                "type": snapshot.value_type,
-            },
+            "parameter": parameter,
             "scope": dict(scope),
             "source": source,
         },

@@ -94,7 +94,12 @@ class SpecParameter:
 
     @property
     def key(self) -> VersionKey | None:
-        if self.version is None or self.last_modified is None:
+        """The version this object names; None for a manual refresh of "whatever is current"."""
+        if self.last_modified is None:
+            return None
+        if self.operation is Operation.DELETE:
+            return VersionKey(self.last_modified, 0)
+        if self.version is None:
             return None
         return VersionKey(self.last_modified, self.version)
 
@@ -296,9 +301,14 @@ class Rollouts:
             snapshot = await self._read(
                 parameter.name, with_value=route.refresh.payload == "value", deleted_at=deleted_at
             )
-            if spec_key is None:
-                await self._fill_spec(namespace, name, snapshot)
-            elif snapshot.key > spec_key and trigger != "manual":
+            if spec_key is None or trigger == "manual":
+                post_event(
+                    "Normal",
+                    "VersionResolved",
+                    f"pushing the current state of {snapshot.name}: {snapshot.operation} v{snapshot.version} "
+                    f"of {canonical_time(snapshot.last_modified)}",
+                )
+            elif snapshot.key > spec_key:
                 await self._supersede_by_store(
                     namespace, name, route, scope, snapshot, current, generation, post_event
                 )
@@ -330,21 +340,6 @@ class Rollouts:
         finally:
             if self._running.get(run_key) is mine:
                 del self._running[run_key]
-
-    async def _fill_spec(self, namespace: str, name: str, snapshot: ParameterSnapshot) -> None:
-        patch = {
-            "spec": {
-                "parameter": {
-                    "version": snapshot.version,
-                    "lastModified": canonical_time(snapshot.last_modified),
-                    "operation": str(snapshot.operation),
-                }
-            }
-        }
-        try:
-            await self._blocking.call(self._kube.patch, kube.REFRESHES, namespace, name, patch)
-        except KubeError as error:
-            logger.warning("Could not record the version of manual refresh %s/%s: %s", namespace, name, error)
 
     async def _mark_superseded(
         self,

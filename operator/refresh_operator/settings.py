@@ -44,6 +44,7 @@ class OperatorSettings:
     tls_key_file: Path | None = None
     token_file: Path | None = None
     service_account_token_file: Path | None = None
+    pod_sync: bool = True
 
 
 def _text(env: Mapping[str, str], key: str) -> str | None:
@@ -79,6 +80,17 @@ def _float(env: Mapping[str, str], key: str, default: float, *, minimum: float) 
     return value
 
 
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key} must be true or false, got {raw!r}")
+
+
 def _file(env: Mapping[str, str], key: str) -> Path | None:
     raw = _text(env, key)
     if raw is None:
@@ -104,9 +116,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
     retry_mode = _text(env, f"{p}AWS_RETRY_MODE") or "standard"
     if retry_mode not in ("standard", "adaptive"):
         raise SettingsError(f"{p}AWS_RETRY_MODE must be 'standard' or 'adaptive', got {retry_mode!r}")
-    endpoint = _text(env, f"{p}AWS_ENDPOINT_URL")
+    endpoint_key = f"{p}AWS_ENDPOINT_URL" if _text(env, f"{p}AWS_ENDPOINT_URL") else "AWS_ENDPOINT_URL"
+    endpoint = _text(env, endpoint_key)
     if endpoint is not None and not endpoint.startswith(("https://", "http://")):
-        raise SettingsError(f"{p}AWS_ENDPOINT_URL must be an http(s) URL, got {endpoint!r}")
+        raise SettingsError(f"{endpoint_key} must be an http(s) URL, got {endpoint!r}")
     cert_file = _file(env, f"{p}TLS_CERT_FILE")
     key_file = _file(env, f"{p}TLS_KEY_FILE")
     if (cert_file is None) != (key_file is None):
@@ -136,4 +149,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
         tls_key_file=key_file,
         token_file=_file(env, f"{p}TOKEN_FILE"),
         service_account_token_file=_file(env, f"{p}SERVICE_ACCOUNT_TOKEN_FILE"),
+        pod_sync=_bool(env, f"{p}POD_SYNC", True),
     )
