@@ -354,8 +354,13 @@ class ControlPlane:
         }
 
 
+STATE_FILE_ENV = "CONFIG_REFRESH_CONTROLPLANE_STATE"
+
+
 def _state_file() -> Path:
-    return controlplane_build.cache_root() / "run" / "state.json"
+    """Where `up` records the running control plane; $CONFIG_REFRESH_CONTROLPLANE_STATE overrides it."""
+    override = os.environ.get(STATE_FILE_ENV)
+    return Path(override) if override else controlplane_build.cache_root() / "run" / "state.json"
 
 
 def _read_state() -> dict[str, Any] | None:
