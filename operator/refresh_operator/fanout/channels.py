@@ -5,9 +5,11 @@ every refresh and defeat the sub-second target. Channels are created lazily, ins
 loop that uses them (grpc.aio objects belong to the loop that created them); a channel found to belong to
 another loop (a test's loop that ended, an operator restarted in-process) is replaced, not reused.
 
-Reconnect backoff is kept short (100 ms to 1 s, instead of gRPC's default of up to 120 s) so an instance
-that restarts is reachable again within a retry or two. gRPC's own retries are off: the fan-out retries
-with its own deadline and breaker.
+Reconnect backoff is kept short (100 ms growing to 1 s, instead of gRPC's 1 s growing to 120 s) so an
+instance that restarts is reachable again within a retry or two. ``grpc.min_reconnect_backoff_ms`` is left
+alone on purpose: gRPC core uses it as the minimum *connect timeout* (20 s), and lowering it makes slow TLS
+handshakes fail; each call's own deadline already bounds how long a caller waits. gRPC's own retries are
+off: the fan-out retries with its own deadline and breaker.
 
 TLS credentials are read from the mounted files when a channel is created, and re-read when a file's
 modification time changes (certificates rotated by cert-manager); channels built on older credentials are
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 _CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.enable_retries", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
