@@ -8,8 +8,8 @@ new mapping and swap the reference under a writer lock, so two writers cannot lo
 Versions only move forward. Each entry carries an ordering key `(last_modified, version)`: Parameter Store
 versions restart at 1 after a delete and re-create, so the modification time orders first. A change that
 is not newer than what is held is answered STALE and changes nothing. A delete leaves a tombstone with its
-own key, so a late, older upsert cannot resurrect the key. When either side lacks a modification time
-(a refresh that did not carry one), only versions are compared.
+own key, so a late, older upsert cannot resurrect the key (on an equal key the tombstone wins). When
+either side lacks a modification time (a refresh that did not carry one), only versions are compared.
 
 This module knows nothing about gRPC or AWS: any Python service can embed it.
 """
@@ -56,12 +56,19 @@ class Entry:
 
 
 def is_newer(candidate: Entry, held: Entry | None) -> bool:
-    """Whether `candidate` orders strictly after `held` by (last_modified, version)."""
+    """Whether `candidate` orders strictly after `held` by (last_modified, version).
+
+    On equal keys a tombstone wins over a live entry: the delete of version N happened after N was written.
+    """
     if held is None:
         return True
     if candidate.last_modified is None or held.last_modified is None:
-        return candidate.version > held.version
-    return (candidate.last_modified, candidate.version) > (held.last_modified, held.version)
+        return (candidate.version, candidate.deleted) > (held.version, held.deleted)
+    return (candidate.last_modified, candidate.version, candidate.deleted) > (
+        held.last_modified,
+        held.version,
+        held.deleted,
+    )
 
 
 def same_key(candidate: Entry, held: Entry) -> bool:
@@ -154,8 +161,12 @@ class ConfigCache:
         """Swap in `entry` if it is newer than what is held; otherwise change nothing (STALE)."""
         return self.apply_many([entry])[0]
 
-    def apply_many(self, entries: Iterable[Entry]) -> list[ApplyResult]:
-        """Apply several changes in one swap (bootstrap, TTL re-reads); one result per entry, in order."""
+    def apply_many(self, entries: Iterable[Entry], *, confirm: bool = False) -> list[ApplyResult]:
+        """Apply several changes in one swap (bootstrap, TTL re-reads); one result per entry, in order.
+
+        With `confirm` (a re-read from the source), an entry with the same version as the one held moves
+        the held entry's `loaded_at` forward (CONFIRMED) instead of being STALE.
+        """
         results: list[ApplyResult] = []
         with self._write_lock:
             current = self._snapshot
@@ -165,7 +176,12 @@ class ConfigCache:
                 if is_newer(entry, held):
                     changed[entry.name] = entry
                     results.append(ApplyResult(Outcome.APPLIED, entry))
-                elif held is not None and same_key(entry, held) and entry.loaded_at > held.loaded_at:
+                elif (
+                    confirm
+                    and held is not None
+                    and same_key(entry, held)
+                    and entry.loaded_at > held.loaded_at
+                ):
                     confirmed = replace(held, loaded_at=entry.loaded_at)
                     changed[entry.name] = confirmed
                     results.append(ApplyResult(Outcome.CONFIRMED, confirmed))

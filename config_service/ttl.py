@@ -97,7 +97,7 @@ class TtlRefresher:
                     candidates.append(
                         Entry(name, "", entry.value_type, entry.version, now, now, deleted=True)
                     )
-            for result in self._cache.apply_many(candidates):
+            for result in self._cache.apply_many(candidates, confirm=True):
                 self._count(
                     "deleted"
                     if result.held.deleted and result.outcome is Outcome.APPLIED

@@ -1,0 +1,166 @@
+"""ConfigService and RefreshService over a real in-process gRPC server (no AWS): codes and paging."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from configrefresh.v1 import config_service_pb2 as cpb
+from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
+from configrefresh.v1 import refresh_service_pb2 as rpb
+from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
+
+from config_service.cache import ConfigCache, Entry, ValueType
+from config_service.config_servicer import ConfigServicer
+from config_service.lifecycle import Lifecycle, Phase
+from config_service.refresh_servicer import RefreshServicer
+from config_service.refresher import Refresher
+
+PREFIX = "/config-service/"
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class Running:
+    cache: ConfigCache
+    lifecycle: Lifecycle
+    config: cpb_grpc.ConfigServiceStub
+    refresh: rpb_grpc.RefreshServiceStub
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    cache = ConfigCache(
+        Entry(f"{PREFIX}acme/p{i:03d}", f"v{i}", ValueType.STRING, 1, T0, T0) for i in range(250)
+    )
+    lifecycle = Lifecycle()
+    server = grpc.aio.server()
+    cpb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(cache=cache, lifecycle=lifecycle), server)
+    rpb_grpc.add_RefreshServiceServicer_to_server(
+        RefreshServicer(
+            cache=cache,
+            refresher=Refresher(cache=cache, store=None, prefixes=[PREFIX]),
+            instance_id="unit",
+            lifecycle=lifecycle,
+        ),
+        server,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Running(
+            cache, lifecycle, cpb_grpc.ConfigServiceStub(channel), rpb_grpc.RefreshServiceStub(channel)
+        )
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+async def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    return raised.value.code()
+
+
+async def test_everything_is_unavailable_until_the_bootstrap_completes(running: Running) -> None:
+    name = f"{PREFIX}acme/p001"
+    assert (
+        await code_of(running.config.GetConfig(cpb.GetConfigRequest(name=name)))
+        is grpc.StatusCode.UNAVAILABLE
+    )
+    assert await code_of(running.config.ListConfig(cpb.ListConfigRequest())) is grpc.StatusCode.UNAVAILABLE
+    refresh = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="x")
+    assert await code_of(running.refresh.Refresh(refresh)) is grpc.StatusCode.UNAVAILABLE
+    await running.lifecycle.set(Phase.SERVING)
+    answer = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
+    assert answer.entry.value == "v1"
+
+
+async def test_getconfig_codes(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    missing = running.config.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}nope"))
+    assert await code_of(missing) is grpc.StatusCode.NOT_FOUND
+    assert await code_of(running.config.GetConfig(cpb.GetConfigRequest())) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    name = f"{PREFIX}acme/p000"
+    answer = await running.refresh.Refresh(
+        rpb.RefreshRequest(parameter_name=name, version=1, operation=rpb.OPERATION_DELETE)
+    )
+    assert answer.result == rpb.REFRESH_RESULT_APPLIED
+    assert (
+        await code_of(running.config.GetConfig(cpb.GetConfigRequest(name=name))) is grpc.StatusCode.NOT_FOUND
+    )
+    listed = await running.config.ListConfig(cpb.ListConfigRequest(prefix=f"{PREFIX}acme/", page_size=3))
+    assert [entry.name for entry in listed.entries] == [
+        f"{PREFIX}acme/p001",
+        f"{PREFIX}acme/p002",
+        f"{PREFIX}acme/p003",
+    ]
+    state = await running.refresh.GetState(rpb.GetStateRequest(name_prefix=name))
+    assert [(p.name, p.deleted) for p in state.parameters] == [(name, True)]
+
+
+async def test_listconfig_pages_through_everything_in_order(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    names: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await running.config.ListConfig(
+            cpb.ListConfigRequest(prefix=PREFIX, page_size=40, page_token=token)
+        )
+        names.extend(entry.name for entry in page.entries)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 7
+    assert names == sorted(f"{PREFIX}acme/p{i:03d}" for i in range(250))
+    default = await running.config.ListConfig(cpb.ListConfigRequest())
+    assert len(default.entries) == 100
+
+
+async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    page = await running.config.ListConfig(cpb.ListConfigRequest(prefix=PREFIX, page_size=10))
+    other_prefix = cpb.ListConfigRequest(prefix=f"{PREFIX}acme/", page_token=page.next_page_token)
+    forged = cpb.ListConfigRequest(prefix=PREFIX, page_token="bm9wZQ.bad")
+    negative = cpb.ListConfigRequest(page_size=-1)
+    for request in (other_prefix, forged, negative):
+        assert await code_of(running.config.ListConfig(request)) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_refresh_refuses_bad_requests_naming_the_field(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    request = rpb.RefreshRequest(
+        parameter_name="/elsewhere/x", version=1, operation=rpb.OPERATION_UPSERT, value="v"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await running.refresh.Refresh(request)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (raised.value.details() or "").startswith("parameter_name:")
+
+
+async def test_refresh_answers_with_the_instance_id_and_held_version(running: Running) -> None:
+    await running.lifecycle.set(Phase.SERVING)
+    name = f"{PREFIX}acme/p007"
+    newer = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="v2")
+    newer.last_modified.FromDatetime(datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
+    applied = await running.refresh.Refresh(newer)
+    stale = await running.refresh.Refresh(newer)
+    assert (applied.result, applied.applied_version, applied.instance_id) == (
+        rpb.REFRESH_RESULT_APPLIED,
+        2,
+        "unit",
+    )
+    assert (stale.result, stale.applied_version) == (rpb.REFRESH_RESULT_STALE, 2)
+    assert stale.message
+    answer = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
+    assert (answer.entry.value, answer.entry.version) == ("v2", 2)
