@@ -66,4 +66,4 @@ EXPOSE 8080 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
 ENTRYPOINT ["config-refresh-operator"]
-CMD ["--standalone", "--liveness", "http://0.0.0.0:8080/healthz"]
+CMD ["--standalone", "--all-namespaces", "--liveness", "http://0.0.0.0:8080/healthz"]

@@ -4,8 +4,8 @@ The rules the operator uses in a namespace it watches, and nothing more:
   annotations (patch); status is written on /status.
 - configrefreshes: the SQS consumer creates one per parameter version, kopf watches and patches them, the
   retention sweep deletes finished ones; progress goes to /status.
-- events: kopf and the operator post Kubernetes Events about routes and refreshes.
-- pods: podSync watches the pods a route selects (read only; never delete, never patch).
+- events: kopf posts Kubernetes Events about routes and refreshes (create only: kopf never updates them).
+- pods: only with podSync, which watches the pods a route selects (list/watch; never get, patch or delete).
 - kopfpeerings: only with peering (replicaCount > 1) in namespaced mode; kopf touches its peering object.
 */}}
 {{- define "config-refresh-operator.namespacedRules" -}}
@@ -14,19 +14,21 @@ The rules the operator uses in a namespace it watches, and nothing more:
   verbs: [get, list, watch, patch]
 - apiGroups: [configrefresh.io]
   resources: [configroutes/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [configrefresh.io]
   resources: [configrefreshes]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [configrefresh.io]
   resources: [configrefreshes/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
+{{- if .Values.podSync.enabled }}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}
 
 {{/*
