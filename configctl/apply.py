@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import botocore.exceptions
+
 from configctl.aws import error_code
 from configctl.masking import scrub
 from configctl.plan import Action, Change, Plan
@@ -65,10 +67,11 @@ def _put_request(change: Change) -> dict[str, Any]:
 
 def _failure(change: Change, exc: Exception) -> Failure:
     secrets = [p.value for p in (change.desired, change.current) if p is not None and p.secret]
-    message = scrub(str(exc), values=secrets)
-    code = error_code(exc)
-    text = message if code in message else f"{code}: {message}"
-    return Failure(change.name, change.action, text)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        detail = str(exc.response.get("Error", {}).get("Message", ""))
+    else:
+        detail = str(exc)
+    return Failure(change.name, change.action, f"{error_code(exc)}: {scrub(detail, values=secrets)}")
 
 
 def apply_plan(ssm: Any, plan: Plan) -> ApplyResult:

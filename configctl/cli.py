@@ -27,7 +27,8 @@ from configctl.status import list_rollouts
 from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
 from configctl.wait import Expectation, Target, Tracked, expectations, wait_for
 
-EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {line}" for line in help_table().splitlines())
+# "\b" keeps click from re-wrapping the paragraph that follows it.
+EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in help_table().splitlines())
 
 app = typer.Typer(
     help="Apply a directory of config to AWS Parameter Store and wait until every instance serves it.",
@@ -131,7 +132,7 @@ def _load_and_plan(
 
 
 @app.command(
-    epilog="Example:\n\n  configctl apply config/tenants --prefix /config-service/ --wait --timeout 2m\n\n"
+    epilog="\b\nExample:\n  configctl apply config/tenants --prefix /config-service/ --wait --timeout 2m\n\n"
     + EPILOG
 )
 def apply(
@@ -261,7 +262,7 @@ def _wait(
 
 
 @app.command(
-    epilog="Example:\n\n  configctl diff config/tenants --prefix /config-service/ --prune\n\n" + EPILOG
+    epilog="\b\nExample:\n  configctl diff config/tenants --prefix /config-service/ --prune\n\n" + EPILOG
 )
 def diff(
     path: PathArg,
@@ -293,8 +294,8 @@ def diff(
 
 
 @app.command(
-    epilog="Examples:\n\n  configctl status /config-service/acme/orders/db_url\n\n"
-    "  configctl status --route orders --watch\n\n  configctl status -o json\n\n" + EPILOG
+    epilog="\b\nExamples:\n  configctl status /config-service/acme/orders/db_url\n"
+    "  configctl status --route orders --watch\n  configctl status -o json\n\n" + EPILOG
 )
 def status(
     parameter: Annotated[str | None, typer.Argument(help="Full parameter name (default: all).")] = None,
@@ -341,7 +342,7 @@ def status(
 
 
 @app.command(
-    epilog="Example:\n\n  configctl refresh /config-service/acme/orders/db_url --route orders --wait\n\n"
+    epilog="\b\nExample:\n  configctl refresh /config-service/acme/orders/db_url --route orders --wait\n\n"
     + EPILOG
 )
 def refresh(
