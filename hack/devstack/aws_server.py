@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import NoReturn
 
 from devstack import aws_cloudmap, aws_emitter
 from devstack.aws_control import ControlMiddleware, ControlState
@@ -27,8 +28,8 @@ from devstack.aws_control import ControlMiddleware, ControlState
 _log = logging.getLogger("devstack.aws_server")
 
 
-def serve(*, host: str, port: int, parent_pid: int | None, verbose: bool) -> int:
-    """Run until told to stop; returns the process exit code."""
+def serve(*, host: str, port: int, parent_pid: int | None, verbose: bool) -> NoReturn:
+    """Run until told to stop, then end the process."""
     from moto.moto_api._internal.models import moto_api_backend
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -66,7 +67,11 @@ def serve(*, host: str, port: int, parent_pid: int | None, verbose: bool) -> int
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     _log.info("stopped")
-    return 0
+    # Leave at once: request threads parked on kept-alive client connections otherwise hold up
+    # interpreter shutdown for seconds, and moto has nothing to flush.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _watch_parent(parent_pid: int, shutdown: object) -> None:

@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from devstack.aws_server import serve
 
-    return serve(host=args.host, port=args.port, parent_pid=args.parent_pid, verbose=args.verbose)
+    serve(host=args.host, port=args.port, parent_pid=args.parent_pid, verbose=args.verbose)
 
 
 if __name__ == "__main__":
