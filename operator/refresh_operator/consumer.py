@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import logging
 import random
 import threading
@@ -31,6 +33,7 @@ from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.ordering import Operation
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.refresh_objects import name_for, refresh_body
 from refresh_operator.routes import Route, RouteIndex
@@ -41,6 +44,15 @@ logger = logging.getLogger("refresh_operator.consumer")
 T = TypeVar("T")
 
 CREATE_RETRY_SECONDS = 900.0
+_EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
+
+
+@dataclasses.dataclass
+class _ReadState:
+    """The read of one parameter name in flight, and the one queued behind it."""
+
+    in_flight: asyncio.Future[ParameterSnapshot | None] | None = None
+    queued: asyncio.Future[ParameterSnapshot | None] | None = None
 
 
 async def in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -90,6 +102,7 @@ class Consumer:
         self._slots = asyncio.Semaphore(settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
+        self._reads: dict[str, _ReadState] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; in-flight messages finish (or stay on the queue) on cancellation."""
@@ -180,19 +193,71 @@ class Consumer:
             metrics.EVENTS_RECEIVED.labels("error").inc()
 
     async def _read(self, event: ParameterChangeEvent, *, with_value: bool) -> ParameterSnapshot | None:
+        """The parameter's state as of a read that started after this message arrived.
+
+        Reads of one name are coalesced: while a read is in flight, every message for that name that
+        arrives joins the single read queued behind it. A burst of writes to one key thus costs about two
+        reads (and two ConfigRefresh objects) per read latency, not one per write, and no message ever
+        gets an answer older than itself. A missing parameter is a DELETE at this message's event time.
+        """
+        state = self._reads.get(event.name)
+        if state is None:
+            state = self._reads[event.name] = _ReadState()
+        if state.in_flight is None:
+            waiter: asyncio.Future[ParameterSnapshot | None] = self._start_read(
+                event.name, with_value=with_value, waiters=None
+            )
+            state.in_flight = waiter
+        else:
+            if state.queued is None:
+                state.queued = asyncio.get_running_loop().create_future()
+            waiter = state.queued
+        snapshot = await asyncio.shield(waiter)
+        if snapshot is not None and snapshot.operation is Operation.DELETE:
+            snapshot = dataclasses.replace(snapshot, last_modified=event.time)
+        return snapshot
+
+    def _start_read(
+        self,
+        name: str,
+        *,
+        with_value: bool,
+        waiters: asyncio.Future[ParameterSnapshot | None] | None,
+    ) -> asyncio.Task[ParameterSnapshot | None]:
+        task = asyncio.create_task(self._read_once(name, with_value=with_value))
+
+        def done(finished: asyncio.Task[ParameterSnapshot | None]) -> None:
+            if waiters is not None and not waiters.done():
+                if finished.cancelled():
+                    waiters.cancel()
+                else:
+                    waiters.set_result(finished.result())
+            state = self._reads.get(name)
+            if state is None:
+                return
+            if state.queued is not None:
+                queued, state.queued = state.queued, None
+                state.in_flight = self._start_read(name, with_value=with_value, waiters=queued)
+            else:
+                del self._reads[name]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:
             snapshot = await self._blocking.call(
                 read_parameter,
                 self._clients.ssm,
-                name=event.name,
+                name=name,
                 with_value=with_value,
-                deleted_at=event.time,
+                deleted_at=_EPOCH,
             )
         except ParameterStoreError as error:
             metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()
             logger.warning("%s; the message stays on the queue", error)
             return None
-        outcome = "not_found" if snapshot.version == 0 else "ok"
+        outcome = "not_found" if snapshot.operation is Operation.DELETE else "ok"
         metrics.PARAMETER_STORE_CALLS.labels("GetParameter", outcome).inc()
         return snapshot
 

@@ -275,6 +275,50 @@ class Stack:
                 seen.append(("<missing>", 0))
         return seen
 
+    wait_for = staticmethod(wait_for)
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(visible, in flight) messages on the change queue."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.local_aws.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def send_event(self, name: str, *, operation: str = "Update", event_id: str | None = None) -> str:
+        """Send a Parameter Store Change envelope straight to the queue (as EventBridge would)."""
+        import datetime
+
+        from devstack.aws_events import new_event_id, parameter_change_event
+
+        body = parameter_change_event(
+            name=name,
+            parameter_type="String",
+            operation=operation,  # type: ignore[arg-type]
+            account_id=self.local_aws.account_id,
+            region=self.local_aws.region,
+            event_id=event_id or new_event_id(),
+            moment=datetime.datetime.now(datetime.UTC),
+        )
+        return self.send_raw(json.dumps(body))
+
+    def send_raw(self, body: str) -> str:
+        return str(self.sqs.send_message(QueueUrl=self.local_aws.queue_url, MessageBody=body)["MessageId"])
+
+    def metric(self, sample: str) -> float:
+        """The value of one Prometheus sample line (e.g. 'x_total{outcome="unrouted"}') or 0."""
+        import urllib.request
+
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{self.operator.metrics_port}/metrics", timeout=5
+        ).read()
+        for line in text.decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+        return 0.0
+
     def kubectl_get(self) -> str:
         return str(self.control_plane.kubectl("get", "configrefresh", "-n", self.namespace).stdout)
 

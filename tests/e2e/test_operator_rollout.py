@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-from conftest import Stack, wait_for
+if TYPE_CHECKING:
+    from conftest import Stack
 
 
 def test_a_put_parameter_is_applied_on_every_instance_and_the_rollout_succeeds(stack: Stack) -> None:
@@ -43,7 +45,9 @@ def test_commit_to_last_acknowledgment_latency_for_ten_instances(stack: Stack) -
         rollout = stack.wait_phase(name, version, {"Succeeded"})
         put_to_succeeded_ms.append((time.time() - started) * 1000)
         commit_to_ack_ms.append(float(rollout["status"]["latencyMs"]))
-    assert wait_for(lambda: stack.values(name) == [("value-19", 21)] * 10, timeout=10, what="final value")
+    assert stack.wait_for(
+        lambda: stack.values(name) == [("value-19", 21)] * 10, timeout=10, what="final value"
+    )
 
     def p(values: list[float], q: float) -> float:
         ordered = sorted(values)
