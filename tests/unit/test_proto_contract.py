@@ -62,7 +62,10 @@ def test_get_state_round_trips_every_field() -> None:
     decoded = rs.GetStateResponse.FromString(state.SerializeToString())
     assert decoded == state
     assert len(decoded.parameters[0].ListFields()) == len(rs.ParameterState.DESCRIPTOR.fields)
-    assert rs.GetStateRequest.FromString(rs.GetStateRequest(name_prefix="/a/").SerializeToString()).name_prefix == "/a/"
+    assert (
+        rs.GetStateRequest.FromString(rs.GetStateRequest(name_prefix="/a/").SerializeToString()).name_prefix
+        == "/a/"
+    )
 
 
 def test_config_service_messages_round_trip_every_field() -> None:
