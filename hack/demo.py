@@ -76,18 +76,6 @@ def write_parameter(stack: LocalAws, name: str, value: str) -> float:
     return sent_at
 
 
-def receive_events(stack: LocalAws, wait_seconds: int) -> list[dict[str, Any]]:
-    """Long-poll the queue once; delete and return the events received."""
-    sqs = stack.client("sqs")
-    response = sqs.receive_message(
-        QueueUrl=stack.queue_url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=10
-    )
-    messages = response.get("Messages", [])
-    for message in messages:
-        sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return [json.loads(m["Body"]) for m in messages]
-
-
 def run(stack: LocalAws) -> bool:
     """The demo's steps; True when the event arrived and the other did not."""
     say(f"2. Writing one parameter outside {DEMO_PREFIX}, then one under it:")
@@ -108,7 +96,7 @@ def run(stack: LocalAws) -> bool:
     for event in events:
         say(json.dumps(event, indent=2))
 
-    events += receive_events(stack, ABSENCE_POLL_SECONDS)
+    events += stack.receive_events(wait_seconds=ABSENCE_POLL_SECONDS)
     names = [e["detail"]["name"] for e in events]
     if names != [INSIDE]:
         say(f"FAILED: expected exactly one event, for {INSIDE}; the queue held events for {names}")

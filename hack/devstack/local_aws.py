@@ -306,6 +306,25 @@ class LocalAws:
                 self._clients[service] = existing
             return existing
 
+    def receive_events(
+        self,
+        *,
+        wait_seconds: int = 5,
+        max_messages: int = 10,
+        queue_url: str | None = None,
+        delete: bool = True,
+    ) -> list[dict[str, Any]]:
+        """One long poll of the event queue (or `queue_url`): the decoded event bodies, deleted by default."""
+        url = queue_url or self.queue_url
+        sqs = self.client("sqs")
+        messages = sqs.receive_message(
+            QueueUrl=url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=max_messages
+        ).get("Messages", [])
+        if delete:
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"]) for message in messages]
+
     def env(self) -> dict[str, str]:
         """Environment variables that point AWS SDKs and the project's components at this stack."""
         resources = self.resources

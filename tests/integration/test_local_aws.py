@@ -97,7 +97,7 @@ def test_write_under_prefix_arrives_and_write_outside_never_does(local_aws: Loca
     assert_aws_envelope(events[0], local_aws, name=inside, type_="String", operation="Create")
     # The outside write happened first; delivery is synchronous in the write, so had it matched it would
     # be on the queue before the inside one. One more long poll proves nothing else is there.
-    assert receive(local_aws, local_aws.queue_url, wait=3) == []
+    assert local_aws.receive_events(wait_seconds=3) == []
 
 
 def test_overwrite_is_an_update_event(local_aws: LocalAws) -> None:
