@@ -6,7 +6,8 @@ policy and TLS can differ and a flood of reads cannot starve the control channel
 grpc.health.v1 service: NOT_SERVING until the bootstrap has loaded every prefix, SERVING after, and
 NOT_SERVING again from the first moment of shutdown. On SIGTERM the instance reports NOT_SERVING,
 deregisters from Cloud Map if it registered itself, lets in-flight calls finish within the grace period,
-and exits 0.
+and exits 0. An optional drain period between NOT_SERVING and refusing new calls gives load balancers time
+to notice.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class Service:
             await self.registration.deregister()
         for task in self._tasks:
             task.cancel()
+        if self.settings.drain_seconds > 0:
+            # Load balancers and health watchers see NOT_SERVING while reads are still answered.
+            await asyncio.sleep(self.settings.drain_seconds)
         await asyncio.gather(self.refresh_server.stop(grace), self.config_server.stop(grace))
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

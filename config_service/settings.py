@@ -176,6 +176,13 @@ FIELDS: tuple[Field, ...] = (
     Field("config_tls_key_file", "path", None, "PEM private key for config_tls_cert_file.", "config"),
     # Operations.
     Field("grace_seconds", "float", 20.0, "On SIGTERM, how long in-flight calls get to finish.", "ops"),
+    Field(
+        "drain_seconds",
+        "float",
+        0.0,
+        "On SIGTERM, how long to keep serving reads while health says NOT_SERVING, before refusing new calls.",
+        "ops",
+    ),
     Field("log_level", "str", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR).", "ops"),
     # Cloud Map self-registration.
     Field(
@@ -228,6 +235,7 @@ class Settings:
     config_tls_cert_file: Path | None = None
     config_tls_key_file: Path | None = None
     grace_seconds: float = 20.0
+    drain_seconds: float = 0.0
     log_level: str = "INFO"
     cloudmap_service_id: str | None = None
     cloudmap_advertise_ip: str | None = None
@@ -411,6 +419,8 @@ def _check(settings: Settings) -> None:
         fail("bootstrap_backoff_seconds", "must be positive")
     if settings.grace_seconds < 0:
         fail("grace_seconds", "must not be negative")
+    if settings.drain_seconds < 0:
+        fail("drain_seconds", "must not be negative")
     if (settings.refresh_tls_cert_file is None) != (settings.refresh_tls_key_file is None):
         fail("refresh_tls_key_file", "refresh_tls_cert_file and refresh_tls_key_file go together")
     if (settings.config_tls_cert_file is None) != (settings.config_tls_key_file is None):

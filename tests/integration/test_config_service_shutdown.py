@@ -1,0 +1,89 @@
+"""SIGTERM with calls in flight: they complete, health goes NOT_SERVING, and the process exits 0."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+
+from configrefresh.v1 import refresh_service_pb2 as pb
+from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
+from devstack.local_aws import LocalAws
+from devstack.pytest_services import FleetFactory
+
+
+def test_sigterm_lets_in_flight_calls_complete_and_exits_zero(
+    local_aws: LocalAws, service_fleet: FleetFactory
+) -> None:
+    ssm = local_aws.client("ssm")
+    names = [f"{local_aws.prefix}acme/orders/k{i}" for i in range(3)]
+    for name in names:
+        ssm.put_parameter(Name=name, Value="v1", Type="String")
+    instance = service_fleet(1, local_aws=local_aws)[0]
+    for name in names:
+        ssm.put_parameter(Name=name, Value="v2", Type="String", Overwrite=True)
+    # Throttling keeps the INVALIDATE re-reads in flight (botocore backs off between attempts).
+    for _ in names:
+        local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=3)
+    stub = pb_grpc.RefreshServiceStub(instance.refresh_channel())
+    futures: list[Future[pb.RefreshResponse]] = [
+        stub.Refresh.future(
+            pb.RefreshRequest(
+                parameter_name=name,
+                version=2,
+                operation=pb.OPERATION_UPSERT,
+                payload_mode=pb.PAYLOAD_MODE_INVALIDATE,
+            ),
+            timeout=60,
+        )
+        for name in names
+    ]
+    deadline = time.monotonic() + 30
+    while local_aws.call_counts().get("ssm:GetParameter", 0) < len(names) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(future.done() for future in futures), "the calls must still be in flight at SIGTERM"
+
+    instance.terminate()
+    answers = [future.result() for future in futures]
+    exit_code = instance.wait(60)
+
+    assert [answer.result for answer in answers] == [pb.REFRESH_RESULT_APPLIED] * len(names)
+    assert [answer.applied_version for answer in answers] == [2] * len(names)
+    assert exit_code == 0
+    log = instance.log_text()
+    assert log.index('"shutting down"') < log.index('"stopped"')
+
+
+def test_health_reports_not_serving_once_shutdown_begins(
+    local_aws: LocalAws, service_fleet: FleetFactory
+) -> None:
+    name = f"{local_aws.prefix}acme/slow"
+    local_aws.client("ssm").put_parameter(Name=name, Value="v1", Type="String")
+    instance = service_fleet(
+        1,
+        local_aws=local_aws,
+        env={"CONFIG_SERVICE_GRACE_SECONDS": "30", "CONFIG_SERVICE_DRAIN_SECONDS": "2"},
+    )[0]
+    local_aws.client("ssm").put_parameter(Name=name, Value="v2", Type="String", Overwrite=True)
+    local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=4)
+    stub = pb_grpc.RefreshServiceStub(instance.refresh_channel())
+    pending = stub.Refresh.future(
+        pb.RefreshRequest(
+            parameter_name=name,
+            version=2,
+            operation=pb.OPERATION_UPSERT,
+            payload_mode=pb.PAYLOAD_MODE_INVALIDATE,
+        ),
+        timeout=60,
+    )
+    while local_aws.call_counts().get("ssm:GetParameter", 0) < 1:
+        time.sleep(0.02)
+    assert instance.health() == "SERVING"
+    instance.terminate()
+    seen: list[str] = []
+    while not pending.done():
+        seen.append(instance.health(timeout=1.0))
+        time.sleep(0.05)
+    assert pending.result().result == pb.REFRESH_RESULT_APPLIED
+    assert "NOT_SERVING" in seen, "during the drain period health says NOT_SERVING"
+    assert "SERVING" not in seen[1:], "never SERVING again once shutdown began"
+    assert instance.wait(60) == 0
