@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -447,3 +450,40 @@ def test_local_aws_command_up_env_down(tmp_path: Path) -> None:
     assert not state_file.exists()
     assert not stack.is_running()
     assert run_command("env", state_file=state_file).returncode == 1
+
+
+# ----- process life cycle -------------------------------------------------------------------------------
+
+
+def test_a_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(LocalAwsError, match="exited with code") as info:
+            LocalAws.start(port=port, log_path=tmp_path / "moto.log", startup_timeout=60)
+
+    assert "Address already in use" in str(info.value)
+
+
+def test_server_stops_by_itself_when_its_parent_dies_without_cleanup() -> None:
+    script = (
+        "import os, sys\n"
+        "from devstack.local_aws import LocalAws\n"
+        "stack = LocalAws.start()\n"
+        "print(stack.pid, stack.endpoint_url, flush=True)\n"
+        "os._exit(0)\n"  # no atexit, no stop(): as if the test process were killed
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "hack")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    pid_text, endpoint_url = result.stdout.split()
+    orphan = LocalAws(endpoint_url=endpoint_url, pid=int(pid_text))
+
+    deadline = time.monotonic() + 30
+    while orphan.is_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert not orphan.is_running()
