@@ -9,7 +9,9 @@ own file, and is stopped (SIGTERM, then SIGKILL) when the fleet is closed.
 
 Auth modes: "insecure" (default; `--insecure-refresh`), "token" (bearer token file in the fleet's
 directory, `rotate_token()` rewrites it), "mtls" (a trustme CA signs the instances' serving certificates
-and a client certificate for the identity `CLIENT_IDENTITY`). `refresh_credentials()` and
+and a client certificate for the identity `CLIENT_IDENTITY`), "serviceaccount" (Kubernetes TokenReview:
+the caller passes the CONFIG_SERVICE_TOKENREVIEW_* and CONFIG_SERVICE_KUBECONFIG variables in `env` and
+its own tokens per call). `refresh_credentials()` and
 `call_metadata()` give a client what it needs to call RefreshService in the fleet's mode.
 """
 
@@ -37,7 +39,7 @@ from configrefresh.v1 import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-AuthMode = Literal["insecure", "token", "mtls"]
+AuthMode = Literal["insecure", "token", "mtls", "serviceaccount"]
 CLIENT_IDENTITY = "config-refresh-operator"
 FIRST_HOST_OCTET = 10
 
@@ -402,8 +404,8 @@ class ServiceFleet:
         if auth == "token":
             token_file = self.workdir / "refresh-token"
             token_file.write_text(secrets.token_urlsafe(32) + "\n")
-        if auth == "token" and not tls:
-            return Credentials(mode="token", token_file=token_file)
+        if auth in ("token", "serviceaccount") and not tls:
+            return Credentials(mode=auth, token_file=token_file)
         import trustme
 
         self._ca = trustme.CA()
