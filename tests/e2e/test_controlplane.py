@@ -121,10 +121,11 @@ def test_rbac_denies_what_no_role_grants_and_allows_what_a_role_grants(
         "--role=refresh-reader", f"--serviceaccount={kube_namespace}:reader",
     )  # fmt: skip
 
-    def can(verb: str, resource: str, namespace: str = kube_namespace) -> bool:
+    def can(verb: str, resource: str, namespace: str = kube_namespace, subresource: str = "") -> bool:
         proc = control_plane.kubectl(
-            "auth", "can-i", verb, resource, "-n", namespace, kubeconfig=as_reader, check=False
-        )
+            "auth", "can-i", verb, resource, "-n", namespace, f"--subresource={subresource}",
+            kubeconfig=as_reader, check=False,
+        )  # fmt: skip
         return proc.stdout.strip() == "yes"
 
     assert _wait_for(lambda: can("list", "configrefreshes.configrefresh.io"))
@@ -132,7 +133,7 @@ def test_rbac_denies_what_no_role_grants_and_allows_what_a_role_grants(
     assert listed.returncode == 0
     assert not can("create", "configrefreshes.configrefresh.io")
     assert not can("list", "configroutes.configrefresh.io")
-    assert not can("patch", "configrefreshes.configrefresh.io/status")
+    assert not can("patch", "configrefreshes.configrefresh.io", subresource="status")
     assert not can("list", "configrefreshes.configrefresh.io", namespace="default")
     assert not can("list", "secrets")
 
@@ -169,6 +170,24 @@ def test_pods_are_objects_whose_status_a_test_patches(
     patched = _json(control_plane.kubectl("get", "-n", kube_namespace, "pod/orders-0", "-o", "json"))
     assert patched["status"]["podIP"] == "127.0.0.11"
     assert patched["status"]["conditions"][0]["type"] == "Ready"
+
+
+def test_a_deleted_pod_bound_to_a_node_stays_terminating(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "orders-1"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "example.invalid/orders:1"}]},
+    }
+    control_plane.kubectl("apply", "-n", kube_namespace, "-f", "-", input=json.dumps(pod))
+    control_plane.kubectl("delete", "-n", kube_namespace, "pod/orders-1", "--wait=false")
+    stored = _json(control_plane.kubectl("get", "-n", kube_namespace, "pod/orders-1", "-o", "json"))
+    assert stored["metadata"]["deletionTimestamp"]
+    control_plane.kubectl("delete", "-n", kube_namespace, "pod/orders-1", "--grace-period=0", "--force")
+    gone = control_plane.kubectl("get", "-n", kube_namespace, "pod/orders-1", check=False)
+    assert "NotFound" in gone.stderr
 
 
 def test_namespaces_have_no_default_service_account(control_plane: ControlPlane, kube_namespace: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -541,3 +542,40 @@ def test_spec_update_does_not_change_status(control_plane: ControlPlane, kube_na
     assert after["spec"]["scope"] == {"tenant": "globex"}
     assert after["status"] == before["status"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+
+
+# ------------------------------------------------------------------------------------ viewer/editor roles
+
+
+def test_viewer_and_editor_roles_grant_what_their_headers_say(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    control_plane.kubectl("apply", "-f", str(CRDS / "rbac"))
+    kubeconfigs = {}
+    for role in ("viewer", "editor"):
+        control_plane.kubectl(
+            "create", "rolebinding", role, "-n", kube_namespace, f"--clusterrole=configrefresh-{role}",
+            f"--serviceaccount={kube_namespace}:{role}",
+        )  # fmt: skip
+        kubeconfigs[role] = control_plane.kubeconfig_for_token(
+            control_plane.issue_token(kube_namespace, role)
+        )
+
+    def can(role: str, verb: str, resource: str, subresource: str = "") -> bool:
+        proc = control_plane.kubectl(
+            "auth", "can-i", verb, f"{resource}.configrefresh.io", "-n", kube_namespace,
+            f"--subresource={subresource}", kubeconfig=kubeconfigs[role], check=False,
+        )  # fmt: skip
+        return proc.stdout.strip() == "yes"
+
+    deadline = time.monotonic() + 30
+    while not (can("viewer", "list", "configrefreshes") and can("editor", "create", "configroutes")):
+        assert time.monotonic() < deadline, "RoleBindings never took effect"
+        time.sleep(0.2)
+    for resource in ("configroutes", "configrefreshes"):
+        assert [can("viewer", v, resource) for v in ("get", "list", "watch")] == [True, True, True]
+        assert [can("viewer", v, resource) for v in ("create", "patch", "delete")] == [False, False, False]
+        assert [can("editor", v, resource) for v in ("create", "patch", "delete")] == [True, True, True]
+        assert can("viewer", "get", resource, "status")
+        assert not can("editor", "patch", resource, "status")
+        assert not can("viewer", "patch", resource, "status")
