@@ -232,7 +232,7 @@ async def test_a_black_holed_target_fails_on_its_deadline_while_the_others_finis
     port = server.sockets[0].getsockname()[1]
     local_aws.register_instance("black-hole", "127.0.0.250", port, attributes={"tenant": "acme"})
     name = f"{PREFIX}acme/orders/retries"
-    policy = token_policy(fleet, timeout_seconds=1.0, max_attempts=2, deadline_seconds=10.0)
+    policy = token_policy(fleet, timeout_seconds=1.5, max_attempts=2, deadline_seconds=10.0)
     finished_at: dict[str, float] = {}
     start = time.monotonic()
 

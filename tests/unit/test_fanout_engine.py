@@ -227,7 +227,7 @@ async def test_a_hanging_instance_fails_on_its_own_deadline_without_delaying_the
         finished_at[outcome.target.instance_id] = time.monotonic() - start
 
     policy = RefreshPolicy(
-        timeout_seconds=0.5, max_attempts=2, deadline_seconds=5.0, backoff_base_seconds=0.01
+        timeout_seconds=1.5, max_attempts=2, deadline_seconds=8.0, backoff_base_seconds=0.01
     )
     outcomes = by_id(
         await fanout.run(
@@ -289,13 +289,23 @@ async def test_cancel_stops_outstanding_calls_promptly(
 ) -> None:
     fleet = await fleet_factory([answer()], [hang()], [hang()])
     cancel = asyncio.Event()
+    first_done = asyncio.Event()
     policy = RefreshPolicy(timeout_seconds=30.0, deadline_seconds=60.0)
     run = asyncio.create_task(
-        fanout.run(targets=fleet.targets, request=REQUEST, policy=policy, cancel=cancel)
+        fanout.run(
+            targets=fleet.targets,
+            request=REQUEST,
+            policy=policy,
+            cancel=cancel,
+            on_outcome=lambda outcome: first_done.set(),
+        )
     )
-    await asyncio.wait_for(
-        asyncio.gather(*(servicer.called.wait() for servicer in fleet.servicers.values())), timeout=10
-    )
+    waiting = [
+        first_done.wait(),
+        fleet.servicers["i-001"].called.wait(),
+        fleet.servicers["i-002"].called.wait(),
+    ]
+    await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
     cancel.set()
     outcomes = by_id(await asyncio.wait_for(run, timeout=5.0))
     assert outcomes["i-000"].result is Result.APPLIED
@@ -345,17 +355,19 @@ async def test_an_open_breaker_fails_fast_and_is_retried_after_its_cool_down(
     fleet = await fleet_factory(
         [abort(grpc.StatusCode.UNAVAILABLE), abort(grpc.StatusCode.UNAVAILABLE), answer()]
     )
-    breakers = BreakerRegistry(failure_threshold=2, cool_down_seconds=0.3)
+    breakers = BreakerRegistry(failure_threshold=2, cool_down_seconds=1.5)
     channels = ChannelPool()
     engine = FanOut(channels=channels, breakers=breakers)
     try:
-        policy = RefreshPolicy(max_attempts=2, deadline_seconds=0.2, backoff_base_seconds=0.01)
+        policy = RefreshPolicy(max_attempts=2, deadline_seconds=10.0, backoff_base_seconds=0.01)
         [first] = await engine.run(targets=fleet.targets, request=REQUEST, policy=policy)
-        assert first.result is Result.FAILED
+        assert (first.result, first.attempts) == (Result.FAILED, 2)
         assert breakers.state(fleet.targets[0].address) is BreakerState.OPEN
         calls = fleet.servicers["i-000"].calls
-        # Within a short deadline the open breaker fails fast without calling the instance.
+        # With a deadline shorter than the cool-down the open breaker fails fast, calling nobody.
+        policy = RefreshPolicy(max_attempts=2, deadline_seconds=0.5, backoff_base_seconds=0.01)
         [second] = await engine.run(targets=fleet.targets, request=REQUEST, policy=policy)
+        assert second.attempts == 1
         assert second.error is not None
         assert "CIRCUIT_OPEN" in second.error
         assert fleet.servicers["i-000"].calls == calls
