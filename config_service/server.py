@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import grpc
 from configrefresh.v1 import config_service_pb2_grpc, refresh_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 
 from config_service import registration
 from config_service.auth import RefreshAuthInterceptor, TokenReviewer, build_authenticator
@@ -57,8 +57,8 @@ class Service:
     config_server: grpc.aio.Server
     refresh_port: int
     config_port: int
-    refresh_health: HealthServicer
-    config_health: HealthServicer
+    refresh_health: health_aio.HealthServicer
+    config_health: health_aio.HealthServicer
     ttl: TtlRefresher
     metrics_port: int | None = None
     registration: registration.CloudMapRegistration | None = None
@@ -159,8 +159,8 @@ async def create_server(
     config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
         ConfigServicer(cache=cache, lifecycle=lifecycle, metrics=metrics), config_server
     )
-    refresh_health = HealthServicer()
-    config_health = HealthServicer()
+    refresh_health = health_aio.HealthServicer()
+    config_health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(refresh_health, refresh_server)
     health_pb2_grpc.add_HealthServicer_to_server(config_health, config_server)
     for health, name in ((refresh_health, REFRESH_SERVICE), (config_health, CONFIG_SERVICE)):
@@ -217,7 +217,7 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def _health_listener(health: HealthServicer, name: str) -> Callable[[Phase], Awaitable[None]]:
+def _health_listener(health: health_aio.HealthServicer, name: str) -> Callable[[Phase], Awaitable[None]]:
     async def listener(phase: Phase) -> None:
         if phase is Phase.STOPPING:
             await health.enter_graceful_shutdown()
@@ -227,7 +227,7 @@ def _health_listener(health: HealthServicer, name: str) -> Callable[[Phase], Awa
     return listener
 
 
-async def _set_health(health: HealthServicer, name: str, *, serving: bool) -> None:
+async def _set_health(health: health_aio.HealthServicer, name: str, *, serving: bool) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for service_name in ("", name):
         await health.set(service_name, status)
