@@ -430,3 +430,39 @@ async def test_idle_channels_and_their_breakers_are_dropped_at_the_next_rollout(
         assert breakers.get(fleet.targets[0].address).consecutive_failures == 0
     finally:
         await channels.aclose()
+
+
+async def test_a_resumed_rollout_keeps_its_original_deadline(
+    fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
+) -> None:
+    fleet = await fleet_factory([answer()])
+    policy = RefreshPolicy(deadline_seconds=30.0)
+    [outcome] = await fanout.run(
+        targets=fleet.targets, request=REQUEST, policy=policy, started_at=time.time() - 31.0
+    )
+    assert outcome.result is Result.FAILED
+    assert outcome.attempts == 0
+    assert outcome.error is not None
+    assert "deadline of 30s passed" in outcome.error
+    assert fleet.servicers["i-000"].calls == 0
+
+
+async def test_a_target_listed_twice_is_called_once(
+    fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
+) -> None:
+    fleet = await fleet_factory([answer()])
+    outcomes = await fanout.run(targets=fleet.targets * 2, request=REQUEST, policy=FAST)
+    assert [o.target.instance_id for o in outcomes] == ["i-000"]
+    assert fleet.servicers["i-000"].calls == 1
+
+
+async def test_a_failing_progress_callback_does_not_stop_the_rollout(
+    fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()])
+
+    def broken(outcome: TargetOutcome) -> None:
+        raise RuntimeError("status patch failed")
+
+    outcomes = await fanout.run(targets=fleet.targets, request=REQUEST, policy=FAST, on_outcome=broken)
+    assert [o.result for o in outcomes] == [Result.APPLIED, Result.APPLIED]
