@@ -308,3 +308,15 @@ def test_throttling_is_retried_by_the_adaptive_retry(local_aws: LocalAws, tree: 
     assert result.exit_code == 0, result.output
     assert puts(local_aws) == 5 + 2
     assert len(stored(local_aws)) == 5
+
+
+def test_wait_without_a_kubeconfig_fails_before_writing(
+    local_aws: LocalAws, tree: Path, invoke: Invoke, tmp_path: Path
+) -> None:
+    result = invoke(
+        "apply", str(tree), "--prefix", PREFIX, "--wait", extra_env={"KUBECONFIG": str(tmp_path / "missing")}
+    )
+    assert result.exit_code == ExitCode.KUBE_ERROR, result.output
+    assert "cannot load kubeconfig" in result.stderr
+    assert puts(local_aws) == 0
+    assert stored(local_aws) == {}

@@ -1,0 +1,59 @@
+"""The manual ConfigRefresh configctl creates, and the label selectors status uses."""
+
+from __future__ import annotations
+
+import datetime
+
+from configctl.kube import route_scope
+from configctl.naming import parameter_hash
+from configctl.refresh import refresh_body
+from configctl.status import selector
+
+NAME = "/config-service/acme/orders/db_url"
+NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
+
+
+def test_manual_refresh_carries_the_labels_the_operator_and_wait_use() -> None:
+    body = refresh_body(
+        route="orders",
+        scope={"tenant": "acme"},
+        name=NAME,
+        parameter={"Version": 7, "Type": "SecureString", "LastModifiedDate": NOW},
+        now=NOW,
+    )
+    assert body["metadata"]["labels"] == {
+        "configrefresh.io/route": "orders",
+        "configrefresh.io/parameter-hash": parameter_hash(NAME),
+        "configrefresh.io/version": "7",
+    }
+    assert body["metadata"]["annotations"] == {"configrefresh.io/parameter-name": NAME}
+    assert body["spec"]["parameter"] == {
+        "name": NAME,
+        "version": 7,
+        "operation": "Upsert",
+        "type": "SecureString",
+        "lastModified": "2026-11-26T10:00:00Z",
+    }
+    assert body["spec"]["source"]["trigger"] == "manual"
+    assert body["spec"]["scope"] == {"tenant": "acme"}
+    assert len(body["metadata"]["name"]) <= 63
+
+
+def test_routes_claim_by_prefix_and_scope_pattern() -> None:
+    route = {
+        "metadata": {"name": "orders"},
+        "spec": {
+            "parameterPrefix": "/config-service/",
+            "scopePattern": r"^/config-service/(?P<tenant>[^/]+)/orders/",
+        },
+    }
+    assert route_scope(route, NAME) == {"tenant": "acme"}
+    assert route_scope(route, "/config-service/acme/billing/x") is None
+    assert route_scope(route, "/other/acme/orders/x") is None
+
+
+def test_status_filters_by_parameter_hash_and_route() -> None:
+    assert selector(parameter=None, route=None) == ""
+    assert selector(parameter=NAME, route="orders") == (
+        f"configrefresh.io/parameter-hash={parameter_hash(NAME)},configrefresh.io/route=orders"
+    )
