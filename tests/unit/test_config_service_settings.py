@@ -82,3 +82,10 @@ def test_the_command_line_reports_a_bad_setting_and_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "CONFIG_SERVICE_REFRESH_PORT" in result.stderr
+
+
+def test_the_docs_list_every_setting() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "config-service.md").read_text()
+    for field in FIELDS:
+        assert f"`{env_name(field)}`" in docs, field.name
+        assert f"`{flag_name(field)}`" in docs, field.name

@@ -1,0 +1,85 @@
+"""create_server wires both ports, health, metrics and TLS; the bootstrap flips health to SERVING."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import trustme
+from configrefresh.v1 import config_service_pb2 as cpb
+from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from config_service.cache import Entry, ValueType
+from config_service.server import create_server
+from config_service.settings import Settings
+
+NAME = "/config-service/acme/flag"
+
+
+class GatedStore:
+    """Parameter Store as the bootstrap sees it, answering only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def get_parameters_by_path(self, prefix: str) -> list[Entry]:
+        await self.gate.wait()
+        now = datetime.now(UTC)
+        return [Entry(NAME, "on", ValueType.STRING, 3, now, now)]
+
+    async def get_parameter(self, name: str) -> Entry | None:
+        return None
+
+    async def get_parameters(self, names: Sequence[str]) -> tuple[list[Entry], list[str]]:
+        return [], list(names)
+
+
+async def test_create_server_serves_health_tls_reads_and_metrics(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    settings = Settings(
+        instance_id="unit",
+        refresh_port=0,
+        config_port=0,
+        metrics_port=0,
+        insecure_refresh=True,
+        config_tls_cert_file=cert,
+        config_tls_key_file=key,
+        ttl_seconds=0,
+    )
+    store = GatedStore()
+    service = await create_server(settings, store=store)  # type: ignore[arg-type]
+    await service.start()
+    boot = asyncio.create_task(service.bootstrap())
+    credentials = grpc.ssl_channel_credentials(ca.cert_pem.bytes())
+    channel = grpc.aio.secure_channel(f"127.0.0.1:{service.config_port}", credentials)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        before = await health.Check(health_pb2.HealthCheckRequest(service="configrefresh.v1.ConfigService"))
+        store.gate.set()
+        await boot
+        after = await health.Check(health_pb2.HealthCheckRequest(service="configrefresh.v1.ConfigService"))
+        assert before.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert after.status == health_pb2.HealthCheckResponse.SERVING
+
+        answer = await cpb_grpc.ConfigServiceStub(channel).GetConfig(cpb.GetConfigRequest(name=NAME))
+        assert (answer.entry.value, answer.entry.version) == ("on", 3)
+
+        assert service.metrics_port
+        url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+        scrape = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        assert 'config_service_cache_entries{state="live"} 1.0' in scrape
+        assert "config_service_getconfig_latency_seconds_count 1.0" in scrape
+        assert "config_service_cache_oldest_entry_age_seconds" in scrape
+    finally:
+        await channel.close()
+        await service.stop(grace=1)
+    assert service.refresh_port != service.config_port
