@@ -53,7 +53,8 @@ LIGHT_HOST_BASE = "127.0.1."
 # ----- the light backend (runs in its own process) ---------------------------------------------------
 
 
-async def _serve_light(count: int) -> None:
+async def _serve_light(first: int, count: int, kind: str) -> None:
+    """Serve ``count`` endpoints 127.0.1.(first+1)... until stdin closes; print their addresses first."""
     import grpc
     from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 
@@ -64,31 +65,62 @@ async def _serve_light(count: int) -> None:
         async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
             return pb.GetStateResponse()
 
-    server = grpc.aio.server()
-    pb_grpc.add_RefreshServiceServicer_to_server(Applied(), server)
+    def servicer(index: int) -> Any:
+        if kind == "minimal":
+            return Applied()
+        # config_service's own refresh path (validation, version check, snapshot swap), one cache each.
+        from config_service.cache import ConfigCache
+        from config_service.refresh_servicer import RefreshServicer
+        from config_service.refresher import Refresher
+
+        cache = ConfigCache()
+        refresher = Refresher(cache=cache, store=None, prefixes=("/config-service/",))
+        return RefreshServicer(cache=cache, refresher=refresher, instance_id=f"light-{index}")
+
+    servers = []
     addresses = []
-    for index in range(count):
+    for index in range(first, first + count):
+        server = grpc.aio.server()
+        pb_grpc.add_RefreshServiceServicer_to_server(servicer(index), server)
         host = f"{LIGHT_HOST_BASE}{index + 1}"
-        port = server.add_insecure_port(f"{host}:0")
-        addresses.append(f"{host}:{port}")
-    await server.start()
+        addresses.append(f"{host}:{server.add_insecure_port(f'{host}:0')}")
+        await server.start()
+        servers.append(server)
     print(json.dumps(addresses), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-    await server.stop(grace=None)
+    await asyncio.gather(*(server.stop(grace=None) for server in servers))
 
 
 class LightBackend:
-    description = "lightweight in-bench RefreshService (NOT config-service) in one separate process"
-
-    def __init__(self, count: int) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-light", str(count)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+    def __init__(self, count: int, *, kind: str, processes: int) -> None:
+        processes = max(1, min(processes, count))
+        what = (
+            "config_service's RefreshServicer+Refresher+ConfigCache per endpoint, no auth, no bootstrap"
+            if kind == "embedded"
+            else "a minimal in-bench RefreshService that answers APPLIED"
         )
-        assert self._process.stdout is not None
-        addresses = json.loads(self._process.stdout.readline())
+        self.description = (
+            f"endpoints, NOT config-service processes: {what}, served by {processes} separate process(es)"
+        )
+        share = -(-count // processes)
+        self._processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-light",
+                    f"{first},{min(share, count - first)},{kind}",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for first in range(0, count, share)
+        ]
+        addresses: list[str] = []
+        for process in self._processes:
+            assert process.stdout is not None
+            addresses.extend(json.loads(process.stdout.readline()))
         self.targets = [
             Target(instance_id=f"light-{index}", address=address, attributes={})
             for index, address in enumerate(addresses)
@@ -97,9 +129,11 @@ class LightBackend:
         self.metadata: tuple[tuple[str, str], ...] = ()
 
     def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        self._process.wait(30)
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in self._processes:
+            process.wait(30)
 
 
 class RealBackend:
@@ -205,10 +239,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,100", help="comma-separated fleet sizes")
     parser.add_argument("--runs", type=int, default=30, help="measured runs per size (after one cold run)")
     parser.add_argument("--real-max", type=int, default=10, help="largest fleet run on real config-service")
-    parser.add_argument("--serve-light", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--light",
+        choices=("embedded", "minimal"),
+        default="embedded",
+        help="servicer above --real-max: config_service's refresh path embedded, or a minimal one",
+    )
+    parser.add_argument(
+        "--light-processes", type=int, default=2, help="processes serving the light endpoints"
+    )
+    parser.add_argument("--serve-light", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_light:
-        asyncio.run(_serve_light(args.serve_light))
+        first, count, kind = args.serve_light.split(",")
+        asyncio.run(_serve_light(int(first), int(count), kind))
         return 0
 
     sizes = [int(size) for size in args.sizes.split(",") if size]
@@ -216,14 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"fan-out latency, run() start → last acknowledgment; {args.runs} warm runs per size, 1 cold run")
     print(f"machine: {os.cpu_count()} CPUs, load average {load} at start")
     print(
-        f"{'instances':>9}  {'backend':<6} {'cold ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f"{'instances':>9}  {'backend':<8} {'cold ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
         f"  {'bare p50':>8} {'bare p99':>8}  note"
     )
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as scratch:
         for size in sizes:
-            kind = "real" if size <= args.real_max else "light"
+            kind = "real" if size <= args.real_max else args.light
             backend: Any = (
-                RealBackend(size, Path(scratch) / f"real-{size}") if kind == "real" else LightBackend(size)
+                RealBackend(size, Path(scratch) / f"real-{size}")
+                if kind == "real"
+                else LightBackend(size, kind=args.light, processes=args.light_processes)
             )
             try:
                 cold, samples, bare = asyncio.run(_measure(backend, args.runs))
@@ -231,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backend.close()
             acks = [sample.to_last_ack_ms for sample in samples]
             print(
-                f"{size:>9}  {kind:<6} {cold.to_last_ack_ms:>8.1f} {_percentile(acks, 50):>8.1f} "
+                f"{size:>9}  {kind:<8} {cold.to_last_ack_ms:>8.1f} {_percentile(acks, 50):>8.1f} "
                 f"{_percentile(acks, 99):>8.1f} {max(acks):>8.1f}  {_percentile(bare, 50):>8.1f} "
                 f"{_percentile(bare, 99):>8.1f}  {size} {backend.description}; "
                 f"mean {statistics.fmean(acks):.1f} ms"
