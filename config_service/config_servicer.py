@@ -16,14 +16,14 @@ import secrets
 import time
 
 import grpc
-from configrefresh.v1 import config_service_pb2 as pb
-from configrefresh.v1 import config_service_pb2_grpc as pb_grpc
 
 from config_service.cache import ConfigCache, Snapshot
 from config_service.convert import entry_to_proto
 from config_service.errors import InvalidArgument, NotFound, ServiceError, Unavailable, grpc_status
 from config_service.lifecycle import Lifecycle, Phase
 from config_service.metrics import Metrics
+from configrefresh.v1 import config_service_pb2 as pb
+from configrefresh.v1 import config_service_pb2_grpc as pb_grpc
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from configrefresh.v1 import config_service_pb2, refresh_service_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from config_service.cache import Entry, ValueType
+from configrefresh.v1 import config_service_pb2, refresh_service_pb2
 
 _TO_PROTO = {
     ValueType.STRING: refresh_service_pb2.VALUE_TYPE_STRING,

@@ -9,8 +9,6 @@ completed or after shutdown began is UNAVAILABLE. Authentication is an intercept
 from __future__ import annotations
 
 import grpc
-from configrefresh.v1 import refresh_service_pb2 as pb
-from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 
 from config_service.cache import ConfigCache
 from config_service.convert import (
@@ -23,6 +21,8 @@ from config_service.errors import InvalidArgument, ServiceError, Unavailable, gr
 from config_service.lifecycle import Lifecycle
 from config_service.metrics import Metrics
 from config_service.refresher import Change, Operation, PayloadMode, Refresher, Result
+from configrefresh.v1 import refresh_service_pb2 as pb
+from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 
 _RESULTS = {
     Result.APPLIED: pb.REFRESH_RESULT_APPLIED,

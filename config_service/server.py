@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
-from configrefresh.v1 import config_service_pb2_grpc, refresh_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -36,6 +35,7 @@ from config_service.refresh_servicer import RefreshServicer
 from config_service.refresher import Refresher
 from config_service.settings import Settings
 from config_service.ttl import TtlRefresher
+from configrefresh.v1 import config_service_pb2_grpc, refresh_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -180,7 +180,7 @@ FIELDS: tuple[Field, ...] = (
         "drain_seconds",
         "float",
         0.0,
-        "On SIGTERM, how long to keep serving reads while health says NOT_SERVING, before refusing new calls.",
+        "On SIGTERM, how long to keep answering reads while health says NOT_SERVING, before refusing calls.",
         "ops",
     ),
     Field("log_level", "str", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR).", "ops"),

@@ -19,11 +19,11 @@ import asyncio
 import sys
 
 import grpc
-from configrefresh.v1 import refresh_service_pb2, refresh_service_pb2_grpc
 
 from config_service.cache import ConfigCache
 from config_service.refresh_servicer import RefreshServicer
 from config_service.refresher import Refresher
+from configrefresh.v1 import refresh_service_pb2, refresh_service_pb2_grpc
 
 PREFIX = "/config-service/acme/"
 

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from configrefresh.v1 import (
     config_service_pb2,
     config_service_pb2_grpc,
     refresh_service_pb2,
     refresh_service_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 AuthMode = Literal["insecure", "token", "mtls", "serviceaccount"]
 CLIENT_IDENTITY = "config-refresh-operator"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import grpc
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 from devstack.controlplane import ControlPlane

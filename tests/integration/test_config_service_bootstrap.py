@@ -6,6 +6,7 @@ import time
 
 import grpc
 import pytest
+
 from devstack.local_aws import LocalAws
 from devstack.pytest_services import FleetFactory
 

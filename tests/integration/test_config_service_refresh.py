@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 from devstack.local_aws import LocalAws

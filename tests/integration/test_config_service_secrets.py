@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from devstack.local_aws import LocalAws
 from devstack.pytest_services import FleetFactory

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from configrefresh.v1 import refresh_service_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from config_service.cache import ConfigCache, Entry, ValueType
 from config_service.errors import InvalidArgument
 from config_service.refresh_servicer import change_from_request
 from config_service.refresher import Change, Operation, PayloadMode, Refresher, Result
+from configrefresh.v1 import refresh_service_pb2 as pb
 
 PREFIX = "/config-service/"
 NAME = "/config-service/acme/orders/db_url"

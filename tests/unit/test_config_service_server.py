@@ -10,13 +10,13 @@ from pathlib import Path
 
 import grpc
 import trustme
-from configrefresh.v1 import config_service_pb2 as cpb
-from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from config_service.cache import Entry, ValueType
 from config_service.server import create_server
 from config_service.settings import Settings
+from configrefresh.v1 import config_service_pb2 as cpb
+from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 
 NAME = "/config-service/acme/flag"
 

@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from configrefresh.v1 import config_service_pb2 as cpb
-from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
-from configrefresh.v1 import refresh_service_pb2 as rpb
-from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
 
 from config_service.cache import ConfigCache, Entry, ValueType
 from config_service.config_servicer import ConfigServicer
 from config_service.lifecycle import Lifecycle, Phase
 from config_service.refresh_servicer import RefreshServicer
 from config_service.refresher import Refresher
+from configrefresh.v1 import config_service_pb2 as cpb
+from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
+from configrefresh.v1 import refresh_service_pb2 as rpb
+from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
 
 PREFIX = "/config-service/"
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
