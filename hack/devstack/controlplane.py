@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO_ROOT / "crds"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_TIMEOUT = 180.0
+_START_ATTEMPTS = 3
 
 
 class CommandError(subprocess.CalledProcessError):
@@ -105,17 +106,23 @@ class ControlPlane:
     ) -> ControlPlane:
         """Builds the binaries if needed, starts etcd then kube-apiserver, and waits for /readyz."""
         bins = binaries or controlplane_build.ensure_built(quiet=True)
-        directory = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-controlplane-"))
-        plane = cls(binaries=bins, workdir=directory, detached=detached)
-        if not detached:
-            atexit.register(plane.stop)
-        try:
-            plane._start_etcd()
-            plane.start_apiserver()
-        except BaseException:
-            plane.stop()
-            raise
-        return plane
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            directory = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-controlplane-"))
+            plane = cls(binaries=bins, workdir=directory, detached=detached)
+            if not detached:
+                atexit.register(plane.stop)
+            try:
+                plane._start_etcd()
+                plane.start_apiserver()
+                return plane
+            except BaseException as exc:
+                plane.stop()
+                atexit.unregister(plane.stop)
+                # Free ports are picked before the servers bind them; another job can take one meanwhile.
+                retry = isinstance(exc, ControlPlaneError) and "address already in use" in str(exc)
+                if not retry or workdir is not None or attempt == _START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> ControlPlane:
         return self

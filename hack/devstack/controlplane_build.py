@@ -16,6 +16,7 @@ is shared with any other build of the same modules on the machine; -ldflags only
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -248,6 +249,20 @@ def ensure_built(root: Path | None = None, *, quiet: bool = False) -> Binaries:
         missing = ", ".join(p.name for p in bins.missing())
         raise ControlPlaneBuildError(f"missing {missing} in {root / 'bin'}; {_NO_GO_MESSAGE}")
     (root / "bin").mkdir(parents=True, exist_ok=True)
+    with (root / ".build.lock").open("w") as lock:
+        # Two test sessions building at once would rewrite the same wrapper modules: take turns.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _build_missing(root)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    still = bins.missing()
+    if still:
+        raise ControlPlaneBuildError(f"build finished but {', '.join(map(str, still))} missing")
+    return bins
+
+
+def _build_missing(root: Path) -> None:
     started = time.monotonic()
     for label, step in _STEPS:
         t0 = time.monotonic()
@@ -256,7 +271,3 @@ def ensure_built(root: Path | None = None, *, quiet: bool = False) -> Binaries:
         what = ", ".join(built) if built else "cached"
         _say(f"{label}: {what} ({time.monotonic() - t0:.1f}s)")
     _say(f"done in {time.monotonic() - started:.1f}s; binaries in {root / 'bin'}")
-    still = bins.missing()
-    if still:
-        raise ControlPlaneBuildError(f"build finished but {', '.join(map(str, still))} missing")
-    return bins
