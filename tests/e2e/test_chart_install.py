@@ -1,0 +1,404 @@
+"""Both charts on a real kube-apiserver: install, CRDs Established, upgrade, uninstall, and least privilege.
+
+The control plane has RBAC on and no controller-manager or kubelet, so the Deployments never get pods:
+what is checked is what the API server stores and authorizes. The chart's ServiceAccount gets a real token
+(TokenRequest) and the questions are asked with that token: SelfSubjectAccessReviews for the matrix of
+what the operator needs and what it must not do, plain API calls for a few of each, and finally the
+operator itself, run locally under that identity, carrying a Parameter Store change to every instance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from devstack.controlplane import ControlPlane
+from devstack.local_aws import LocalAws
+from kubernetes import client
+from kubernetes.client import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
+SERVICE_CHART = ROOT / "charts" / "config-service"
+ROLE_ARN = "arn:aws:iam::123456789012:role/config-refresh-operator"
+FINAL_PHASES = {"Succeeded", "PartiallyFailed", "Failed"}
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/config-refresh-events"
+
+# (verb, group, resource) the operator uses in a watched namespace.
+NEEDED_IN_NAMESPACE = [
+    ("get", "configrefresh.io", "configroutes"),
+    ("list", "configrefresh.io", "configroutes"),
+    ("watch", "configrefresh.io", "configroutes"),
+    ("patch", "configrefresh.io", "configroutes"),
+    ("patch", "configrefresh.io", "configroutes/status"),
+    ("create", "configrefresh.io", "configrefreshes"),
+    ("get", "configrefresh.io", "configrefreshes"),
+    ("list", "configrefresh.io", "configrefreshes"),
+    ("watch", "configrefresh.io", "configrefreshes"),
+    ("patch", "configrefresh.io", "configrefreshes"),
+    ("delete", "configrefresh.io", "configrefreshes"),
+    ("patch", "configrefresh.io", "configrefreshes/status"),
+    ("create", "", "events"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+]
+# What kopf needs cluster-wide in namespaced mode (resource and namespace observers).
+NEEDED_CLUSTER_WIDE = [
+    ("list", "apiextensions.k8s.io", "customresourcedefinitions"),
+    ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
+    ("list", "", "namespaces"),
+    ("watch", "", "namespaces"),
+]
+# Things the operator never does: read Secrets, touch pods or workloads, write routes, escalate.
+FORBIDDEN_IN_NAMESPACE = [
+    ("get", "", "secrets"),
+    ("list", "", "secrets"),
+    ("delete", "", "pods"),
+    ("create", "", "pods"),
+    ("patch", "", "pods"),
+    ("get", "", "configmaps"),
+    ("create", "apps", "deployments"),
+    ("delete", "", "events"),
+    ("create", "configrefresh.io", "configroutes"),
+    ("delete", "configrefresh.io", "configroutes"),
+    ("update", "configrefresh.io", "configrefreshes"),
+    ("create", "rbac.authorization.k8s.io", "roles"),
+    ("create", "rbac.authorization.k8s.io", "rolebindings"),
+    ("create", "", "serviceaccounts/token"),
+    ("patch", "kopf.dev", "kopfpeerings"),
+]
+FORBIDDEN_CLUSTER_WIDE = [
+    ("create", "apiextensions.k8s.io", "customresourcedefinitions"),
+    ("delete", "apiextensions.k8s.io", "customresourcedefinitions"),
+    ("list", "", "nodes"),
+    ("list", "", "secrets"),
+    ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+]
+
+
+def _helm(plane: ControlPlane, *args: str, check: bool = True) -> str:
+    result = plane.helm(*args, check=check)
+    return str(result.stdout)
+
+
+class Release:
+    """One `helm install` of a chart into the test namespace, uninstalled at the end if still there."""
+
+    def __init__(self, plane: ControlPlane, namespace: str, chart: Path, name: str) -> None:
+        self.plane = plane
+        self.namespace = namespace
+        self.chart = chart
+        self.name = name
+        self.installed = False
+
+    def install(self, *sets: str) -> str:
+        out = _helm(self.plane, "install", self.name, str(self.chart), "-n", self.namespace, *_sets(sets))
+        self.installed = True
+        return out
+
+    def upgrade(self, *sets: str) -> str:
+        return _helm(
+            self.plane,
+            "upgrade",
+            self.name,
+            str(self.chart),
+            "-n",
+            self.namespace,
+            "--reuse-values",
+            *_sets(sets),
+        )
+
+    def uninstall(self) -> str:
+        out = _helm(self.plane, "uninstall", self.name, "-n", self.namespace)
+        self.installed = False
+        return out
+
+    def manifest(self) -> str:
+        return _helm(self.plane, "get", "manifest", self.name, "-n", self.namespace)
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-{self.chart.name}"
+
+
+def _sets(sets: tuple[str, ...]) -> list[str]:
+    return [arg for item in sets for arg in ("--set", item)]
+
+
+@pytest.fixture
+def release(control_plane: ControlPlane, kube_namespace: str) -> Iterator[Callable[[Path], Release]]:
+    """Factory of releases with unique names (their ClusterRoles are cluster-wide, tests share a cluster)."""
+    made: list[Release] = []
+
+    def make(chart: Path) -> Release:
+        made.append(Release(control_plane, kube_namespace, chart, f"r{uuid.uuid4().hex[:8]}"))
+        return made[-1]
+
+    yield make
+    for item in made:
+        if item.installed:
+            _helm(control_plane, "uninstall", item.name, "-n", kube_namespace, check=False)
+
+
+def _operator_sets(*extra: str, queue_url: str = QUEUE_URL) -> tuple[str, ...]:
+    return (
+        f"aws.queueUrl={queue_url}",
+        f"serviceAccount.roleArn={ROLE_ARN}",
+        "image.repository=registry.example/config-refresh-operator",
+        *extra,
+    )
+
+
+def _get(plane: ControlPlane, *args: str) -> Any:
+    return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
+
+
+def _exists(plane: ControlPlane, *args: str) -> bool:
+    return plane.kubectl("get", *args, "-o", "name", check=False).returncode == 0
+
+
+def _identity_client(plane: ControlPlane, namespace: str, service_account: str) -> client.ApiClient:
+    token = plane.issue_token(namespace, service_account, create=False)
+    return plane.api_client(plane.kubeconfig_for_token(token))
+
+
+def _allowed(api: client.ApiClient, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+    main, _, sub = resource.partition("/")
+    review = client.V1SelfSubjectAccessReview(
+        spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, group=group, resource=main, subresource=sub or None, namespace=namespace
+            )
+        )
+    )
+    answer = client.AuthorizationV1Api(api).create_self_subject_access_review(review)
+    return answer.status is not None and bool(answer.status.allowed)
+
+
+def test_both_charts_install_upgrade_and_uninstall(
+    control_plane: ControlPlane, kube_namespace: str, release: Callable[[Path], Release]
+) -> None:
+    operator = release(OPERATOR_CHART)
+    notes = operator.install(*_operator_sets())
+    assert "kubectl --namespace" in notes, "NOTES.txt names the next commands"
+    crds = re.findall(r"^  name: (\S+)$", _helm(control_plane, "show", "crds", str(OPERATOR_CHART)), re.M)
+    assert set(crds) == {
+        "configroutes.configrefresh.io",
+        "configrefreshes.configrefresh.io",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
+    for name in crds:
+        conditions = _get(control_plane, "crd", name)["status"]["conditions"]
+        assert {"type": "Established", "status": "True"}.items() <= next(
+            c for c in conditions if c["type"] == "Established"
+        ).items(), name
+    fullname = operator.fullname
+    account = _get(control_plane, "serviceaccount", fullname, "-n", kube_namespace)
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE_ARN
+    deployment = _get(control_plane, "deployment", fullname, "-n", kube_namespace)
+    assert deployment["spec"]["replicas"] == 1
+    assert "--standalone" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _exists(control_plane, "role", fullname, "-n", kube_namespace)
+    assert _exists(control_plane, "clusterrole", fullname)
+    assert _exists(control_plane, "poddisruptionbudget", fullname, "-n", kube_namespace)
+    assert _exists(control_plane, "service", f"{fullname}-metrics", "-n", kube_namespace)
+
+    service = release(SERVICE_CHART)
+    operator_user = f"system:serviceaccount:{kube_namespace}:{fullname}"
+    service.install(
+        "image.repository=registry.example/config-service",
+        f"refreshAuth.serviceAccountToken.allowedUsers={{{operator_user}}}",
+    )
+    route = _get(control_plane, "configroute", service.fullname, "-n", kube_namespace)
+    assert route["spec"]["podSync"]["port"] == 50051
+    assert route["spec"]["refresh"]["auth"]["type"] == "serviceAccountToken"
+    binding = _get(control_plane, "clusterrolebinding", f"{service.fullname}-auth-delegator")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
+    svc = _get(control_plane, "service", service.fullname, "-n", kube_namespace)
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "grpc-refresh": 50051,
+        "grpc-config": 50052,
+        "metrics": 9102,
+    }
+
+    operator.upgrade("replicaCount=3", "refreshes.retentionKeep=20")
+    deployment = _get(control_plane, "deployment", fullname, "-n", kube_namespace)
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--peering") + 1] == fullname
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CONFIG_REFRESH_RETENTION_KEEP"] == "20"
+    assert _exists(control_plane, "kopfpeering", fullname, "-n", kube_namespace)
+    service.upgrade("replicaCount=4")
+    assert _get(control_plane, "deployment", service.fullname, "-n", kube_namespace)["spec"]["replicas"] == 4
+
+    service.uninstall()
+    operator.uninstall()
+    assert not _exists(control_plane, "deployment", fullname, "-n", kube_namespace)
+    assert not _exists(control_plane, "clusterrole", fullname)
+    assert not _exists(control_plane, "clusterrolebinding", fullname)
+    assert not _exists(control_plane, "clusterrolebinding", f"{service.fullname}-auth-delegator")
+    assert not _exists(control_plane, "configroute", service.fullname, "-n", kube_namespace)
+    for name in crds:
+        assert _exists(control_plane, "crd", name), "Helm keeps the CRDs (and every object of them)"
+
+
+def test_the_chart_identity_may_do_what_the_operator_needs_and_nothing_else(
+    control_plane: ControlPlane, kube_namespace: str, release: Callable[[Path], Release]
+) -> None:
+    operator = release(OPERATOR_CHART)
+    operator.install(*_operator_sets())
+    api = _identity_client(control_plane, kube_namespace, operator.fullname)
+
+    missing = [
+        (verb, group, resource)
+        for verb, group, resource in NEEDED_IN_NAMESPACE
+        if not _allowed(api, verb, group, resource, kube_namespace)
+    ] + [
+        (verb, group, resource)
+        for verb, group, resource in NEEDED_CLUSTER_WIDE
+        if not _allowed(api, verb, group, resource, None)
+    ]
+    assert missing == [], "the operator cannot do what it needs"
+    excess = [
+        (verb, group, resource)
+        for verb, group, resource in FORBIDDEN_IN_NAMESPACE
+        if _allowed(api, verb, group, resource, kube_namespace)
+    ] + [
+        (verb, group, resource)
+        for verb, group, resource in FORBIDDEN_CLUSTER_WIDE
+        if _allowed(api, verb, group, resource, None)
+    ]
+    assert excess == [], "the chart grants more than the operator uses"
+    assert not _allowed(api, "create", "configrefresh.io", "configrefreshes", "default"), (
+        "namespaced mode grants nothing outside the watched namespaces"
+    )
+
+    core = client.CoreV1Api(api)
+    with pytest.raises(ApiException) as denied:
+        core.list_namespaced_secret(kube_namespace)
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as denied:
+        core.delete_namespaced_pod("anything", kube_namespace)
+    assert denied.value.status == 403
+    assert _list_refreshes(api, kube_namespace) == []
+
+
+def test_cluster_wide_mode_reaches_every_namespace_but_still_no_secrets(
+    control_plane: ControlPlane, kube_namespace: str, release: Callable[[Path], Release]
+) -> None:
+    operator = release(OPERATOR_CHART)
+    operator.install(*_operator_sets("watch.clusterWide=true", "replicaCount=2"))
+    assert not _exists(control_plane, "role", operator.fullname, "-n", kube_namespace)
+    assert _exists(control_plane, "clusterkopfpeering", operator.fullname)
+    api = _identity_client(control_plane, kube_namespace, operator.fullname)
+    assert _allowed(api, "create", "configrefresh.io", "configrefreshes", "default")
+    assert _allowed(api, "watch", "configrefresh.io", "configroutes", None)
+    assert _allowed(api, "patch", "kopf.dev", "clusterkopfpeerings", None)
+    assert not _allowed(api, "list", "", "namespaces", None), "kopf does not scan namespaces cluster-wide"
+    assert not _allowed(api, "get", "", "secrets", "default")
+    assert not _allowed(api, "delete", "", "pods", "default")
+    operator.uninstall()
+    assert not _exists(control_plane, "clusterkopfpeering", operator.fullname)
+
+
+def test_the_operator_completes_the_full_path_under_the_chart_identity(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    local_aws: LocalAws,
+    release: Callable[[Path], Release],
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., Any],
+) -> None:
+    """The operator, run locally with a token of the chart's ServiceAccount, carries a change end to end."""
+    fleet = service_fleet(3, local_aws=local_aws)
+    for instance in fleet:
+        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+    route = {
+        "apiVersion": "configrefresh.io/v1alpha1",
+        "kind": "ConfigRoute",
+        "metadata": {"name": "services"},
+        "spec": {
+            "parameterPrefix": local_aws.prefix,
+            "discovery": {
+                "cloudMap": {"namespace": local_aws.namespace_name, "service": local_aws.service_name}
+            },
+            "refresh": {"timeoutSeconds": 2, "maxAttempts": 3, "deadlineSeconds": 60},
+        },
+    }
+    control_plane.kubectl("apply", "-n", kube_namespace, "-f", "-", input=json.dumps(route))
+    operator_release = release(OPERATOR_CHART)
+    operator_release.install(*_operator_sets(queue_url=local_aws.queue_url))
+    token = control_plane.issue_token(kube_namespace, operator_release.fullname, create=False)
+    process = operator_process(
+        KUBECONFIG=str(control_plane.kubeconfig_for_token(token)), CONFIG_REFRESH_POD_SYNC="true"
+    )
+
+    admin = control_plane.api_client()
+
+    def route_ready() -> bool:
+        body = cast(
+            dict[str, Any],
+            client.CustomObjectsApi(admin).get_namespaced_custom_object(
+                "configrefresh.io", "v1alpha1", kube_namespace, "configroutes", "services"
+            ),
+        )
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    _wait(route_ready, "the route Ready (status written by the operator)")
+    name = f"{local_aws.prefix}least-privilege/greeting"
+    version = int(local_aws.client("ssm").put_parameter(Name=name, Value="hello", Type="String")["Version"])
+
+    def finished() -> dict[str, Any] | None:
+        for item in _list_refreshes(admin, kube_namespace):
+            phase = (item.get("status") or {}).get("phase")
+            if item["spec"]["parameter"]["name"] == name and phase in {
+                "Succeeded",
+                "PartiallyFailed",
+                "Failed",
+            }:
+                return dict(item)
+        return None
+
+    rollout = _wait(finished, f"the rollout of {name}")
+    assert rollout["status"]["phase"] == "Succeeded", rollout["status"]
+    assert rollout["status"]["refreshed"] == 3
+    assert [(e.value, int(e.version)) for e in (i.get_config(name) for i in fleet)] == [
+        ("hello", version)
+    ] * 3
+    events = client.CoreV1Api(admin).list_namespaced_event(kube_namespace).items
+    assert any(e.involved_object.kind == "ConfigRefresh" for e in events), "the operator posted Events"
+    log = process.log_text()
+    for sign in ("Forbidden", "403", "Not enough permissions"):
+        assert sign not in log, f"the operator hit a permission error: {sign!r}\n{process.log_tail()}"
+
+
+def _list_refreshes(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    listed = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "configrefresh.io", "v1alpha1", namespace, "configrefreshes"
+        ),
+    )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def _wait(probe: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
