@@ -56,6 +56,7 @@ LIGHT_HOST_BASE = "127.0.1."
 async def _serve_light(first: int, count: int, kind: str) -> None:
     """Serve ``count`` endpoints 127.0.1.(first+1)... until stdin closes; print their addresses first."""
     import grpc
+
     from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 
     class Applied(pb_grpc.RefreshServiceServicer):

@@ -4,6 +4,7 @@ filtered by the route's query parameters, complete beyond DiscoverInstances' 100
 from __future__ import annotations
 
 import pytest
+
 from devstack.local_aws import LocalAws
 from refresh_operator.fanout import DiscoveryError, Target, discover_instances
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from devstack.local_aws import LocalAws
 from devstack.services import ServiceFleet

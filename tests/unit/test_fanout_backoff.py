@@ -6,6 +6,7 @@ import random
 from itertools import islice
 
 import pytest
+
 from refresh_operator.fanout import backoff_bound, backoff_delays
 
 

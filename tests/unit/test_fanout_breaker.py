@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import REGISTRY
+
 from refresh_operator.fanout import BreakerRegistry, BreakerState
 
 

@@ -11,6 +11,7 @@ import socket
 import boto3
 import pytest
 from botocore.config import Config
+
 from refresh_operator.fanout import DiscoveryError, discover_instances
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from prometheus_client import REGISTRY
 from refresh_operator.fanout import (
     CANCELLED_ERROR,
     BreakerRegistry,

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 import trustme
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 from refresh_operator.fanout import (

@@ -7,7 +7,7 @@ lifetime so connections and breaker state carry over between rollouts. See docs/
 
 from refresh_operator.fanout.backoff import backoff_bound, backoff_delays
 from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from refresh_operator.fanout.channels import ChannelPool, TlsFilesError
+from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.discovery import DiscoveryError, discover_instances
 from refresh_operator.fanout.engine import CANCELLED_ERROR, RETRYABLE_CODES, Clock, FanOut, is_retryable
 from refresh_operator.fanout.policy import RefreshPolicy, TlsSettings
@@ -21,13 +21,13 @@ __all__ = [
     "ChannelPool",
     "CircuitBreaker",
     "Clock",
+    "CredentialFileError",
     "DiscoveryError",
     "FanOut",
     "RefreshPolicy",
     "Result",
     "Target",
     "TargetOutcome",
-    "TlsFilesError",
     "TlsSettings",
     "backoff_bound",
     "backoff_delays",

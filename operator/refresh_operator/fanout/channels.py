@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from configrefresh.v1 import refresh_service_pb2_grpc
 
+from configrefresh.v1 import refresh_service_pb2_grpc
 from refresh_operator.fanout.policy import TlsSettings
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ _CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
 )
 
 
-class TlsFilesError(Exception):
-    """A TLS file named in the operator's settings cannot be read."""
+class CredentialFileError(Exception):
+    """A TLS or token file named in the operator's settings is missing, unreadable or empty."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _read(path: str | None) -> bytes | None:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise TlsFilesError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
+        raise CredentialFileError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
 
 
 def _fingerprint(tls: TlsSettings) -> tuple[tuple[str, int, int], ...]:
@@ -77,7 +77,7 @@ def _fingerprint(tls: TlsSettings) -> tuple[tuple[str, int, int], ...]:
         try:
             stat = os.stat(path)
         except OSError as exc:
-            raise TlsFilesError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
+            raise CredentialFileError(f"cannot read TLS file {path}: {exc.strerror or exc}") from exc
         marks.append((path, stat.st_mtime_ns, stat.st_size))
     return tuple(marks)
 
@@ -113,9 +113,9 @@ class ChannelPool:
         return {address for address, _ in self._entries}
 
     def prepare(self, tls: TlsSettings | None) -> None:
-        """Load (or reload, if the files changed) the credentials of ``tls``; raise ``TlsFilesError`` when
-        a file is missing or unreadable. Called once per rollout, so a bad mount fails the rollout with a
-        clear reason instead of failing every target."""
+        """Load (or reload, if the files changed) the credentials of ``tls``; raise
+        ``CredentialFileError`` when a file is missing or unreadable. Called once per rollout, so a bad
+        mount fails the rollout with one clear reason."""
         if tls is None:
             return
         fingerprint = _fingerprint(tls)
@@ -123,7 +123,7 @@ class ChannelPool:
         if cached is not None and cached.fingerprint == fingerprint:
             return
         if (tls.cert_file is None) != (tls.key_file is None):
-            raise TlsFilesError("mutual TLS needs both a certificate file and a key file")
+            raise CredentialFileError("mutual TLS needs both a certificate file and a key file")
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(tls.ca_file),
             private_key=_read(tls.key_file),

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
-from configrefresh.v1 import refresh_service_pb2 as pb
 
+from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.fanout import metrics
 from refresh_operator.fanout.backoff import backoff_delays
 from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from refresh_operator.fanout.channels import ChannelPool, TlsFilesError
+from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.targets import Result, Target, TargetOutcome
 
@@ -98,9 +98,9 @@ def _read_token(path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             token = handle.read().strip()
     except OSError as exc:
-        raise TlsFilesError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
+        raise CredentialFileError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
     if not token:
-        raise TlsFilesError(f"token file {path} is empty")
+        raise CredentialFileError(f"token file {path} is empty")
     return token
 
 
@@ -177,7 +177,7 @@ class FanOut:
             if policy.token_file is not None:
                 metadata = (("authorization", f"Bearer {_read_token(policy.token_file)}"),)
             self._channels.prepare(policy.tls)
-        except TlsFilesError as exc:
+        except CredentialFileError as exc:
             for target in todo:
                 emit(TargetOutcome(target, Result.FAILED, 0, 0, str(exc), None))
             return self._collect(ordered, skipped, finished)
