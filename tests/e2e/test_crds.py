@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from devstack.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
