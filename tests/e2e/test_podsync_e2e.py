@@ -9,6 +9,7 @@ never asserted.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -57,22 +58,20 @@ class Cluster:
     # ---- pods --------------------------------------------------------------------------------------
 
     def create_pod(self, name: str, labels: dict[str, str] | None = None) -> None:
-        self.core.create_namespaced_pod(
-            self.namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": name,
-                    "labels": {"app": "orders", "tenant": "acme"} if labels is None else labels,
-                },
-                # A node name makes deletion graceful: deletionTimestamp first, gone later.
-                "spec": {
-                    "nodeName": "node-a",
-                    "containers": [{"name": "app", "image": "config-service:test"}],
-                },
+        manifest: Any = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "labels": {"app": "orders", "tenant": "acme"} if labels is None else labels,
             },
-        )
+            # A node name makes deletion graceful: deletionTimestamp first, gone later.
+            "spec": {
+                "nodeName": "node-a",
+                "containers": [{"name": "app", "image": "config-service:test"}],
+            },
+        }
+        self.core.create_namespaced_pod(self.namespace, manifest)
 
     def set_ready(self, name: str, ready: bool, ip: str | None = None) -> None:
         status: dict[str, Any] = {
@@ -127,7 +126,7 @@ class Cluster:
         )
 
     def route_status(self, name: str = ROUTE) -> dict[str, Any]:
-        route = self.custom.get_namespaced_custom_object(
+        route: Any = self.custom.get_namespaced_custom_object(
             "configrefresh.io", "v1alpha1", self.namespace, "configroutes", name
         )
         status: dict[str, Any] = route.get("status") or {}
@@ -173,13 +172,11 @@ def cluster(control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAw
             control_plane, kube_namespace, local_aws, client.CoreV1Api(api), client.CustomObjectsApi(api)
         )
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
-def start_operator(
-    cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Operator]]:
+def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
     def start(interval: float = 60.0) -> Operator:
@@ -212,7 +209,6 @@ def start_operator(
         return operator
 
     yield start
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for operator in started:
         if operator.process.poll() is None:
             operator.process.send_signal(signal.SIGTERM)
@@ -221,15 +217,8 @@ def start_operator(
             except subprocess.TimeoutExpired:
                 operator.process.kill()
                 operator.process.wait(timeout=5)
-        if failed:
-            print(f"--- operator log {operator.log_path} ---\n{operator.tail()}")
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)  # type: ignore[attr-defined]
-    return report
+        # Shown by pytest only when the test failed.
+        print(f"--- operator log {operator.log_path} ---\n{operator.tail()}")
 
 
 def running_route(
@@ -436,3 +425,50 @@ def test_time_from_ready_patch_to_discoverable(
         f"max {samples[-1]:.1f} ms"
     )
     assert len(cluster.discover()) == count
+
+
+def test_cloud_map_synced_lives_beside_another_managers_ready_condition(
+    cluster: Cluster, start_operator: Callable[..., Operator]
+) -> None:
+    """Server-side apply on a list-map: podSync owns only its condition, and restores it if overwritten."""
+    running_route(cluster, start_operator)
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Indexed",
+        "message": "claims parameters under /config-service/",
+        "lastTransitionTime": "2026-11-26T10:00:00Z",
+    }
+    manifest = {
+        "apiVersion": "configrefresh.io/v1alpha1",
+        "kind": "ConfigRoute",
+        "metadata": {"name": ROUTE, "namespace": cluster.namespace},
+        "status": {"conditions": [ready]},
+    }
+    cluster.plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--subresource=status",
+        "--field-manager=config-refresh-core-test",
+        "-f",
+        "-",
+        input=json.dumps(manifest),
+    )
+    cluster.create_pod("orders-0")
+    cluster.set_ready("orders-0", True, ip="127.0.0.21")
+    wait_for("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
+    types = {c["type"]: c["status"] for c in cluster.route_status()["conditions"]}
+    assert types == {"Ready": "True", "CloudMapSynced": "True"}
+
+    # A merge patch of the whole list from a stale copy drops CloudMapSynced: podSync writes it again.
+    cluster.custom.patch_namespaced_custom_object_status(
+        "configrefresh.io",
+        "v1alpha1",
+        cluster.namespace,
+        "configroutes",
+        ROUTE,
+        {"status": {"conditions": [ready]}},
+    )
+    wait_for("CloudMapSynced restored", lambda: (cluster.synced_condition() or {}).get("status") == "True")
+    assert {c["type"] for c in cluster.route_status()["conditions"]} == {"Ready", "CloudMapSynced"}

@@ -59,6 +59,12 @@ def test_settings_default_and_override_interval() -> None:
     )
 
 
+def test_endpoint_override_follows_the_core_settings_order() -> None:
+    env = {"CONFIG_REFRESH_AWS_ENDPOINT_URL": "http://127.0.0.1:2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
+    assert PodSyncSettings.from_env(env).aws_endpoint_url == "http://127.0.0.1:2"
+    assert PodSyncSettings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
+
+
 @pytest.mark.parametrize("raw", ["soon", "0", "-1"])
 def test_a_bad_interval_is_named(raw: str) -> None:
     with pytest.raises(ValueError, match="CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS"):

@@ -1,8 +1,8 @@
 """podSync's settings, read once from the environment.
 
 Kept apart from the operator core's settings on purpose: podSync must run (and be tested) on its own with
-``kopf run -m refresh_operator.podsync.handlers``. ``PodSyncSettings.from_env`` is the single seam the core
-replaces when it wires podSync in (it can build ``PodSyncSettings`` from its own typed settings instead).
+``kopf run -m refresh_operator.podsync.handlers``. ``PodSyncSettings.from_env`` reads the same AWS keys as
+the core's settings, so every AWS client of the operator uses one endpoint and one region.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class PodSyncSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PodSyncSettings:
         """Build settings from the environment, failing fast with the bad key named.
 
-        Replace with the core's settings once ``refresh_operator.settings`` exists (the endpoint override and
-        region must come from the same place for every AWS client of the operator).
+        Reads the same keys, in the same order, as ``refresh_operator.settings.load_settings`` (endpoint:
+        CONFIG_REFRESH_AWS_ENDPOINT_URL, then AWS_ENDPOINT_URL; region: AWS_REGION, then AWS_DEFAULT_REGION),
+        without requiring the core's own keys (the queue URL), so podSync also runs on its own.
         """
         env = os.environ if environ is None else environ
         key = "CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS"
@@ -46,8 +47,15 @@ class PodSyncSettings:
                 raise ValueError(f"{key} must be > 0 and <= 86400, got {raw!r}")
         return cls(
             reconcile_interval_seconds=interval,
-            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL_SERVICEDISCOVERY")
-            or env.get("AWS_ENDPOINT_URL")
-            or None,
+            aws_region=_first(env, "AWS_REGION", "AWS_DEFAULT_REGION"),
+            aws_endpoint_url=_first(env, "CONFIG_REFRESH_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
         )
+
+
+def _first(env: Mapping[str, str], *keys: str) -> str | None:
+    """The first of `keys` set to a non-blank value."""
+    for key in keys:
+        value = env.get(key, "").strip()
+        if value:
+            return value
+    return None

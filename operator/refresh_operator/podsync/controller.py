@@ -145,6 +145,22 @@ class PodSyncController:
             if state.invalid is not None:
                 state.invalid, state.error = None, None
                 self._schedule_flush(key)
+            elif self._status_overwritten(state):
+                # Someone else's write (e.g. a merge patch of the whole conditions list from a stale copy)
+                # replaced what podSync wrote: write it again.
+                state.written_counts = None
+                self._schedule_flush(key)
+
+    @staticmethod
+    def _status_overwritten(state: RouteState) -> bool:
+        if state.written_counts is None or state.last_condition is None:
+            return False
+        status = state.body.get("status") or {}
+        current = existing_condition(state.body) or {}
+        fields = ("status", "reason", "message")
+        return (status.get("registered"), status.get("healthy")) != state.written_counts or any(
+            current.get(f) != state.last_condition.get(f) for f in fields
+        )
 
     def _forget_route(self, key: RouteKey) -> None:
         state = self._routes.pop(key, None)

@@ -61,7 +61,8 @@ async def podsync_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="podsync-route-index")
-def podsync_route_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def podsync_route_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # async on purpose: kopf runs sync handlers in a thread, and the controller schedules tasks on the loop.
     _controller(memo).route_event(event.get("type"), body)
 
 
