@@ -152,7 +152,8 @@ def rollout_line(r: Rollout) -> str:
     latency = "" if r.latency_ms is None else f" latency={r.latency_ms}ms"
     return (
         f"{r.parameter}{version} route={r.route} phase={r.phase} refreshed={r.refreshed}/{r.targets} "
-        f"failed={r.failed}{latency} trigger={r.trigger} age={age(r.created)} object={r.object_name}"
+        f"stale={r.stale} failed={r.failed}{latency} trigger={r.trigger} age={age(r.created)} "
+        f"object={r.object_name}"
     )
 
 
