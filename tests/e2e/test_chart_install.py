@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
 from kubernetes import client
 from kubernetes.client import ApiException
+
+from devstack.controlplane import ControlPlane
+from devstack.local_aws import LocalAws
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from devstack.controlplane_build import binaries
 
 ROOT = Path(__file__).resolve().parents[2]
