@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from kubernetes import client
+
 from devstack.controlplane import ControlPlane
 from devstack.local_aws import LocalAws
-from kubernetes import client
 
 ROUTE = "orders"
 PORT = 50051
@@ -472,3 +473,19 @@ def test_cloud_map_synced_lives_beside_another_managers_ready_condition(
     )
     wait_for("CloudMapSynced restored", lambda: (cluster.synced_condition() or {}).get("status") == "True")
     assert {c["type"] for c in cluster.route_status()["conditions"]} == {"Ready", "CloudMapSynced"}
+
+
+def test_deleting_the_route_deregisters_its_pods_only(
+    cluster: Cluster, start_operator: Callable[..., Operator]
+) -> None:
+    running_route(cluster, start_operator)
+    cluster.create_pod("orders-0")
+    cluster.set_ready("orders-0", True, ip="127.0.0.21")
+    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    cluster.aws.register_instance("foreign", "127.0.0.98", PORT, attributes={"owner": "someone-else"})
+
+    cluster.custom.delete_namespaced_custom_object(
+        "configrefresh.io", "v1alpha1", cluster.namespace, "configroutes", ROUTE
+    )
+    wait_for("orders-0 deregistered with its route", lambda: "orders-0" not in cluster.instances())
+    assert set(cluster.instances()) == {"foreign"}

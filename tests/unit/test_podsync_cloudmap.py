@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from refresh_operator.podsync.cloudmap import Backoff, CloudMap, CloudMapError, InstanceNotFound
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from refresh_operator.podsync.model import (
     InvalidPodSync,
     PodIntent,

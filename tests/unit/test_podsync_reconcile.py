@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+
 from refresh_operator.podsync.model import PodIntent
 from refresh_operator.podsync.reconcile import (
     ActualInstance,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.status import SyncState, apply_body, build_condition, existing_condition
 

@@ -42,6 +42,7 @@ from refresh_operator.podsync.model import (
 from refresh_operator.podsync.reconcile import (
     Action,
     ActualInstance,
+    Deregister,
     Outcome,
     Register,
     SetHealth,
@@ -112,6 +113,7 @@ class PodSyncController:
         self._routes: dict[RouteKey, RouteState] = {}
         self._pod_routes: dict[tuple[str, str], set[RouteKey]] = {}
         self._pod_locks: dict[tuple[RouteKey, str], asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- routes -------------------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class PodSyncController:
         else:
             state = known_state
             if state.route is None or state.route.target != route.target:
+                self._release(state)
                 state.service, state.seeded, state.known = None, False, {}
             state.route, state.body = route, body
             if state.invalid is not None:
@@ -170,9 +173,47 @@ class PodSyncController:
             state.flush.cancel()
         for routes in self._pod_routes.values():
             routes.discard(key)
+        self._release(state)
         for kind in ("registered", "healthy"):
             with contextlib.suppress(KeyError):
                 metrics.INSTANCES.remove(f"{key[0]}/{key[1]}", kind)
+
+    def _release(self, state: RouteState) -> None:
+        """Deregister, in the background, the instances of a route that stops syncing to a service.
+
+        Only instances podSync registered for this route's pods, and only those no other podSync route
+        targeting the same service also selects; a failure is logged (the route is gone, there is no
+        condition left to put it on) and the instances stay until someone removes them.
+        """
+        if state.route is None or state.service is None:
+            return
+        target, service = state.route.target, state.service
+        others = {
+            name
+            for other in self._routes.values()
+            if other is not state and other.route is not None and other.route.target == target
+            for name in other.pods
+        }
+        actions: list[Action] = [
+            Deregister(name)
+            for name in sorted(state.pods)
+            if name in state.known and state.known[name].managed and name not in others
+        ]
+        if not actions:
+            return
+
+        async def release() -> None:
+            outcomes = await execute(self._cloudmap, service_id=service.service_id, actions=actions)
+            for outcome in outcomes:
+                metrics.ACTIONS.labels("deregister", "release", "error" if outcome.error else "ok").inc()
+                if outcome.error is not None:
+                    log.warning(
+                        "podSync could not deregister %s: %s", outcome.action.instance_id, outcome.error
+                    )
+
+        task = asyncio.create_task(release())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def routes(self) -> list[RouteSync]:
         return [state.route for state in self._routes.values() if state.route is not None]

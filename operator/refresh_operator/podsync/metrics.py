@@ -23,7 +23,7 @@ CLOUDMAP_CALL_SECONDS = Histogram(
 ACTIONS = Counter(
     "config_refresh_podsync_actions_total",
     "Instance changes applied by podSync, by action (register, set_health, deregister), source (event, "
-    "reconcile) and outcome (ok, error).",
+    "reconcile, release: a route stopped syncing) and outcome (ok, error).",
     ["action", "source", "outcome"],
 )
 RECONCILE_SECONDS = Histogram(
