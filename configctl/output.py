@@ -214,7 +214,7 @@ def show_apply(
         for column in ("Action", "Parameter", "Version"):
             table.add_column(column)
         for w in result.written:
-            table.add_row(w.action.value, w.name, "" if w.version is None else str(w.version))
+            table.add_row(w.action.value, Text(w.name), "" if w.version is None else str(w.version))
         output.console.print(table)
     elif result.written:
         for w in result.written:

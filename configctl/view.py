@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Sequence
 from types import TracebackType
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -108,7 +109,7 @@ class ProgressView:
                 phase = f"[{style}]{row.phase}[/{style}]"
                 if row.key not in self._tasks:
                     self._tasks[row.key] = self._progress.add_task(
-                        row.label, total=max(row.total, 1), completed=row.done, phase=phase
+                        escape(row.label), total=max(row.total, 1), completed=row.done, phase=phase
                     )
                 else:
                     self._progress.update(
@@ -119,7 +120,7 @@ class ProgressView:
 
 
 def rollouts_table(rollouts: Sequence[Rollout], *, title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else Text(title), title_justify="left")
     for column in (
         "Parameter",
         "Version",
@@ -134,9 +135,9 @@ def rollouts_table(rollouts: Sequence[Rollout], *, title: str | None = None) -> 
         table.add_column(column)
     for r in rollouts:
         table.add_row(
-            r.parameter,
+            Text(r.parameter),
             "" if r.version is None else str(r.version),
-            r.route,
+            Text(r.route),
             Text(r.phase, style=_PHASE_STYLE.get(r.phase, "white")),
             f"{r.refreshed}/{r.targets}",
             str(r.failed),
@@ -177,7 +178,7 @@ def show_failed_instances(output: Output, rollouts: Sequence[Rollout]) -> None:
         if r.instances_truncated:
             heading += " (instance list truncated)"
         if output.rich:
-            table = Table(title=heading, title_justify="left")
+            table = Table(title=Text(heading), title_justify="left")
             for column in ("Instance", "Address", "Result", "Version", "Attempts", "Error"):
                 table.add_column(column)
             for i in failed:
