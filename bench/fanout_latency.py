@@ -47,14 +47,17 @@ from refresh_operator.fanout import (  # noqa: E402
     TargetOutcome,
 )
 
-LIGHT_HOST_BASE = "127.0.1."
+
+def light_host(index: int) -> str:
+    """127.1.x.y: 250 endpoints per /24, so fleets of thousands get distinct loopback addresses."""
+    return f"127.1.{index // 250}.{index % 250 + 1}"
 
 
 # ----- the light backend (runs in its own process) ---------------------------------------------------
 
 
 async def _serve_light(first: int, count: int, kind: str) -> None:
-    """Serve ``count`` endpoints 127.0.1.(first+1)... until stdin closes; print their addresses first."""
+    """Serve ``count`` endpoints from index ``first`` until stdin closes; print their addresses first."""
     import grpc
 
     from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
@@ -83,7 +86,7 @@ async def _serve_light(first: int, count: int, kind: str) -> None:
     for index in range(first, first + count):
         server = grpc.aio.server()
         pb_grpc.add_RefreshServiceServicer_to_server(servicer(index), server)
-        host = f"{LIGHT_HOST_BASE}{index + 1}"
+        host = light_host(index)
         addresses.append(f"{host}:{server.add_insecure_port(f'{host}:0')}")
         await server.start()
         servers.append(server)

@@ -165,7 +165,7 @@ class FanOut:
 
         def emit(outcome: TargetOutcome) -> None:
             finished[outcome.target.instance_id] = outcome
-            metrics.INSTANCE_REFRESHES.labels(result=outcome.result.value).inc()
+            metrics.count_outcome(outcome.result.value)
             if on_outcome is not None:
                 try:
                     on_outcome(outcome)
@@ -278,7 +278,7 @@ class FanOut:
                 return await self._attempt(target, breaker, rollout, remaining(), attempts)
             except _AttemptFailed as failure:
                 error = f"{failure} (attempt {attempts}/{policy.max_attempts})"
-                metrics.REFRESH_ATTEMPTS.labels(code=failure.code).inc()
+                metrics.count_attempt(failure.code)
                 if not failure.retryable or attempts >= policy.max_attempts:
                     break
                 delay = max(next(delays), failure.wait_at_least)
@@ -302,8 +302,11 @@ class FanOut:
         if breaker.state is BreakerState.OPEN:
             raise self._circuit_open(target, breaker)
         try:
-            async with asyncio.timeout(remaining):
-                await rollout.semaphore.acquire()
+            if rollout.semaphore.locked():  # wait for a slot, but never past the rollout deadline
+                async with asyncio.timeout(remaining):
+                    await rollout.semaphore.acquire()
+            else:
+                await rollout.semaphore.acquire()  # free: no timer needed
         except TimeoutError:
             raise _AttemptFailed(
                 code="DEADLINE_EXCEEDED",
@@ -336,7 +339,7 @@ class FanOut:
         finally:
             rollout.semaphore.release()
         breaker.record_success()
-        metrics.REFRESH_ATTEMPTS.labels(code="OK").inc()
+        metrics.count_attempt("OK")
         result = _RESULTS.get(response.result)
         if result is None:
             raise _AttemptFailed(

@@ -31,3 +31,23 @@ OPEN_BREAKERS = Gauge(
     "config_refresh_open_circuit_breakers",
     "Endpoints whose circuit breaker is open or half-open.",
 )
+
+
+def count_outcome(result: str) -> None:
+    """Count one finished target (label children are cached: this runs once per target)."""
+    child = _OUTCOME_CHILDREN.get(result)
+    if child is None:
+        child = _OUTCOME_CHILDREN[result] = INSTANCE_REFRESHES.labels(result=result)
+    child.inc()
+
+
+def count_attempt(code: str) -> None:
+    """Count one Refresh attempt by its outcome code."""
+    child = _ATTEMPT_CHILDREN.get(code)
+    if child is None:
+        child = _ATTEMPT_CHILDREN[code] = REFRESH_ATTEMPTS.labels(code=code)
+    child.inc()
+
+
+_OUTCOME_CHILDREN: dict[str, Counter] = {}
+_ATTEMPT_CHILDREN: dict[str, Counter] = {}
