@@ -47,6 +47,19 @@ CREATE_RETRY_SECONDS = 900.0
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
 
 
+def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
+    """When a deletion is ordered: the last microsecond of the event's time.
+
+    EventBridge's `time` has whole seconds, while LastModifiedDate has milliseconds, so the write that
+    was deleted may carry a later timestamp within the same second than the event. The deletion happened
+    before the end of that second, after every write it removed. (A delete and re-create within one
+    second orders the re-create first; instances then converge on the next write or their TTL re-read.)
+    """
+    if event_time.microsecond:
+        return event_time
+    return event_time + datetime.timedelta(microseconds=999_999)
+
+
 @dataclasses.dataclass
 class _ReadState:
     """The read of one parameter name in flight, and the one queued behind it."""
@@ -214,7 +227,7 @@ class Consumer:
             waiter = state.queued
         snapshot = await asyncio.shield(waiter)
         if snapshot is not None and snapshot.operation is Operation.DELETE:
-            snapshot = dataclasses.replace(snapshot, last_modified=event.time)
+            snapshot = dataclasses.replace(snapshot, last_modified=deletion_time(event.time))
         return snapshot
 
     def _start_read(

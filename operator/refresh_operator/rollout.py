@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from configrefresh.v1 import refresh_service_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.fanout import (

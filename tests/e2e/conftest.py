@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from devstack.controlplane import ControlPlane
 from devstack.local_aws import LocalAws
 
@@ -50,7 +51,7 @@ class OperatorProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [*OPERATOR, "--standalone", "--namespace", self.namespace, "--verbose"],
+                [*OPERATOR, "--standalone", "--namespace", self.namespace],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -189,9 +190,7 @@ def refreshes(control_plane: ControlPlane, namespace: str) -> list[dict[str, Any
 
 def refreshes_of(control_plane: ControlPlane, namespace: str, parameter: str) -> list[dict[str, Any]]:
     return [
-        item
-        for item in refreshes(control_plane, namespace)
-        if item["metadata"].get("annotations", {}).get("configrefresh.io/parameter-name") == parameter
+        item for item in refreshes(control_plane, namespace) if item["spec"]["parameter"]["name"] == parameter
     ]
 
 
@@ -318,6 +317,30 @@ class Stack:
             if line.startswith(sample + " "):
                 return float(line.split()[-1])
         return 0.0
+
+    def set_refresh(self, **refresh: Any) -> None:
+        """Change the route's spec.refresh and wait until the operator has indexed the new generation."""
+        obj = route_object(self.route, local_aws=self.local_aws, prefix=self.local_aws.prefix, **refresh)
+        apply(self.control_plane, self.namespace, obj)
+
+        def indexed() -> bool:
+            current = get_json(self.control_plane, "configroute", self.route, "-n", self.namespace)
+            return bool(
+                (current.get("status") or {}).get("observedGeneration") == current["metadata"]["generation"]
+            )
+
+        wait_for(indexed, timeout=30, what="the route's new generation indexed")
+
+    def events_for(self, name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = get_json(
+            self.control_plane,
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+        )["items"]
+        return items
 
     def kubectl_get(self) -> str:
         return str(self.control_plane.kubectl("get", "configrefresh", "-n", self.namespace).stdout)

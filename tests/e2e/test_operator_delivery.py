@@ -21,6 +21,7 @@ def test_the_same_message_delivered_twice_makes_one_object(stack: Stack) -> None
     stack.wait_for(lambda: stack.queue_depth() == (0, 0), timeout=30, what="both copies consumed and deleted")
     objects = stack.refreshes_of(name)
     assert len(objects) == 1, [o["metadata"]["name"] for o in objects]
+    assert objects[0]["metadata"]["annotations"]["configrefresh.io/parameter-name"] == name
     assert stack.metric('config_refresh_events_received_total{outcome="duplicate"}') >= 2
 
 
