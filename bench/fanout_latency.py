@@ -9,12 +9,18 @@ The backends, said in the output as well:
 - ``real``: that many real ``config-service`` processes (devstack.services, token auth) on 127.0.0.x,
   bootstrapped from a local AWS stack (moto server process). Default for fleets of up to ``--real-max``
   (10) instances.
-- ``light``: ONE separate Python process serving a minimal in-bench RefreshService (answers APPLIED, no
-  cache, no auth) on that many distinct endpoints (127.0.1.x, one port each, so one channel and one
-  connection each). Used above ``--real-max``: 100 real processes do not fit on a 2-core machine. It shows
-  the operator side of the fan-out, not an instance's own work.
+- above ``--real-max``, NOT config-service processes (100 real ones do not fit on a 2-core machine):
+  ``--light-processes`` (2) separate Python processes serve that many distinct endpoints (127.1.x.y, each
+  its own grpc.aio server and port, so one channel and one connection each). ``embedded`` (default): each
+  endpoint runs config_service's own refresh path (RefreshServicer + Refresher + ConfigCache; no auth, no
+  bootstrap). ``minimal``: a trivial servicer that answers APPLIED. Either shows the operator's side of
+  the fan-out at that size, not an instance's own process costs.
 
-Usage: ``.venv/bin/python bench/fanout_latency.py [--sizes 10,100] [--runs 30] [--real-max 10]``
+Each size also runs a "bare" baseline, interleaved with the measured runs: one ``asyncio.gather`` of
+``stub.Refresh`` over the same warm channels, without the engine.
+
+Usage: ``.venv/bin/python bench/fanout_latency.py [--sizes 10,100] [--runs 30] [--real-max 10]
+[--light embedded|minimal] [--light-processes 2]``
 """
 
 from __future__ import annotations
