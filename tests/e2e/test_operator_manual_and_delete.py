@@ -46,9 +46,13 @@ def test_deleting_a_parameter_removes_it_from_every_instance(stack: Stack) -> No
 
     def delete_rollout() -> dict[str, object] | None:
         for item in stack.refreshes_of(name):
-            if item["spec"]["parameter"]["operation"] == "Delete" and item.get("status", {}).get("phase"):
-                if item["status"]["phase"] in {"Succeeded", "PartiallyFailed", "Failed"}:
-                    return item
+            phase = (item.get("status") or {}).get("phase")
+            if item["spec"]["parameter"]["operation"] == "Delete" and phase in {
+                "Succeeded",
+                "PartiallyFailed",
+                "Failed",
+            }:
+                return item
         return None
 
     rollout = stack.wait_for(delete_rollout, timeout=60, what="the Delete rollout finished")

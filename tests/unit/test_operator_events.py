@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from refresh_operator.events import InvalidEvent, parse_envelope
 
 

@@ -6,6 +6,7 @@ import datetime
 import re
 
 import pytest
+
 from refresh_operator.naming import MAX_LENGTH, refresh_name
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from refresh_operator.ordering import Operation, VersionKey, canonical_time, is_newer, parse_time
 from refresh_operator.parameter_store import ParameterStoreError, read_parameter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from refresh_operator.routes import RouteError, RouteIndex, route_from_object, smoke_test_pattern
 
 

@@ -6,6 +6,7 @@ import datetime
 from typing import Any
 
 import pytest
+
 from refresh_operator.retention import expired
 from refresh_operator.settings import SettingsError, load_settings
 

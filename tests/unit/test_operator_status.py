@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from refresh_operator.fanout import Result, Target, TargetOutcome
 from refresh_operator.status import (
     FAILED,
