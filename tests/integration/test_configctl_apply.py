@@ -18,11 +18,11 @@ from typing import Any
 import boto3
 import pytest
 from click.testing import Result
-from devstack.local_aws import LocalAws
 from typer.testing import CliRunner
 
 import configctl.cli
 from configctl.exitcodes import ExitCode
+from devstack.local_aws import LocalAws
 
 PREFIX = "/config-service/"
 SECRET = "pa55-W0rd-never-printed"

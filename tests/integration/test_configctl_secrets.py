@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from devstack.local_aws import LocalAws
 from typer.testing import CliRunner
 
 import configctl.cli
 from configctl.exitcodes import ExitCode
 from configctl.masking import MASK
+from devstack.local_aws import LocalAws
 
 PREFIX = "/config-service/"
 OLD = "old-S3CRET-4f9a"
