@@ -221,6 +221,19 @@ def test_both_charts_install_upgrade_and_uninstall(
     assert route["spec"]["refresh"]["auth"]["type"] == "serviceAccountToken"
     binding = _get(control_plane, "clusterrolebinding", f"{service.fullname}-auth-delegator")
     assert binding["roleRef"]["name"] == "system:auth-delegator"
+    # TokenReview wiring: the service's identity may review tokens, and accepts the operator's.
+    service_api = _identity_client(control_plane, kube_namespace, service.fullname)
+    assert _allowed(service_api, "create", "authentication.k8s.io", "tokenreviews", None)
+    assert not _allowed(service_api, "get", "", "secrets", kube_namespace)
+    operator_token = control_plane.issue_token(
+        kube_namespace, fullname, audiences=["config-service"], create=False
+    )
+    spec = client.V1TokenReviewSpec(token=operator_token, audiences=["config-service"])
+    review = client.AuthenticationV1Api(service_api).create_token_review(client.V1TokenReview(spec=spec))
+    assert review.status is not None
+    assert review.status.authenticated is True
+    assert review.status.user is not None
+    assert review.status.user.username == operator_user
     svc = _get(control_plane, "service", service.fullname, "-n", kube_namespace)
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
         "grpc-refresh": 50051,
