@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from prometheus_client import REGISTRY
 
 from refresh_operator.podsync.cloudmap import Backoff, CloudMap, CloudMapError, InstanceNotFound
 
@@ -196,3 +197,20 @@ async def test_list_instances_joins_attributes_and_health_across_pages() -> None
         "a": ({"k": "1"}, True),
         "b": ({"k": "2"}, False),
     }
+
+
+async def test_throttled_calls_are_counted_by_api() -> None:
+    def throttled() -> float:
+        labels = {"api": "UpdateInstanceCustomHealthStatus", "outcome": "throttled"}
+        return REGISTRY.get_sample_value("config_refresh_podsync_cloudmap_calls_total", labels) or 0.0
+
+    before = throttled()
+    client = ScriptedClient(
+        update_instance_custom_health_status=[
+            client_error("ThrottlingException"),
+            client_error("Throttling"),
+            {},
+        ]
+    )
+    await CloudMap(client, backoff=NO_WAIT).set_health("srv", "p", False)
+    assert throttled() - before == 2
