@@ -3,7 +3,8 @@
 A failure midway is the case a pipeline must be able to reason about, so the result names every
 parameter written (with the version Parameter Store gave it), the one that failed (with the AWS error
 code, never its value) and every one not attempted. Creates carry tags (PutParameter refuses tags
-together with Overwrite); updates overwrite. Deletes (--prune) come last, in batches of ten.
+together with Overwrite); updates overwrite; a change of declared tags on an existing parameter goes
+through AddTagsToResource, which creates no version and so no rollout. Deletes (--prune) come last, in batches of ten.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Written:
     name: str
     action: Action
     version: int | None
-    """The new version (None for deletes)."""
+    """The new version (None for deletes and tags-only updates: nothing to roll out)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,25 @@ def _put_request(change: Change) -> dict[str, Any]:
     return request
 
 
+def _needs_put(change: Change) -> bool:
+    return change.action is Action.CREATE or any(f != "tags" for f in change.fields)
+
+
+def _write(ssm: Any, change: Change) -> int | None:
+    """Put the parameter if anything but tags changed; add declared tags to an existing one."""
+    version: int | None = None
+    if _needs_put(change):
+        version = int(ssm.put_parameter(**_put_request(change))["Version"])
+    desired = change.desired
+    if change.action is Action.UPDATE and "tags" in change.fields and desired is not None:
+        ssm.add_tags_to_resource(
+            ResourceType="Parameter",
+            ResourceId=change.name,
+            Tags=[{"Key": k, "Value": v} for k, v in desired.tags],
+        )
+    return version
+
+
 def _failure(change: Change, exc: Exception) -> Failure:
     secrets = [p.value for p in (change.desired, change.current) if p is not None and p.secret]
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -81,12 +101,12 @@ def apply_plan(ssm: Any, plan: Plan) -> ApplyResult:
     while pending:
         change = pending[0]
         try:
-            response = ssm.put_parameter(**_put_request(change))
+            version = _write(ssm, change)
         except Exception as exc:  # any failure stops the apply and is reported, never raised
             return ApplyResult(
                 tuple(written), _failure(change, exc), tuple(pending[1:]) + plan.of(Action.DELETE)
             )
-        written.append(Written(change.name, change.action, int(response["Version"])))
+        written.append(Written(change.name, change.action, version))
         pending.pop(0)
     deletes = list(plan.of(Action.DELETE))
     while deletes:

@@ -124,7 +124,10 @@ def _load_and_plan(
     ssm = ssm_client(session, aws)
     try:
         current = plan.read_current(
-            ssm, scope=source.scope, with_metadata=plan.needs_metadata(loaded.parameters)
+            ssm,
+            scope=source.scope,
+            with_metadata=plan.needs_metadata(loaded.parameters),
+            tags_for=frozenset(p.name for p in loaded.parameters if p.tags),
         )
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise describe_read_error(exc, what=f"reading {source.scope} from Parameter Store") from None

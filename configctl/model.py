@@ -62,6 +62,8 @@ class CurrentParameter:
     description: str | None = None
     tier: str | None = None
     kms_key_id: str | None = None
+    tags: tuple[tuple[str, str], ...] | None = None
+    """Read only for parameters whose tags the tree declares (one ListTagsForResource each)."""
 
     @property
     def secret(self) -> bool:

@@ -4,7 +4,9 @@ Parameter Store is read once per apply, under the source's scope, with GetParame
 decrypted, paginated). A parameter whose value and type already match is `unchanged` and is never
 rewritten: a rewrite would create a version, fire a change event and roll the fleet for nothing.
 Description, tier and KMS key are compared only when the tree sets them, and only then is
-DescribeParameters called (its throughput is much lower than GetParametersByPath's).
+DescribeParameters called (its throughput is much lower than GetParametersByPath's). Tags are read
+(ListTagsForResource) only for existing parameters whose entry declares tags; declared tags are added or
+updated, tags set by others are left alone, and a tags-only change writes no new version.
 """
 
 from __future__ import annotations
@@ -73,8 +75,15 @@ def _parameter_type(raw: str) -> ParameterType:
     return "String"
 
 
-def read_current(ssm: Any, *, scope: str, with_metadata: bool) -> dict[str, CurrentParameter]:
-    """Every parameter under `scope`, decrypted; with metadata (description, tier, key) if asked."""
+def read_current(
+    ssm: Any,
+    *,
+    scope: str,
+    with_metadata: bool,
+    tags_for: frozenset[str] = frozenset(),
+) -> dict[str, CurrentParameter]:
+    """Every parameter under `scope`, decrypted; with metadata (description, tier, key) if asked,
+    and with tags for the names in `tags_for` that exist."""
     metadata: dict[str, dict[str, Any]] = {}
     if with_metadata:
         describe = ssm.get_paginator("describe_parameters")
@@ -100,6 +109,10 @@ def read_current(ssm: Any, *, scope: str, with_metadata: bool) -> dict[str, Curr
                 tier=meta.get("Tier"),
                 kms_key_id=meta.get("KeyId"),
             )
+    for name in sorted(tags_for & current.keys()):
+        listed = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name).get("TagList", [])
+        tags = tuple(sorted((t["Key"], t["Value"]) for t in listed))
+        current[name] = dataclasses.replace(current[name], tags=tags)
     return current
 
 
@@ -120,6 +133,8 @@ def _differences(desired: DesiredParameter, current: CurrentParameter) -> tuple[
         and desired.kms_key_id != current.kms_key_id
     ):
         fields.append("kmsKeyId")
+    if desired.tags and current.tags is not None and not set(desired.tags) <= set(current.tags):
+        fields.append("tags")
     return tuple(fields)
 
 

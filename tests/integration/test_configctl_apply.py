@@ -320,3 +320,30 @@ def test_wait_without_a_kubeconfig_fails_before_writing(
     assert "cannot load kubeconfig" in result.stderr
     assert puts(local_aws) == 0
     assert stored(local_aws) == {}
+
+
+def test_tag_changes_add_tags_without_a_new_version(
+    local_aws: LocalAws, tmp_path: Path, invoke: Invoke
+) -> None:
+    root = tmp_path / "tagged"
+    (root / "acme").mkdir(parents=True)
+    orders = root / "acme" / "orders.yaml"
+    orders.write_text("url:\n  value: https://a\n  tags: {team: payments}\n")
+    assert invoke("apply", str(root), "--prefix", PREFIX).exit_code == 0
+    name = "/config-service/acme/orders/url"
+    ssm = local_aws.client("ssm")
+
+    def tags() -> dict[str, str]:
+        listed = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]
+        return {t["Key"]: t["Value"] for t in listed}
+
+    assert tags() == {"team": "payments"}
+    local_aws.reset_call_counts()
+    assert "1 unchanged" in invoke("apply", str(root), "--prefix", PREFIX).output
+    orders.write_text("url:\n  value: https://a\n  tags: {team: checkout, tier: gold}\n")
+    result = invoke("apply", str(root), "--prefix", PREFIX)
+    assert result.exit_code == 0, result.output
+    assert f"~ {name} (String v1): [tags changed]" in result.output
+    assert puts(local_aws) == 0
+    assert stored(local_aws)[name] == ("https://a", 1)
+    assert tags() == {"team": "checkout", "tier": "gold"}

@@ -80,3 +80,21 @@ def test_a_secret_on_either_side_marks_the_change_secret() -> None:
         desired=[want("a/x", "now-plain", type="String")], current=current, scope=SCOPE, prune=False
     )
     assert plan.changes[0].secret
+
+
+def test_declared_tags_missing_in_store_are_a_tags_only_update() -> None:
+    current = {f"{SCOPE}a/x": have("a/x", "1", type="String", tags=(("team", "a"), ("other", "kept")))}
+    same = compute(
+        desired=[want("a/x", "1", type="String", tags=(("team", "a"),))],
+        current=current,
+        scope=SCOPE,
+        prune=False,
+    )
+    assert actions(same.changes) == {"a/x": "unchanged"}
+    changed = compute(
+        desired=[want("a/x", "1", type="String", tags=(("team", "b"),))],
+        current=current,
+        scope=SCOPE,
+        prune=False,
+    )
+    assert changed.changes[0].fields == ("tags",)
