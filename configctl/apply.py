@@ -4,7 +4,8 @@ A failure midway is the case a pipeline must be able to reason about, so the res
 parameter written (with the version Parameter Store gave it), the one that failed (with the AWS error
 code, never its value) and every one not attempted. Creates carry tags (PutParameter refuses tags
 together with Overwrite); updates overwrite; a change of declared tags on an existing parameter goes
-through AddTagsToResource, which creates no version and so no rollout. Deletes (--prune) come last, in batches of ten.
+through AddTagsToResource, which creates no version and so no rollout. Deletes (--prune) come last,
+in batches of ten.
 """
 
 from __future__ import annotations

@@ -132,14 +132,25 @@ def wait_for(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[ExitCode, tuple[Tracked, ...]]:
-    """Poll until every expectation is final or the timeout passes."""
+    """Poll until every expectation is final or the timeout passes.
+
+    An API error during polling (an API server restarting, a dropped connection) is retried until the
+    deadline; only if no poll ever succeeded is it raised (KUBE_ERROR).
+    """
     deadline = clock() + timeout
+    tracked: tuple[Tracked, ...] | None = None
     while True:
-        tracked = snapshot(kube, expected)
-        if on_progress is not None:
-            on_progress(tracked)
-        if all(t.final for t in tracked):
-            return outcome_code(tracked), tracked
+        try:
+            tracked = snapshot(kube, expected)
+        except ConfigctlError:
+            if tracked is None and clock() >= deadline:
+                raise
+        if tracked is not None:
+            if on_progress is not None:
+                on_progress(tracked)
+            if all(t.final for t in tracked):
+                return outcome_code(tracked), tracked
         if clock() >= deadline:
+            assert tracked is not None
             return ExitCode.WAIT_TIMEOUT, tracked
         sleep(min(poll_interval, max(0.0, deadline - clock())))

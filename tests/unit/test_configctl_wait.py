@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from configctl.exitcodes import ExitCode
+import pytest
+
+from configctl.exitcodes import ConfigctlError, ExitCode
 from configctl.naming import parameter_hash
 from configctl.wait import Expectation, Target, expectations, wait_for
 
@@ -161,3 +163,30 @@ def test_a_named_manual_refresh_is_not_confused_with_the_event_one() -> None:
     polls = [[refresh("event-v3", version=3, phase="Succeeded"), refresh("manual-v3", version=3, phase=None)]]
     code, _ = run(FakeKube([], polls), [Expectation(Target(NAME, 3), "orders", "manual-v3")], timeout=2.0)
     assert code is ExitCode.WAIT_TIMEOUT
+
+
+class FlakyKube(FakeKube):
+    """Fails the first `failures` list calls, as an API server restarting would."""
+
+    def __init__(self, failures: int, polls: list[list[dict[str, Any]]]) -> None:
+        super().__init__([], polls)
+        self.failures = failures
+
+    def list_refreshes(self, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConfigctlError("Kubernetes: list failed: HTTP 503", exit_code=ExitCode.KUBE_ERROR)
+        return super().list_refreshes(label_selector=label_selector)
+
+
+def test_api_errors_while_polling_are_retried_until_the_deadline() -> None:
+    kube = FlakyKube(3, [[refresh("r-v3", version=3, phase="Succeeded")]])
+    code, _ = run(kube, [Expectation(Target(NAME, 3), "orders")])
+    assert code is ExitCode.OK
+
+
+def test_an_api_that_never_answers_is_a_kube_error() -> None:
+    kube = FlakyKube(1000, [[]])
+    with pytest.raises(ConfigctlError) as raised:
+        run(kube, [Expectation(Target(NAME, 3), "orders")], timeout=2.0)
+    assert raised.value.exit_code is ExitCode.KUBE_ERROR
