@@ -5,6 +5,7 @@
 #   1. hack/check-chart-crds.sh   the chart's CRDs are the files in crds/
 #   2. helm lint --strict          both charts, with every ci/*-values.yaml set (the operator chart has no
 #                                  complete defaults: aws.queueUrl is required)
+#      helm package                each chart packages, the operator's with the CRD files' content (not links)
 #   3. hadolint                    Dockerfile (settings in .hadolint.yaml)
 #   4. cfn-lint                    deploy/aws/*.yaml
 #   5. checkov                     the charts rendered with every ci/ value set (kubernetes checks on what a
@@ -58,6 +59,19 @@ for chart in charts/*/; do
     echo "rendered $name with $values"
   done
 done
+
+say "helm package"
+for chart in charts/*/; do
+  "$HELM" package "$chart" --destination "$rendered/packages" 2> >(quiet_links)
+done
+mkdir -p "$rendered/unpacked"
+tar -xzf "$rendered"/packages/config-refresh-operator-*.tgz -C "$rendered/unpacked"
+for source in crds/*.yaml; do
+  packaged="$rendered/unpacked/config-refresh-operator/crds/$(basename "$source")"
+  { [ -f "$packaged" ] && [ ! -L "$packaged" ] && cmp -s "$source" "$packaged"; } \
+    || { echo "error: the packaged operator chart does not carry $source as a file" >&2; exit 1; }
+done
+echo "packaged CRDs match crds/"
 
 say "hadolint Dockerfile"
 .venv/bin/hadolint Dockerfile && echo "no findings"
