@@ -87,8 +87,9 @@ async def storm(address: str, names: list[str], seconds: float, concurrency: int
             next_at = time.monotonic()
             while time.monotonic() < stop_at:
                 if interval:
-                    next_at += interval
-                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                    # No catching up after a pause (SIGSTOP): the rate stays the rate.
+                    next_at = max(next_at + interval, time.monotonic())
+                    await asyncio.sleep(next_at - time.monotonic())
                 version += 1
                 request = rpb.RefreshRequest(
                     refresh_id="bench",

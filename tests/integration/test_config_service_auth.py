@@ -109,3 +109,15 @@ def test_insecure_refresh_is_allowed_with_a_warning(local_aws: LocalAws, service
         line for line in instance.log_text().splitlines() if '"WARNING"' in line and "insecure" in line
     ]
     assert warnings
+
+
+def test_bearer_token_over_tls(local_aws: LocalAws, service_fleet: FleetFactory) -> None:
+    fleet: ServiceFleet = service_fleet(1, local_aws=local_aws, auth="token", tls=True)
+    instance = fleet[0]
+    assert instance.get_state().instance_id == instance.instance_id  # TLS channel + token
+    credentials = fleet.refresh_credentials()
+    assert credentials is not None
+    with grpc.secure_channel(instance.refresh_address, credentials) as channel:
+        assert code_of_get_state(instance, channel) is grpc.StatusCode.UNAUTHENTICATED
+    with grpc.insecure_channel(instance.refresh_address) as channel:
+        assert code_of_get_state(instance, channel, fleet.call_metadata()) is grpc.StatusCode.UNAVAILABLE

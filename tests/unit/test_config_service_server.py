@@ -39,6 +39,11 @@ class GatedStore:
         return [], list(names)
 
 
+def scrape_metrics(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+        return str(answer.read().decode())
+
+
 async def test_create_server_serves_health_tls_reads_and_metrics(tmp_path: Path) -> None:
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
@@ -75,7 +80,7 @@ async def test_create_server_serves_health_tls_reads_and_metrics(tmp_path: Path)
 
         assert service.metrics_port
         url = f"http://127.0.0.1:{service.metrics_port}/metrics"
-        scrape = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        scrape = await asyncio.to_thread(scrape_metrics, url)
         assert 'config_service_cache_entries{state="live"} 1.0' in scrape
         assert "config_service_getconfig_latency_seconds_count 1.0" in scrape
         assert "config_service_cache_oldest_entry_age_seconds" in scrape
