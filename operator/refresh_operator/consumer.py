@@ -44,6 +44,7 @@ logger = logging.getLogger("refresh_operator.consumer")
 T = TypeVar("T")
 
 CREATE_RETRY_SECONDS = 900.0
+DRAIN_SECONDS = 10.0
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
 
 
@@ -118,7 +119,7 @@ class Consumer:
         self._reads: dict[str, _ReadState] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; in-flight messages finish (or stay on the queue) on cancellation."""
+        """Poll until `stop` is set, then drain: see `drain`. Cancellation abandons the poll at once."""
         failures = 0
         try:
             while not stop.is_set():
@@ -135,16 +136,47 @@ class Consumer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=delay)
                     continue
+                if stop.is_set():
+                    await self._release(messages)
+                    break
                 for message in messages:
                     await self._slots.acquire()
                     task = asyncio.create_task(self._handle_guarded(message))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+            await self.drain(seconds=DRAIN_SECONDS)
         finally:
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self, *, seconds: float) -> None:
+        """Let messages being handled finish (bounded); whatever is left stays on the queue."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=seconds)
+
+    async def _release(self, messages: list[dict[str, Any]]) -> None:
+        """Hand messages received during shutdown straight back (visibility 0) for the next consumer.
+
+        A long poll cannot be withdrawn: a process that just stops leaves SQS delivering the next message
+        to its dead connection, hiding it for a whole visibility timeout. So a clean shutdown waits for the
+        poll to return (at most WaitTimeSeconds) and gives back what it brought.
+        """
+        for message in messages:
+            try:
+                await self._blocking.call(
+                    self._clients.sqs.change_message_visibility,
+                    QueueUrl=self._settings.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            except Exception as error:
+                logger.warning(
+                    "Releasing message %s failed: %s", message.get("MessageId"), type(error).__name__
+                )
+        if messages:
+            logger.info("Released %d message(s) received during shutdown", len(messages))
 
     def _receive(self) -> list[dict[str, Any]]:
         response = self._clients.sqs.receive_message(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from refresh_operator import kube, metrics, retention
 from refresh_operator.aws import AwsClients, Blocking, make_clients
-from refresh_operator.consumer import Consumer
+from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.rollout import Rollouts
@@ -107,11 +107,16 @@ class Runtime:
         logger.info("Indexed %d ConfigRoute(s)", len(self.routes))
 
     async def stop(self) -> None:
+        """Stop consuming cleanly: wait for the long poll to return (and release what it brought) and for
+        messages being handled, bounded by WaitTimeSeconds plus a margin; then cancel what is left."""
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            grace = self.settings.wait_time_seconds + DRAIN_SECONDS + 5
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._tasks = []
         self.blocking.shutdown()

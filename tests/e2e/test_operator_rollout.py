@@ -7,7 +7,9 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from collections.abc import Callable
+
+    from conftest import OperatorProcess, Stack
 
 
 def test_a_put_parameter_is_applied_on_every_instance_and_the_rollout_succeeds(stack: Stack) -> None:
@@ -59,3 +61,23 @@ def test_commit_to_last_acknowledgment_latency_for_ten_instances(stack: Stack) -
         "PutParameter -> Succeeded seen by kubectl polling: "
         f"p50 {statistics.median(put_to_succeeded_ms):.0f} ms, p99 {p(put_to_succeeded_ms, 0.99):.0f} ms"
     )
+
+
+def test_finished_rollouts_beyond_the_newest_n_per_parameter_are_deleted(
+    stack: Stack, operator_process: Callable[..., OperatorProcess]
+) -> None:
+    stack.operator.stop()
+    stack.operator = operator_process(
+        CONFIG_REFRESH_RETENTION_KEEP="2", CONFIG_REFRESH_RETENTION_INTERVAL_SECONDS="1"
+    )
+    name = f"{stack.local_aws.prefix}orders/retained"
+    versions = []
+    for index in range(4):
+        versions.append(stack.put(name, f"r-{index}"))
+        stack.wait_phase(name, versions[-1], {"Succeeded"})
+    kept = stack.wait_for(
+        lambda: len(items := stack.refreshes_of(name)) == 2 and items,
+        timeout=30,
+        what="retention down to the newest 2",
+    )
+    assert sorted(item["spec"]["parameter"]["version"] for item in kept) == versions[-2:]
