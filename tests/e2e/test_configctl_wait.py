@@ -102,10 +102,7 @@ def test_apply_wait_with_an_instance_down_fails_and_names_it(stack: Stack, tmp_p
     result = apply_wait(stack, tree)
     assert result.returncode == 6, result.stdout + result.stderr  # ExitCode.ROLLOUT_FAILED
     assert down.instance_id in result.stderr
-    assert (
-        f"{prefix}acme/orders/max_items v2 [services]: PartiallyFailed, 1 of 10 instance(s) failed"
-        in result.stderr
-    )
+    assert f"{prefix}acme/orders/max_items v2 [services]: PartiallyFailed" in result.stderr
     values = stack.values(f"{prefix}acme/orders/max_items")
     assert values.count(("99", 2)) == 9
     assert SECRET not in result.stdout + result.stderr
