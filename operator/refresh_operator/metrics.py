@@ -11,8 +11,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 EVENTS_RECEIVED = Counter(
     "config_refresh_events_received_total",
-    "SQS messages handled by the consumer, by outcome "
-    "(created, duplicate, unrouted, invalid, superseded_read, error).",
+    "SQS messages handled by the consumer, by outcome (created, duplicate, unrouted, invalid, error).",
     ["outcome"],
 )
 ROLLOUTS = Counter(
