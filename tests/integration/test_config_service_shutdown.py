@@ -15,42 +15,38 @@ def test_sigterm_lets_in_flight_calls_complete_and_exits_zero(
     local_aws: LocalAws, service_fleet: FleetFactory
 ) -> None:
     ssm = local_aws.client("ssm")
-    names = [f"{local_aws.prefix}acme/orders/k{i}" for i in range(3)]
-    for name in names:
-        ssm.put_parameter(Name=name, Value="v1", Type="String")
-    instance = service_fleet(1, local_aws=local_aws)[0]
-    for name in names:
-        ssm.put_parameter(Name=name, Value="v2", Type="String", Overwrite=True)
-    # Throttling keeps the INVALIDATE re-reads in flight (botocore backs off between attempts).
-    for _ in names:
-        local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=3)
+    name = f"{local_aws.prefix}acme/orders/limit"
+    ssm.put_parameter(Name=name, Value="v1", Type="String")
+    instance = service_fleet(
+        1,
+        local_aws=local_aws,
+        env={"CONFIG_SERVICE_AWS_MAX_ATTEMPTS": "6", "CONFIG_SERVICE_GRACE_SECONDS": "60"},
+    )[0]
+    ssm.put_parameter(Name=name, Value="v2", Type="String", Overwrite=True)
+    # Four throttled attempts keep the (single-flight) INVALIDATE re-read in flight for seconds:
+    # botocore backs off about 1 + 2 + 4 + 8 s at most, 7.5 s on average.
+    local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=4)
+    local_aws.reset_call_counts()
     stub = pb_grpc.RefreshServiceStub(instance.refresh_channel())
-    futures: list[Future[pb.RefreshResponse]] = [
-        stub.Refresh.future(
-            pb.RefreshRequest(
-                parameter_name=name,
-                version=2,
-                operation=pb.OPERATION_UPSERT,
-                payload_mode=pb.PAYLOAD_MODE_INVALIDATE,
-            ),
-            timeout=60,
-        )
-        for name in names
-    ]
+    change = pb.RefreshRequest(
+        parameter_name=name, version=2, operation=pb.OPERATION_UPSERT, payload_mode=pb.PAYLOAD_MODE_INVALIDATE
+    )
+    futures: list[Future[pb.RefreshResponse]] = [stub.Refresh.future(change, timeout=90) for _ in range(8)]
     deadline = time.monotonic() + 30
-    while local_aws.call_counts().get("ssm:GetParameter", 0) < len(names) and time.monotonic() < deadline:
+    while local_aws.call_counts().get("ssm:GetParameter", 0) < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(future.done() for future in futures), "the calls must still be in flight at SIGTERM"
 
     instance.terminate()
     answers = [future.result() for future in futures]
-    exit_code = instance.wait(60)
+    exit_code = instance.wait(90)
 
-    assert [answer.result for answer in answers] == [pb.REFRESH_RESULT_APPLIED] * len(names)
-    assert [answer.applied_version for answer in answers] == [2] * len(names)
+    results = sorted(pb.RefreshResult.Name(answer.result) for answer in answers)
+    assert results == ["REFRESH_RESULT_APPLIED"] + ["REFRESH_RESULT_STALE"] * 7
+    assert {answer.applied_version for answer in answers} == {2}
     assert exit_code == 0
     log = instance.log_text()
-    assert log.index('"shutting down"') < log.index('"stopped"')
+    assert log.index('"signal received"') < log.index('"refresh"') < log.index('"stopped"')
 
 
 def test_health_reports_not_serving_once_shutdown_begins(
