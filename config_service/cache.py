@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 
 class ValueType(enum.Enum):
@@ -96,44 +95,76 @@ class ApplyResult:
     held: Entry
 
 
+SHARDS = 64  # a power of two: a swap copies one shard of about n/64 entries, not the whole map
+
+
+def _shard_of(name: str) -> int:
+    return hash(name) & (SHARDS - 1)
+
+
 class Snapshot:
-    """An immutable view of the cache at one instant; safe to share between threads and tasks."""
+    """An immutable view of the cache at one instant; safe to share between threads and tasks.
 
-    __slots__ = ("_entries", "_sorted_names", "created_at")
+    Entries live in `SHARDS` dicts keyed by name hash. A swap builds a new Snapshot that shares every
+    shard it did not touch and copies the ones it did, so a refresh costs O(n / SHARDS), not O(n). Nothing
+    mutates a shard once a Snapshot holds it.
+    """
 
-    def __init__(self, entries: Mapping[str, Entry], created_at: datetime) -> None:
-        # The caller hands over the dict: nobody mutates it after this point.
-        owned = entries if isinstance(entries, dict) else dict(entries)
-        self._entries: Mapping[str, Entry] = MappingProxyType(owned)
+    __slots__ = ("_count", "_shards", "_sorted_names", "created_at")
+
+    def __init__(self, shards: tuple[dict[str, Entry], ...], created_at: datetime) -> None:
+        self._shards = shards
+        self._count = sum(len(shard) for shard in shards)
         self._sorted_names: tuple[str, ...] | None = None
         self.created_at = created_at
 
+    @classmethod
+    def of(cls, entries: Iterable[Entry], created_at: datetime) -> Snapshot:
+        """A snapshot holding `entries` (the last one wins for a repeated name)."""
+        shards: tuple[dict[str, Entry], ...] = tuple({} for _ in range(SHARDS))
+        for entry in entries:
+            shards[_shard_of(entry.name)][entry.name] = entry
+        return cls(shards, created_at)
+
+    def with_changes(self, changed: Mapping[str, Entry], created_at: datetime) -> Snapshot:
+        """A new snapshot with `changed` entries replaced; untouched shards are shared, not copied."""
+        shards = list(self._shards)
+        copied: set[int] = set()
+        for name, entry in changed.items():
+            index = _shard_of(name)
+            if index not in copied:
+                shards[index] = dict(shards[index])
+                copied.add(index)
+            shards[index][name] = entry
+        return Snapshot(tuple(shards), created_at)
+
     def get(self, name: str) -> Entry | None:
         """The live entry for `name`, or None when absent or deleted."""
-        entry = self._entries.get(name)
+        entry = self._shards[_shard_of(name)].get(name)
         if entry is None or entry.deleted:
             return None
         return entry
 
     def raw(self, name: str) -> Entry | None:
         """The entry for `name`, tombstones included."""
-        return self._entries.get(name)
+        return self._shards[_shard_of(name)].get(name)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries.values())
+        for shard in self._shards:
+            yield from shard.values()
 
     def sorted_names(self) -> tuple[str, ...]:
         """All names (tombstones included), sorted; computed once per snapshot."""
         if self._sorted_names is None:
-            self._sorted_names = tuple(sorted(self._entries))
+            self._sorted_names = tuple(sorted(name for shard in self._shards for name in shard))
         return self._sorted_names
 
     def live_count(self) -> int:
         """How many entries are not tombstones."""
-        return sum(1 for entry in self._entries.values() if not entry.deleted)
+        return sum(1 for entry in self if not entry.deleted)
 
 
 def utcnow() -> datetime:
@@ -146,7 +177,7 @@ class ConfigCache:
 
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self._write_lock = threading.Lock()
-        self._snapshot = Snapshot({entry.name: entry for entry in entries}, utcnow())
+        self._snapshot = Snapshot.of(entries, utcnow())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -189,7 +220,5 @@ class ConfigCache:
                     assert held is not None
                     results.append(ApplyResult(Outcome.STALE, held))
             if changed:
-                merged = dict(current._entries)
-                merged.update(changed)
-                self._snapshot = Snapshot(merged, utcnow())
+                self._snapshot = current.with_changes(changed, utcnow())
         return results

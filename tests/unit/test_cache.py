@@ -107,3 +107,19 @@ def test_apply_many_swaps_once_and_keeps_the_newest_per_name() -> None:
     held = cache.get(NAME)
     assert held is not None
     assert held.version == 3
+
+
+def test_an_old_snapshot_is_untouched_by_any_number_of_later_swaps() -> None:
+    names = [f"/config-service/acme/k{i}" for i in range(1000)]
+    cache = ConfigCache(Entry(name, "v1", ValueType.STRING, 1, T0, T0) for name in names)
+    old = cache.snapshot
+    for name in names[::7]:
+        cache.apply(Entry(name, "v2", ValueType.STRING, 2, T0 + timedelta(minutes=1), T0))
+    new = cache.snapshot
+    assert len(old) == len(new) == 1000
+    assert all((entry.version, entry.value) == (1, "v1") for entry in old)
+    for index, name in enumerate(names):
+        held = new.get(name)
+        assert held is not None
+        assert held.version == (2 if index % 7 == 0 else 1)
+    assert new.sorted_names() == tuple(sorted(names))
