@@ -25,10 +25,10 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from refresh_operator.podsync import metrics
-from refresh_operator.podsync.cloudmap import CloudMap, CloudMapError, InstanceNotFound, ServiceRef
+from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
 from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.kube import Kube
 from refresh_operator.podsync.model import (
@@ -43,6 +43,7 @@ from refresh_operator.podsync.reconcile import (
     Action,
     ActualInstance,
     Deregister,
+    InstanceWriter,
     Outcome,
     Register,
     SetHealth,
@@ -64,6 +65,14 @@ log = logging.getLogger(__name__)
 RouteKey = tuple[str, str]
 EventSink = Callable[[Mapping[str, Any], str, str], None]
 """(route body, reason, message) → post a Warning Event on the route."""
+
+
+class CloudMapApi(InstanceWriter, Protocol):
+    """What the controller needs from Cloud Map (``cloudmap.CloudMap`` implements it)."""
+
+    async def resolve_service(self, namespace_name: str, service_name: str) -> ServiceRef: ...
+
+    async def list_instances(self, service_id: str) -> dict[str, ActualInstance]: ...
 
 
 @dataclasses.dataclass
@@ -100,7 +109,7 @@ class PodSyncController:
         self,
         *,
         settings: PodSyncSettings,
-        cloudmap: CloudMap,
+        cloudmap: CloudMapApi,
         kube: Kube,
         events: EventSink,
         status_debounce: float = 0.5,
@@ -219,6 +228,13 @@ class PodSyncController:
         return [state.route for state in self._routes.values() if state.route is not None]
 
     # ---- pods (fast path) ---------------------------------------------------------------------------
+
+    def concerns(self, pod: Mapping[str, Any]) -> bool:
+        """Whether a pod is (or was) selected by a podSync route: the only pods worth a handler call."""
+        meta = pod.get("metadata") or {}
+        if (str(meta.get("namespace", "")), str(meta.get("name", ""))) in self._pod_routes:
+            return True
+        return any(state.route is not None and selects(state.route, pod) for state in self._routes.values())
 
     async def pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
         """Apply one pod watch event to every podSync route that selects (or selected) the pod."""

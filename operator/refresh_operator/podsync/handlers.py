@@ -66,7 +66,13 @@ async def podsync_route_event(event: Mapping[str, Any], body: kopf.Body, memo: k
     _controller(memo).route_event(event.get("type"), body)
 
 
-@kopf.on.event("", "v1", "pods", id="podsync-pods")
+def _concerns_pod_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    # Filters before kopf invokes (and logs) the handler: pods no podSync route selects cost nothing.
+    controller = getattr(memo, "podsync", None)
+    return not isinstance(controller, PodSyncController) or controller.concerns(body)
+
+
+@kopf.on.event("", "v1", "pods", id="podsync-pods", when=_concerns_pod_sync)
 async def podsync_pod_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _controller(memo).pod_event(event.get("type"), body)
 
