@@ -25,7 +25,7 @@ from configctl.refresh import create_refreshes
 from configctl.rollouts import from_object
 from configctl.status import list_rollouts
 from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
-from configctl.wait import Expectation, Target, Tracked, expectations, wait_for
+from configctl.wait import Expectation, Target, Tracked, existing_names, expectations, wait_for
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in help_table().splitlines())
@@ -175,6 +175,7 @@ def apply(
         kube = Kube(KubeSettings(kubeconfig, context, namespace)) if wait else None
         if not output.machine:
             show_plan(output, the_plan)
+        earlier = existing_names(kube, [c.name for c in the_plan.writes]) if kube is not None else frozenset()
         result = apply_plan(ssm, the_plan)
         report: dict[str, Any] = {"plan": plan_data(the_plan), "apply": apply_data(result)}
         if not output.machine:
@@ -186,7 +187,7 @@ def apply(
         code = ExitCode.OK
         if kube is not None:
             targets = [Target(w.name, w.version) for w in result.written if w.version is not None]
-            code, report["wait"] = _wait(output, kube, targets, timeout=wait_seconds)
+            code, report["wait"] = _wait(output, kube, targets, timeout=wait_seconds, ignore=earlier)
         if output.machine:
             output.document(report)
         return code
@@ -221,6 +222,7 @@ def _wait(
     *,
     timeout: float,
     expected: Sequence[Expectation] | None = None,
+    ignore: frozenset[str] = frozenset(),
 ) -> tuple[ExitCode, dict[str, Any]]:
     uncovered: list[Target] = []
     if expected is None:
@@ -229,7 +231,9 @@ def _wait(
         output.info(f"warning: no ConfigRoute in {kube.namespace} claims {target.name}; nothing to wait for")
     started = time.monotonic()
     with ProgressView(output) as view:
-        code, tracked = wait_for(kube, expected, timeout=timeout, on_progress=lambda t: view.update(_rows(t)))
+        code, tracked = wait_for(
+            kube, expected, timeout=timeout, ignore=ignore, on_progress=lambda t: view.update(_rows(t))
+        )
     elapsed = time.monotonic() - started
     rollouts = [t.rollout for t in tracked if t.rollout is not None]
     failed = [r for r in rollouts if r.phase in ("PartiallyFailed", "Failed")]

@@ -6,6 +6,10 @@ route is expected, labelled `configrefresh.io/parameter-hash` and `configrefresh
 no route claims has no fleet to wait for and is reported as such. A rollout Superseded by a newer one is
 followed to the newer one. One list call per poll covers every target.
 
+Parameter versions restart at 1 after a delete and re-create, so a label match alone could find the
+rollout of an earlier life of the parameter. The objects that already exist before the write are listed
+first (`existing_names`) and ignored while waiting: nothing created before the write can be its rollout.
+
 Outcome: OK when all are Succeeded (or superseded by a success), ROLLOUT_FAILED when any ended
 PartiallyFailed or Failed, WAIT_TIMEOUT when the deadline passes first.
 """
@@ -85,13 +89,19 @@ def _list(kube: Kube, hashes: set[str]) -> list[Rollout]:
     return [r for r in (from_object(o) for o in kube.list_refreshes()) if r.parameter_hash in hashes]
 
 
-def _resolve(expectation: Expectation, rollouts: list[Rollout]) -> Rollout | None:
+def existing_names(kube: Kube, parameter_names: Sequence[str]) -> frozenset[str]:
+    """Names of the ConfigRefreshes that exist now for these parameters (to ignore after writing)."""
+    return frozenset(r.object_name for r in _list(kube, {parameter_hash(n) for n in parameter_names}))
+
+
+def _resolve(expectation: Expectation, rollouts: list[Rollout], ignore: frozenset[str]) -> Rollout | None:
     target = expectation.target
     wanted_hash = parameter_hash(target.name)
     candidates = [
         r
         for r in rollouts
-        if r.parameter_hash == wanted_hash
+        if r.object_name not in ignore
+        and r.parameter_hash == wanted_hash
         and r.version == target.version
         and (expectation.route is None or r.route == expectation.route)
         and (expectation.object_name is None or r.object_name == expectation.object_name)
@@ -111,9 +121,11 @@ def _resolve(expectation: Expectation, rollouts: list[Rollout]) -> Rollout | Non
     return chosen
 
 
-def snapshot(kube: Kube, expected: Sequence[Expectation]) -> tuple[Tracked, ...]:
+def snapshot(
+    kube: Kube, expected: Sequence[Expectation], ignore: frozenset[str] = frozenset()
+) -> tuple[Tracked, ...]:
     rollouts = _list(kube, {parameter_hash(e.target.name) for e in expected})
-    return tuple(Tracked(e, _resolve(e, rollouts)) for e in expected)
+    return tuple(Tracked(e, _resolve(e, rollouts, ignore)) for e in expected)
 
 
 def outcome_code(tracked: Sequence[Tracked]) -> ExitCode:
@@ -128,6 +140,7 @@ def wait_for(
     *,
     timeout: float,
     poll_interval: float = 0.5,
+    ignore: frozenset[str] = frozenset(),
     on_progress: Callable[[tuple[Tracked, ...]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -141,7 +154,7 @@ def wait_for(
     tracked: tuple[Tracked, ...] | None = None
     while True:
         try:
-            tracked = snapshot(kube, expected)
+            tracked = snapshot(kube, expected, ignore)
         except ConfigctlError:
             if tracked is None and clock() >= deadline:
                 raise

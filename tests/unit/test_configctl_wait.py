@@ -8,7 +8,7 @@ import pytest
 
 from configctl.exitcodes import ConfigctlError, ExitCode
 from configctl.naming import parameter_hash
-from configctl.wait import Expectation, Target, expectations, wait_for
+from configctl.wait import Expectation, Target, existing_names, expectations, wait_for
 
 NAME = "/config-service/acme/orders/db_url"
 
@@ -190,3 +190,21 @@ def test_an_api_that_never_answers_is_a_kube_error() -> None:
     with pytest.raises(ConfigctlError) as raised:
         run(kube, [Expectation(Target(NAME, 3), "orders")], timeout=2.0)
     assert raised.value.exit_code is ExitCode.KUBE_ERROR
+
+
+def test_rollouts_from_before_the_write_are_ignored() -> None:
+    """Versions restart at 1 after delete + re-create: the old life's v1 rollout is not ours."""
+    old = refresh("r-v1-old", version=1, phase="Succeeded", created="2026-11-26T09:00:00Z")
+    kube = FakeKube([], [[old], [old, refresh("r-v1-new", version=1, phase="Failed")]])
+    ignore = existing_names(kube, [NAME])  # type: ignore[arg-type]
+    assert ignore == {"r-v1-old"}
+    code, tracked = wait_for(
+        kube,  # type: ignore[arg-type]
+        [Expectation(Target(NAME, 1), "orders")],
+        timeout=10.0,
+        ignore=ignore,
+        clock=Clock(),
+        sleep=lambda _: None,
+    )
+    assert code is ExitCode.ROLLOUT_FAILED
+    assert tracked[0].rollout.object_name == "r-v1-new"
