@@ -278,11 +278,13 @@ class Settings:
         for field in FIELDS:
             flag_value = getattr(namespace, field.name)
             if flag_value is not None:
-                values[field.name] = _convert(field, flag_value, key=flag_name(field))
+                converted = _convert(field, flag_value, key=flag_name(field))
+            elif env_name(field) in environ:
+                converted = _convert(field, environ[env_name(field)], key=env_name(field))
+            else:
                 continue
-            env_key = env_name(field)
-            if env_key in environ:
-                values[field.name] = _convert(field, environ[env_key], key=env_key)
+            if converted is not None:  # an empty value means "the default"
+                values[field.name] = converted
         try:
             return cls(**values)
         except SettingsError:

@@ -89,3 +89,16 @@ def test_the_docs_list_every_setting() -> None:
     for field in FIELDS:
         assert f"`{env_name(field)}`" in docs, field.name
         assert f"`{flag_name(field)}`" in docs, field.name
+
+
+def test_an_empty_variable_means_the_default() -> None:
+    settings = Settings.from_sources(
+        [],
+        {
+            "CONFIG_SERVICE_INSTANCE_ID": "",
+            "CONFIG_SERVICE_AWS_ENDPOINT_URL": "",
+            "CONFIG_SERVICE_INSECURE_REFRESH": "1",
+        },
+    )
+    assert settings.instance_id
+    assert settings.aws_endpoint_url is None
