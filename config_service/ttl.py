@@ -62,6 +62,10 @@ class TtlRefresher:
             except (ClientError, BotoCoreError) as error:
                 log.warning("TTL re-read failed; will retry", extra={"error": type(error).__name__})
                 self._count("error")
+            except Exception:
+                # The safety net must outlive a bug in one round; the traceback names no value.
+                log.exception("TTL re-read round crashed; will retry")
+                self._count("error")
 
     def due(self) -> list[Entry]:
         """Entries whose (jittered) TTL has passed."""
