@@ -178,3 +178,17 @@ async def test_an_invalid_pod_sync_is_reported_not_raised(harness: Harness) -> N
     condition = harness.last_status()["conditions"][0]
     assert (condition["status"], condition["reason"]) == ("False", "InvalidPodSync")
     assert "matchLabels" in condition["message"]
+
+
+async def test_an_event_during_a_reconcile_wins_over_the_reconciles_stale_listing(harness: Harness) -> None:
+    await harness.controller.pod_event("ADDED", pod("orders-0"))
+    stale_listing = [pod("orders-0")]
+
+    async def list_pods_while_the_pod_turns_not_ready(namespace: str, match_labels: Mapping[str, str]) -> Any:
+        await harness.controller.pod_event("MODIFIED", pod("orders-0", ready=False))
+        return stale_listing
+
+    harness.kube.list_pods = list_pods_while_the_pod_turns_not_ready  # type: ignore[method-assign]
+    await harness.controller.reconcile(("team-a", "orders"))
+    assert harness.cloudmap.instances["orders-0"].healthy is False
+    assert harness.last_status()["healthy"] == 0

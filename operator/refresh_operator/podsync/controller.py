@@ -85,7 +85,7 @@ class RouteState:
     known: dict[str, ActualInstance] = dataclasses.field(default_factory=dict)
     seeded: bool = False
     pods: set[str] = dataclasses.field(default_factory=set)
-    gone_at: dict[str, float] = dataclasses.field(default_factory=dict)
+    touched_at: dict[str, float] = dataclasses.field(default_factory=dict)
     error: CloudMapError | None = None
     last_condition: dict[str, Any] | None = None
     last_event: tuple[str, str] | None = None
@@ -261,6 +261,7 @@ class PodSyncController:
         if state is None or state.route is None:
             return
         route = state.route
+        state.touched_at[pod_name] = time.monotonic()
         lock = self._pod_locks.setdefault((key, pod_name), asyncio.Lock())
         async with lock:
             try:
@@ -268,7 +269,6 @@ class PodSyncController:
                 intent: PodIntent | None = pod_intent(route, pod) if selected else None
                 if intent is None:
                     state.pods.discard(pod_name)
-                    state.gone_at[pod_name] = time.monotonic()
                     actions = plan_gone(state.known.get(pod_name))
                 else:
                     state.pods.add(pod_name)
@@ -323,15 +323,20 @@ class PodSyncController:
                     else:
                         elsewhere.add(intent.instance_id)
             actual = await self._cloudmap.list_instances(service.service_id)
+            # A pod whose event arrived while we listed is the event path's: our view of it may be stale
+            # (a deleted pod brought back, a pod turned not-Ready marked HEALTHY again, a new one removed).
+            touched = {name for name, at in state.touched_at.items() if at >= started}
             actions = [
                 action
                 for action in plan_route(intents=intents, actual=actual, backed_elsewhere=elsewhere)
-                # A pod deleted while we listed must not be brought back by a stale listing.
-                if not (isinstance(action, Register) and state.gone_at.get(action.instance_id, 0.0) > started)
+                if action.instance_id not in touched
             ]
-            state.known = dict(actual)
+            known = {name: instance for name, instance in actual.items() if name not in touched}
+            known.update({name: state.known[name] for name in touched if name in state.known})
+            state.known = known
             state.seeded = True
-            state.pods = set(intents)
+            state.pods = {name for name in intents if name not in touched} | (state.pods & touched)
+            state.touched_at = {name: at for name, at in state.touched_at.items() if at >= started}
             outcomes = await self._run(state, service, actions, source="reconcile")
             failed = [o.error for o in outcomes if o.error is not None]
             if failed:
