@@ -51,7 +51,8 @@ class Rollout:
 
     @property
     def done_count(self) -> int:
-        return self.refreshed + self.failed + self.stale
+        """Instances finished either way (`refreshed` already includes the Stale ones)."""
+        return self.refreshed + self.failed
 
     def failed_instances(self) -> tuple[InstanceResult, ...]:
         return tuple(i for i in self.instances if i.result not in _OK_RESULTS)

@@ -124,6 +124,9 @@ def test_status_and_manual_refresh_through_the_cli(stack: Stack, tmp_path: Path)
         ("manual", "Succeeded", 1),
         ("event", "Succeeded", 1),
     ]
+    watched = configctl(stack, "status", name, "--watch", "--timeout", "30s")
+    assert watched.returncode == 0, watched.stderr
+    assert f"{name} v1 [services]: Succeeded" in watched.stdout
     plain = configctl(stack, "status", "--route", stack.route)
     assert plain.returncode == 0
     assert f"{name} v1 route=services phase=Succeeded refreshed=" in plain.stdout
