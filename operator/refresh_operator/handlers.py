@@ -35,12 +35,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="runtime-start")
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
         await runtime.start()
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(registry=registry, id="runtime-stop")
     async def stop(**_: Any) -> None:
         await runtime.stop()
 
@@ -48,9 +48,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def routes_indexed(**_: Any) -> int:
         return len(runtime.routes)
 
-    @kopf.on.resume(*ROUTES, registry=registry)
-    @kopf.on.create(*ROUTES, registry=registry)
-    @kopf.on.update(*ROUTES, registry=registry)
+    @kopf.on.resume(*ROUTES, registry=registry, id="route")
+    @kopf.on.create(*ROUTES, registry=registry, id="route")
+    @kopf.on.update(*ROUTES, registry=registry, id="route")
     async def route_changed(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -85,7 +85,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         patch.status["conditions"] = status.merge_conditions(existing, [condition])
         patch.status["observedGeneration"] = generation
 
-    @kopf.on.delete(*ROUTES, registry=registry, optional=True)
+    @kopf.on.delete(*ROUTES, registry=registry, optional=True, id="route-deleted")
     async def route_deleted(meta: kopf.Meta, **_: Any) -> None:
         runtime.routes.remove(meta.namespace or "", meta.name or "")
 

@@ -113,7 +113,6 @@ def operator_env(control_plane: ControlPlane, local_aws: LocalAws) -> dict[str, 
             "CONFIG_REFRESH_AWS_ENDPOINT_URL": local_aws.endpoint_url,
             "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
             "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
-            "CONFIG_REFRESH_POD_SYNC": "false",
         }
     )
     return env
