@@ -1,0 +1,192 @@
+"""The consumer's rules per message, with fake SQS, SSM and Kubernetes: what is deleted, what is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.consumer import Consumer, deletion_time
+from refresh_operator.kube import KubeError
+from refresh_operator.routes import RouteIndex, route_from_object
+from refresh_operator.settings import load_settings
+from refresh_operator.values import ValueCache
+
+PREFIX = "/config-service/"
+T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, 250000, tzinfo=datetime.UTC)
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+        self.visibility: list[tuple[str, int]] = []
+
+    def delete_message(self, **kwargs: Any) -> None:
+        self.deleted.append(kwargs["ReceiptHandle"])
+
+    def change_message_visibility(self, **kwargs: Any) -> None:
+        self.visibility.append((kwargs["ReceiptHandle"], kwargs["VisibilityTimeout"]))
+
+
+class FakeSsm:
+    """One parameter at version `version`; each read takes `delay` seconds (a thread is blocked)."""
+
+    def __init__(self, *, version: int | None = 3, delay: float = 0.0) -> None:
+        self.version = version
+        self.delay = delay
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def get_parameter(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.reads += 1
+        time.sleep(self.delay)
+        if self.version is None:
+            raise ClientError({"Error": {"Code": "ParameterNotFound", "Message": "x"}}, "GetParameter")
+        return {
+            "Parameter": {
+                "Name": kwargs["Name"],
+                "Version": self.version,
+                "LastModifiedDate": T0,
+                "Type": "SecureString",
+                "Value": "s3cr3t",
+            }
+        }
+
+
+class FakeKube:
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def create_refresh(self, namespace: str, body: dict[str, Any]) -> bool:
+        if self.down:
+            raise KubeError("create ConfigRefresh: connection refused", status=0)
+        key = (namespace, body["metadata"]["name"])
+        if key in self.objects:
+            return False
+        self.objects[key] = body
+        return True
+
+
+def message(body: Any, receipt: str = "r-1") -> dict[str, Any]:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return {"MessageId": f"m-{receipt}", "ReceiptHandle": receipt, "Body": text}
+
+
+def change(name: str, operation: str = "Update") -> dict[str, Any]:
+    return {
+        "id": "e-1",
+        "source": "aws.ssm",
+        "detail-type": "Parameter Store Change",
+        "time": "2026-11-26T10:00:00Z",
+        "detail": {"name": name, "type": "SecureString", "operation": operation},
+    }
+
+
+@pytest.fixture
+def parts() -> dict[str, Any]:
+    routes = RouteIndex()
+    routes.upsert(
+        route_from_object(
+            {
+                "metadata": {"name": "orders", "namespace": "team-a", "uid": "u"},
+                "spec": {
+                    "parameterPrefix": PREFIX,
+                    "discovery": {"cloudMap": {"namespace": "n", "service": "s"}},
+                },
+            }
+        )
+    )
+    return {"sqs": FakeSqs(), "ssm": FakeSsm(), "kube": FakeKube(), "routes": routes, "values": ValueCache()}
+
+
+def consumer(parts: dict[str, Any]) -> Consumer:
+    settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
+    return Consumer(
+        settings=settings,
+        clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
+        blocking=Blocking(threads=8),
+        kube=parts["kube"],
+        routes=parts["routes"],
+        values=parts["values"],
+    )
+
+
+async def test_a_change_creates_one_object_without_the_value_then_deletes_the_message(
+    parts: dict[str, Any],
+) -> None:
+    await consumer(parts).handle(message(change(f"{PREFIX}orders/db")))
+    ((namespace, name), body) = next(iter(parts["kube"].objects.items()))
+    assert namespace == "team-a"
+    assert name.startswith("orders-")
+    assert "-v3-" in name
+    assert body["spec"]["parameter"]["version"] == 3
+    assert body["metadata"]["annotations"]["configrefresh.io/parameter-name"] == f"{PREFIX}orders/db"
+    assert "s3cr3t" not in json.dumps(body)
+    assert parts["values"].take("team-a", name).value == "s3cr3t"
+    assert parts["sqs"].deleted == ["r-1"]
+
+
+async def test_a_duplicate_is_deleted_and_makes_no_second_object(parts: dict[str, Any]) -> None:
+    subject = consumer(parts)
+    await subject.handle(message(change(f"{PREFIX}orders/db"), "r-1"))
+    await subject.handle(message(change(f"{PREFIX}orders/db"), "r-2"))
+    assert len(parts["kube"].objects) == 1
+    assert parts["sqs"].deleted == ["r-1", "r-2"]
+
+
+async def test_an_invalid_message_is_not_deleted(parts: dict[str, Any]) -> None:
+    await consumer(parts).handle(message("{not json"))
+    assert parts["sqs"].deleted == []
+    assert parts["kube"].objects == {}
+    assert parts["ssm"].reads == 0
+
+
+async def test_an_unrouted_name_is_deleted_without_a_read(parts: dict[str, Any]) -> None:
+    await consumer(parts).handle(message(change("/elsewhere/db")))
+    assert parts["sqs"].deleted == ["r-1"]
+    assert parts["ssm"].reads == 0
+    assert parts["kube"].objects == {}
+
+
+async def test_a_missing_parameter_becomes_a_delete_without_a_version(parts: dict[str, Any]) -> None:
+    parts["ssm"].version = None
+    await consumer(parts).handle(message(change(f"{PREFIX}orders/db", "Delete")))
+    (body,) = parts["kube"].objects.values()
+    assert body["spec"]["parameter"]["operation"] == "Delete"
+    assert "version" not in body["spec"]["parameter"]
+    assert body["spec"]["parameter"]["lastModified"] == "2026-11-26T10:00:00.999999Z"
+
+
+async def test_while_the_api_server_is_down_the_message_is_kept(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("refresh_operator.consumer.CREATE_RETRY_SECONDS", 0.5)
+    parts["kube"].down = True
+    await consumer(parts).handle(message(change(f"{PREFIX}orders/db")))
+    assert parts["sqs"].deleted == []
+
+
+async def test_concurrent_messages_for_one_name_share_reads(parts: dict[str, Any]) -> None:
+    parts["ssm"].delay = 0.2
+    subject = consumer(parts)
+    await asyncio.gather(
+        *(subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{i}")) for i in range(10))
+    )
+    assert parts["ssm"].reads == 2
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(10))
+    assert len(parts["kube"].objects) == 1
+
+
+def test_a_deletion_is_ordered_at_the_end_of_its_event_second() -> None:
+    whole = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
+    assert deletion_time(whole) == whole + datetime.timedelta(microseconds=999_999)
+    assert deletion_time(T0) == T0
