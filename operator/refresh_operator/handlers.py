@@ -95,6 +95,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         body: kopf.Body,
         meta: kopf.Meta,
         spec: kopf.Spec,
+        retry: int,
         **_: Any,
     ) -> None:
         def post_event(kind: str, reason: str, message: str) -> None:
@@ -108,6 +109,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 current=dict(body.get("status") or {}),
                 generation=int(meta.get("generation") or 0),
                 post_event=post_event,
+                retry=retry,
             )
         except RetryLater as later:
             raise kopf.TemporaryError(str(later), delay=later.delay) from None

@@ -45,6 +45,9 @@ from refresh_operator.values import ValueCache
 
 logger = logging.getLogger("refresh_operator.rollout")
 
+DISCOVERY_RETRIES = 3
+"""A Cloud Map failure is retried this many times (2 s, 4 s, 6 s apart) before the rollout is Failed."""
+
 EventPoster = Callable[[str, str, str], None]
 """(type "Normal"|"Warning", reason, message) → a Kubernetes Event on the object."""
 
@@ -259,6 +262,7 @@ class Rollouts:
         current: Mapping[str, Any],
         generation: int,
         post_event: EventPoster,
+        retry: int = 0,
     ) -> None:
         if current.get("phase") in status.TERMINAL_PHASES:
             return
@@ -336,6 +340,7 @@ class Rollouts:
                 generation=generation,
                 post_event=post_event,
                 running=mine,
+                retry=retry,
             )
         finally:
             if self._running.get(run_key) is mine:
@@ -401,6 +406,7 @@ class Rollouts:
         generation: int,
         post_event: EventPoster,
         running: _Running,
+        retry: int,
     ) -> None:
         started_mono = time.monotonic()
         try:
@@ -412,6 +418,8 @@ class Rollouts:
                 default_port=route.refresh.port,
             )
         except (DiscoveryError, RouteError) as error:
+            if isinstance(error, DiscoveryError) and retry < DISCOVERY_RETRIES:
+                raise RetryLater(f"{error} (will retry)", delay=2.0 * (retry + 1)) from None
             await self._finish(
                 namespace=namespace,
                 name=name,

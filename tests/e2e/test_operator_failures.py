@@ -79,3 +79,27 @@ def test_an_operator_killed_mid_rollout_resumes_and_succeeds(stack: Stack) -> No
     assert len(stack.refreshes_of(name)) == 1
     attempts = {e["id"]: e["attempts"] for e in rollout["status"]["instances"]}
     assert all(attempts[i.instance_id] == 1 for i in stack.fleet if i is not late), attempts
+
+
+def test_a_passing_cloud_map_failure_is_retried_and_a_lasting_one_fails_the_rollout(stack: Stack) -> None:
+    stack.local_aws.inject_fault(
+        "servicediscovery:DiscoverInstances", error="InvalidInput", count=2, status=400
+    )
+    name = f"{stack.local_aws.prefix}orders/discovery"
+    version = stack.put(name, "after-retries")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"}, timeout=60)
+    assert rollout["status"]["phase"] == "Succeeded", rollout["status"]
+    assert stack.values(name) == [("after-retries", version)] * 10
+
+    stack.local_aws.inject_fault(
+        "servicediscovery:DiscoverInstances", error="InvalidInput", count=100, status=400
+    )
+    version = stack.put(name, "never-arrives")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"}, timeout=90)
+    stack.local_aws.clear_faults()
+    assert rollout["status"]["phase"] == "Failed", rollout["status"]
+    ready = next(c for c in rollout["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DiscoveryFailed"
+    assert "InvalidInput" in ready["message"]
+    failed_events = [e for e in stack.events_for(rollout["metadata"]["name"]) if e["reason"] == "Failed"]
+    assert failed_events
