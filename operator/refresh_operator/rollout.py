@@ -524,12 +524,22 @@ class Rollouts:
             outcomes[outcome.target.instance_id] = outcome
             dirty.set()
 
+        writer_done = asyncio.Event()
+
         async def progress_writer() -> None:
+            # Never cancelled while a patch is in flight: the patch runs on a thread and would land after
+            # the final status, rolling `progress` back. Stopping is cooperative (writer_done).
+            interval = self._settings.status_patch_interval_seconds
             while True:
                 await dirty.wait()
+                if writer_done.is_set():
+                    return
                 dirty.clear()
                 await self._patch(namespace, name, snapshot_status())
-                await asyncio.sleep(self._settings.status_patch_interval_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer_done.wait(), timeout=interval)
+                if writer_done.is_set():
+                    return
 
         writer = asyncio.create_task(progress_writer())
         try:
@@ -545,9 +555,9 @@ class Rollouts:
                 started_at=parse_time(started_at).timestamp() if resumed else None,
             )
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            writer_done.set()
+            dirty.set()
+            await writer
         for outcome in final:
             outcomes[outcome.target.instance_id] = outcome
 
