@@ -26,7 +26,6 @@ proto: $(STAMP) ## Regenerate the Python stubs from protos/
 	PYTHON=$(BIN)/python hack/gen-proto.sh
 
 controlplane: $(STAMP) ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached per version)
-	@command -v go >/dev/null || { echo "error: the e2e tier needs Go (https://go.dev/doc/install, or your package manager) to build kube-apiserver, etcd, kubectl and helm; 'make test-fast' runs the unit and integration tiers only" >&2; exit 2; }
 	$(BIN)/python hack/controlplane build
 
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, protobuf drift
@@ -36,13 +35,25 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, protobuf drift
 	hack/check-proto-drift.sh
 
 test: $(STAMP) controlplane ## Run every test tier: unit, integration (moto, real gRPC) and e2e (real kube-apiserver)
-	hack/run-pytest.sh tests $(PYTEST_ARGS)
+	hack/run-pytest.sh tests -m "not slow" $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and integration tiers only (no Go needed); never used by CI
-	hack/run-pytest.sh tests -m "not e2e" $(PYTEST_ARGS)
+	hack/run-pytest.sh tests -m "not e2e and not slow" $(PYTEST_ARGS)
 
-demo: $(STAMP) ## Run the main job on the embedded local stack, then clean up
+soak: $(STAMP) controlplane ## The long variants of the reliability suite
+	hack/run-pytest.sh tests -m slow $(PYTEST_ARGS)
+
+demo: $(STAMP) controlplane ## Run the main job on the embedded local stack, then clean up
 	$(BIN)/python hack/demo.py
+
+demo-up: $(STAMP) controlplane ## Start the local stack and leave it running (prints how to use it)
+	$(BIN)/python hack/demo.py up
+
+demo-down: $(STAMP) ## Stop what demo-up started
+	$(BIN)/python hack/demo.py down
+
+bench: $(STAMP) controlplane ## Run the benchmarks; rewrites docs/benchmarks.md and its plots
+	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv and caches (the control-plane build cache is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
