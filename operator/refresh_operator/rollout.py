@@ -491,27 +491,30 @@ class Rollouts:
                 "instancesTruncated": truncated,
             }
 
-        await self._patch(
-            namespace,
-            name,
-            {
-                "phase": status.IN_PROGRESS,
-                "startedAt": started_at,
-                "observedGeneration": generation,
-                **snapshot_status(),
-                "conditions": status.merge_conditions(
-                    current.get("conditions") or [],
-                    [
-                        status.condition(
-                            "Ready",
-                            status=False,
-                            reason="InProgress",
-                            message="rollout running",
-                            generation=generation,
-                        )
-                    ],
-                ),
-            },
+        # Sent while the fan-out starts (not before it): the writer and the final patch wait for it.
+        initial = asyncio.create_task(
+            self._patch(
+                namespace,
+                name,
+                {
+                    "phase": status.IN_PROGRESS,
+                    "startedAt": started_at,
+                    "observedGeneration": generation,
+                    **snapshot_status(),
+                    "conditions": status.merge_conditions(
+                        current.get("conditions") or [],
+                        [
+                            status.condition(
+                                "Ready",
+                                status=False,
+                                reason="InProgress",
+                                message="rollout running",
+                                generation=generation,
+                            )
+                        ],
+                    ),
+                },
+            )
         )
         post_event(
             "Normal",
@@ -530,6 +533,7 @@ class Rollouts:
             # Never cancelled while a patch is in flight: the patch runs on a thread and would land after
             # the final status, rolling `progress` back. Stopping is cooperative (writer_done).
             interval = self._settings.status_patch_interval_seconds
+            await initial
             while True:
                 await dirty.wait()
                 if writer_done.is_set():
