@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
 SERVICE_CHART = ROOT / "charts" / "config-service"
 ROLE_ARN = "arn:aws:iam::123456789012:role/config-refresh-operator"
 FINAL_PHASES = {"Succeeded", "PartiallyFailed", "Failed"}
+OPERATOR = str(Path(sys.executable).parent / "config-refresh-operator")
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/config-refresh-events"
 
 # (verb, group, resource) the operator uses in a watched namespace.
@@ -395,6 +399,25 @@ def test_the_operator_completes_the_full_path_under_the_chart_identity(
         assert sign not in log, f"the operator hit a permission error: {sign!r}\n{process.log_tail()}"
 
 
+def _paused(log: Path) -> bool | None:
+    """Whether kopf's watch on ConfigRefreshes is paused by peering, from the last pause/resume line."""
+    state: bool | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if "watch-stream for configrefreshes" not in line:
+            continue
+        if "Pausing the watch-stream" in line:
+            state = True
+        elif "Resuming the watch-stream" in line:
+            state = False
+    return state
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _list_refreshes(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     listed = cast(
         dict[str, Any],
@@ -416,3 +439,77 @@ def _wait(probe: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
             return found
         time.sleep(0.2)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_two_replicas_peer_through_the_chart_peering_object_under_its_identity(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    release: Callable[[Path], Release],
+    operator_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """replicaCount=2: both replicas register in the chart's KopfPeering; the lower priority one stays
+    paused until the other stops. Run as the chart's ServiceAccount, so the peering RBAC is what is tested.
+    (kopf starts every watch paused until the peering is read, and logs each pause and resume.)"""
+    operator_release = release(OPERATOR_CHART)
+    operator_release.install(*_operator_sets("replicaCount=2"))
+    peering = operator_release.fullname
+    token = control_plane.issue_token(kube_namespace, operator_release.fullname, create=False)
+    kubeconfig = str(control_plane.kubeconfig_for_token(token))
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for identity, priority in (("replica-high", 200), ("replica-low", 100)):
+            logs[identity] = tmp_path / f"{identity}.log"
+            env = {
+                **operator_env,
+                "KUBECONFIG": kubeconfig,
+                "POD_ID": identity,
+                "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
+            }
+            argv = [
+                OPERATOR,
+                "--peering",
+                peering,
+                "--priority",
+                str(priority),
+                "--namespace",
+                kube_namespace,
+            ]
+            with logs[identity].open("wb") as log:
+                processes[identity] = subprocess.Popen(
+                    [*argv, "--verbose"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+        def peers() -> dict[str, Any]:
+            body = _get(control_plane, "kopfpeering", peering, "-n", kube_namespace)
+            status: dict[str, Any] = body.get("status") or {}
+            return status if {"replica-high", "replica-low"} <= set(status) else {}
+
+        status = _wait(peers, "both replicas in the peering object")
+        assert (status["replica-high"]["priority"], status["replica-low"]["priority"]) == (200, 100)
+        _wait(lambda: _paused(logs["replica-low"]) is True, "the low replica paused")
+        _wait(lambda: _paused(logs["replica-high"]) is False, "the high replica working")
+        assert _paused(logs["replica-low"]) is True, "only one replica works at a time"
+
+        processes["replica-high"].terminate()
+        processes["replica-high"].wait(60)
+        _wait(lambda: _paused(logs["replica-low"]) is False, "the low replica to take over")
+        for identity in logs:
+            text = logs[identity].read_text()
+            assert "Forbidden" not in text, f"{identity} hit a permission error:\n{text[-3000:]}"
+    except BaseException:
+        for identity, path in logs.items():
+            kopf_lines = [line for line in path.read_text(errors="replace").splitlines() if "kopf" in line]
+            tail = "\n".join(kopf_lines[-60:])
+            print(f"----- {identity} log (kopf lines, tail)\n{tail}")
+        raise
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait(60)
