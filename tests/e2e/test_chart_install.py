@@ -185,6 +185,37 @@ def _allowed(api: client.ApiClient, verb: str, group: str, resource: str, namesp
     return answer.status is not None and bool(answer.status.allowed)
 
 
+def test_a_first_install_on_an_empty_cluster_creates_the_crds_before_the_objects_that_need_them() -> None:
+    """On a cluster of its own (the shared one has the CRDs applied already): Helm installs crds/ first and
+    waits for them, so the same first install can create the KopfPeering and the config-service's
+    ConfigRoute."""
+    with ControlPlane.start() as plane:
+        assert plane.kubectl("get", "crd", "-o", "name").stdout.strip() == ""
+        plane.create_namespace("config-refresh")
+        _helm(
+            plane,
+            "install",
+            "config-refresh-operator",
+            str(OPERATOR_CHART),
+            "-n",
+            "config-refresh",
+            *_sets(_operator_sets("replicaCount=2")),
+        )
+        crds = set(plane.kubectl("get", "crd", "-o", "name").stdout.split())
+        assert crds == {
+            "customresourcedefinition.apiextensions.k8s.io/configrefreshes.configrefresh.io",
+            "customresourcedefinition.apiextensions.k8s.io/configroutes.configrefresh.io",
+            "customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev",
+            "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
+        }
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *sorted(crds))
+        assert _exists(plane, "kopfpeering", "config-refresh-operator", "-n", "config-refresh")
+        _helm(plane, "install", "config-service", str(SERVICE_CHART), "-n", "config-refresh")
+        route = _get(plane, "configroute", "config-service", "-n", "config-refresh")
+        assert route["spec"]["parameterPrefix"] == "/config-service/"
+        assert route["spec"]["refresh"]["maxConcurrency"] == 64, "the chart's route passes the CRD's schema"
+
+
 def test_both_charts_install_upgrade_and_uninstall(
     control_plane: ControlPlane, kube_namespace: str, release: Callable[[Path], Release]
 ) -> None:
