@@ -1,132 +1,315 @@
-"""`make demo`, for now: a Parameter Store write becomes an event on the operator's queue.
+"""`make demo`: one config change travels the whole path, on a local stack, and is watched in kubectl.
 
-What it shows, and nothing more (issue 2, item 6): the local AWS stack starts (moto in its own process
-on 127.0.0.1, with the Parameter Store change emitter); one parameter is written outside the routed
-prefix and then one under it; the change event for the second arrives on the SQS queue through the
-EventBridge rule and is printed; the first never arrives, which the demo proves by ordering (it was
-written first, delivery happens inside the write, and a further long poll after the second event comes
-back empty). Then everything is stopped, also on Ctrl-C. Exit status 1 if the event does not arrive or
-the other one does.
+    hack/demo.py          start the stack, run the demo, tear everything down (also on Ctrl-C)
+    hack/demo.py up       start the stack and leave it running; prints how to use it
+    hack/demo.py down     stop what `up` started (state file in the control-plane cache)
 
-The operator, the fan-out and the config_service instances are not part of this demo yet; later issues
-add them as further steps below.
+The stack (devstack.demo_stack): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
+the Parameter Store change emitter), DEMO_INSTANCES real `config-service` processes (default 20) on
+127.0.0.x, one Ready Pod object per instance, a ConfigRoute with podSync (so Cloud Map is filled from the
+pods), and the operator as it ships. The demo then runs `configctl apply --wait` on examples/config/,
+changes one value and applies again, and shows the `kubectl get configrefresh -w` progression, the value
+read back from three instances over GetConfig, and the commit-to-applied latency the operator measured.
+Exit status: 0 when both rollouts Succeeded and every value read back is right, 1 otherwise, 130 on
+Ctrl-C (after tearing down).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
-import threading
+import tempfile
 import time
-from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from devstack.local_aws import LocalAws, LocalAwsError
+from rich.console import Console
 
-DEMO_PREFIX = "/config-service/"
-INSIDE = f"{DEMO_PREFIX}demo/orders/greeting"
-OUTSIDE = "/another-team/demo/greeting"
-ARRIVAL_WAIT_SECONDS = 10
-ABSENCE_POLL_SECONDS = 2
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from devstack import controlplane_build
+from devstack.demo_stack import DemoStack, StackError, stop_described
 
-@dataclass
-class Received:
-    """What a background long poll got, and when it returned."""
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_TREE = ROOT / "examples" / "config" / "tenants"
+PREFIX = "/config-service/"
+CHANGED = f"{PREFIX}acme/orders/max_items_per_order"
+SECRET = f"{PREFIX}acme/orders/db_password"
+OLD_VALUE, NEW_VALUE = "50", "75"
+DEMO_PASSWORD = "demo-only-not-a-secret"  # noqa: S105 - the pipeline would inject the real one from its secret store
+NAMESPACE = "demo"
+STATE_FILE = Path(
+    os.environ.get("DEMO_STATE_FILE") or controlplane_build.cache_root() / "run" / "demo-state.json"
+)
 
-    messages: list[dict[str, Any]]
-    returned_at: float
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def start_stack() -> LocalAws:
-    say("1. Starting the local AWS stack (moto in its own process, bound to 127.0.0.1) ...")
-    stack = LocalAws.start(prefix=DEMO_PREFIX)
-    say(f"   endpoint  {stack.endpoint_url}")
-    say(f"   rule      {stack.rule_name}: Parameter Store changes whose name starts with {stack.prefix}")
-    say(f"   queue     {stack.queue_url}  (DLQ after {stack.max_receive_count} receives)")
-    return stack
+console = Console(highlight=False, soft_wrap=True)
 
 
-def long_poll_in_background(stack: LocalAws, wait_seconds: int) -> tuple[threading.Thread, list[Received]]:
-    """Start a long poll on the queue now, so arrival time is measured from the write, not the poll."""
-    result: list[Received] = []
-
-    def poll() -> None:
-        response = stack.client("sqs").receive_message(
-            QueueUrl=stack.queue_url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=10
-        )
-        result.append(Received(response.get("Messages", []), time.perf_counter()))
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    time.sleep(0.2)  # let the poll reach the server before the write; only the latency figure needs it
-    return thread, result
+def say(text: str = "") -> None:
+    console.print(text)
 
 
-def write_parameter(stack: LocalAws, name: str, value: str) -> float:
-    """PutParameter; returns the moment the call was sent."""
-    ssm = stack.client("ssm")
-    sent_at = time.perf_counter()
-    version = ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)["Version"]
-    say(f"   PutParameter {name} = {value!r} -> version {version}")
-    return sent_at
+def step(number: int, text: str) -> None:
+    console.print(f"\n[bold cyan]{number}. {text}[/]")
 
 
-def run(stack: LocalAws) -> bool:
-    """The demo's steps; True when the event arrived and the other did not."""
-    say(f"2. Writing one parameter outside {DEMO_PREFIX}, then one under it:")
-    write_parameter(stack, OUTSIDE, "hello from another team")
-    poller, received = long_poll_in_background(stack, ARRIVAL_WAIT_SECONDS)
-    sent_at = write_parameter(stack, INSIDE, "hello, config-refresh")
-    poller.join(ARRIVAL_WAIT_SECONDS + 5)
-    if not received or not received[0].messages:
-        say(f"FAILED: no change event arrived on the queue within {ARRIVAL_WAIT_SECONDS} s")
-        return False
-    events = [json.loads(m["Body"]) for m in received[0].messages]
-    sqs = stack.client("sqs")
-    for message in received[0].messages:
-        sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
-    latency_ms = (received[0].returned_at - sent_at) * 1000
+def instance_count() -> int:
+    raw = os.environ.get("DEMO_INSTANCES", "").strip()
+    count = int(raw) if raw else 20
+    if count < 3:
+        raise SystemExit("DEMO_INSTANCES must be at least 3 (the demo reads back from three instances)")
+    return count
 
-    say(f"3. The change event that arrived on the queue ({latency_ms:.0f} ms after PutParameter was sent):")
-    for event in events:
-        say(json.dumps(event, indent=2))
 
-    events += stack.receive_events(wait_seconds=ABSENCE_POLL_SECONDS)
-    names = [e["detail"]["name"] for e in events]
-    if names != [INSIDE]:
-        say(f"FAILED: expected exactly one event, for {INSIDE}; the queue held events for {names}")
-        return False
+def ensure_control_plane() -> None:
+    """Build kube-apiserver, etcd, kubectl and helm once per machine; say so, since it takes minutes."""
+    if not controlplane_build.binaries().missing():
+        return
     say(
-        f"4. The write to {OUTSIDE} did not arrive: it was made before the one above, delivery happens"
-        f" inside the write, and a further {ABSENCE_POLL_SECONDS} s long poll came back empty."
+        "[yellow]First run on this machine:[/] building kube-apiserver, kubectl, etcd and helm from their Go"
+        f" modules into {controlplane_build.build_dir() / 'bin'}.\nThis usually takes 4 to 20 minutes on a"
+        " 2-core machine (docs/testing-control-plane.md) and happens once; later runs start in seconds."
+    )
+    controlplane_build.ensure_built()
+
+
+def start(instances: int, *, detach: bool) -> DemoStack:
+    step(1, f"Starting the local stack with {instances} config-service instances")
+    ensure_control_plane()
+    return DemoStack.start(
+        instances=instances, namespace=NAMESPACE, detach=detach, say=lambda line: say(f"   {line}")
+    )
+
+
+def configctl(stack: DemoStack, tree: Path, *extra: str) -> tuple[int, float]:
+    """`configctl apply TREE --prefix /config-service/ --wait`, output shown as it comes; (exit, seconds)."""
+    command = [
+        str(Path(sys.executable).parent / "configctl"),
+        "apply",
+        str(tree),
+        "--prefix",
+        PREFIX,
+        "--wait",
+        "--timeout",
+        "2m",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "plain",
+        *extra,
+    ]
+    env = {**stack.client_env(), "ACME_ORDERS_DB_PASSWORD": DEMO_PASSWORD}
+    shown = " ".join(["configctl", *command[1:]]).replace(str(ROOT) + "/", "")
+    say(f"   [dim]$ {shown}[/]")
+    started = time.monotonic()
+    code = subprocess.call(command, env=env, stdin=subprocess.DEVNULL)
+    return code, time.monotonic() - started
+
+
+def watch(stack: DemoStack, log: Path) -> subprocess.Popen[bytes]:
+    """`kubectl get configrefresh -w` in the background, its lines captured to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                str(stack.plane.binaries.kubectl),
+                f"--kubeconfig={stack.plane.kubeconfig}",
+                "-n",
+                NAMESPACE,
+                "get",
+                "configrefresh",
+                "-w",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def changed_tree(workdir: Path) -> Path:
+    """A copy of examples/config/tenants with acme's max_items_per_order changed from 50 to 75."""
+    tree = workdir / "tenants"
+    shutil.copytree(CONFIG_TREE, tree)
+    orders = tree / "acme" / "orders.yaml"
+    text = orders.read_text()
+    old_line = f'max_items_per_order: "{OLD_VALUE}"'
+    if old_line not in text:
+        raise SystemExit(f"{orders} no longer has {old_line}; update hack/demo.py")
+    orders.write_text(text.replace(old_line, f'max_items_per_order: "{NEW_VALUE}"'))
+    return tree
+
+
+def rollout_of(stack: DemoStack, name: str, version: int) -> dict[str, Any] | None:
+    for item in stack.refreshes():
+        parameter = item["spec"]["parameter"]
+        if parameter["name"] == name and parameter.get("version") == version:
+            return item
+    return None
+
+
+def read_back(stack: DemoStack, version: int) -> bool:
+    """GetConfig from the first, middle and last instance: the new value and the secret."""
+    ok = True
+    picks = [stack.fleet[0], stack.fleet[len(stack.fleet) // 2], stack.fleet[-1]]
+    for instance in picks:
+        entry = instance.get_config(CHANGED)
+        secret = instance.get_config(SECRET)
+        good = entry.value == NEW_VALUE and int(entry.version) == version
+        secret_good = secret.value == DEMO_PASSWORD
+        ok = ok and good and secret_good
+        mark = "[green]ok[/]" if good and secret_good else "[red]WRONG[/]"
+        say(
+            f"   {instance.instance_id:<7} {instance.config_address:<17} GetConfig max_items_per_order ="
+            f" {entry.value!r} (v{entry.version}); db_password "
+            f"{'matches the value configctl wrote' if secret_good else 'DOES NOT MATCH'}  {mark}"
+        )
+    return ok
+
+
+def run_demo(stack: DemoStack, scratch: Path) -> bool:
+    step(2, "What Kubernetes sees: Ready pods (their podIP is a local config-service) and the route")
+    say(stack.kubectl("get", "pods", "-o", "wide").stdout.rstrip())
+    say(stack.kubectl("get", "configroute").stdout.rstrip())
+
+    watch_log = scratch / "watch.txt"
+    watcher = watch(stack, watch_log)
+    mark = 0
+    try:
+        step(3, "configctl apply --wait: the example config tree goes to Parameter Store, then to every pod")
+        code, _ = configctl(stack, CONFIG_TREE)
+        if code != 0:
+            say(f"[red]FAILED: configctl apply exited with {code}[/]")
+            return False
+
+        step(4, f"One change: acme max_items_per_order {OLD_VALUE} -> {NEW_VALUE}, applied and waited for")
+        time.sleep(1.0)  # let the watch print the first apply's final patches before the mark
+        mark = watch_log.stat().st_size
+        code, seconds = configctl(stack, changed_tree(scratch))
+        if code != 0:
+            say(f"[red]FAILED: configctl apply exited with {code}[/]")
+            return False
+        say(f"   configctl apply --wait returned after {seconds:.2f} s (write, rollout, wait included)")
+        time.sleep(1.5)  # the watch prints the final status patch
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+
+    step(5, "That change's rollout as `kubectl get configrefresh -w` showed it, line by line")
+    lines = watch_log.read_bytes().decode("utf-8", "replace").splitlines()
+    say(lines[0] if lines else "(the watch printed nothing)")
+    say(watch_log.read_bytes()[mark:].decode("utf-8", "replace").rstrip())
+    say("\n   and every rollout of this demo, final (`kubectl get configrefresh`):")
+    say(stack.kubectl("get", "configrefresh").stdout.rstrip())
+
+    version = int(stack.aws.client("ssm").get_parameter(Name=CHANGED)["Parameter"]["Version"])
+    rollout = rollout_of(stack, CHANGED, version)
+    status = (rollout or {}).get("status") or {}
+    phase = status.get("phase")
+    say(f"\n   {CHANGED} v{version}: phase {phase}, refreshed {status.get('progress')}")
+    if phase != "Succeeded":
+        say(f"[red]FAILED: the rollout of {CHANGED} v{version} is {phase}, not Succeeded[/]")
+        return False
+
+    step(6, "Reading the value back from three instances (GetConfig)")
+    if not read_back(stack, version):
+        say("[red]FAILED: an instance does not serve what was written[/]")
+        return False
+
+    step(7, "Commit-to-applied latency (Parameter Store commit -> last instance acknowledged)")
+    latency = status.get("latencyMs")
+    say(
+        f"   [bold green]{latency} ms[/] for {status.get('refreshed')} instances"
+        f" (status.latencyMs of {rollout['metadata']['name'] if rollout else '?'})"
     )
     return True
 
 
-def main() -> int:
-    stack: LocalAws | None = None
+def run() -> int:
+    instances = instance_count()
+    stack: DemoStack | None = None
+    scratch = Path(tempfile.mkdtemp(prefix="config-refresh-demo-run-"))
+    ok = False
     try:
-        stack = start_stack()
-        ok = run(stack)
+        stack = start(instances, detach=False)
+        ok = run_demo(stack, scratch)
     except KeyboardInterrupt:
-        say("\ninterrupted")
+        say("\n[yellow]Interrupted: tearing everything down.[/]")
         return 130
-    except LocalAwsError as exc:
-        say(f"FAILED: {exc}")
+    except StackError as exc:
+        say(f"[red]FAILED to start the stack: {exc}[/]")
         return 1
     finally:
         if stack is not None:
+            step(8, "Tearing down: operator, config-service instances, local AWS, control plane")
             stack.stop()
-            say("5. Local AWS stack stopped.")
+            say("   stopped.")
+        shutil.rmtree(scratch, ignore_errors=True)
     if ok:
-        say("Demo complete. Not shown yet (later issues): the operator, the rollout, the instances.")
+        say("\n[bold green]Demo complete:[/] a config commit reached every instance, visible in kubectl.")
     return 0 if ok else 1
 
 
+def up() -> int:
+    if STATE_FILE.exists():
+        say(f"A demo stack is already recorded in {STATE_FILE}; run `make demo-down` first.")
+        return 1
+    stack = start(instance_count(), detach=True)
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps(stack.describe(), indent=2))
+    aws = stack.aws
+    kubeconfig = stack.plane.kubeconfig
+    say("\n[bold green]The stack is running.[/] Use it from another shell:\n")
+    say(f"  export KUBECONFIG={kubeconfig}")
+    for key, value in aws.env().items():
+        if key.startswith("AWS_"):
+            say(f"  export {key}={value}")
+    say(f"\n  queue       {aws.queue_url}")
+    say(f"  namespace   {NAMESPACE} (ConfigRoute config-service, podSync on pods app=config-service)")
+    say(f"  operator    pid {stack.operator_pid}, log {stack.operator_log}")
+    say(f"  instances   GetConfig at {stack.fleet[0].config_address} ... {stack.fleet[-1].config_address}")
+    say("\n  Try:")
+    say(
+        "  ACME_ORDERS_DB_PASSWORD=s3cret configctl apply examples/config/tenants"
+        f" --prefix {PREFIX} --wait -n demo"
+    )
+    say(f"  aws ssm put-parameter --name {CHANGED} --value 99 --type String --overwrite")
+    say("  kubectl get configrefresh -n demo -w")
+    say("  configctl status -n demo")
+    say(f"  configctl refresh {CHANGED} -n demo")
+    say("\n  Stop it with: make demo-down")
+    return 0
+
+
+def down() -> int:
+    if not STATE_FILE.exists():
+        say("No demo stack is recorded; nothing to stop.")
+        return 0
+    stopped = stop_described(json.loads(STATE_FILE.read_text()))
+    STATE_FILE.unlink(missing_ok=True)
+    say(f"Stopped: {', '.join(stopped) or 'nothing was still running'}.")
+    return 0
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    command = argv[0] if argv else "run"
+    if command == "run":
+        return run()
+    if command == "up":
+        return up()
+    if command == "down":
+        return down()
+    say(f"usage: hack/demo.py [run|up|down] (got {command!r})")
+    return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
