@@ -93,6 +93,64 @@ def route_manifest(*, aws: LocalAws, port: int, name: str = ROUTE_NAME) -> dict[
     }
 
 
+def operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, str]) -> dict[str, str]:
+    """The operator's environment: admin kubeconfig, the local AWS endpoint and queue, a free metrics port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFIG_REFRESH_", "AWS_"))}
+    env.update(aws.env())
+    env.update(
+        {
+            "KUBECONFIG": str(plane.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            "CONFIG_REFRESH_QUEUE_URL": aws.queue_url,
+            "CONFIG_REFRESH_AWS_ENDPOINT_URL": aws.endpoint_url,
+            "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
+            "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
+            "CONFIG_REFRESH_POD_SYNC": "true",
+            **extra,
+        }
+    )
+    return env
+
+
+def launch_operator(
+    *, env: dict[str, str], namespace: str, log_path: Path, timeout: float = 90.0
+) -> subprocess.Popen[bytes]:
+    """Start the operator as it ships, in its own session; return once it has indexed the routes."""
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(operator_executable()), "--standalone", "--namespace", namespace],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_bytes()[offset:].decode("utf-8", "replace")
+        if process.poll() is not None:
+            stop_process(process)
+            raise StackError(f"the operator exited with {process.returncode}:\n{text[-4000:]}")
+        if OPERATOR_READY_MARK in text:
+            return process
+        time.sleep(0.1)
+    stop_process(process)
+    raise StackError(f"the operator was not ready after {timeout:.0f} s:\n{text[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
+    """SIGTERM, SIGKILL after `grace` s (a clean operator stop waits out a 20 s long poll)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class DemoStack:
     """A running control plane, local AWS, fleet, route, pods and operator (see the module docstring)."""
 
@@ -160,7 +218,7 @@ class DemoStack:
                 f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
                 f" {port}  ({time.monotonic() - started:.1f} s)"
             )
-            env = cls._operator_environment(plane, aws, operator_env or {})
+            env = operator_environment(plane, aws, operator_env or {})
             stack = cls(
                 plane=plane,
                 aws=aws,
@@ -191,24 +249,6 @@ class DemoStack:
                 plane.stop()
             raise
 
-    @staticmethod
-    def _operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFIG_REFRESH_", "AWS_"))}
-        env.update(aws.env())
-        env.update(
-            {
-                "KUBECONFIG": str(plane.kubeconfig),
-                "PYTHONUNBUFFERED": "1",
-                "CONFIG_REFRESH_QUEUE_URL": aws.queue_url,
-                "CONFIG_REFRESH_AWS_ENDPOINT_URL": aws.endpoint_url,
-                "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
-                "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
-                "CONFIG_REFRESH_POD_SYNC": "true",
-                **extra,
-            }
-        )
-        return env
-
     def _prepare_namespace(self) -> None:
         self.plane.ensure_crds()
         self.plane.create_namespace(self.namespace)
@@ -217,27 +257,9 @@ class DemoStack:
 
     def start_operator(self, timeout: float = 90.0) -> None:
         """Start `config-refresh-operator --standalone --namespace NS`; wait until it indexed the routes."""
-        offset = self.operator_log.stat().st_size if self.operator_log.exists() else 0
-        with self.operator_log.open("ab") as log:
-            self.operator = subprocess.Popen(
-                [str(operator_executable()), "--standalone", "--namespace", self.namespace],
-                env=self.operator_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.operator.poll() is not None:
-                raise StackError(
-                    f"the operator exited with {self.operator.returncode}:\n{self.operator_tail()}"
-                )
-            text = self.operator_log.read_bytes()[offset:].decode("utf-8", "replace")
-            if OPERATOR_READY_MARK in text:
-                return
-            time.sleep(0.1)
-        raise StackError(f"the operator was not ready after {timeout:.0f} s:\n{self.operator_tail()}")
+        self.operator = launch_operator(
+            env=self.operator_env, namespace=self.namespace, log_path=self.operator_log, timeout=timeout
+        )
 
     def create_pods(self) -> None:
         """One Pod per instance (name = instance id), then its status: Running, Ready, podIP = its host."""
@@ -341,16 +363,8 @@ class DemoStack:
     # ----- stopping ---------------------------------------------------------------------------------
 
     def stop_operator(self) -> None:
-        """SIGTERM, SIGKILL after 5 s (a clean stop waits out the 20 s long poll; nothing needs keeping)."""
-        process = self.operator
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        """Stop the operator (SIGTERM, SIGKILL after 5 s)."""
+        stop_process(self.operator)
 
     def stop(self) -> None:
         """Stop everything this object started; never raises."""
