@@ -28,16 +28,18 @@ proto: $(STAMP) ## Regenerate the Python stubs from protos/
 controlplane: $(STAMP) ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached per version)
 	$(BIN)/python hack/controlplane build
 
-lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, protobuf drift
+lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	hack/check-proto-drift.sh
+	$(BIN)/python hack/gen-values-table.py --check
+	hack/lint-deploy.sh
 
 test: $(STAMP) controlplane ## Run every test tier: unit, integration (moto, real gRPC) and e2e (real kube-apiserver)
 	hack/run-pytest.sh tests -m "not slow" $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Unit and integration tiers only (no Go needed); never used by CI
+test-fast: $(STAMP) ## Unit and integration tiers only (chart rendering needs the cached helm); never used by CI
 	hack/run-pytest.sh tests -m "not e2e and not slow" $(PYTEST_ARGS)
 
 soak: $(STAMP) controlplane ## The long variants of the reliability suite
@@ -56,4 +58,4 @@ bench: $(STAMP) controlplane ## Run the benchmarks; rewrites docs/benchmarks.md 
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv and caches (the control-plane build cache is kept)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lint .pytest_cache .mypy_cache .ruff_cache
