@@ -1,0 +1,225 @@
+"""`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
+
+Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
+windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,getconfig,polling` runs a
+subset (the report then lists the others as not measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Check, RowResult, machine, percentile, say
+
+ROWS = ("fanout", "path", "scale", "rss", "getconfig", "polling")
+
+
+@dataclass(frozen=True)
+class Plan:
+    fanout_sizes: list[int]
+    fanout_runs: int
+    path_sizes: list[int]
+    path_changes: int
+    idle_seconds: float
+    scale_instances: int
+    scale_changes: int
+    rss_routes: int
+    rss_rollouts: int
+    getconfig_rounds: int
+    getconfig_seconds: float
+    poll_instances: int
+    poll_plan: dict[float, int]
+
+
+FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 5, 2.0, 20, {5.0: 8, 45.0: 3})
+QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 2, 1.0, 10, {5.0: 3, 45.0: 1})
+
+
+def polling_result(polls: list[dict[str, Any]]) -> RowResult:
+    from bench import polling
+
+    result = RowResult(title="The alternative: TTL/polling cache", method=polling.__doc__ or "")
+    rows = []
+    for poll in polls:
+        s, ttl, n = poll["staleness_s"], poll["ttl"], poll["instances"]
+        rows.append(
+            [
+                f"{ttl:g} s",
+                str(n),
+                str(len(s)),
+                f"{percentile(s, 50):.2f} s",
+                f"{max(s):.2f} s",
+                f"{polling.derived(ttl, n, 50):.2f} s",
+                f"{polling.derived(ttl, n, 99):.2f} s",
+                f"{poll['reads']} in {poll['minutes']:.1f} min",
+                f"{poll['reads_per_minute']:.0f}",
+            ]
+        )
+    result.tables.append(
+        (
+            [
+                "TTL",
+                "instances",
+                "writes measured",
+                "measured p50",
+                "measured max",
+                "derived p50",
+                "derived p99",
+                "Parameter Store reads",
+                "reads / min",
+            ],
+            rows,
+        )
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter windows")
+    parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="report to write")
+    args = parser.parse_args(argv)
+    only = [row for row in args.only.split(",") if row]
+    unknown = set(only) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    plan = QUICK if args.quick else FULL
+    plots = args.out.parent / "benchmarks"
+    plots.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+    host = machine()
+    say(f"{command}: {host.cpus} CPUs, {host.memory_gib:.1f} GiB, commit {host.commit}, load {host.load}")
+
+    results: list[RowResult] = []
+    failures: list[str] = []
+    push: dict[str, Any] = {}
+    polls: list[dict[str, Any]] = []
+
+    def attempt(name: str, body: Callable[[], None]) -> None:
+        if name not in only:
+            return
+        say(f"\n== {name} ==")
+        started = time.monotonic()
+        try:
+            body()
+        except Exception as exc:  # a row that breaks is reported, the others still run
+            traceback.print_exc()
+            failures.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0][:300])
+        say(f"== {name}: {time.monotonic() - started:.0f} s ==")
+
+    def fanout_row() -> None:
+        from bench import fanout
+
+        results.append(fanout.run(sizes=plan.fanout_sizes, runs=plan.fanout_runs, plots=plots))
+
+    def path_row() -> None:
+        from bench import path
+
+        result, extra = path.run(
+            sizes=plan.path_sizes, changes=plan.path_changes, idle_seconds=plan.idle_seconds, plots=plots
+        )
+        push.update(extra)
+        push["fleet"] = plan.path_sizes[-1]
+        results.append(result)
+
+    def scale_row() -> None:
+        from bench import scale
+
+        result, extra = scale.push_at_scale(instances=plan.scale_instances, changes=plan.scale_changes)
+        push.setdefault("reads_per_change_scale", {})[plan.scale_instances] = extra["reads_per_change"]
+        results.append(result)
+
+    def rss_row() -> None:
+        from bench import scale
+
+        results.append(
+            scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)
+        )
+
+    def getconfig_row() -> None:
+        from bench import getconfig
+
+        results.append(getconfig.run(rounds=plan.getconfig_rounds, seconds=plan.getconfig_seconds))
+
+    def polling_row() -> None:
+        from bench import polling
+
+        polls.extend(polling.run(instances=plan.poll_instances, plan=plan.poll_plan))
+        results.append(polling_result(polls))
+
+    started = time.monotonic()
+    attempt("fanout", fanout_row)
+    attempt("path", path_row)
+    attempt("scale", scale_row)
+    attempt("rss", rss_row)
+    attempt("getconfig", getconfig_row)
+    attempt("polling", polling_row)
+
+    from bench.report import headline, write
+
+    checks: list[Check] = [check for result in results for check in result.checks]
+    reads = dict(push.get("reads_per_change", {}))
+    reads.update(push.get("reads_per_change_scale", {}))
+    if reads:
+        worst = max(reads.values())
+        checks.append(
+            Check(
+                what="Parameter Store reads per change",
+                target="1, whatever the fleet size",
+                measured=", ".join(f"{v:.2f} at {k:,} instances" for k, v in sorted(reads.items())),
+                met=all(abs(v - 1.0) < 1e-9 for v in reads.values()) and worst == 1.0,
+            )
+        )
+    text, plot = headline(push, polls, plots)
+    if "push_p99_ms" in push and polls:
+        slow = [p for p in polls if p["ttl"] == 45.0]
+        if slow:
+            from bench.polling import derived
+
+            ratio = derived(45.0, slow[0]["instances"], 99) * 1000 / push["push_p99_ms"]
+            checks.append(
+                Check(
+                    what="staleness against a 45 s polling cache, same run",
+                    target="≥ 100 x lower p99",
+                    measured=(
+                        f"{ratio:,.0f}x lower p99 (push {push['push_p99_ms']:.0f} ms"
+                        " vs the 45 s poll's derived p99)"
+                    ),
+                    met=ratio >= 100,
+                )
+            )
+    write(
+        out=args.out,
+        machine=host,
+        command=("make bench" if not sys.argv[1:] else command)
+        + (" (quick: reduced sizes)" if args.quick else ""),
+        results=results,
+        checks=checks,
+        headline_text=text,
+        headline_plot=plot,
+        failures=failures,
+    )
+    say(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s total")
+    say(
+        "\n".join(
+            f"  {'MET    ' if c.met else 'NOT MET' if c.met is False else '?      '} {c.what}: {c.measured}"
+            f" (target {c.target})"
+            for c in checks
+        )
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
