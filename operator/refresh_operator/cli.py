@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes")
+"""Loggers held at INFO even with --verbose: at DEBUG, botocore logs whole response bodies, which would
+put GetParameter's (decrypted) values in the log."""
+
+
+def configure_logging(*, verbose: bool, quiet: bool) -> None:
+    kopf.configure(verbose=verbose, quiet=quiet)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -53,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)
-    kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    configure_logging(verbose=args.verbose, quiet=args.quiet)
     namespaces = None if args.all_namespaces else list(args.namespace)
     registry = kopf.get_default_registry()
     if settings.pod_sync:

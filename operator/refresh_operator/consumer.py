@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 CREATE_RETRY_SECONDS = 900.0
 DRAIN_SECONDS = 10.0
+COALESCE_SECONDS = 1.0
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
 
 
@@ -200,6 +201,7 @@ class Consumer:
             self._slots.release()
 
     async def handle(self, message: dict[str, Any]) -> None:
+        arrived = asyncio.get_running_loop().time()
         message_id = str(message.get("MessageId", "?"))
         receipt = str(message["ReceiptHandle"])
         try:
@@ -221,7 +223,7 @@ class Consumer:
         heartbeat = asyncio.create_task(self._extend_visibility(receipt))
         try:
             snapshot = await self._read(
-                event, with_value=any(r.refresh.payload == "value" for r, _ in matches)
+                event, with_value=any(r.refresh.payload == "value" for r, _ in matches), arrived=arrived
             )
             if snapshot is None:
                 metrics.EVENTS_RECEIVED.labels("error").inc()
@@ -237,57 +239,70 @@ class Consumer:
         else:
             metrics.EVENTS_RECEIVED.labels("error").inc()
 
-    async def _read(self, event: ParameterChangeEvent, *, with_value: bool) -> ParameterSnapshot | None:
+    async def _read(
+        self, event: ParameterChangeEvent, *, with_value: bool, arrived: float
+    ) -> ParameterSnapshot | None:
         """The parameter's state as of a read that started after this message arrived.
 
         Reads of one name are coalesced: while a read is in flight, every message for that name that
-        arrives joins the single read queued behind it. A burst of writes to one key thus costs about two
-        reads (and two ConfigRefresh objects) per read latency, not one per write, and no message ever
-        gets an answer older than itself. A missing parameter is a DELETE at this message's event time.
+        arrives joins the single read queued behind it, so no message ever gets an answer older than
+        itself. And a message whose read is already overtaken by a newer one (messages for the name kept
+        arriving) waits for that newer read instead, for at most COALESCE_SECONDS from its arrival: a burst
+        of writes to one key becomes one or two ConfigRefresh objects, while a lone change waits for
+        nothing. A missing parameter is a DELETE at this message's event time.
         """
-        state = self._reads.get(event.name)
-        if state is None:
-            state = self._reads[event.name] = _ReadState()
-        if state.in_flight is None:
-            waiter: asyncio.Future[ParameterSnapshot | None] = self._start_read(
-                event.name, with_value=with_value, waiters=None
-            )
-            state.in_flight = waiter
-        else:
-            if state.queued is None:
-                state.queued = asyncio.get_running_loop().create_future()
-            waiter = state.queued
+        loop = asyncio.get_running_loop()
+        waiter = self._join_read(event.name, with_value=with_value)
         snapshot = await asyncio.shield(waiter)
+        while loop.time() - arrived < COALESCE_SECONDS:
+            state = self._reads.get(event.name)
+            newer = None if state is None else (state.queued or state.in_flight)
+            if newer is None or newer is waiter:
+                break
+            waiter = newer
+            snapshot = await asyncio.shield(waiter)
         if snapshot is not None and snapshot.operation is Operation.DELETE:
             snapshot = dataclasses.replace(snapshot, last_modified=deletion_time(event.time))
         return snapshot
+
+    def _join_read(self, name: str, *, with_value: bool) -> asyncio.Future[ParameterSnapshot | None]:
+        """The future of the next read of `name` to start (now, or right after the one in flight)."""
+        state = self._reads.get(name)
+        if state is None:
+            state = self._reads[name] = _ReadState()
+        if state.in_flight is None:
+            state.in_flight = asyncio.get_running_loop().create_future()
+            self._start_read(name, with_value=with_value, result=state.in_flight)
+            return state.in_flight
+        if state.queued is None:
+            state.queued = asyncio.get_running_loop().create_future()
+        return state.queued
 
     def _start_read(
         self,
         name: str,
         *,
         with_value: bool,
-        waiters: asyncio.Future[ParameterSnapshot | None] | None,
-    ) -> asyncio.Task[ParameterSnapshot | None]:
+        result: asyncio.Future[ParameterSnapshot | None],
+    ) -> None:
         task = asyncio.create_task(self._read_once(name, with_value=with_value))
 
         def done(finished: asyncio.Task[ParameterSnapshot | None]) -> None:
-            if waiters is not None and not waiters.done():
-                if finished.cancelled():
-                    waiters.cancel()
-                else:
-                    waiters.set_result(finished.result())
             state = self._reads.get(name)
-            if state is None:
-                return
-            if state.queued is not None:
-                queued, state.queued = state.queued, None
-                state.in_flight = self._start_read(name, with_value=with_value, waiters=queued)
-            else:
-                del self._reads[name]
+            if state is not None:
+                if state.queued is not None:
+                    queued, state.queued = state.queued, None
+                    state.in_flight = queued
+                    self._start_read(name, with_value=with_value, result=queued)
+                else:
+                    del self._reads[name]
+            if not result.done():
+                if finished.cancelled():
+                    result.cancel()
+                else:
+                    result.set_result(finished.result())
 
         task.add_done_callback(done)
-        return task
 
     async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:

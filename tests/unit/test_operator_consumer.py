@@ -38,9 +38,10 @@ class FakeSqs:
 class FakeSsm:
     """One parameter at version `version`; each read takes `delay` seconds (a thread is blocked)."""
 
-    def __init__(self, *, version: int | None = 3, delay: float = 0.0) -> None:
+    def __init__(self, *, version: int | None = 3, delay: float = 0.0, bump: bool = False) -> None:
         self.version = version
         self.delay = delay
+        self.bump = bump
         self.reads = 0
         self._lock = threading.Lock()
 
@@ -48,6 +49,9 @@ class FakeSsm:
         with self._lock:
             self.reads += 1
         time.sleep(self.delay)
+        if self.bump and self.version is not None:
+            with self._lock:
+                self.version += 1
         if self.version is None:
             raise ClientError({"Error": {"Code": "ParameterNotFound", "Message": "x"}}, "GetParameter")
         return {
@@ -184,6 +188,20 @@ async def test_concurrent_messages_for_one_name_share_reads(parts: dict[str, Any
     assert parts["ssm"].reads == 2
     assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(10))
     assert len(parts["kube"].objects) == 1
+
+
+async def test_a_burst_of_changes_to_one_key_collapses_into_few_objects(parts: dict[str, Any]) -> None:
+    parts["ssm"] = FakeSsm(delay=0.03, bump=True)  # every read sees a newer version, as during a burst
+    subject = consumer(parts)
+    tasks = []
+    for index in range(25):
+        tasks.append(asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{index}"))))
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*tasks)
+    versions = sorted(body["spec"]["parameter"]["version"] for body in parts["kube"].objects.values())
+    assert len(versions) <= 2, versions
+    assert versions[-1] == parts["ssm"].version
+    assert len(parts["sqs"].deleted) == 25
 
 
 def test_a_deletion_is_ordered_at_the_end_of_its_event_second() -> None:
