@@ -57,8 +57,8 @@ def polling_result(polls: list[dict[str, Any]]) -> RowResult:
                 str(len(s)),
                 f"{percentile(s, 50):.2f} s",
                 f"{max(s):.2f} s",
-                f"{polling.derived(ttl, n, 50):.2f} s",
-                f"{polling.derived(ttl, n, 99):.2f} s",
+                f"{polling.derived_in_step(ttl, 50):.1f}-{polling.derived(ttl, n, 50):.1f} s",
+                f"{polling.derived_in_step(ttl, 99):.1f}-{polling.derived(ttl, n, 99):.1f} s",
                 f"{poll['reads']} in {poll['minutes']:.1f} min",
                 f"{poll['reads_per_minute']:.0f}",
             ]
@@ -71,8 +71,8 @@ def polling_result(polls: list[dict[str, Any]]) -> RowResult:
                 "writes measured",
                 "measured p50",
                 "measured max",
-                "derived p50",
-                "derived p99",
+                "derived p50 (in step - independent)",
+                "derived p99 (in step - independent)",
                 "Parameter Store reads",
                 "reads / min",
             ],
@@ -185,16 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "push_p99_ms" in push and polls:
         slow = [p for p in polls if p["ttl"] == 45.0]
         if slow:
-            from bench.polling import derived
+            from bench.polling import derived_in_step
 
-            ratio = derived(45.0, slow[0]["instances"], 99) * 1000 / push["push_p99_ms"]
+            ratio = derived_in_step(45.0, 99) * 1000 / push["push_p99_ms"]
             checks.append(
                 Check(
                     what="staleness against a 45 s polling cache, same run",
                     target="≥ 100 x lower p99",
                     measured=(
                         f"{ratio:,.0f}x lower p99 (push {push['push_p99_ms']:.0f} ms"
-                        " vs the 45 s poll's derived p99)"
+                        " vs the 45 s poll's derived p99, 44.6 s)"
                     ),
                     met=ratio >= 100,
                 )

@@ -144,6 +144,8 @@ class LightBackend:
             process.stdin.close()
         for process in self._processes:
             process.wait(30)
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 class RealBackend:

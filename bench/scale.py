@@ -221,7 +221,8 @@ def push_at_scale(*, instances: int, changes: int) -> tuple[RowResult, dict[str,
             met=p99 <= 500,
         )
     )
-    return result, {"reads_per_change": reads / changes, "p99": p99, "counts": counts}
+    extra = {"reads_per_change": reads / changes, "p99": p99, "counts": counts, "refreshed": refreshed}
+    return result, extra
 
 
 def operator_memory(*, routes: int, per_route: int, rollouts: int) -> RowResult:
