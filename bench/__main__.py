@@ -8,18 +8,51 @@ subset (the report then lists the others as not measured).
 from __future__ import annotations
 
 import argparse
+import pickle
 import shlex
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench.common import ROOT, Check, RowResult, machine, percentile, say
 
 ROWS = ("fanout", "path", "scale", "rss", "getconfig", "polling")
+
+
+@dataclass
+class Row:
+    """What one row produced: its report sections and the figures the headline combines."""
+
+    results: list[RowResult]
+    push: dict[str, Any] = field(default_factory=dict)
+    polls: list[dict[str, Any]] = field(default_factory=list)
+    when: str = ""
+
+
+STORE = Path.home() / ".cache" / "config-refresh" / "bench" / "last-rows.pickle"
+
+
+def load_rows() -> dict[str, Row]:
+    """The rows of earlier runs (`--merge`), from this machine's cache."""
+    if not STORE.exists():
+        return {}
+    rows: dict[str, Row] = pickle.loads(STORE.read_bytes())  # noqa: S301 - written by this program
+    return rows
+
+
+def save_rows(rows: dict[str, Row]) -> None:
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    STORE.write_bytes(pickle.dumps(rows))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -88,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter windows")
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    parser.add_argument(
+        "--merge", action="store_true", help="report the rows not run now from the last run's cached results"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="report to write")
     args = parser.parse_args(argv)
     only = [row for row in args.only.split(",") if row]
@@ -95,68 +131,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     plan = QUICK if args.quick else FULL
+    # Stacks must be torn down on Ctrl-C or SIGTERM, also when started in the background (SIGINT ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     plots = args.out.parent / "benchmarks"
     plots.mkdir(parents=True, exist_ok=True)
     command = "python -m bench" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
     host = machine()
     say(f"{command}: {host.cpus} CPUs, {host.memory_gib:.1f} GiB, commit {host.commit}, load {host.load}")
 
-    results: list[RowResult] = []
     failures: list[str] = []
-    push: dict[str, Any] = {}
-    polls: list[dict[str, Any]] = []
+    stored: dict[str, Row] = load_rows() if args.merge else {}
 
-    def attempt(name: str, body: Callable[[], None]) -> None:
+    def attempt(name: str, body: Callable[[], Row]) -> None:
         if name not in only:
             return
         say(f"\n== {name} ==")
         started = time.monotonic()
         try:
-            body()
+            stored[name] = body()
+            stored[name].when = f"{host.date}, {command}"
+            save_rows(stored)
         except Exception as exc:  # a row that breaks is reported, the others still run
             traceback.print_exc()
             failures.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0][:300])
         say(f"== {name}: {time.monotonic() - started:.0f} s ==")
 
-    def fanout_row() -> None:
+    def fanout_row() -> Row:
         from bench import fanout
 
-        results.append(fanout.run(sizes=plan.fanout_sizes, runs=plan.fanout_runs, plots=plots))
+        return Row([fanout.run(sizes=plan.fanout_sizes, runs=plan.fanout_runs, plots=plots)])
 
-    def path_row() -> None:
+    def path_row() -> Row:
         from bench import path
 
         result, extra = path.run(
             sizes=plan.path_sizes, changes=plan.path_changes, idle_seconds=plan.idle_seconds, plots=plots
         )
-        push.update(extra)
-        push["fleet"] = plan.path_sizes[-1]
-        results.append(result)
+        return Row([result], push={**extra, "fleet": plan.path_sizes[-1]})
 
-    def scale_row() -> None:
+    def scale_row() -> Row:
         from bench import scale
 
         result, extra = scale.push_at_scale(instances=plan.scale_instances, changes=plan.scale_changes)
-        push.setdefault("reads_per_change_scale", {})[plan.scale_instances] = extra["reads_per_change"]
-        results.append(result)
-
-    def rss_row() -> None:
-        from bench import scale
-
-        results.append(
-            scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)
+        return Row(
+            [result], push={"reads_per_change_scale": {plan.scale_instances: extra["reads_per_change"]}}
         )
 
-    def getconfig_row() -> None:
+    def rss_row() -> Row:
+        from bench import scale
+
+        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)])
+
+    def getconfig_row() -> Row:
         from bench import getconfig
 
-        results.append(getconfig.run(rounds=plan.getconfig_rounds, seconds=plan.getconfig_seconds))
+        return Row([getconfig.run(rounds=plan.getconfig_rounds, seconds=plan.getconfig_seconds)])
 
-    def polling_row() -> None:
+    def polling_row() -> Row:
         from bench import polling
 
-        polls.extend(polling.run(instances=plan.poll_instances, plan=plan.poll_plan))
-        results.append(polling_result(polls))
+        polls = polling.run(instances=plan.poll_instances, plan=plan.poll_plan)
+        return Row([polling_result(polls)], polls=polls)
 
     started = time.monotonic()
     attempt("fanout", fanout_row)
@@ -165,6 +201,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("rss", rss_row)
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
+
+    results: list[RowResult] = []
+    push: dict[str, Any] = {}
+    polls: list[dict[str, Any]] = []
+    provenance: list[str] = []
+    for name in ROWS:
+        row = stored.get(name)
+        if row is None:
+            continue
+        results += row.results
+        push.update(row.push)
+        polls += row.polls
+        provenance.append(f"{name}: {row.when}")
 
     from bench.report import headline, write
 
@@ -209,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         headline_text=text,
         headline_plot=plot,
         failures=failures,
+        provenance=provenance,
     )
     say(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s total")
     say(

@@ -114,6 +114,7 @@ def write(
     headline_text: str,
     headline_plot: Path | None,
     failures: list[str],
+    provenance: list[str],
 ) -> None:
     def rel(path: Path) -> str:
         return path.relative_to(out.parent).as_posix()
@@ -136,6 +137,8 @@ def write(
                 ["load average at start", machine.load],
             ],
         ),
+        "",
+        "Rows and the run that measured them: " + "; ".join(provenance) + ".",
         "",
         "## Headline: push against a TTL/polling cache, same run",
         "",

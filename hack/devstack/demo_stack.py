@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,14 @@ def operator_executable() -> Path:
     return Path(sys.executable).parent / "config-refresh-operator"
 
 
-def port_free_on_every(hosts: Sequence[str]) -> int:
-    """A port free on each host right now (pods share their container port, not their IP)."""
+def port_free_on_every(hosts: Sequence[str], *, taken: Collection[int] = ()) -> int:
+    """A port free on each host right now and not in `taken` (ports already promised to instances)."""
     for _ in range(100):
         with socket.socket() as probe:
             probe.bind((hosts[0], 0))
             port = int(probe.getsockname()[1])
+        if port in taken:
+            continue
         try:
             for host in hosts[1:]:
                 with socket.socket() as other:
@@ -207,7 +209,8 @@ class DemoStack:
             say(f"local AWS       {aws.endpoint_url}  queue {aws.queue_url.rsplit('/', 1)[-1]}")
             started = time.monotonic()
             fleet = ServiceFleet(instances, local_aws=aws, workdir=workdir / "fleet", extra_args=service_args)
-            port = port_free_on_every([instance.host for instance in fleet])
+            promised = {p for i in fleet for p in (i.config_port, i.metrics_port)}
+            port = port_free_on_every([instance.host for instance in fleet], taken=promised)
             for instance in fleet:
                 # One container port on every "pod", as a pod template has (ServiceFleet has no option).
                 instance.refresh_port = port
