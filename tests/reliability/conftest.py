@@ -190,16 +190,17 @@ def version_watch() -> Iterator[Callable[..., VersionWatch]]:
 
 
 def parameter_store_state(local_aws: LocalAws, names: Iterable[str]) -> dict[str, tuple[str, int] | None]:
-    """Current (value, version) of each name in Parameter Store, None when it does not exist."""
+    """Current (value, version) of each name in Parameter Store, None when it does not exist.
+
+    Read with GetParameters so that faults a test injects on GetParameter are left for the operator.
+    """
     ssm = local_aws.client("ssm")
-    state: dict[str, tuple[str, int] | None] = {}
-    for name in names:
-        try:
-            parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
-        except ssm.exceptions.ParameterNotFound:
-            state[name] = None
-            continue
-        state[name] = (str(parameter["Value"]), int(parameter["Version"]))
+    names = list(names)
+    state: dict[str, tuple[str, int] | None] = dict.fromkeys(names)
+    for start in range(0, len(names), 10):
+        answer = ssm.get_parameters(Names=names[start : start + 10], WithDecryption=True)
+        for parameter in answer["Parameters"]:
+            state[parameter["Name"]] = (str(parameter["Value"]), int(parameter["Version"]))
     return state
 
 
