@@ -110,16 +110,19 @@ class Kube:
         except Exception as error:
             raise _wrap(f"patch {plural}", error) from None
 
-    def list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+    def list(
+        self, plural: str, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
         try:
             api = self._custom()
             if namespace is None:
                 result = api.list_cluster_custom_object(
-                    GROUP, VERSION, plural, _request_timeout=REQUEST_TIMEOUT
+                    GROUP, VERSION, plural, _request_timeout=REQUEST_TIMEOUT, **extra
                 )
             else:
                 result = api.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, _request_timeout=REQUEST_TIMEOUT
+                    GROUP, VERSION, namespace, plural, _request_timeout=REQUEST_TIMEOUT, **extra
                 )
         except Exception as error:
             raise _wrap(f"list {plural}", error) from None

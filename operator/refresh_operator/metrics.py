@@ -48,6 +48,21 @@ KUBE_API_ERRORS = Counter(
     ["operation"],
 )
 
+RESYNC_RECOVERED = Counter(
+    "config_refresh_resync_recovered_total",
+    "Changes found by the periodic resync that had no ConfigRefresh: a non-zero value means change events "
+    "were lost (or delayed beyond the grace period) upstream.",
+)
+RESYNC_REPAIRED_INSTANCES = Counter(
+    "config_refresh_resync_repaired_instances_total",
+    "Instances found behind the newest version of a parameter by anti-entropy and sent a targeted refresh.",
+)
+RESYNC_PASSES = Counter(
+    "config_refresh_resync_passes_total",
+    "Resync passes of a route, by outcome (ok, error).",
+    ["outcome"],
+)
+
 
 def serve(*, address: str, port: int) -> None:
     """Start the metrics HTTP server on a daemon thread; port 0 disables it."""

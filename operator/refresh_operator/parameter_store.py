@@ -72,3 +72,58 @@ def read_parameter(
         value_type=str(parameter.get("Type", "String")),
         value=str(parameter["Value"]) if with_value else None,
     )
+
+
+def _utc(modified: Any) -> datetime.datetime:
+    if isinstance(modified, datetime.datetime):
+        moment = modified if modified.tzinfo else modified.replace(tzinfo=datetime.UTC)
+    else:
+        moment = datetime.datetime.fromtimestamp(float(modified), tz=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
+
+
+def hierarchy_path(prefix: str) -> str:
+    """The Parameter Store path to list for a name prefix: up to its last "/" (a route prefix such as
+    "/app/ord" is a string prefix, while GetParametersByPath takes whole path segments)."""
+    path = prefix[: prefix.rfind("/") + 1]
+    return path.rstrip("/") or "/"
+
+
+def list_parameters(ssm: Any, *, prefix: str, with_value: bool) -> tuple[list[ParameterSnapshot], int]:
+    """Every parameter whose name starts with `prefix` (GetParametersByPath, recursive, 10 per page), and
+    the number of calls made. Blocking: call through `Blocking.call`. Values only when `with_value`."""
+    found: list[ParameterSnapshot] = []
+    calls = 0
+    token: str | None = None
+    while True:
+        request: dict[str, Any] = {
+            "Path": hierarchy_path(prefix),
+            "Recursive": True,
+            "WithDecryption": with_value,
+            "MaxResults": 10,
+        }
+        if token:
+            request["NextToken"] = token
+        calls += 1
+        try:
+            response = ssm.get_parameters_by_path(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise ParameterStoreError(f"GetParametersByPath {prefix} failed: {code}") from None
+        for parameter in response.get("Parameters", []):
+            name = str(parameter["Name"])
+            if not name.startswith(prefix):
+                continue
+            found.append(
+                ParameterSnapshot(
+                    name=name,
+                    operation=Operation.UPSERT,
+                    version=int(parameter["Version"]),
+                    last_modified=_utc(parameter["LastModifiedDate"]),
+                    value_type=str(parameter.get("Type", "String")),
+                    value=str(parameter["Value"]) if with_value else None,
+                )
+            )
+        token = response.get("NextToken")
+        if not token:
+            return found, calls

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_PATTERN_LENGTH = 512
+DEFAULT_RESYNC_SECONDS = 300
+VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
 SMOKE_BUDGET_SECONDS = 2.0
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -64,6 +66,12 @@ class Route:
     cloud_map_service: str
     query_parameters: Mapping[str, str]
     refresh: RefreshSpec
+    resync_interval_seconds: int = DEFAULT_RESYNC_SECONDS
+    """spec.resync.intervalSeconds: how often missed events and lagging instances are sought; 0 = never."""
+    created_at: str = ""
+    """metadata.creationTimestamp: parameters last written before it are not "missed events" of this route."""
+    verify_requested: str = ""
+    """The value of the VERIFY_ANNOTATION (set by `configctl verify`): a change asks for a resync now."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -157,6 +165,7 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
                 f"queryParameters.{key} uses {unknown}, which scopePattern does not capture",
             )
     refresh = spec.get("refresh") or {}
+    interval = _get(spec, "resync", "intervalSeconds")
     tls = refresh.get("tls") or {}
     auth = refresh.get("auth") or {}
     return Route(
@@ -180,6 +189,9 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
             tls_server_name=tls.get("serverName") or None,
             auth_type=str(auth.get("type", "none")),
         ),
+        resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, int(interval)),
+        created_at=str(metadata.get("creationTimestamp") or ""),
+        verify_requested=str((metadata.get("annotations") or {}).get(VERIFY_ANNOTATION) or ""),
     )
 
 
@@ -206,6 +218,10 @@ class RouteIndex:
     def __len__(self) -> int:
         with self._lock:
             return len(self._routes)
+
+    def all(self) -> list[Route]:
+        with self._lock:
+            return list(self._routes.values())
 
     def match(self, parameter_name: str) -> list[tuple[Route, dict[str, str]]]:
         """Every route claiming the name (prefix and scopePattern), with its scope; longest prefix first."""

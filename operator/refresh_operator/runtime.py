@@ -16,6 +16,7 @@ from refresh_operator.aws import AwsClients, Blocking, make_clients
 from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.resync import Resync
 from refresh_operator.rollout import Rollouts
 from refresh_operator.routes import RouteError, RouteIndex, route_from_object, smoke_test_pattern
 from refresh_operator.settings import OperatorSettings
@@ -65,8 +66,17 @@ class Runtime:
             routes=self.routes,
             values=self.values,
         )
+        resync = Resync(
+            settings=self.settings,
+            clients=self._clients,
+            blocking=self.blocking,
+            kube_api=self.kube,
+            routes=self.routes,
+            values=self.values,
+        )
         self._tasks = [
             asyncio.create_task(consumer.run(self._stop), name="config-refresh-consumer"),
+            asyncio.create_task(resync.run(self._stop), name="config-refresh-resync"),
             asyncio.create_task(
                 retention.run(
                     kube_api=self.kube,

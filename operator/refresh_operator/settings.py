@@ -37,6 +37,7 @@ class OperatorSettings:
     retention_seconds: int = 7 * 24 * 3600
     retention_keep: int = 10
     retention_interval_seconds: int = 300
+    resync_grace_seconds: int = 10
     status_patch_interval_seconds: float = 1.0
     instances_cap: int = 200
     tls_ca_file: Path | None = None
@@ -142,6 +143,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
         retention_seconds=_int(env, f"{p}RETENTION_SECONDS", 7 * 24 * 3600, minimum=0, maximum=10**9),
         retention_keep=_int(env, f"{p}RETENTION_KEEP", 10, minimum=1, maximum=10**6),
         retention_interval_seconds=_int(env, f"{p}RETENTION_INTERVAL_SECONDS", 300, minimum=1, maximum=86400),
+        resync_grace_seconds=_int(env, f"{p}RESYNC_GRACE_SECONDS", 10, minimum=0, maximum=3600),
         status_patch_interval_seconds=_float(env, f"{p}STATUS_PATCH_INTERVAL_SECONDS", 1.0, minimum=0.1),
         instances_cap=_int(env, f"{p}INSTANCES_CAP", 200, minimum=1, maximum=5000),
         tls_ca_file=_file(env, f"{p}TLS_CA_FILE"),

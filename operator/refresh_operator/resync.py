@@ -1,0 +1,306 @@
+"""Missed-event recovery: every route's prefix is re-read at `spec.resync.intervalSeconds` and compared with
+the ConfigRefresh objects of the route.
+
+Parameter Store publishes change events on a best-effort basis; a lost event would leave the fleet on the
+old value until each instance's TTL re-read. So one operator-level loop lists each route's prefix with
+GetParametersByPath (10 parameters per call, for the whole fleet, not per instance) and compares every
+parameter's (LastModifiedDate, Version) with the newest ConfigRefresh of that route and parameter (found
+by the route label). Anything newer gets a ConfigRefresh with `trigger: resync`, under the same
+deterministic name the consumer would have used, so a late event and the resync never make two objects.
+
+What is not a missed event:
+- a change younger than the grace period (`CONFIG_REFRESH_RESYNC_GRACE_SECONDS`): its event may still be
+  on its way through EventBridge and SQS;
+- a parameter without any ConfigRefresh whose last write is older than the route (the instances loaded it
+  at bootstrap; a new route over an existing tree must not flood the fleet) or older than the retention
+  age (its objects were deleted by retention, not missed);
+- a parameter gone from Parameter Store is a missed delete only when it is still absent on the next pass
+  (a delete event in flight makes its own object).
+
+After recovery the same pass runs anti-entropy (antientropy.py) for the route. Passes of one route never
+overlap; the first pass of a route runs one interval after the operator first sees it, or at once when
+`configctl verify` sets the route's verify annotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from refresh_operator import kube, metrics, status
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
+from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, list_parameters
+from refresh_operator.refresh_objects import (
+    ANNOTATION_PARAMETER_NAME,
+    LABEL_ROUTE,
+    name_for,
+    refresh_body,
+)
+from refresh_operator.routes import Route, RouteIndex
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+
+logger = logging.getLogger("refresh_operator.resync")
+
+TICK_SECONDS = 1.0
+
+Repairer = Callable[[Route, list[ParameterSnapshot], Mapping[str, "Known"]], Awaitable[int]]
+"""(route, parameters in the store, what the objects say) → instances sent a targeted refresh."""
+
+
+@dataclasses.dataclass
+class Known:
+    """What the ConfigRefresh objects of one route say about one parameter."""
+
+    newest: VersionKey
+    operation: Operation
+    busy: bool = False
+    """Some rollout of this parameter is still running (anti-entropy leaves it alone)."""
+
+
+@dataclasses.dataclass
+class PassReport:
+    listed: int = 0
+    calls: int = 0
+    recovered: int = 0
+    repaired: int = 0
+
+
+def known_versions(objects: list[dict[str, Any]]) -> dict[str, Known]:
+    """The newest (LastModifiedDate, Version) per parameter name among a route's ConfigRefresh objects.
+
+    Manual refreshes without a lastModified name no version and are ignored for the comparison; they only
+    mark the parameter busy while they run."""
+    known: dict[str, Known] = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        parameter = spec.get("parameter") or {}
+        name = str(
+            ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PARAMETER_NAME)
+            or parameter.get("name")
+            or ""
+        )
+        if not name:
+            continue
+        phase = (obj.get("status") or {}).get("phase")
+        busy = phase not in status.TERMINAL_PHASES
+        raw_modified = parameter.get("lastModified")
+        entry = known.get(name)
+        if raw_modified:
+            operation = Operation(parameter.get("operation") or "Upsert")
+            version = 0 if operation is Operation.DELETE else int(parameter.get("version") or 0)
+            key = VersionKey(parse_time(str(raw_modified)), version)
+            if entry is None or key > entry.newest:
+                entry = known[name] = Known(
+                    newest=key, operation=operation, busy=entry.busy if entry else False
+                )
+        if busy and entry is not None:
+            entry.busy = True
+    return known
+
+
+def is_missed(
+    snapshot: ParameterSnapshot,
+    known: Known | None,
+    *,
+    now: datetime.datetime,
+    grace_seconds: float,
+    route_created: datetime.datetime | None,
+    retention_seconds: int,
+) -> bool:
+    """True if the store holds a change of this parameter that no ConfigRefresh of the route covers."""
+    if (now - snapshot.last_modified).total_seconds() < grace_seconds:
+        return False
+    if known is not None:
+        return snapshot.key > known.newest
+    if route_created is not None and snapshot.last_modified <= route_created:
+        return False
+    return not (retention_seconds and (now - snapshot.last_modified).total_seconds() > retention_seconds)
+
+
+class Resync:
+    """The operator-level resync loop over every indexed route."""
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        clients: AwsClients,
+        blocking: Blocking,
+        kube_api: Kube,
+        routes: RouteIndex,
+        values: ValueCache,
+        repair: Repairer | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._blocking = blocking
+        self._kube = kube_api
+        self._routes = routes
+        self._values = values
+        self._repair = repair
+        self._due: dict[tuple[str, str], float] = {}
+        self._verify_seen: dict[tuple[str, str], str] = {}
+        self._absent: dict[tuple[str, str], set[str]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._tick()
+            except Exception:
+                logger.exception("resync scheduling failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _tick(self) -> None:
+        now = asyncio.get_running_loop().time()
+        live = {route.key: route for route in self._routes.all()}
+        for key in [k for k in self._due if k not in live]:
+            self._due.pop(key, None)
+            self._verify_seen.pop(key, None)
+            self._absent.pop(key, None)
+        for key, route in live.items():
+            interval = route.resync_interval_seconds
+            if key not in self._verify_seen:
+                self._verify_seen[key] = route.verify_requested
+            verify = route.verify_requested != self._verify_seen[key]
+            due = self._due.get(key)
+            if interval > 0 and (due is None or due > now + interval):
+                due = self._due[key] = now + interval
+            if key in self._running:
+                continue
+            if verify or (interval > 0 and due is not None and now >= due):
+                self._verify_seen[key] = route.verify_requested
+                if interval > 0:
+                    self._due[key] = now + interval
+                task = asyncio.create_task(
+                    self._guarded(route), name=f"resync {route.namespace}/{route.name}"
+                )
+                self._running[key] = task
+                task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: tuple[str, str], _: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+
+    async def _guarded(self, route: Route) -> None:
+        try:
+            report = await self.pass_once(route)
+        except asyncio.CancelledError:
+            raise
+        except (ParameterStoreError, KubeError) as error:
+            metrics.RESYNC_PASSES.labels("error").inc()
+            logger.warning("Resync of ConfigRoute %s/%s failed: %s", route.namespace, route.name, error)
+            return
+        except Exception:
+            metrics.RESYNC_PASSES.labels("error").inc()
+            logger.exception("Resync of ConfigRoute %s/%s failed", route.namespace, route.name)
+            return
+        metrics.RESYNC_PASSES.labels("ok").inc()
+        logger.info(
+            "Resync of ConfigRoute %s/%s: %d parameter(s), %d call(s), %d recovered, %d instance(s) repaired",
+            route.namespace,
+            route.name,
+            report.listed,
+            report.calls,
+            report.recovered,
+            report.repaired,
+        )
+
+    async def pass_once(self, route: Route) -> PassReport:
+        """One resync pass of one route: recover missed changes, then anti-entropy."""
+        report = PassReport()
+        with_value = route.refresh.payload == "value"
+        try:
+            listed, calls = await self._blocking.call(
+                list_parameters, self._clients.ssm, prefix=route.prefix, with_value=with_value
+            )
+        except ParameterStoreError:
+            metrics.PARAMETER_STORE_CALLS.labels("GetParametersByPath", "error").inc()
+            raise
+        metrics.PARAMETER_STORE_CALLS.labels("GetParametersByPath", "ok").inc(calls)
+        claimed = [snapshot for snapshot in listed if route.scope_of(snapshot.name) is not None]
+        report.listed, report.calls = len(claimed), calls
+        objects = await self._blocking.call(
+            self._kube.list,
+            kube.REFRESHES,
+            route.namespace,
+            label_selector=f"{LABEL_ROUTE}={route.name[:63]}",
+        )
+        known = known_versions(objects)
+        now = datetime.datetime.now(datetime.UTC)
+        created = parse_time(route.created_at) if route.created_at else None
+        for snapshot in claimed:
+            if is_missed(
+                snapshot,
+                known.get(snapshot.name),
+                now=now,
+                grace_seconds=self._settings.resync_grace_seconds,
+                route_created=created,
+                retention_seconds=self._settings.retention_seconds,
+            ) and await self._recover(route, snapshot):
+                report.recovered += 1
+                known[snapshot.name] = Known(newest=snapshot.key, operation=Operation.UPSERT, busy=True)
+        report.recovered += await self._recover_deletes(route, claimed, known, now)
+        if self._repair is not None:
+            report.repaired = await self._repair(route, claimed, known)
+        return report
+
+    async def _recover_deletes(
+        self, route: Route, claimed: list[ParameterSnapshot], known: dict[str, Known], now: datetime.datetime
+    ) -> int:
+        present = {snapshot.name for snapshot in claimed}
+        gone = {
+            name
+            for name, entry in known.items()
+            if entry.operation is Operation.UPSERT
+            and name not in present
+            and route.scope_of(name) is not None
+        }
+        previously = self._absent.get(route.key, set())
+        self._absent[route.key] = gone - previously
+        recovered = 0
+        for name in sorted(gone & previously):
+            deletion = ParameterSnapshot(
+                name=name, operation=Operation.DELETE, version=0, last_modified=now, value_type="String"
+            )
+            if await self._recover(route, deletion):
+                recovered += 1
+                known[name] = Known(newest=deletion.key, operation=Operation.DELETE, busy=True)
+        return recovered
+
+    async def _recover(self, route: Route, snapshot: ParameterSnapshot) -> bool:
+        scope = route.scope_of(snapshot.name) or {}
+        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
+        name = name_for(route, snapshot)
+        if route.refresh.payload == "value" and snapshot.operation is Operation.UPSERT:
+            self._values.put(route.namespace, name, snapshot)
+        try:
+            created: bool = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
+        except KubeError:
+            metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
+            raise
+        if created:
+            metrics.RESYNC_RECOVERED.inc()
+            logger.warning(
+                "Resync recovered a missed change: ConfigRefresh %s/%s for %s %s v%d of %s",
+                route.namespace,
+                name,
+                snapshot.name,
+                snapshot.operation,
+                snapshot.version,
+                canonical_time(snapshot.last_modified),
+            )
+        return created

@@ -1,0 +1,181 @@
+"""Missed-event recovery on the real path: a change whose event never reaches the queue is found by the
+route's periodic resync and rolled out with `trigger: resync`; a fleet in step costs only the listing.
+
+The event is dropped where AWS would lose it: the EventBridge rule is disabled around the write (the local
+emitter, like AWS, skips disabled rules), so nothing reaches SQS. Timings and Parameter Store calls are
+printed for the report, never asserted on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import OperatorProcess, Stack, apply, get_json, route_object, wait_for, wait_route_ready
+
+from devstack.controlplane import ControlPlane
+from devstack.local_aws import LocalAws
+
+INTERVAL = 10
+BASELINE = 24
+PASSES = 'config_refresh_resync_passes_total{outcome="ok"}'
+RECOVERED = "config_refresh_resync_recovered_total"
+BY_PATH = 'config_refresh_parameter_store_calls_total{api="GetParametersByPath",outcome="ok"}'
+
+
+def resync_route(name: str, *, local_aws: LocalAws, interval: int) -> dict[str, Any]:
+    obj = route_object(name, local_aws=local_aws, prefix=local_aws.prefix)
+    obj["spec"]["resync"] = {"intervalSeconds": interval}
+    return obj
+
+
+@pytest.fixture
+def resync_stack(
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> Stack:
+    """Three instances that bootstrapped BASELINE parameters written before the route existed, a route
+    with a 10 s resync, and the operator (grace period 2 s)."""
+    ssm = local_aws.client("ssm")
+    events = local_aws.client("events")
+    events.disable_rule(Name=local_aws.rule_name)
+    for index in range(BASELINE):
+        ssm.put_parameter(Name=f"{local_aws.prefix}base/p{index:02d}", Value=f"v{index}", Type="String")
+    events.enable_rule(Name=local_aws.rule_name)
+    fleet = service_fleet(3, local_aws=local_aws)
+    for instance in fleet:
+        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+    time.sleep(1.1)  # creationTimestamp has whole seconds: the route is strictly newer than the baseline
+    apply(control_plane, kube_namespace, resync_route("services", local_aws=local_aws, interval=INTERVAL))
+    operator = operator_process(CONFIG_REFRESH_RESYNC_GRACE_SECONDS="2")
+    wait_route_ready(control_plane, kube_namespace, "services")
+    return Stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=kube_namespace,
+        fleet=fleet,
+        route="services",
+        operator=operator,
+    )
+
+
+def wait_passes(stack: Stack, count: int, timeout: float = 4 * INTERVAL + 30) -> float:
+    target = stack.metric(PASSES) + count
+    stack.wait_for(lambda: stack.metric(PASSES) >= target, timeout=timeout, what=f"{count} resync pass(es)")
+    return stack.metric(PASSES)
+
+
+@pytest.mark.timeout(600)
+def test_a_fleet_in_step_recovers_nothing_and_costs_one_call_per_ten_parameters(resync_stack: Stack) -> None:
+    stack = resync_stack
+    name = f"{stack.local_aws.prefix}orders/in-step"
+    version = stack.put(name, "by-event")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"})
+    assert rollout["status"]["phase"] == "Succeeded", rollout["status"]
+    assert rollout["spec"]["source"]["trigger"] == "event"
+
+    wait_passes(stack, 1)
+    stack.local_aws.reset_call_counts()
+    before = stack.metric(BY_PATH)
+    wait_passes(stack, 2)
+    calls = stack.local_aws.call_counts().get("ssm:GetParametersByPath", 0)
+    by_metric = stack.metric(BY_PATH) - before
+    parameters = BASELINE + 1
+    per_pass = by_metric / 2
+    print(
+        f"\nresync cost: {parameters} parameters, {per_pass:g} GetParametersByPath call(s) per pass "
+        f"(endpoint counted {calls} over the window of 2 passes); "
+        f"1,000 parameters at 300 s: {-(-1000 // 10) * 3600 // 300} calls/hour per route"
+    )
+    assert per_pass == -(-parameters // 10)
+    assert calls >= by_metric
+    assert stack.metric(RECOVERED) == 0
+    assert [o["metadata"]["name"] for o in stack.refreshes_of(name)] == [rollout["metadata"]["name"]]
+    everything = get_json(stack.control_plane, "cfgr", "-n", stack.namespace)["items"]
+    assert len(everything) == 1, "a route created after its parameters must not flood the fleet"
+
+
+@pytest.mark.timeout(600)
+def test_an_event_dropped_upstream_is_recovered_within_one_interval(resync_stack: Stack) -> None:
+    stack = resync_stack
+    events = stack.local_aws.client("events")
+    name = f"{stack.local_aws.prefix}orders/dropped"
+    wait_passes(stack, 1)  # the loop runs; the drop happens at an arbitrary point of an interval
+
+    events.disable_rule(Name=stack.local_aws.rule_name)
+    try:
+        version = stack.put(name, "lost-event")
+        written = time.monotonic()
+    finally:
+        events.enable_rule(Name=stack.local_aws.rule_name)
+    assert stack.queue_depth() == (0, 0), "the event must never have reached the queue"
+
+    stack.wait_for(
+        lambda: stack.values(name) == [("lost-event", version)] * len(stack.fleet),
+        timeout=3 * INTERVAL + 60,
+        what="every instance holding the change whose event was dropped",
+    )
+    recovered_after = time.monotonic() - written
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"})
+    print(f"\nrecovery of a dropped event at a {INTERVAL} s interval: {recovered_after:.1f} s")
+    assert rollout["status"]["phase"] == "Succeeded", rollout["status"]
+    assert rollout["spec"]["source"]["trigger"] == "resync"
+    assert rollout["status"]["progress"] == f"{len(stack.fleet)}/{len(stack.fleet)}"
+    assert stack.metric(RECOVERED) == 1
+
+    wait_passes(stack, 2)
+    assert len(stack.refreshes_of(name)) == 1, "later passes see the change covered"
+    assert stack.metric(RECOVERED) == 1
+
+
+@pytest.mark.timeout(600)
+def test_a_dropped_delete_is_recovered_after_two_passes(resync_stack: Stack) -> None:
+    stack = resync_stack
+    ssm = stack.local_aws.client("ssm")
+    events = stack.local_aws.client("events")
+    name = f"{stack.local_aws.prefix}orders/deleted"
+    version = stack.put(name, "soon-gone")
+    stack.wait_phase(name, version, {"Succeeded"})
+
+    events.disable_rule(Name=stack.local_aws.rule_name)
+    try:
+        ssm.delete_parameter(Name=name)
+    finally:
+        events.enable_rule(Name=stack.local_aws.rule_name)
+
+    deletion = wait_for(
+        lambda: [o for o in stack.refreshes_of(name) if o["spec"]["parameter"]["operation"] == "Delete"],
+        timeout=4 * INTERVAL + 60,
+        what="a Delete ConfigRefresh recovered by resync",
+    )[0]
+    assert deletion["spec"]["source"]["trigger"] == "resync"
+    stack.wait_for(
+        lambda: stack.values(name) == [("<missing>", 0)] * len(stack.fleet),
+        timeout=60,
+        what="the deleted parameter gone from every instance",
+    )
+
+
+@pytest.mark.timeout(300)
+def test_resync_interval_zero_turns_resync_off(resync_stack: Stack) -> None:
+    stack = resync_stack
+    apply(
+        stack.control_plane,
+        stack.namespace,
+        resync_route("services", local_aws=stack.local_aws, interval=0),
+    )
+
+    def indexed() -> bool:
+        route = get_json(stack.control_plane, "configroute", "services", "-n", stack.namespace)
+        return bool((route.get("status") or {}).get("observedGeneration") == route["metadata"]["generation"])
+
+    wait_for(indexed, timeout=30, what="the route's new generation indexed")
+    time.sleep(2)
+    passes = stack.metric(PASSES)
+    time.sleep(INTERVAL + 5)
+    assert stack.metric(PASSES) == passes
