@@ -8,47 +8,42 @@ subset (the report then lists the others as not measured).
 from __future__ import annotations
 
 import argparse
-import pickle
+import dataclasses
 import shlex
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.common import ROOT, Check, RowResult, machine, percentile, say
+from bench.common import (
+    ROOT,
+    Check,
+    Machine,
+    Row,
+    RowResult,
+    current_load,
+    load_rows,
+    machine,
+    percentile,
+    save_rows,
+    say,
+)
 
 ROWS = ("fanout", "path", "scale", "rss", "getconfig", "polling")
 
 
-@dataclass
-class Row:
-    """What one row produced: its report sections and the figures the headline combines."""
-
-    results: list[RowResult]
-    push: dict[str, Any] = field(default_factory=dict)
-    polls: list[dict[str, Any]] = field(default_factory=list)
-    when: str = ""
-
-
-STORE = Path.home() / ".cache" / "config-refresh" / "bench" / "last-rows.pickle"
-
-
-def load_rows() -> dict[str, Row]:
-    """The rows of earlier runs (`--merge`), from this machine's cache."""
-    if not STORE.exists():
-        return {}
-    rows: dict[str, Row] = pickle.loads(STORE.read_bytes())  # noqa: S301 - written by this program
-    return rows
-
-
-def save_rows(rows: dict[str, Row]) -> None:
-    STORE.parent.mkdir(parents=True, exist_ok=True)
-    STORE.write_bytes(pickle.dumps(rows))
+def shown_command(command: str, *, quick: bool, ran: bool) -> str:
+    """The command the report names: `make bench` for a plain run; the rows' own runs if none ran now."""
+    if not ran:
+        return f"`{command}`: report rendered again from the cached rows listed below"
+    return f"`{'make bench' if command == 'python -m bench' else command}`" + (
+        " (quick: reduced sizes)" if quick else ""
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -151,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             stored[name] = body()
             stored[name].when = f"{host.date}, {command}"
+            stored[name].machine = dataclasses.replace(host, load_end=current_load())
             save_rows(stored)
         except Exception as exc:  # a row that breaks is reported, the others still run
             traceback.print_exc()
@@ -206,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     push: dict[str, Any] = {}
     polls: list[dict[str, Any]] = []
     provenance: list[str] = []
+    measured_on: Machine | None = None
     for name in ROWS:
         row = stored.get(name)
         if row is None:
@@ -214,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         push.update(row.push)
         polls += row.polls
         provenance.append(f"{name}: {row.when}")
+        measured_on = getattr(row, "machine", None) or measured_on
 
     from bench.report import headline, write
 
@@ -250,9 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     write(
         out=args.out,
-        machine=host,
-        command=("make bench" if not sys.argv[1:] else command)
-        + (" (quick: reduced sizes)" if args.quick else ""),
+        machine=measured_on or host,
+        command=shown_command(command, quick=args.quick, ran=bool(only)),
         results=results,
         checks=checks,
         headline_text=text,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import io
 import os
+import pickle
 import platform
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "hack") not in sys.path:
@@ -58,6 +61,7 @@ class Machine:
     commit: str
     date: str
     load: str
+    load_end: str = ""
 
 
 def machine() -> Machine:
@@ -85,8 +89,13 @@ def machine() -> Machine:
         system=f"{platform.system()} {platform.release()} {platform.machine()}",
         commit=commit,
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        load=", ".join(f"{value:.2f}" for value in os.getloadavg()),
+        load=current_load(),
     )
+
+
+def current_load() -> str:
+    """The 1, 5 and 15 minute load averages, as text."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -101,3 +110,39 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def fmt_ms(value: float) -> str:
     return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+@dataclass
+class Row:
+    """What one row produced: its report sections and the figures the headline combines."""
+
+    results: list[RowResult]
+    push: dict[str, Any] = field(default_factory=dict)
+    polls: list[dict[str, Any]] = field(default_factory=list)
+    when: str = ""
+    machine: Machine | None = None
+
+
+STORE = Path.home() / ".cache" / "config-refresh" / "bench" / "last-rows.pickle"
+
+
+def load_rows() -> dict[str, Row]:
+    """The rows of earlier runs (`--merge`), from this machine's cache."""
+    if not STORE.exists():
+        return {}
+    rows: dict[str, Row] = _RowUnpickler(io.BytesIO(STORE.read_bytes())).load()
+    return rows
+
+
+class _RowUnpickler(pickle.Unpickler):
+    """Reads rows cached by this program (also ones pickled while Row lived in bench.__main__)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__" and name == "Row":
+            return Row
+        return super().find_class(module, name)
+
+
+def save_rows(rows: dict[str, Row]) -> None:
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    STORE.write_bytes(pickle.dumps(rows))

@@ -95,7 +95,8 @@ def headline(push: dict[str, Any], polls: list[dict[str, Any]], plots: Path) -> 
     axis.set_yscale("log")
     axis.set_xticks(list(positions), labels)
     axis.set_ylabel("write → every instance serves it (s)")
-    axis.set_title("Staleness: push (measured) vs polling (derived, in step; dots measured)")
+    axis.set_title("Staleness: push vs TTL/polling cache")
+    axis.set_xlabel("bars: push measured, polling derived (in step); dots: measured writes")
     axis.legend()
     figure.tight_layout()
     path = plots / "staleness.png"
@@ -129,15 +130,28 @@ def write(
         _table(
             ["", ""],
             [
-                ["command", f"`{command}`"],
+                ["command", command],
                 ["commit", machine.commit],
                 ["date", machine.date],
                 ["machine", f"{machine.cpus} CPUs, {machine.memory_gib:.1f} GiB memory, {machine.system}"],
                 ["Python", machine.python],
-                ["load average at start", machine.load],
+                [
+                    "load average (1, 5, 15 min)",
+                    f"{machine.load} at start; {machine.load_end or '?'} at the end",
+                ],
             ],
         ),
         "",
+        *(
+            [
+                f"**The machine was shared and busy** (load average {machine.load.split(',')[0]} on"
+                f" {machine.cpus} CPUs at the start): latencies below include waiting for a CPU. Counts"
+                " (Parameter Store calls, rollouts, acknowledgments) do not depend on load.",
+                "",
+            ]
+            if float(machine.load.split(",")[0]) > machine.cpus
+            else []
+        ),
         "Rows and the run that measured them: " + "; ".join(provenance) + ".",
         "",
         "## Headline: push against a TTL/polling cache, same run",
