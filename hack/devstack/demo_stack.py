@@ -289,6 +289,18 @@ class DemoStack:
                             "phase": "Running",
                             "podIP": instance.host,
                             "podIPs": [{"ip": instance.host}],
+                            # what kubectl's READY column counts (the Ready condition is what podSync reads)
+                            "containerStatuses": [
+                                {
+                                    "name": "app",
+                                    "ready": True,
+                                    "started": True,
+                                    "restartCount": 0,
+                                    "image": "config-service:local",
+                                    "imageID": "",
+                                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                                }
+                            ],
                             "conditions": [
                                 {
                                     "type": "Ready",
