@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert item["status"]["refreshed"] == len(whole_stack.fleet)
 
 
-def rollouts_for(stack: DemoStack, name: str) -> list[dict[str, object]]:
+def rollouts_for(stack: DemoStack, name: str) -> list[dict[str, Any]]:
     return [item for item in stack.refreshes() if item["spec"]["parameter"]["name"] == name]
 
 
