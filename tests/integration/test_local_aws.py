@@ -23,6 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
 from devstack.local_aws import LocalAws, LocalAwsError
 
 REPO = Path(__file__).resolve().parents[2]
