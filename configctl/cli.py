@@ -24,6 +24,7 @@ from configctl.output import Mode, Output, apply_data, plan_data, show_apply, sh
 from configctl.refresh import create_refreshes
 from configctl.rollouts import from_object
 from configctl.status import list_rollouts
+from configctl.verify import request_verify, wait_answered
 from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
 from configctl.wait import Expectation, Target, Tracked, existing_names, expectations, wait_for
 
@@ -389,6 +390,58 @@ def refresh(
                 Expectation(Target(r.parameter, r.version or 0), r.route, r.object_name) for r in created
             ]
             code, report["wait"] = _wait(output, kube, [], timeout=wait_seconds, expected=expected)
+        if output.machine:
+            output.document(report)
+        return code
+
+    _run(output, body)
+
+
+@app.command(
+    epilog="\b\nExamples:\n  configctl verify --route orders\n  configctl verify --no-wait\n\n" + EPILOG
+)
+def verify(
+    route: Annotated[
+        list[str] | None, typer.Option("--route", help="This ConfigRoute (repeatable; default: all).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the operator's answer in status.resync.")
+    ] = True,
+    timeout: TimeoutOpt = "2m",
+    output_mode: OutputOpt = Mode.AUTO,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Run a route's resync now: recover missed changes and repair instances behind the newest version."""
+    output = Output(output_mode)
+    wait_seconds = parse_duration(timeout)
+
+    def body() -> ExitCode:
+        kube = Kube(KubeSettings(kubeconfig, context, namespace))
+        tokens = request_verify(kube, route)
+        report: dict[str, Any] = {"namespace": kube.namespace, "requested": sorted(tokens)}
+        code = ExitCode.OK
+        if wait:
+            answered = wait_answered(kube, tokens, timeout=wait_seconds)
+            report["routes"] = answered
+            for name in sorted(tokens):
+                resync = answered.get(name)
+                if resync is None:
+                    output.info(f"{name}: no answer from the operator within {timeout}")
+                    code = ExitCode.WAIT_TIMEOUT
+                elif resync.get("error"):
+                    output.info(f"{name}: resync failed: {resync['error']}")
+                    code = ExitCode.ERROR if code is ExitCode.OK else code
+                else:
+                    output.info(
+                        f"{name}: {resync.get('parameters', 0)} parameter(s) checked, "
+                        f"{resync.get('recovered', 0)} missed change(s) recovered, "
+                        f"{resync.get('repairedInstances', 0)} instance(s) repaired"
+                    )
+        else:
+            for name in sorted(tokens):
+                output.info(f"{name}: resync requested")
         if output.machine:
             output.document(report)
         return code

@@ -104,6 +104,25 @@ class Kube:
             raise _kube_error(f"get {ROUTES}/{name}", exc) from None
         return route
 
+    def annotate_route(self, name: str, annotations: dict[str, str]) -> None:
+        """Merge-patch annotations onto one ConfigRoute (404 → NOT_FOUND)."""
+        try:
+            self._api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                ROUTES,
+                name,
+                {"metadata": {"annotations": annotations}},
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                raise ConfigctlError(
+                    f"ConfigRoute {name} not found in {self.namespace}", exit_code=ExitCode.NOT_FOUND
+                ) from None
+            raise _kube_error(f"patch {ROUTES}/{name}", exc) from None
+
     def create_refresh(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             created: dict[str, Any] = self._api.create_namespaced_custom_object(

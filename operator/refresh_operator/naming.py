@@ -38,8 +38,13 @@ def refresh_name(
     parameter_name: str,
     version: int,
     last_modified: datetime.datetime,
+    repair: str | None = None,
 ) -> str:
+    """`repair` (anti-entropy) adds `-r<hash5(repair)>`: a targeted refresh of a version already rolled out
+    needs a name of its own, one per repair pass (the caller passes the pass time and the targets)."""
     suffix = f"-{short_hash(parameter_name, 8)}-v{version}-{short_hash(canonical_time(last_modified), 6)}"
+    if repair is not None:
+        suffix += f"-r{short_hash(repair, 5)}"
     prefix = _label_safe(route) or "route"
     room = MAX_LENGTH - len(suffix)
     if len(prefix) > room:

@@ -149,6 +149,7 @@ class Resync:
         self._repair = repair
         self._due: dict[tuple[str, str], float] = {}
         self._verify_seen: dict[tuple[str, str], str] = {}
+        self._interval: dict[tuple[str, str], int] = {}
         self._absent: dict[tuple[str, str], set[str]] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -171,6 +172,7 @@ class Resync:
         for key in [k for k in self._due if k not in live]:
             self._due.pop(key, None)
             self._verify_seen.pop(key, None)
+            self._interval.pop(key, None)
             self._absent.pop(key, None)
         for key, route in live.items():
             interval = route.resync_interval_seconds
@@ -178,8 +180,9 @@ class Resync:
                 self._verify_seen[key] = route.verify_requested
             verify = route.verify_requested != self._verify_seen[key]
             due = self._due.get(key)
-            if interval > 0 and (due is None or due > now + interval):
+            if interval > 0 and (due is None or self._interval.get(key) != interval):
                 due = self._due[key] = now + interval
+            self._interval[key] = interval
             if key in self._running:
                 continue
             if verify or (interval > 0 and due is not None and now >= due):
@@ -195,6 +198,22 @@ class Resync:
     def _finished(self, key: tuple[str, str], _: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
 
+    async def _record(self, route: Route, fields: Mapping[str, Any]) -> None:
+        """Write the pass's outcome to the route's status.resync (best effort: the next pass writes again)."""
+        resync = {
+            "lastPassTime": status.now_text(),
+            "verifyRequest": route.verify_requested[:128],
+            "error": None,
+            **fields,
+        }
+        try:
+            await self._blocking.call(
+                self._kube.patch_status, kube.ROUTES, route.namespace, route.name, {"resync": resync}
+            )
+        except KubeError as error:
+            metrics.KUBE_API_ERRORS.labels("patch_route_status").inc()
+            logger.warning("Resync status of %s/%s not written: %s", route.namespace, route.name, error)
+
     async def _guarded(self, route: Route) -> None:
         try:
             report = await self.pass_once(route)
@@ -203,12 +222,23 @@ class Resync:
         except (ParameterStoreError, KubeError) as error:
             metrics.RESYNC_PASSES.labels("error").inc()
             logger.warning("Resync of ConfigRoute %s/%s failed: %s", route.namespace, route.name, error)
+            await self._record(route, {"error": str(error)[:1024]})
             return
-        except Exception:
+        except Exception as error:
             metrics.RESYNC_PASSES.labels("error").inc()
             logger.exception("Resync of ConfigRoute %s/%s failed", route.namespace, route.name)
+            await self._record(route, {"error": f"internal error: {type(error).__name__}"})
             return
         metrics.RESYNC_PASSES.labels("ok").inc()
+        await self._record(
+            route,
+            {
+                "parameters": report.listed,
+                "calls": report.calls,
+                "recovered": report.recovered,
+                "repairedInstances": report.repaired,
+            },
+        )
         logger.info(
             "Resync of ConfigRoute %s/%s: %d parameter(s), %d call(s), %d recovered, %d instance(s) repaired",
             route.namespace,

@@ -190,6 +190,10 @@ class Rollouts:
             raise RouteError("RouteNotFound", f"ConfigRoute {namespace}/{name} does not exist")
         return route_from_object(obj)
 
+    def policy(self, route: Route) -> RefreshPolicy:
+        """How instances of `route` are called (timeouts, concurrency, TLS, token)."""
+        return self._policy(route)
+
     def _policy(self, route: Route) -> RefreshPolicy:
         spec = route.refresh
         tls = None
@@ -270,6 +274,7 @@ class Rollouts:
         route_name = str(spec.get("route", ""))
         scope = {str(k): str(v) for k, v in (spec.get("scope") or {}).items()}
         trigger = str((spec.get("source") or {}).get("trigger") or "manual")
+        only = {str(target) for target in spec.get("targets") or []} or None
         try:
             route = await self._route(namespace, route_name)
             if not parameter.name.startswith(route.prefix):
@@ -318,7 +323,8 @@ class Rollouts:
                 )
                 return
 
-        run_key = (namespace, route.name, parameter.name)
+        # A targeted repair (anti-entropy) runs beside the rollouts of its parameter, never superseding one.
+        run_key = (namespace, route.name, parameter.name if only is None else f"{parameter.name} repair")
         cancel = asyncio.Event()
         mine = _Running(key=snapshot.key, name=name, cancel=cancel)
         other = self._running.get(run_key)
@@ -341,6 +347,7 @@ class Rollouts:
                 post_event=post_event,
                 running=mine,
                 retry=retry,
+                only=only,
             )
         finally:
             if self._running.get(run_key) is mine:
@@ -407,6 +414,7 @@ class Rollouts:
         post_event: EventPoster,
         running: _Running,
         retry: int,
+        only: set[str] | None = None,
     ) -> None:
         started_mono = time.monotonic()
         try:
@@ -439,6 +447,8 @@ class Rollouts:
             )
             post_event("Warning", "Failed", f"DiscoveryFailed: {error}")
             return
+        if only is not None:
+            targets = [target for target in targets if target.instance_id in only]
 
         if not targets:
             await self._finish(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from refresh_operator import kube, metrics, retention
+from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking, make_clients
 from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
@@ -47,6 +48,7 @@ class Runtime:
     async def start(self) -> None:
         self._stop = asyncio.Event()
         self._clients = await self.blocking.call(make_clients, self.settings)
+        channels = ChannelPool()
         self._rollouts = Rollouts(
             settings=self.settings,
             clients=self._clients,
@@ -54,7 +56,7 @@ class Runtime:
             kube_api=self.kube,
             routes=self.routes,
             values=self.values,
-            fanout=FanOut(channels=ChannelPool(), breakers=BreakerRegistry()),
+            fanout=FanOut(channels=channels, breakers=BreakerRegistry()),
         )
         metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
         await self._load_routes()
@@ -73,6 +75,15 @@ class Runtime:
             kube_api=self.kube,
             routes=self.routes,
             values=self.values,
+            repair=AntiEntropy(
+                settings=self.settings,
+                clients=self._clients,
+                blocking=self.blocking,
+                kube_api=self.kube,
+                values=self.values,
+                channels=channels,
+                policy_for=self._rollouts.policy,
+            ).repair,
         )
         self._tasks = [
             asyncio.create_task(consumer.run(self._stop), name="config-refresh-consumer"),

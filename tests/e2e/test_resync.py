@@ -8,8 +8,13 @@ printed for the report, never asserted on.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +23,7 @@ from conftest import OperatorProcess, Stack, apply, get_json, route_object, wait
 from devstack.controlplane import ControlPlane
 from devstack.local_aws import LocalAws
 
+CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 INTERVAL = 10
 BASELINE = 24
 PASSES = 'config_refresh_resync_passes_total{outcome="ok"}'
@@ -179,3 +185,113 @@ def test_resync_interval_zero_turns_resync_off(resync_stack: Stack) -> None:
     passes = stack.metric(PASSES)
     time.sleep(INTERVAL + 5)
     assert stack.metric(PASSES) == passes
+
+
+REPAIRED = "config_refresh_resync_repaired_instances_total"
+
+
+def repairs_of(stack: Stack, name: str) -> list[dict[str, Any]]:
+    return [o for o in stack.refreshes_of(name) if o["spec"].get("targets")]
+
+
+@pytest.mark.timeout(600)
+def test_an_instance_that_joined_after_a_rollout_is_caught_up_by_anti_entropy(
+    resync_stack: Stack, service_fleet: Callable[..., Any]
+) -> None:
+    stack = resync_stack
+    late = service_fleet(1, local_aws=stack.local_aws)[0]  # bootstrapped now, before the write
+    name = f"{stack.local_aws.prefix}orders/joined-late"
+    version = stack.put(name, "after-bootstrap")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"})
+    assert rollout["status"]["progress"] == "3/3", rollout["status"]
+    registered = time.monotonic()
+    stack.local_aws.register_instance(late.instance_id, late.host, late.refresh_port)
+
+    repair = wait_for(
+        lambda: [o for o in repairs_of(stack, name) if (o.get("status") or {}).get("phase") == "Succeeded"],
+        timeout=3 * INTERVAL + 60,
+        what="a targeted repair of the late instance",
+    )[0]
+    entry = late.get_config(name)
+    print(f"\nlate instance repaired {time.monotonic() - registered:.1f} s after it registered")
+    assert (entry.value, int(entry.version)) == ("after-bootstrap", version)
+    assert repair["spec"]["targets"] == [late.instance_id]
+    assert repair["spec"]["source"]["trigger"] == "resync"
+    assert repair["spec"]["parameter"]["version"] == version
+    assert repair["status"]["progress"] == "1/1"
+    assert stack.metric(REPAIRED) == 1
+    assert stack.metric(RECOVERED) == 0, "a lagging instance is not a lost event"
+
+    wait_passes(stack, 2)
+    assert len(repairs_of(stack, name)) == 1, "a repaired instance is not repaired again"
+
+
+@pytest.mark.timeout(600)
+def test_an_instance_unhealthy_during_a_rollout_is_repaired_once_healthy(resync_stack: Stack) -> None:
+    stack = resync_stack
+    lagging = stack.fleet[1]
+    stack.local_aws.set_health(lagging.instance_id, False)
+    name = f"{stack.local_aws.prefix}orders/was-unhealthy"
+    version = stack.put(name, "while-away")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"})
+    assert rollout["status"]["progress"] == "2/2", rollout["status"]
+    assert stack.values(name)[1] == ("<missing>", 0)
+    stack.local_aws.set_health(lagging.instance_id, True)
+
+    stack.wait_for(
+        lambda: stack.values(name) == [("while-away", version)] * len(stack.fleet),
+        timeout=3 * INTERVAL + 60,
+        what="the lagging instance repaired",
+    )
+    repair = wait_for(
+        lambda: [o for o in repairs_of(stack, name) if (o.get("status") or {}).get("phase") == "Succeeded"],
+        timeout=30,
+        what="the repair Succeeded",
+    )[0]
+    assert repair["spec"]["targets"] == [lagging.instance_id]
+    assert (repair["status"]["targets"], repair["status"]["refreshed"]) == (1, 1)
+
+
+@pytest.mark.timeout(600)
+def test_configctl_verify_repairs_a_lagging_instance_at_once(resync_stack: Stack) -> None:
+    stack = resync_stack
+    apply(
+        stack.control_plane,
+        stack.namespace,
+        resync_route("services", local_aws=stack.local_aws, interval=3600),
+    )
+    wait_for(
+        lambda: (lambda r: (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"])(
+            get_json(stack.control_plane, "configroute", "services", "-n", stack.namespace)
+        ),
+        timeout=30,
+        what="the route's new generation indexed",
+    )
+    lagging = stack.fleet[2]
+    stack.local_aws.set_health(lagging.instance_id, False)
+    name = f"{stack.local_aws.prefix}orders/verified"
+    version = stack.put(name, "checked")
+    stack.wait_phase(name, version, {"Succeeded"})
+    stack.local_aws.set_health(lagging.instance_id, True)
+
+    answer = subprocess.run(
+        [CONFIGCTL, "verify", "--route", "services", "-n", stack.namespace, "--timeout", "90s", "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(stack.control_plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    resync = json.loads(answer.stdout)["routes"]["services"]
+    assert resync["repairedInstances"] == 1, resync
+    assert resync["recovered"] == 0
+    stack.wait_for(
+        lambda: stack.values(name) == [("checked", version)] * len(stack.fleet),
+        timeout=60,
+        what="the lagging instance repaired on demand",
+    )
+    route = get_json(stack.control_plane, "configroute", "services", "-n", stack.namespace)
+    assert route["status"]["resync"]["parameters"] == BASELINE + 1
+    wide = stack.control_plane.kubectl("get", "configroute", "services", "-n", stack.namespace, "-o", "wide")
+    assert "LAST-RESYNC" in wide.stdout

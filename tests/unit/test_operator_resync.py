@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from refresh_operator.antientropy import Held, is_behind, settled
+from refresh_operator.naming import refresh_name
 from refresh_operator.ordering import Operation, VersionKey
 from refresh_operator.parameter_store import ParameterSnapshot, hierarchy_path
 from refresh_operator.resync import Known, is_missed, known_versions
@@ -97,3 +99,54 @@ def test_a_parameter_written_after_the_route_without_objects_is_missed() -> None
 
 def test_a_parameter_older_than_retention_without_objects_was_cleaned_up_not_missed() -> None:
     assert not rule(snapshot(1, at(50)), None, now=50 + 3601, created=10)
+
+
+def held(version: int, modified: datetime.datetime, *, deleted: bool = False) -> Held:
+    return Held(key=VersionKey(modified, version), deleted=deleted)
+
+
+def test_an_instance_missing_the_parameter_is_behind() -> None:
+    assert is_behind(None, snapshot(1, at(1)))
+
+
+def test_an_instance_on_an_older_version_is_behind_and_one_on_the_same_version_is_not() -> None:
+    assert is_behind(held(1, at(1)), snapshot(2, at(2)))
+    assert not is_behind(held(2, at(2)), snapshot(2, at(2)))
+
+
+def test_sub_millisecond_differences_in_the_timestamp_are_not_a_lag() -> None:
+    assert not is_behind(held(2, at(2.0004)), snapshot(2, at(2)))
+
+
+def test_an_instance_still_holding_a_deleted_parameter_is_behind() -> None:
+    deletion = ParameterSnapshot(
+        name="/app/a", operation=Operation.DELETE, version=0, last_modified=at(9), value_type="String"
+    )
+    assert is_behind(held(2, at(2)), deletion)
+    assert not is_behind(held(0, at(9), deleted=True), deletion)
+    assert not is_behind(None, deletion)
+
+
+def test_anti_entropy_waits_for_running_rollouts_and_uncovered_changes() -> None:
+    covered = Known(newest=VersionKey(at(5), 5), operation=Operation.UPSERT)
+    assert settled(snapshot(5, at(5)), covered, at(6), 10)
+    assert not settled(snapshot(6, at(6)), covered, at(100), 10), "no rollout of v6 yet: leave it"
+    running = Known(newest=VersionKey(at(5), 5), operation=Operation.UPSERT, busy=True)
+    assert not settled(snapshot(5, at(5)), running, at(100), 10)
+    assert settled(snapshot(1, at(5)), None, at(100), 10)
+    assert not settled(snapshot(1, at(95)), None, at(100), 10)
+
+
+def test_a_repair_name_is_a_dns_label_apart_from_the_rollout_of_the_same_version() -> None:
+    route = "a-very-long-route-name-that-fills-most-of-the-dns-label-budget"
+    plain = refresh_name(route=route, parameter_name="/app/a", version=3, last_modified=at(3))
+    first = refresh_name(
+        route=route, parameter_name="/app/a", version=3, last_modified=at(3), repair="t1 i-1"
+    )
+    second = refresh_name(
+        route=route, parameter_name="/app/a", version=3, last_modified=at(3), repair="t2 i-1"
+    )
+    assert len({plain, first, second}) == 3
+    assert all(
+        len(name) <= 63 and name[0].isalnum() and name[-1].isalnum() for name in (plain, first, second)
+    )

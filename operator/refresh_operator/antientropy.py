@@ -1,0 +1,241 @@
+"""Anti-entropy: ask every healthy instance of a route what it holds, and repair the ones behind.
+
+A rollout reaches the instances that are healthy while it runs. One that was unhealthy then, joined the
+service after the rollout (and bootstrapped before the write), or failed every attempt, stays on the old
+version until its TTL re-read. So each resync pass (resync.py), after recovering missed changes, calls
+`GetState` on every HEALTHY instance Cloud Map lists for the route (once per instance, bounded by the
+route's maxConcurrency, with its timeout, TLS and token) and compares, per parameter, what the instance
+holds with the newest version: the one Parameter Store holds now, or the newest Delete recorded by the
+route's objects for a parameter that is gone.
+
+An instance is behind when it lacks the parameter, holds an older (LastModifiedDate, Version), or still
+holds a parameter that was deleted. The instances behind on one parameter get one ConfigRefresh with
+`trigger: resync` and `spec.targets` listing only them; the rollout handler refreshes only those. Left
+alone: a parameter with a rollout still running, and a change younger than the grace period (its own
+rollout is on its way). An instance that does not answer GetState is skipped: it is not serving, and the
+next pass looks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from configrefresh.v1 import refresh_service_pb2 as pb
+from refresh_operator import metrics
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.fanout import ChannelPool, DiscoveryError, RefreshPolicy, Target, discover_instances
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.naming import refresh_name
+from refresh_operator.ordering import Operation, VersionKey, canonical_time
+from refresh_operator.parameter_store import ParameterSnapshot
+from refresh_operator.refresh_objects import refresh_body
+from refresh_operator.resync import Known
+from refresh_operator.routes import Route, RouteError
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+
+logger = logging.getLogger("refresh_operator.antientropy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """What one instance holds of one parameter."""
+
+    key: VersionKey
+    deleted: bool
+
+
+def _millis(moment: datetime.datetime) -> datetime.datetime:
+    """Parameter Store has milliseconds; the instance's timestamp may carry more or less precision."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def is_behind(held: Held | None, newest: ParameterSnapshot) -> bool:
+    if newest.operation is Operation.DELETE:
+        return held is not None and not held.deleted
+    if held is None or held.deleted:
+        return held is None or _millis(held.key.last_modified) < _millis(newest.last_modified)
+    mine = (_millis(held.key.last_modified), held.key.version)
+    return mine < (_millis(newest.last_modified), newest.version)
+
+
+def settled(snapshot: ParameterSnapshot, known: Known | None, now: datetime.datetime, grace: float) -> bool:
+    """True if instances should hold `snapshot` by now: a finished rollout covers it, or (a parameter
+    without objects, e.g. older than the route) it is older than the grace period."""
+    if known is None:
+        return (now - snapshot.last_modified).total_seconds() >= grace
+    return not known.busy and known.newest >= snapshot.key
+
+
+def _read_token(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+class AntiEntropy:
+    """Finds instances behind the newest versions of a route's parameters and records targeted repairs."""
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        clients: AwsClients,
+        blocking: Blocking,
+        kube_api: Kube,
+        values: ValueCache,
+        channels: ChannelPool,
+        policy_for: Callable[[Route], RefreshPolicy],
+    ) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._blocking = blocking
+        self._kube = kube_api
+        self._values = values
+        self._channels = channels
+        self._policy_for = policy_for
+
+    async def repair(
+        self, route: Route, claimed: Sequence[ParameterSnapshot], known: Mapping[str, Known]
+    ) -> int:
+        """One anti-entropy pass of `route`; returns the number of instances sent a targeted refresh."""
+        now = datetime.datetime.now(datetime.UTC)
+        grace = self._settings.resync_grace_seconds
+        newest = [snapshot for snapshot in claimed if settled(snapshot, known.get(snapshot.name), now, grace)]
+        present = {snapshot.name for snapshot in claimed}
+        for name, entry in known.items():
+            if entry.operation is Operation.DELETE and not entry.busy and name not in present:
+                newest.append(
+                    ParameterSnapshot(
+                        name=name,
+                        operation=Operation.DELETE,
+                        version=0,
+                        last_modified=entry.newest.last_modified,
+                        value_type="String",
+                    )
+                )
+        if not newest:
+            return 0
+        groups: dict[tuple[tuple[str, str], ...], list[ParameterSnapshot]] = {}
+        for snapshot in newest:
+            try:
+                wanted = route.query_for(route.scope_of(snapshot.name) or {})
+            except RouteError:
+                continue
+            groups.setdefault(tuple(sorted(wanted.items())), []).append(snapshot)
+        policy = self._policy_for(route)
+        states: dict[str, dict[str, Held] | None] = {}
+        repaired = 0
+        for query, snapshots in groups.items():
+            try:
+                targets = await discover_instances(
+                    self._clients.servicediscovery,
+                    namespace=route.cloud_map_namespace,
+                    service=route.cloud_map_service,
+                    query_parameters=dict(query),
+                    default_port=route.refresh.port,
+                )
+            except DiscoveryError as error:
+                logger.warning("Anti-entropy of %s/%s skipped: %s", route.namespace, route.name, error)
+                continue
+            missing = [target for target in targets if target.instance_id not in states]
+            answers = await self._states(missing, route=route, policy=policy)
+            states.update(answers)
+            answered = [
+                (target.instance_id, held)
+                for target in targets
+                if (held := states.get(target.instance_id)) is not None
+            ]
+            for snapshot in snapshots:
+                behind = sorted(
+                    instance_id
+                    for instance_id, held in answered
+                    if is_behind(held.get(snapshot.name), snapshot)
+                )
+                if behind:
+                    repaired += await self._record(route, snapshot, behind, now)
+        return repaired
+
+    async def _states(
+        self, targets: Sequence[Target], *, route: Route, policy: RefreshPolicy
+    ) -> dict[str, dict[str, Held] | None]:
+        metadata: tuple[tuple[str, str], ...] = ()
+        if policy.token_file is not None:
+            try:
+                token = await asyncio.to_thread(_read_token, policy.token_file)
+            except OSError as error:
+                logger.warning("Anti-entropy cannot read the token file: %s", error.strerror)
+                return {}
+            metadata = (("authorization", f"Bearer {token}"),)
+        slots = asyncio.Semaphore(policy.max_concurrency)
+
+        async def one(target: Target) -> tuple[str, dict[str, Held] | None]:
+            async with slots:
+                try:
+                    stub = self._channels.stub(target.address, policy.tls)
+                    reply: Any = await stub.GetState(
+                        pb.GetStateRequest(name_prefix=route.prefix),
+                        timeout=policy.timeout_seconds,
+                        metadata=metadata,
+                    )
+                except (grpc.aio.AioRpcError, OSError) as error:
+                    code = (
+                        error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+                    )
+                    logger.info("GetState of %s failed (%s); skipped this pass", target.instance_id, code)
+                    return target.instance_id, None
+            held = {
+                state.name: Held(
+                    key=VersionKey(state.last_modified.ToDatetime(tzinfo=datetime.UTC), int(state.version)),
+                    deleted=bool(state.deleted),
+                )
+                for state in reply.parameters
+            }
+            return target.instance_id, held
+
+        if not targets:
+            return {}
+        return dict(await asyncio.gather(*(one(target) for target in targets)))
+
+    async def _record(
+        self, route: Route, snapshot: ParameterSnapshot, behind: list[str], now: datetime.datetime
+    ) -> int:
+        scope = route.scope_of(snapshot.name) or {}
+        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
+        name = refresh_name(
+            route=route.name,
+            parameter_name=snapshot.name,
+            version=snapshot.version,
+            last_modified=snapshot.last_modified,
+            repair=f"{canonical_time(now)} {','.join(behind)}",
+        )
+        body["metadata"]["name"] = name
+        body["spec"]["targets"] = behind
+        if route.refresh.payload == "value" and snapshot.operation is Operation.UPSERT:
+            self._values.put(route.namespace, name, snapshot)
+        try:
+            created = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
+        except KubeError as error:
+            metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
+            logger.warning("Repair ConfigRefresh %s/%s not created: %s", route.namespace, name, error)
+            return 0
+        if not created:
+            return 0
+        metrics.RESYNC_REPAIRED_INSTANCES.inc(len(behind))
+        logger.warning(
+            "Anti-entropy: %d instance(s) behind on %s (%s v%d); targeted refresh %s/%s: %s",
+            len(behind),
+            snapshot.name,
+            snapshot.operation,
+            snapshot.version,
+            route.namespace,
+            name,
+            ", ".join(behind[:10]) + (f" and {len(behind) - 10} more" if len(behind) > 10 else ""),
+        )
+        return len(behind)
