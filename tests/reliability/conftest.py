@@ -236,12 +236,17 @@ def assert_converged(
 ) -> None:
     """Until every instance holds exactly Parameter Store's current value and version of every name."""
     instances, names = list(instances), list(names)
-    wait_for(
-        lambda: not divergence(local_aws, instances, names),
-        timeout=timeout,
-        interval=0.5,
-        what=f"{len(names)} names converged on {len(instances)} instances",
-    )
+    deadline = time.monotonic() + timeout
+    while True:
+        wrong = divergence(local_aws, instances, names)
+        if not wrong:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{len(names)} names not converged on {len(instances)} instances after {timeout}s: "
+                + "; ".join(wrong[:10])
+            )
+        time.sleep(0.5)
 
 
 # ----- secrets ------------------------------------------------------------------------------------------

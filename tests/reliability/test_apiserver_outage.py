@@ -26,7 +26,8 @@ def _outage(stack: Any, watch: VersionWatch, seconds: float, keys: int) -> None:
             visible, in_flight = stack.queue_depth()
             held_samples.append(visible + in_flight)
             # every event written so far is still on the queue: nothing acknowledged without its object
-            assert visible + in_flight == written, (visible, in_flight, written)
+            # (the counts are SQS's approximate ones: a message changing hands may count twice)
+            assert visible + in_flight >= written, (visible, in_flight, written)
             time.sleep(seconds / (3 * keys))
     finally:
         stack.control_plane.start_apiserver()

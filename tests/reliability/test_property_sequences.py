@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import VersionWatch, assert_converged
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 KEYS = 3
@@ -57,7 +57,7 @@ class Driver:
             self.applied.append(f"{operation}:{index}")
 
 
-def _property_run(stack: Any, watch: VersionWatch, examples: int) -> None:
+def _property_run(stack: Any, watch: VersionWatch, examples: int, shrink: bool) -> None:
     driver = Driver(stack)
     sequences = 0
 
@@ -65,14 +65,16 @@ def _property_run(stack: Any, watch: VersionWatch, examples: int) -> None:
         max_examples=examples,
         deadline=None,
         database=None,
+        phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
     @given(OPERATIONS)
     def final_state_equals_parameter_store(operations: list[tuple[str, int]]) -> None:
         nonlocal sequences
         sequences += 1
+        print(f"sequence {sequences}: {operations}")
         driver.run(operations)
-        assert_converged(stack.local_aws, stack.fleet, driver.names, timeout=90)
+        assert_converged(stack.local_aws, stack.fleet, driver.names, timeout=30)
 
     started = time.monotonic()
     final_state_equals_parameter_store()
@@ -91,7 +93,7 @@ def test_random_sequences_converge_to_parameter_store(
 ) -> None:
     stack = make_stack(4)
     watch = version_watch(stack.fleet, stack.local_aws.prefix)
-    _property_run(stack, watch, examples=20)
+    _property_run(stack, watch, examples=20, shrink=False)
 
 
 @pytest.mark.slow
@@ -101,4 +103,4 @@ def test_many_random_sequences_converge_to_parameter_store(
 ) -> None:
     stack = make_stack(6)
     watch = version_watch(stack.fleet, stack.local_aws.prefix)
-    _property_run(stack, watch, examples=200)
+    _property_run(stack, watch, examples=200, shrink=True)
