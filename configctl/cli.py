@@ -7,6 +7,7 @@ maps every outcome to an exit code from `exitcodes`. Each step lives in its own 
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -447,6 +448,63 @@ def verify(
         return code
 
     _run(output, body)
+
+
+rollout_app = typer.Typer(
+    help="Act on a progressive rollout that halted between waves (phase Halted).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(rollout_app, name="rollout")
+RefreshNameArg = Annotated[str, typer.Argument(help="The ConfigRefresh name (kubectl get cfgr).")]
+
+
+def _rollout_action(action: str, name: str, output: Output, settings: KubeSettings) -> ExitCode:
+    kube = Kube(settings)
+    found = kube.get_refresh(name)
+    if found is None:
+        raise ConfigctlError(
+            f"ConfigRefresh {name} not found in {kube.namespace}", exit_code=ExitCode.NOT_FOUND
+        )
+    phase = (found.get("status") or {}).get("phase")
+    if phase != "Halted":
+        raise ConfigctlError(
+            f"ConfigRefresh {name} is {phase or 'Pending'}, not Halted", exit_code=ExitCode.USAGE
+        )
+    token = f"{action}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
+    kube.annotate_refresh(name, {"configrefresh.io/rollout-action": token})
+    output.info(f"{name}: {action} requested")
+    if output.machine:
+        output.document({"namespace": kube.namespace, "refresh": name, "action": action})
+    return ExitCode.OK
+
+
+@rollout_app.command("resume")
+def rollout_resume(
+    name: RefreshNameArg,
+    output_mode: OutputOpt = Mode.AUTO,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Start the next wave of a Halted rollout."""
+    output = Output(output_mode)
+    _run(
+        output, lambda: _rollout_action("resume", name, output, KubeSettings(kubeconfig, context, namespace))
+    )
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    name: RefreshNameArg,
+    output_mode: OutputOpt = Mode.AUTO,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Give up a Halted rollout (phase Failed, reason Aborted); instances keep what they hold."""
+    output = Output(output_mode)
+    _run(output, lambda: _rollout_action("abort", name, output, KubeSettings(kubeconfig, context, namespace)))
 
 
 def main() -> None:

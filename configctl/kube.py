@@ -106,12 +106,30 @@ class Kube:
 
     def annotate_route(self, name: str, annotations: dict[str, str]) -> None:
         """Merge-patch annotations onto one ConfigRoute (404 → NOT_FOUND)."""
+        self._annotate(ROUTES, "ConfigRoute", name, annotations)
+
+    def annotate_refresh(self, name: str, annotations: dict[str, str]) -> None:
+        """Merge-patch annotations onto one ConfigRefresh (404 → NOT_FOUND)."""
+        self._annotate(REFRESHES, "ConfigRefresh", name, annotations)
+
+    def get_refresh(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, REFRESHES, name, _request_timeout=REQUEST_TIMEOUT
+            )
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise _kube_error(f"get {REFRESHES}/{name}", exc) from None
+        return found
+
+    def _annotate(self, plural: str, kind: str, name: str, annotations: dict[str, str]) -> None:
         try:
             self._api.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 self.namespace,
-                ROUTES,
+                plural,
                 name,
                 {"metadata": {"annotations": annotations}},
                 _request_timeout=REQUEST_TIMEOUT,
@@ -119,9 +137,9 @@ class Kube:
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 raise ConfigctlError(
-                    f"ConfigRoute {name} not found in {self.namespace}", exit_code=ExitCode.NOT_FOUND
+                    f"{kind} {name} not found in {self.namespace}", exit_code=ExitCode.NOT_FOUND
                 ) from None
-            raise _kube_error(f"patch {ROUTES}/{name}", exc) from None
+            raise _kube_error(f"patch {plural}/{name}", exc) from None
 
     def create_refresh(self, body: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -16,6 +16,7 @@ from refresh_operator import kube, status
 from refresh_operator.rollout import RetryLater
 from refresh_operator.routes import RouteError, route_from_object, smoke_test_pattern
 from refresh_operator.runtime import Runtime
+from refresh_operator.waves import ACTION_ANNOTATION, HALTED
 
 KOPF_PREFIX = "kopf.configrefresh.io"
 ROUTES = (kube.GROUP, kube.VERSION, kube.ROUTES)
@@ -113,3 +114,49 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             )
         except RetryLater as later:
             raise kopf.TemporaryError(str(later), delay=later.delay) from None
+
+    @kopf.on.update(
+        *REFRESHES,
+        registry=registry,
+        id="rollout-action",
+        annotations={ACTION_ANNOTATION: kopf.PRESENT},
+        field=("metadata", "annotations", ACTION_ANNOTATION),
+    )
+    async def rollout_action(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        new: Any,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        """`configctl rollout resume|abort`: act on a Halted rollout; anything else is ignored."""
+
+        def post_event(kind: str, reason: str, message: str) -> None:
+            kopf.event(body, type=kind, reason=reason, message=message[:1024])
+
+        current = dict(body.get("status") or {})
+        if current.get("phase") != HALTED:
+            logger.info("rollout action %r ignored: the rollout is %s", new, current.get("phase"))
+            return
+        namespace, name = meta.namespace or "", meta.name or ""
+        generation = int(meta.get("generation") or 0)
+        if str(new).startswith("abort"):
+            await runtime.rollouts.abort(
+                namespace=namespace, name=name, current=current, generation=generation, post_event=post_event
+            )
+            return
+        if str(new).startswith("resume"):
+            post_event("Normal", "Resumed", "resumed by request: the next wave starts")
+            try:
+                await runtime.rollouts.run(
+                    namespace=namespace,
+                    name=name,
+                    spec=dict(spec),
+                    current=current,
+                    generation=generation,
+                    post_event=post_event,
+                    resume=True,
+                )
+            except RetryLater as later:
+                raise kopf.TemporaryError(str(later), delay=later.delay) from None

@@ -31,6 +31,7 @@ from refresh_operator.fanout import (
     DiscoveryError,
     FanOut,
     RefreshPolicy,
+    Result,
     TargetOutcome,
     TlsSettings,
     discover_instances,
@@ -42,6 +43,7 @@ from refresh_operator.refresh_objects import refresh_body
 from refresh_operator.routes import Route, RouteError, RouteIndex, route_from_object
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
+from refresh_operator.waves import HALTED, RolloutSpec, health_gate_ok, plan_waves
 
 logger = logging.getLogger("refresh_operator.rollout")
 
@@ -267,9 +269,12 @@ class Rollouts:
         generation: int,
         post_event: EventPoster,
         retry: int = 0,
+        resume: bool = False,
     ) -> None:
         if current.get("phase") in status.TERMINAL_PHASES:
             return
+        if current.get("phase") == HALTED and not resume:
+            return  # waits for `configctl rollout resume|abort`
         parameter = SpecParameter.from_spec(spec)
         route_name = str(spec.get("route", ""))
         scope = {str(k): str(v) for k, v in (spec.get("scope") or {}).items()}
@@ -348,10 +353,62 @@ class Rollouts:
                 running=mine,
                 retry=retry,
                 only=only,
+                resume=resume,
             )
         finally:
             if self._running.get(run_key) is mine:
                 del self._running[run_key]
+
+    async def _bake(
+        self, waving: RolloutSpec, *, index: int, of: int, cancel: asyncio.Event
+    ) -> tuple[str, str] | None:
+        """Wait bakeSeconds after a wave; the health gate (if any) must answer 2xx throughout."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + waving.bake_seconds
+        while True:
+            if waving.health_gate is not None and not await asyncio.to_thread(
+                health_gate_ok, waving.health_gate
+            ):
+                return (
+                    "HealthGateFailed",
+                    f"the health gate failed while wave {index}/{of} baked; later waves not started",
+                )
+            left = until - loop.time()
+            if left <= 0 or cancel.is_set():
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cancel.wait(), timeout=min(left, 1.0))
+
+    async def abort(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+    ) -> None:
+        """A Halted rollout is given up: Failed, with an Aborted condition; instances keep what they hold."""
+        if current.get("phase") != HALTED:
+            return
+        message = "aborted by request while halted; instances not yet refreshed keep their version"
+        await self._finish(
+            namespace=namespace,
+            name=name,
+            phase=status.FAILED,
+            generation=generation,
+            existing=current,
+            extra={},
+            conditions=[
+                status.condition(
+                    "Ready", status=False, reason="Aborted", message=message, generation=generation
+                ),
+                status.condition(
+                    "Halted", status=False, reason="Aborted", message=message, generation=generation
+                ),
+            ],
+        )
+        post_event("Warning", "Aborted", message)
 
     async def _mark_superseded(
         self,
@@ -415,6 +472,7 @@ class Rollouts:
         running: _Running,
         retry: int,
         only: set[str] | None = None,
+        resume: bool = False,
     ) -> None:
         started_mono = time.monotonic()
         try:
@@ -487,6 +545,29 @@ class Rollouts:
         started_at = str(current.get("startedAt") or status.now_text())
         cap = self._settings.instances_cap
         dirty = asyncio.Event()
+        waving = route.rollout if only is None else None
+        ends = plan_waves(waving.waves, len(targets)) if waving is not None else [len(targets)]
+        wave_state: dict[str, Any] = {"waves": ends, "currentWave": 1} if waving is not None else {}
+        first_wave = int(current.get("currentWave") or 0) + 1 if resume else 1
+        if first_wave > 1:
+            # The waves before a resume are settled: their failures stay failures (not retried, counted).
+            earlier = {
+                target.instance_id: target for target in targets[: ends[min(first_wave, len(ends)) - 2]]
+            }
+            for entry in current.get("instances") or []:
+                target = earlier.get(str(entry.get("id")))
+                if target is not None and entry.get("result") == Result.FAILED.value:
+                    outcomes.setdefault(
+                        target.instance_id,
+                        TargetOutcome(
+                            target,
+                            Result.FAILED,
+                            int(entry.get("version") or 0),
+                            int(entry.get("attempts") or 0),
+                            entry.get("error"),
+                            None,
+                        ),
+                    )
 
         def snapshot_status() -> dict[str, Any]:
             counts = status.count(targets, outcomes)
@@ -499,6 +580,7 @@ class Rollouts:
                 "progress": counts.progress,
                 "instances": entries,
                 "instancesTruncated": truncated,
+                **wave_state,
             }
 
         # Sent while the fan-out starts (not before it): the writer and the final patch wait for it.
@@ -556,24 +638,80 @@ class Rollouts:
                     return
 
         writer = asyncio.create_task(progress_writer())
+        request = build_request(
+            refresh_id=name, snapshot=snapshot, payload=route.refresh.payload, scope=scope
+        )
+        policy = self._policy(route)
+        halted: tuple[str, str] | None = None
         try:
-            final = await self._fanout.run(
-                targets=targets,
-                request=build_request(
-                    refresh_id=name, snapshot=snapshot, payload=route.refresh.payload, scope=scope
-                ),
-                policy=self._policy(route),
-                already_done=dict(outcomes),
-                on_outcome=on_outcome,
-                cancel=running.cancel,
-                started_at=parse_time(started_at).timestamp() if resumed else None,
-            )
+            for index, end in enumerate(ends, start=1):
+                if index < first_wave:
+                    continue
+                wave = targets[ends[index - 2] if index > 1 else 0 : end]
+                if waving is not None:
+                    wave_state["currentWave"] = index
+                    dirty.set()
+                final = await self._fanout.run(
+                    targets=wave,
+                    request=request,
+                    policy=policy,
+                    already_done=dict(outcomes),
+                    on_outcome=on_outcome,
+                    cancel=running.cancel,
+                    started_at=parse_time(started_at).timestamp()
+                    if resumed and not resume and index == first_wave
+                    else None,
+                )
+                for outcome in final:
+                    outcomes[outcome.target.instance_id] = outcome
+                if running.cancel.is_set():
+                    break
+                if waving is None or index == len(ends):
+                    continue
+                wave_failed = status.count(wave, outcomes).failed
+                if wave_failed > waving.failure_threshold * len(wave):
+                    halted = (
+                        "WaveFailed",
+                        f"wave {index}/{len(ends)}: {wave_failed}/{len(wave)} instance(s) failed, above the "
+                        f"failure threshold {waving.failure_threshold:g}; later waves not started",
+                    )
+                    break
+                halted = await self._bake(waving, index=index, of=len(ends), cancel=running.cancel)
+                if halted is not None:
+                    break
         finally:
             writer_done.set()
             dirty.set()
             await writer
-        for outcome in final:
-            outcomes[outcome.target.instance_id] = outcome
+
+        if halted is not None and not running.cancel.is_set():
+            reason, message = halted
+            await self._patch(
+                namespace,
+                name,
+                {
+                    "phase": HALTED,
+                    "startedAt": started_at,
+                    "observedGeneration": generation,
+                    **snapshot_status(),
+                    "conditions": status.merge_conditions(
+                        current.get("conditions") or [],
+                        [
+                            status.condition(
+                                "Ready", status=False, reason=reason, message=message, generation=generation
+                            ),
+                            status.condition(
+                                "Halted", status=True, reason=reason, message=message, generation=generation
+                            ),
+                        ],
+                    ),
+                },
+                must=True,
+            )
+            metrics.ROLLOUTS.labels(HALTED).inc()
+            post_event("Warning", HALTED, message)
+            logger.warning("ConfigRefresh %s/%s halted: %s", namespace, name, message)
+            return
 
         if running.cancel.is_set() and running.superseded_by:
             for instance_id, outcome in list(outcomes.items()):

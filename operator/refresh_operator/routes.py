@@ -15,6 +15,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from refresh_operator.waves import RolloutSpec, rollout_from_spec
+
 MAX_PATTERN_LENGTH = 512
 DEFAULT_RESYNC_SECONDS = 300
 VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
@@ -71,6 +73,8 @@ class Route:
     created_at: str = ""
     """metadata.creationTimestamp: parameters last written before it are not "missed events" of this route."""
     verify_requested: str = ""
+    rollout: RolloutSpec | None = None
+    """spec.rollout: progressive waves; None = every target at once."""
     """The value of the VERIFY_ANNOTATION (set by `configctl verify`): a change asks for a resync now."""
 
     @property
@@ -192,6 +196,7 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
         resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, int(interval)),
         created_at=str(metadata.get("creationTimestamp") or ""),
         verify_requested=str((metadata.get("annotations") or {}).get(VERIFY_ANNOTATION) or ""),
+        rollout=rollout_from_spec(spec),
     )
 
 

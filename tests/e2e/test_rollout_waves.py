@@ -1,0 +1,153 @@
+"""Progressive rollouts on the real path: a failing wave or a failing health gate halts the rollout before
+the next wave starts, and `configctl rollout resume|abort` decides what follows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
+
+from devstack.controlplane import ControlPlane
+from devstack.local_aws import LocalAws
+
+CONFIGCTL = str(Path(sys.executable).parent / "configctl")
+FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}
+
+
+def waves_stack(
+    *,
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+    rollout: dict[str, Any],
+) -> Stack:
+    fleet = service_fleet(4, local_aws=local_aws)
+    for instance in fleet:
+        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+    route = route_object(
+        "waves", local_aws=local_aws, prefix=local_aws.prefix, maxAttempts=1, deadlineSeconds=10
+    )
+    route["spec"]["rollout"] = rollout
+    apply(control_plane, namespace, route)
+    operator = operator_process()
+    wait_route_ready(control_plane, namespace, "waves")
+    return Stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=namespace,
+        fleet=fleet,
+        route="waves",
+        operator=operator,
+    )
+
+
+def configctl(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CONFIGCTL, *args, "-n", stack.namespace],
+        env={**os.environ, "KUBECONFIG": str(stack.control_plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
+
+
+@pytest.mark.timeout(600)
+def test_a_failing_wave_halts_the_rollout_and_no_later_wave_starts(
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> None:
+    stack = waves_stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=kube_namespace,
+        service_fleet=service_fleet,
+        operator_process=operator_process,
+        rollout={"waves": ["1", "50%", "100%"], "bakeSeconds": 1, "failureThreshold": 0},
+    )
+    first = min(stack.fleet, key=lambda instance: instance.instance_id)  # wave 1: the first id
+    first.stop()
+    name = f"{local_aws.prefix}orders/canary"
+    version = stack.put(name, "bad-value")
+    halted = stack.wait_phase(name, version, FINAL, timeout=120)
+    status = halted["status"]
+    assert status["phase"] == "Halted", status
+    assert (status["currentWave"], status["waves"]) == (1, [1, 2, 4])
+    assert (status["failed"], status["refreshed"], status["targets"]) == (1, 0, 4)
+    assert condition(halted, "Halted")["reason"] == "WaveFailed"
+
+    time.sleep(5)  # several bake periods: nothing moves while halted
+    still = stack.wait_phase(name, version, FINAL)
+    assert still["status"]["phase"] == "Halted"
+    assert all(value == ("<missing>", 0) for value in stack.values(name)[1:]), "no later wave started"
+    wide = stack.control_plane.kubectl("get", "cfgr", "-n", stack.namespace, "-o", "wide").stdout
+    assert "WAVE" in wide
+    assert "Halted" in wide
+
+    resumed = configctl(stack, "rollout", "resume", halted["metadata"]["name"])
+    assert resumed.returncode == 0, resumed.stderr
+    done = stack.wait_for(
+        lambda: next(
+            (
+                o
+                for o in stack.refreshes_of(name)
+                if (o.get("status") or {}).get("phase") == "PartiallyFailed"
+            ),
+            None,
+        ),
+        timeout=120,
+        what="the resumed rollout to finish",
+    )
+    assert done["status"]["currentWave"] == 3
+    assert stack.values(name)[1:] == [("bad-value", version)] * 3
+
+
+@pytest.mark.timeout(600)
+def test_a_failing_health_gate_halts_after_the_first_wave_and_abort_fails_the_rollout(
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> None:
+    stack = waves_stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=kube_namespace,
+        service_fleet=service_fleet,
+        operator_process=operator_process,
+        rollout={
+            "waves": ["1", "100%"],
+            "bakeSeconds": 2,
+            "healthGate": {"url": "http://127.0.0.1:9/healthz"},
+        },
+    )
+    name = f"{local_aws.prefix}orders/gated"
+    version = stack.put(name, "gated-value")
+    halted = stack.wait_phase(name, version, FINAL, timeout=120)
+    assert halted["status"]["phase"] == "Halted", halted["status"]
+    assert condition(halted, "Halted")["reason"] == "HealthGateFailed"
+    held = [value for value in stack.values(name) if value == ("gated-value", version)]
+    assert len(held) == 1, "only the first wave's instance got the value"
+
+    aborted = configctl(stack, "rollout", "abort", halted["metadata"]["name"])
+    assert aborted.returncode == 0, aborted.stderr
+    final = stack.wait_phase(name, version, {"Failed"}, timeout=60)
+    assert condition(final, "Ready")["reason"] == "Aborted"
+    assert len([v for v in stack.values(name) if v == ("gated-value", version)]) == 1
