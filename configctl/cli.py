@@ -23,7 +23,7 @@ from configctl.exitcodes import ConfigctlError, ExitCode, help_table
 from configctl.kube import Kube, KubeSettings
 from configctl.output import Mode, Output, apply_data, plan_data, show_apply, show_plan, show_problems
 from configctl.refresh import create_refreshes
-from configctl.rollouts import from_object
+from configctl.rollouts import FAILED_PHASES, from_object
 from configctl.status import list_rollouts
 from configctl.verify import request_verify, wait_answered
 from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
@@ -238,7 +238,7 @@ def _wait(
         )
     elapsed = time.monotonic() - started
     rollouts = [t.rollout for t in tracked if t.rollout is not None]
-    failed = [r for r in rollouts if r.phase in ("PartiallyFailed", "Failed")]
+    failed = [r for r in rollouts if r.phase in FAILED_PHASES]
     pending = [t for t in tracked if not t.final]
     if code is ExitCode.OK:
         output.info(f"Live: {len(tracked)} rollout(s) Succeeded in {elapsed:.1f}s.")

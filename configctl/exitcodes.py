@@ -44,7 +44,7 @@ _DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.INVALID_INPUT: "invalid config tree; nothing written",
     ExitCode.AWS_ERROR: "AWS unusable (credentials, region, access, endpoint); nothing written",
     ExitCode.APPLY_PARTIAL: "a write failed midway; written and unwritten parameters are listed",
-    ExitCode.ROLLOUT_FAILED: "--wait: a rollout ended PartiallyFailed or Failed",
+    ExitCode.ROLLOUT_FAILED: "--wait: a rollout ended PartiallyFailed, Failed or Halted",
     ExitCode.WAIT_TIMEOUT: "--wait: rollouts not final within --timeout",
     ExitCode.KUBE_ERROR: "Kubernetes unusable (kubeconfig, API server, RBAC)",
     ExitCode.NOT_FOUND: "parameter or route not found",

@@ -11,8 +11,9 @@ from typing import Any
 
 from configctl.kube import ANNOTATION_PARAMETER_NAME, LABEL_PARAMETER_HASH, LABEL_ROUTE, LABEL_VERSION
 
-FINAL_PHASES = frozenset({"Succeeded", "PartiallyFailed", "Failed", "Superseded"})
-FAILED_PHASES = frozenset({"PartiallyFailed", "Failed"})
+FINAL_PHASES = frozenset({"Succeeded", "PartiallyFailed", "Failed", "Superseded", "Halted"})
+FAILED_PHASES = frozenset({"PartiallyFailed", "Failed", "Halted"})
+"""Halted (a progressive rollout stopped between waves) fails a --wait: a pipeline must not go on."""
 _OK_RESULTS = frozenset({"Applied", "Stale"})
 
 
