@@ -23,6 +23,7 @@ from configctl.exitcodes import ConfigctlError, ExitCode, help_table
 from configctl.kube import Kube, KubeSettings
 from configctl.output import Mode, Output, apply_data, plan_data, show_apply, show_plan, show_problems
 from configctl.refresh import create_refreshes
+from configctl.rollback import rollback as rollback_parameter
 from configctl.rollouts import FAILED_PHASES, from_object
 from configctl.status import list_rollouts
 from configctl.verify import request_verify, wait_answered
@@ -443,6 +444,56 @@ def verify(
         else:
             for name in sorted(tokens):
                 output.info(f"{name}: resync requested")
+        if output.machine:
+            output.document(report)
+        return code
+
+    _run(output, body)
+
+
+@app.command(
+    epilog="\b\nExample:\n  configctl rollback /config-service/acme/orders/db_url --wait\n\n" + EPILOG
+)
+def rollback(
+    parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
+    to_version: Annotated[
+        int | None, typer.Option("--to-version", help="Version to restore (default: the one before current).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
+    timeout: TimeoutOpt = "2m",
+    output_mode: OutputOpt = Mode.AUTO,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+    profile: ProfileOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Write the previous version's value back to Parameter Store as a new version (then rolled out)."""
+    output = Output(output_mode)
+    wait_seconds = parse_duration(timeout)
+
+    def body() -> ExitCode:
+        aws = AwsSettings(region, endpoint_url, profile)
+        session = session_for(aws)
+        require_credentials(session)
+        done = rollback_parameter(ssm_client(session, aws), parameter, to_version=to_version)
+        output.info(
+            f"{parameter}: v{done.restored_version}'s value written as v{done.new_version} "
+            f"(was v{done.from_version})"
+        )
+        report: dict[str, Any] = {
+            "parameter": parameter,
+            "fromVersion": done.from_version,
+            "restoredVersion": done.restored_version,
+            "newVersion": done.new_version,
+        }
+        code = ExitCode.OK
+        if wait:
+            kube = Kube(KubeSettings(kubeconfig, context, namespace))
+            code, report["wait"] = _wait(
+                output, kube, [Target(parameter, done.new_version)], timeout=wait_seconds
+            )
         if output.machine:
             output.document(report)
         return code

@@ -3,6 +3,7 @@ the next wave starts, and `configctl rollout resume|abort` decides what follows.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,27 @@ def test_a_failing_health_gate_halts_after_the_first_wave_and_abort_fails_the_ro
     final = stack.wait_phase(name, version, {"Failed"}, timeout=60)
     assert condition(final, "Ready")["reason"] == "Aborted"
     assert len([v for v in stack.values(name) if v == ("gated-value", version)]) == 1
+
+
+def test_rollback_writes_the_previous_value_back_as_a_new_version_without_printing_it(
+    local_aws: LocalAws,
+) -> None:
+    ssm = local_aws.client("ssm")
+    name = f"{local_aws.prefix}orders/db_password"
+    ssm.put_parameter(Name=name, Value="good-secret", Type="SecureString")
+    ssm.put_parameter(Name=name, Value="bad-secret", Type="SecureString", Overwrite=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    answer = subprocess.run(
+        [CONFIGCTL, "rollback", name, "--endpoint-url", local_aws.endpoint_url, "-o", "json"],
+        env={**env, **local_aws.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    report = json.loads(answer.stdout)
+    assert (report["fromVersion"], report["restoredVersion"], report["newVersion"]) == (2, 1, 3)
+    current = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert (current["Value"], current["Type"], current["Version"]) == ("good-secret", "SecureString", 3)
+    assert "secret" not in answer.stdout + answer.stderr
