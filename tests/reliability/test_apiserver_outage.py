@@ -32,6 +32,7 @@ def _outage(stack: Any, watch: VersionWatch, seconds: float, keys: int) -> None:
     finally:
         stack.control_plane.start_apiserver()
     back = time.monotonic()
+    assert stack.operator.returncode is None, "the operator exited during the outage"
     assert_converged(stack.local_aws, stack.fleet, names, timeout=180)
     converged = time.monotonic() - back
     stack.wait_for(lambda: stack.queue_depth() == (0, 0), timeout=60, what="every message deleted")
