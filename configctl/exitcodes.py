@@ -26,7 +26,7 @@ class ExitCode(enum.IntEnum):
     APPLY_PARTIAL = 5
     """A write failed midway: some parameters were written, the rest were not (both are listed)."""
     ROLLOUT_FAILED = 6
-    """--wait: a rollout ended PartiallyFailed or Failed (the failed instances are listed)."""
+    """--wait: a rollout ended PartiallyFailed, Failed or Halted (the failed instances are listed)."""
     WAIT_TIMEOUT = 7
     """--wait/--watch: the rollouts did not finish within --timeout."""
     KUBE_ERROR = 8
