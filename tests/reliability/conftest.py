@@ -209,7 +209,7 @@ def instance_state(instance: Instance, name: str) -> tuple[str, int] | None:
     try:
         entry = instance.get_config(name, timeout=5)
     except grpc.RpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+        if error.code() is grpc.StatusCode.NOT_FOUND:
             return None
         raise
     return (str(entry.value), int(entry.version))

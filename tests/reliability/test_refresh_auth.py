@@ -40,14 +40,15 @@ def _attempt(instance: Instance, channel: grpc.Channel, metadata: tuple[tuple[st
         parameter_name=name, version=99, operation=pb.OPERATION_UPSERT, value="intruder", refresh_id="x"
     )
     codes = []
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: stub.GetState(pb.GetStateRequest(), timeout=10, metadata=metadata),
         lambda: stub.Refresh(request, timeout=10, metadata=metadata),
-    ):
+    ]
+    for call in calls:
         try:
             call()
         except grpc.RpcError as error:
-            codes.append(error.code())  # type: ignore[attr-defined]
+            codes.append(error.code())
         else:
             codes.append(grpc.StatusCode.OK)
     return codes
@@ -58,7 +59,8 @@ def _get_state_code(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]
     try:
         pb_grpc.RefreshServiceStub(channel).GetState(pb.GetStateRequest(), timeout=10, metadata=metadata)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[attr-defined, no-any-return]
+        code: grpc.StatusCode = error.code()
+        return code
     return grpc.StatusCode.OK
 
 
