@@ -32,7 +32,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.loggers = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.networking.error_backoffs = [1, 2, 5, 10]
+    # An API server outage must outlast nothing here: with a short list kopf gives up on its watchers
+    # after the sum (18 s with [1, 2, 5, 10]) and the operator stops. About 25 minutes of retries.
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20, 30, *([60] * 24)]
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -65,7 +67,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             route = route_from_object(obj)
             pattern = obj["spec"].get("scopePattern")
             if pattern:
-                await runtime.blocking.call(smoke_test_pattern, pattern)
+                await runtime.blocking.call(smoke_test_pattern, pattern, prefix=route.prefix)
         except RouteError as error:
             runtime.routes.remove(meta.namespace or "", meta.name or "")
             condition = status.condition(

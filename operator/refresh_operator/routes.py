@@ -8,6 +8,7 @@ length, and smoke-tested in a child process for catastrophic backtracking under 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -24,13 +25,18 @@ SMOKE_BUDGET_SECONDS = 2.0
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Inputs that make backtracking-prone patterns such as (a+)+$ or (.*/)*x take exponential time.
+# Adversarial names are tried both bare and under the route's own prefix: a pattern like
+# "^/config-service/x/(?P<t>(a+)+)$" only backtracks once its literal start has matched.
 _SMOKE_SCRIPT = r"""
-import re, sys
-pattern = re.compile(sys.stdin.read())
+import json, re, sys
+given = json.loads(sys.stdin.read())
+pattern = re.compile(given["pattern"])
+starts = ["/", given["prefix"]]
 pieces = ["a", "0", "/", "a/", "-", "_", "ab", ".", "A", " ", "a-", "/a"]
 for piece in pieces:
     for tail in ("!", "\n", "/!", ""):
-        pattern.search("/" + piece * 28 + tail)
+        for start in starts:
+            pattern.search(start + piece * 28 + tail)
         pattern.search(piece * 2000 + tail)
 """
 
@@ -114,12 +120,16 @@ def compile_scope_pattern(pattern: str) -> re.Pattern[str]:
         raise RouteError("InvalidScopePattern", f"scopePattern does not compile: {error}") from None
 
 
-def smoke_test_pattern(pattern: str, *, budget: float = SMOKE_BUDGET_SECONDS) -> None:
-    """Raise RouteError if the pattern takes longer than `budget` on adversarial inputs. Blocking."""
+def smoke_test_pattern(pattern: str, *, prefix: str = "/", budget: float = SMOKE_BUDGET_SECONDS) -> None:
+    """Raise RouteError if the pattern takes longer than `budget` on adversarial inputs. Blocking.
+
+    The inputs include names under `prefix` (the route's parameterPrefix), since that is what the
+    consumer will match against.
+    """
     try:
         subprocess.run(
             [sys.executable, "-I", "-c", _SMOKE_SCRIPT],
-            input=pattern,
+            input=json.dumps({"pattern": pattern, "prefix": prefix}),
             text=True,
             timeout=budget,
             check=True,

@@ -120,7 +120,7 @@ class Runtime:
                 route = route_from_object(obj)
                 pattern = (obj.get("spec") or {}).get("scopePattern")
                 if pattern:
-                    await self.blocking.call(smoke_test_pattern, pattern)
+                    await self.blocking.call(smoke_test_pattern, pattern, prefix=route.prefix)
             except RouteError as error:
                 logger.warning("ConfigRoute %s not used: %s", (obj.get("metadata") or {}).get("name"), error)
                 continue

@@ -214,6 +214,13 @@ INVALID = [
         'just "/"',
     ),
     (
+        "prefix with a dot-dot segment",
+        _route(),
+        _set("spec.parameterPrefix", "/config-service/../"),
+        "spec.parameterPrefix",
+        '".." path segment',
+    ),
+    (
         "prefix without slash",
         _route(),
         _set("spec.parameterPrefix", "orders/"),

@@ -53,12 +53,6 @@ def test_the_schema_rejects_a_root_prefix_and_oversized_specs(make_stack: Callab
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: routes.smoke_test_pattern tries adversarial names without the route's prefix, so a "
-    "backtracking group after a literal prefix passes, the route is indexed, and a name under it "
-    "hangs the operator's matching",
-)
 def test_backtracking_scope_patterns_after_a_prefix_are_refused_and_never_hang_the_operator(
     make_stack: Callable[..., Any], version_watch: Callable[..., VersionWatch]
 ) -> None:

@@ -90,6 +90,13 @@ def test_a_catastrophically_backtracking_pattern_fails_the_smoke_test() -> None:
     assert caught.value.reason == "UnsafeScopePattern"
 
 
+def test_a_pattern_that_backtracks_only_under_its_prefix_fails_the_smoke_test() -> None:
+    prefix = "/config-service/hostile/"
+    with pytest.raises(RouteError) as caught:
+        smoke_test_pattern(r"^/config-service/hostile/(?P<tenant>(a+)+)$", prefix=prefix, budget=2.0)
+    assert caught.value.reason == "UnsafeScopePattern"
+
+
 def test_an_ordinary_pattern_passes_the_smoke_test() -> None:
     smoke_test_pattern(r"^/config-service/(?P<tenant>[^/]+)/(?P<app>[^/]+)/", budget=10.0)
 
