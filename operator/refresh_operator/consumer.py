@@ -46,7 +46,6 @@ T = TypeVar("T")
 CREATE_RETRY_SECONDS = 900.0
 DRAIN_SECONDS = 10.0
 COALESCE_SECONDS = 1.0
-_EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
 
 
 def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
@@ -54,12 +53,34 @@ def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
 
     EventBridge's `time` has whole seconds, while LastModifiedDate has milliseconds, so the write that
     was deleted may carry a later timestamp within the same second than the event. The deletion happened
-    before the end of that second, after every write it removed. (A delete and re-create within one
-    second orders the re-create first; instances then converge on the next write or their TTL re-read.)
+    before the end of that second, after every write it removed. Never use this alone for a read that
+    found nothing: see `deletion_key_time`.
     """
     if event_time.microsecond:
         return event_time
     return event_time + datetime.timedelta(microseconds=999_999)
+
+
+def deletion_key_time(event_time: datetime.datetime, observed: datetime.datetime) -> datetime.datetime:
+    """When a read that found nothing orders its deletion: the end of the event's second, but never later
+    than the moment that read started (`observed`).
+
+    The parameter was already gone when the read started, so a re-create after it carries a later
+    LastModifiedDate. Without the cap, a delete observed early in a second (or a redelivered message for
+    an already deleted name) outranked a re-create later in that same second, and every instance kept
+    the tombstone for good: versions only move forward and a tombstone beats anything older.
+    """
+    return min(deletion_time(event_time), observed.astimezone(datetime.UTC))
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _read_now(ssm: Any, *, name: str, with_value: bool) -> ParameterSnapshot:
+    """GetParameter, a missing parameter dated when the call started (in the worker thread, not when
+    the read was queued). Blocking."""
+    return read_parameter(ssm, name=name, with_value=with_value, deleted_at=_utcnow())
 
 
 @dataclasses.dataclass
@@ -249,7 +270,8 @@ class Consumer:
         itself. And a message whose read is already overtaken by a newer one (messages for the name kept
         arriving) waits for that newer read instead, for at most COALESCE_SECONDS from its arrival: a burst
         of writes to one key becomes one or two ConfigRefresh objects, while a lone change waits for
-        nothing. A missing parameter is a DELETE at this message's event time.
+        nothing. A missing parameter is a DELETE at this message's event time, capped at the start of the
+        read that found it missing (`deletion_key_time`).
         """
         loop = asyncio.get_running_loop()
         waiter = self._join_read(event.name, with_value=with_value)
@@ -262,7 +284,9 @@ class Consumer:
             waiter = newer
             snapshot = await asyncio.shield(waiter)
         if snapshot is not None and snapshot.operation is Operation.DELETE:
-            snapshot = dataclasses.replace(snapshot, last_modified=deletion_time(event.time))
+            # The read's snapshot carries the moment that read started (see _read_once).
+            ordered_at = deletion_key_time(event.time, snapshot.last_modified)
+            snapshot = dataclasses.replace(snapshot, last_modified=ordered_at)
         return snapshot
 
     def _join_read(self, name: str, *, with_value: bool) -> asyncio.Future[ParameterSnapshot | None]:
@@ -307,11 +331,7 @@ class Consumer:
     async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:
             snapshot = await self._blocking.call(
-                read_parameter,
-                self._clients.ssm,
-                name=name,
-                with_value=with_value,
-                deleted_at=_EPOCH,
+                _read_now, self._clients.ssm, name=name, with_value=with_value
             )
         except ParameterStoreError as error:
             metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()

@@ -13,8 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from refresh_operator.aws import AwsClients, Blocking
-from refresh_operator.consumer import Consumer, deletion_time
+from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
 from refresh_operator.kube import KubeError
+from refresh_operator.ordering import VersionKey, parse_time
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
 from refresh_operator.values import ValueCache
@@ -161,7 +162,15 @@ async def test_an_unrouted_name_is_deleted_without_a_read(parts: dict[str, Any])
     assert parts["kube"].objects == {}
 
 
-async def test_a_missing_parameter_becomes_a_delete_without_a_version(parts: dict[str, Any]) -> None:
+def read_at(monkeypatch: pytest.MonkeyPatch, moment: datetime.datetime) -> None:
+    """Every GetParameter the consumer makes starts at `moment`."""
+    monkeypatch.setattr("refresh_operator.consumer._utcnow", lambda: moment)
+
+
+async def test_a_missing_parameter_becomes_a_delete_without_a_version(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_at(monkeypatch, datetime.datetime(2026, 11, 26, 10, 0, 3, tzinfo=datetime.UTC))
     parts["ssm"].version = None
     await consumer(parts).handle(message(change(f"{PREFIX}orders/db", "Delete")))
     (body,) = parts["kube"].objects.values()
@@ -208,3 +217,38 @@ def test_a_deletion_is_ordered_at_the_end_of_its_event_second() -> None:
     whole = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
     assert deletion_time(whole) == whole + datetime.timedelta(microseconds=999_999)
     assert deletion_time(T0) == T0
+
+
+def test_a_deletion_is_never_ordered_after_the_read_that_saw_it() -> None:
+    whole = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
+    early = whole + datetime.timedelta(milliseconds=300)
+    assert deletion_key_time(whole, early) == early
+    late = whole + datetime.timedelta(seconds=5)
+    assert deletion_key_time(whole, late) == deletion_time(whole)
+
+
+async def test_a_delete_read_early_in_its_second_orders_before_a_re_create_later_in_it(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The found sequence: a (redelivered) message for a deleted name is read at 10:00:00.300, then the
+    # name is re-created at 10:00:00.500 (version 1). The re-create must order after the deletion.
+    observed = datetime.datetime(2026, 11, 26, 10, 0, 0, 300000, tzinfo=datetime.UTC)
+    read_at(monkeypatch, observed)
+    parts["ssm"].version = None
+    await consumer(parts).handle(message(change(f"{PREFIX}orders/db", "Delete")))
+    (body,) = parts["kube"].objects.values()
+    deletion = body["spec"]["parameter"]
+    assert deletion["operation"] == "Delete"
+    assert deletion["lastModified"] == "2026-11-26T10:00:00.300000Z"
+    re_create = VersionKey(datetime.datetime(2026, 11, 26, 10, 0, 0, 500000, tzinfo=datetime.UTC), 1)
+    assert re_create > VersionKey(parse_time(deletion["lastModified"]), 0)
+
+
+async def test_a_message_read_after_the_re_create_is_an_upsert_of_the_new_version(
+    parts: dict[str, Any],
+) -> None:
+    parts["ssm"].version = 1  # the old delete message is redelivered after the name came back
+    await consumer(parts).handle(message(change(f"{PREFIX}orders/db", "Delete")))
+    (body,) = parts["kube"].objects.values()
+    assert body["spec"]["parameter"]["operation"] == "Upsert"
+    assert body["spec"]["parameter"]["version"] == 1
