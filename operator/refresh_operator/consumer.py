@@ -284,7 +284,7 @@ class Consumer:
             waiter = newer
             snapshot = await asyncio.shield(waiter)
         if snapshot is not None and snapshot.operation is Operation.DELETE:
-            # The read's snapshot carries the moment that read started (see _read_once).
+            # The read's snapshot carries the moment that read started (see _read_now).
             ordered_at = deletion_key_time(event.time, snapshot.last_modified)
             snapshot = dataclasses.replace(snapshot, last_modified=ordered_at)
         return snapshot
