@@ -7,7 +7,9 @@ batch. The rules, in order:
   left alone: the queue's redrive policy moves it to the DLQ after maxReceiveCount receives;
 - a name no ConfigRoute claims is deleted and counted;
 - the parameter is read once (its value only when a claiming route pushes values); a read failure leaves
-  the message for a later receive;
+  the message for a later receive. Messages of one name are coalesced (coalescing.py): the first change
+  of a quiet name is read at once, those that arrive while it is being recorded or in a burst share one
+  follow-up read, so a burst of writes costs a few reads and rollouts, never one per write;
 - a ConfigRefresh is created per claiming route (409 = a duplicate delivery or another replica: fine);
   while the API server is unreachable the create is retried and the message's visibility extended, so
   the message is never deleted before the object exists and never lost to the DLQ by an outage;
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.ordering import Operation
@@ -45,7 +48,6 @@ T = TypeVar("T")
 
 CREATE_RETRY_SECONDS = 900.0
 DRAIN_SECONDS = 10.0
-COALESCE_SECONDS = 1.0
 
 
 def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
@@ -81,14 +83,6 @@ def _read_now(ssm: Any, *, name: str, with_value: bool) -> ParameterSnapshot:
     """GetParameter, a missing parameter dated when the call started (in the worker thread, not when
     the read was queued). Blocking."""
     return read_parameter(ssm, name=name, with_value=with_value, deleted_at=_utcnow())
-
-
-@dataclasses.dataclass
-class _ReadState:
-    """The read of one parameter name in flight, and the one queued behind it."""
-
-    in_flight: asyncio.Future[ParameterSnapshot | None] | None = None
-    queued: asyncio.Future[ParameterSnapshot | None] | None = None
 
 
 async def in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -128,6 +122,7 @@ class Consumer:
         kube: Kube,
         routes: RouteIndex,
         values: ValueCache,
+        timing: Timing | None = None,
     ) -> None:
         self._settings = settings
         self._clients = clients
@@ -138,7 +133,7 @@ class Consumer:
         self._slots = asyncio.Semaphore(settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
-        self._reads: dict[str, _ReadState] = {}
+        self._changes: Coalescer[str, ParameterChangeEvent, str] = Coalescer(self._record, timing)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, then drain: see `drain`. Cancellation abandons the poll at once."""
@@ -172,9 +167,11 @@ class Consumer:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._changes.close()
 
     async def drain(self, *, seconds: float) -> None:
-        """Let messages being handled finish (bounded); whatever is left stays on the queue."""
+        """Let messages being handled finish (bounded; follow-ups run at once); the rest stays queued."""
+        self._changes.flush()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=seconds)
 
@@ -211,18 +208,31 @@ class Consumer:
         return messages
 
     async def _handle_guarded(self, message: dict[str, Any]) -> None:
+        """handle(), its in-flight slot given back once it is done or waits in a follow-up."""
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._slots.release()
+
         try:
-            await self.handle(message)
+            await self.handle(message, on_merge=release)
         except asyncio.CancelledError:
             raise
         except Exception:
             metrics.EVENTS_RECEIVED.labels("error").inc()
             logger.exception("Message %s failed; it stays on the queue", message.get("MessageId"))
         finally:
-            self._slots.release()
+            release()
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        arrived = asyncio.get_running_loop().time()
+    async def handle(self, message: dict[str, Any], *, on_merge: Callable[[], None] | None = None) -> None:
+        """One message: validated, routed, then recorded by the run of its key that covers it.
+
+        `on_merge` is called if the message joins a follow-up of its key (see coalescing.py) rather than
+        running at once: it then waits without counting as work in progress.
+        """
         message_id = str(message.get("MessageId", "?"))
         receipt = str(message["ReceiptHandle"])
         try:
@@ -235,98 +245,47 @@ class Consumer:
                     self._logged_invalid.pop(next(iter(self._logged_invalid)))
                 logger.warning("Invalid message %s left for the DLQ: %s", message_id, invalid.reason)
             return
-        matches = self._routes.match(event.name)
-        if not matches:
+        if not self._routes.match(event.name):
             metrics.EVENTS_RECEIVED.labels("unrouted").inc()
             logger.info("Message %s: no ConfigRoute claims %s; deleted", message_id, event.name)
             await self._delete(receipt)
             return
         heartbeat = asyncio.create_task(self._extend_visibility(receipt))
         try:
-            snapshot = await self._read(
-                event, with_value=any(r.refresh.payload == "value" for r, _ in matches), arrived=arrived
-            )
-            if snapshot is None:
-                metrics.EVENTS_RECEIVED.labels("error").inc()
-                return
-            outcomes = [await self._create(route, scope, snapshot, event) for route, scope in matches]
+            outcome = await self._changes.submit(event.name, event, on_merge=on_merge)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if all(outcome is not None for outcome in outcomes):
-            metrics.EVENTS_RECEIVED.labels("created" if any(outcomes) else "duplicate").inc()
+        metrics.EVENTS_RECEIVED.labels(outcome).inc()
+        if outcome != "error":
             await self._delete(receipt)
-        else:
-            metrics.EVENTS_RECEIVED.labels("error").inc()
 
-    async def _read(
-        self, event: ParameterChangeEvent, *, with_value: bool, arrived: float
-    ) -> ParameterSnapshot | None:
-        """The parameter's state as of a read that started after this message arrived.
+    async def _record(self, name: str, events: list[ParameterChangeEvent]) -> str:
+        """One run for `name`: read it once, create its ConfigRefresh per claiming route.
 
-        Reads of one name are coalesced: while a read is in flight, every message for that name that
-        arrives joins the single read queued behind it, so no message ever gets an answer older than
-        itself. And a message whose read is already overtaken by a newer one (messages for the name kept
-        arriving) waits for that newer read instead, for at most COALESCE_SECONDS from its arrival: a burst
-        of writes to one key becomes one or two ConfigRefresh objects, while a lone change waits for
-        nothing. A missing parameter is a DELETE at this message's event time, capped at the start of the
-        read that found it missing (`deletion_key_time`).
+        `events` are every message this run covers; the read starts after all of them arrived, so its
+        answer is at least as new as each of their changes. The outcome (created, duplicate, unrouted,
+        error) is every covered message's: on "error" none is deleted. A missing parameter is a DELETE at
+        the latest covered event's time, capped at the start of the read that found it missing
+        (`deletion_key_time`).
         """
-        loop = asyncio.get_running_loop()
-        waiter = self._join_read(event.name, with_value=with_value)
-        snapshot = await asyncio.shield(waiter)
-        while loop.time() - arrived < COALESCE_SECONDS:
-            state = self._reads.get(event.name)
-            newer = None if state is None else (state.queued or state.in_flight)
-            if newer is None or newer is waiter:
-                break
-            waiter = newer
-            snapshot = await asyncio.shield(waiter)
-        if snapshot is not None and snapshot.operation is Operation.DELETE:
+        matches = self._routes.match(name)
+        if not matches:
+            return "unrouted"
+        with_value = any(route.refresh.payload == "value" for route, _ in matches)
+        snapshot = await self._read_once(name, with_value=with_value)
+        if snapshot is None:
+            return "error"
+        latest = max(events, key=lambda event: event.time)
+        if snapshot.operation is Operation.DELETE:
             # The read's snapshot carries the moment that read started (see _read_now).
-            ordered_at = deletion_key_time(event.time, snapshot.last_modified)
+            ordered_at = deletion_key_time(latest.time, snapshot.last_modified)
             snapshot = dataclasses.replace(snapshot, last_modified=ordered_at)
-        return snapshot
-
-    def _join_read(self, name: str, *, with_value: bool) -> asyncio.Future[ParameterSnapshot | None]:
-        """The future of the next read of `name` to start (now, or right after the one in flight)."""
-        state = self._reads.get(name)
-        if state is None:
-            state = self._reads[name] = _ReadState()
-        if state.in_flight is None:
-            state.in_flight = asyncio.get_running_loop().create_future()
-            self._start_read(name, with_value=with_value, result=state.in_flight)
-            return state.in_flight
-        if state.queued is None:
-            state.queued = asyncio.get_running_loop().create_future()
-        return state.queued
-
-    def _start_read(
-        self,
-        name: str,
-        *,
-        with_value: bool,
-        result: asyncio.Future[ParameterSnapshot | None],
-    ) -> None:
-        task = asyncio.create_task(self._read_once(name, with_value=with_value))
-
-        def done(finished: asyncio.Task[ParameterSnapshot | None]) -> None:
-            state = self._reads.get(name)
-            if state is not None:
-                if state.queued is not None:
-                    queued, state.queued = state.queued, None
-                    state.in_flight = queued
-                    self._start_read(name, with_value=with_value, result=queued)
-                else:
-                    del self._reads[name]
-            if not result.done():
-                if finished.cancelled():
-                    result.cancel()
-                else:
-                    result.set_result(finished.result())
-
-        task.add_done_callback(done)
+        outcomes = [await self._create(route, scope, snapshot, latest) for route, scope in matches]
+        if any(outcome is None for outcome in outcomes):
+            return "error"
+        return "created" if any(outcomes) else "duplicate"
 
     async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.coalescing import Timing
 from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
 from refresh_operator.kube import KubeError
 from refresh_operator.ordering import VersionKey, parse_time
@@ -252,3 +253,60 @@ async def test_a_message_read_after_the_re_create_is_an_upsert_of_the_new_versio
     (body,) = parts["kube"].objects.values()
     assert body["spec"]["parameter"]["operation"] == "Upsert"
     assert body["spec"]["parameter"]["version"] == 1
+
+
+def consumer_with(parts: dict[str, Any], timing: Timing) -> Consumer:
+    settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
+    return Consumer(
+        settings=settings,
+        clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
+        blocking=Blocking(threads=8),
+        kube=parts["kube"],
+        routes=parts["routes"],
+        values=parts["values"],
+        timing=timing,
+    )
+
+
+async def test_a_fast_burst_is_read_and_recorded_a_few_times_and_ends_at_the_last_version(
+    parts: dict[str, Any],
+) -> None:
+    # 100 writes to one key in about a second, each read answering a newer version, as in DESIGN.md's
+    # burst row; a generous quiet time keeps the loaded test machine's hiccups from splitting the burst
+    parts["ssm"] = FakeSsm(delay=0.002, bump=True)
+    subject = consumer_with(parts, Timing(quiet_seconds=0.5))
+    tasks = []
+    for index in range(100):
+        tasks.append(asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{index}"))))
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    versions = sorted(body["spec"]["parameter"]["version"] for body in parts["kube"].objects.values())
+    assert len(versions) <= 3, versions
+    assert parts["ssm"].reads == len(versions)
+    assert versions[-1] == parts["ssm"].version
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(100))
+
+
+class FailsAfterFirst(FakeKube):
+    """Creates the first object, then the API server is gone."""
+
+    def create_refresh(self, namespace: str, body: dict[str, Any]) -> bool:
+        created = super().create_refresh(namespace, body)
+        self.down = True
+        return created
+
+
+async def test_messages_merged_into_a_follow_up_stay_queued_when_it_is_not_recorded(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("refresh_operator.consumer.CREATE_RETRY_SECONDS", 0.3)
+    parts["ssm"] = FakeSsm(delay=0.1, bump=True)
+    parts["kube"] = FailsAfterFirst()
+    subject = consumer_with(parts, Timing(quiet_seconds=0.05))
+    first = asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), "r-0")))
+    await asyncio.sleep(0.03)  # the first read is going on
+    rest = [subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{i}")) for i in range(1, 4)]
+    await asyncio.wait_for(asyncio.gather(first, *rest), timeout=60)
+    assert len(parts["kube"].objects) == 1
+    assert parts["ssm"].reads == 2
+    assert parts["sqs"].deleted == ["r-0"]

@@ -1,0 +1,210 @@
+"""Per-key coalescing of change events: a lone change at once, a burst in at most a few runs.
+
+Parameter Store answers in milliseconds, so merging only the reads that happen to overlap leaves a burst
+of writes to one key (100 in a second) as many rollouts as reads that did not overlap: every rollout is a
+fan-out to the whole fleet, most of them superseded a moment later. Delaying every change instead would
+cost the single-change latency that matters most. So, per key:
+
+- the first change of a quiet key runs at once (leading edge: a lone change waits for nothing);
+- changes that arrive while that key's run is going on, or less than `quiet_seconds` after the key's
+  last activity, join ONE follow-up batch. The batch runs when the key has been quiet for `quiet_seconds`
+  or, in a burst that goes on, once it has waited its window (`first_window_seconds`, doubling for each
+  further follow-up of the same burst up to `max_window_seconds`), and never while a run of the same key is
+  going on. A burst of D seconds therefore costs about 1 + log2(D / first window) + 1 runs: 100 writes in
+  1-3 s give three (the first, one during the burst, one after it).
+
+A batch's run starts after every item in it arrived, so an item is never answered by a run that started
+before it (the run reads state at least as new as the item). Items wait at most a window plus one run.
+Runs of one key never overlap; different keys are independent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+I = TypeVar("I")  # noqa: E741 - an item, as in the rest of the module's vocabulary
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How long a key counts as busy, and how long a follow-up may gather (seconds)."""
+
+    quiet_seconds: float = 0.1
+    first_window_seconds: float = 1.0
+    max_window_seconds: float = 2.0
+    max_batch: int = 1000
+
+    def window(self, follow_ups: int) -> float:
+        grown: float = self.first_window_seconds * 2.0 ** min(follow_ups, 30)
+        return min(grown, self.max_window_seconds)
+
+
+@dataclasses.dataclass
+class _Batch(Generic[I, R]):
+    items: list[I]
+    result: asyncio.Future[R]
+    opened: float
+    last_joined: float
+    window: float
+
+
+@dataclasses.dataclass
+class _Key(Generic[I, R]):
+    running: asyncio.Task[None] | None = None
+    pending: _Batch[I, R] | None = None
+    follow_ups: int = 0
+    last_activity: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome seen, so an exception nobody awaits (every submitter cancelled) is not reported."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Coalescer(Generic[K, I, R]):
+    """Runs `work(key, items)` for batches of items submitted per key; see the module docstring."""
+
+    def __init__(self, work: Callable[[K, list[I]], Awaitable[R]], timing: Timing | None = None) -> None:
+        self._work = work
+        self._timing = timing or Timing()
+        self._keys: dict[K, _Key[I, R]] = {}
+        self._hurry = False
+
+    def __len__(self) -> int:
+        """Keys with a run, a follow-up or recent activity (idle keys are forgotten)."""
+        return len(self._keys)
+
+    async def submit(self, key: K, item: I, *, on_merge: Callable[[], None] | None = None) -> R:
+        """The outcome of the run that covered `item` (a run that started after `item` arrived).
+
+        `on_merge` is called when the item joins a follow-up instead of running at once: the caller may
+        stop counting it as work in progress while it waits. Cancelling the caller does not cancel the
+        run, which other items may share.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        timing = self._timing
+        state = self._keys.get(key)
+        if state is None or (
+            state.running is None
+            and state.pending is None
+            and now - state.last_activity >= timing.quiet_seconds
+        ):
+            if state is not None:
+                state.cancel_timer()
+            state = self._keys[key] = _Key()
+            batch: _Batch[I, R] = _Batch([item], loop.create_future(), now, now, 0.0)
+            batch.result.add_done_callback(_retrieve)
+            state.last_activity = now
+            self._start(key, state, batch)
+        else:
+            pending = state.pending
+            if pending is None:
+                pending = state.pending = _Batch([], loop.create_future(), now, now, 0.0)
+                pending.window = timing.window(state.follow_ups)
+                pending.result.add_done_callback(_retrieve)
+            pending.items.append(item)
+            pending.last_joined = now
+            state.last_activity = now
+            batch = pending
+            self._arm(key, state)
+            if on_merge is not None:
+                on_merge()
+        return await asyncio.shield(batch.result)
+
+    def flush(self) -> None:
+        """Run every follow-up as soon as its key is free (shutdown: let the waiting items finish)."""
+        self._hurry = True
+        for key, state in list(self._keys.items()):
+            if state.pending is not None:
+                self._arm(key, state)
+
+    async def close(self) -> None:
+        """Cancel the runs and the follow-ups (their submitters see CancelledError)."""
+        running: list[asyncio.Task[None]] = []
+        for state in self._keys.values():
+            state.cancel_timer()
+            if state.pending is not None:
+                state.pending.result.cancel()
+                state.pending = None
+            if state.running is not None:
+                state.running.cancel()
+                running.append(state.running)
+        self._keys.clear()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _due(self, batch: _Batch[I, R]) -> float:
+        if self._hurry or len(batch.items) >= self._timing.max_batch:
+            return batch.opened
+        return min(batch.last_joined + self._timing.quiet_seconds, batch.opened + batch.window)
+
+    def _arm(self, key: K, state: _Key[I, R]) -> None:
+        """(Re)schedule the key's follow-up; a key with a run going on starts it when the run ends."""
+        state.cancel_timer()
+        if state.running is not None or state.pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._due(state.pending) - loop.time())
+        state.timer = loop.call_later(delay, self._fire, key, state)
+
+    def _fire(self, key: K, state: _Key[I, R]) -> None:
+        state.timer = None
+        if self._keys.get(key) is not state or state.running is not None or state.pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due(state.pending):
+            self._arm(key, state)
+            return
+        batch, state.pending = state.pending, None
+        state.follow_ups += 1
+        self._start(key, state, batch)
+
+    def _start(self, key: K, state: _Key[I, R], batch: _Batch[I, R]) -> None:
+        state.running = asyncio.get_running_loop().create_task(self._run(key, state, batch))
+
+    async def _run(self, key: K, state: _Key[I, R], batch: _Batch[I, R]) -> None:
+        try:
+            outcome = await self._work(key, list(batch.items))
+        except asyncio.CancelledError:
+            batch.result.cancel()
+            raise
+        except Exception as error:
+            if not batch.result.done():
+                batch.result.set_exception(error)
+        else:
+            if not batch.result.done():
+                batch.result.set_result(outcome)
+        finally:
+            self._finished(key, state)
+
+    def _finished(self, key: K, state: _Key[I, R]) -> None:
+        state.running = None
+        if self._keys.get(key) is not state:
+            return
+        loop = asyncio.get_running_loop()
+        state.last_activity = loop.time()
+        if state.pending is not None:
+            self._arm(key, state)
+            return
+        state.cancel_timer()
+        state.timer = loop.call_later(self._timing.quiet_seconds, self._forget, key, state)
+
+    def _forget(self, key: K, state: _Key[I, R]) -> None:
+        state.timer = None
+        if self._keys.get(key) is state and state.running is None and state.pending is None:
+            with contextlib.suppress(KeyError):
+                del self._keys[key]

@@ -1,0 +1,190 @@
+"""Per-key coalescing (refresh_operator.coalescing): a lone item at once, a burst in a few runs, no item
+answered by a run that started before it, runs of one key never overlapping."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+
+import pytest
+
+from refresh_operator.coalescing import Coalescer, Timing
+
+
+class Work:
+    """Records each run (key, items, start time); a run may be held until `release` is set."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, list[int], float]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.active: dict[str, int] = {}
+        self.most_active = 0
+        self.fail_next = False
+
+    async def __call__(self, key: str, items: list[int]) -> str:
+        self.runs.append((key, items, asyncio.get_running_loop().time()))
+        self.active[key] = self.active.get(key, 0) + 1
+        self.most_active = max(self.most_active, self.active[key])
+        try:
+            await self.release.wait()
+            await asyncio.sleep(0.001)
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("run failed")
+            return f"{key}:{items[-1]}"
+        finally:
+            self.active[key] -= 1
+
+
+async def settle(tasks: list[asyncio.Task[str]]) -> list[str | BaseException]:
+    return list(await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30))
+
+
+async def test_a_lone_item_runs_at_once_and_alone() -> None:
+    work = Work()
+    merged: list[int] = []
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(first_window_seconds=60))
+    outcome = await asyncio.wait_for(coalescer.submit("k", 1, on_merge=lambda: merged.append(1)), 30)
+    assert outcome == "k:1"
+    assert [items for _, items, _ in work.runs] == [[1]]
+    assert merged == []
+
+
+async def test_items_arriving_during_a_run_share_one_follow_up_after_it() -> None:
+    work = Work()
+    work.release.clear()
+    merged: list[int] = []
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    rest = [
+        asyncio.create_task(coalescer.submit("k", i, on_merge=functools.partial(merged.append, i)))
+        for i in range(1, 6)
+    ]
+    await asyncio.sleep(0.05)
+    assert [items for _, items, _ in work.runs] == [[0]]  # nothing starts while the key's run goes on
+    work.release.set()
+    outcomes = await settle([first, *rest])
+    assert [items for _, items, _ in work.runs] == [[0], [1, 2, 3, 4, 5]]
+    assert outcomes == ["k:0"] + ["k:5"] * 5
+    assert merged == [1, 2, 3, 4, 5]
+    assert work.most_active == 1
+
+
+async def test_a_steady_burst_is_a_few_runs_none_older_than_its_items() -> None:
+    timing = Timing(quiet_seconds=0.5, first_window_seconds=0.2, max_window_seconds=0.4)
+    work = Work()
+    coalescer: Coalescer[str, int, str] = Coalescer(work, timing)
+    loop = asyncio.get_running_loop()
+    submitted: dict[int, float] = {}
+    tasks = []
+    started = loop.time()
+    for index in range(60):
+        submitted[index] = loop.time()
+        tasks.append(asyncio.create_task(coalescer.submit("k", index)))
+        await asyncio.sleep(0.01)
+    duration = loop.time() - started
+    outcomes = await settle(tasks)
+    assert outcomes[-1] == "k:59"
+    assert sorted(i for _, items, _ in work.runs for i in items) == list(range(60))
+    for _, items, run_started in work.runs:
+        assert all(submitted[i] <= run_started for i in items)  # no item answered by an older run
+    # the first at once, then windows of 0.2, 0.4, 0.4 ... s while the burst lasts, then the last one
+    bound = 2 + 1 + max(0, math.ceil((duration - timing.first_window_seconds) / timing.max_window_seconds))
+    assert 2 <= len(work.runs) <= bound, (len(work.runs), duration)
+    assert work.most_active == 1
+
+
+async def test_keys_are_independent() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(first_window_seconds=60))
+    held = asyncio.create_task(coalescer.submit("a", 1))
+    await asyncio.sleep(0.01)
+    other = asyncio.create_task(coalescer.submit("b", 2))
+    await asyncio.sleep(0.05)
+    assert [(key, items) for key, items, _ in work.runs] == [("a", [1]), ("b", [2])]
+    work.release.set()
+    assert await settle([held, other]) == ["a:1", "b:2"]
+
+
+async def test_a_failed_run_fails_its_items_and_the_key_recovers() -> None:
+    work = Work()
+    work.release.clear()
+    work.fail_next = True
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    first = asyncio.create_task(coalescer.submit("k", 1))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(coalescer.submit("k", 2))
+    work.release.set()
+    outcomes = await settle([first, second])
+    assert isinstance(outcomes[0], RuntimeError)
+    assert outcomes[1] == "k:2"
+
+
+async def test_a_cancelled_submitter_does_not_cancel_the_shared_run() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    a = asyncio.create_task(coalescer.submit("k", 1))
+    b = asyncio.create_task(coalescer.submit("k", 2))
+    await asyncio.sleep(0.01)
+    a.cancel()
+    work.release.set()
+    outcomes = await settle([first, a, b])
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert outcomes[2] == "k:2"
+    assert [items for _, items, _ in work.runs] == [[0], [1, 2]]
+
+
+async def test_flush_runs_a_waiting_follow_up_without_its_window() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(quiet_seconds=60, first_window_seconds=60, max_window_seconds=60)
+    )
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(coalescer.submit("k", 1))
+    work.release.set()
+    await asyncio.wait_for(first, 30)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # a 60 s window
+    coalescer.flush()
+    assert await asyncio.wait_for(waiting, 30) == "k:1"
+
+
+async def test_a_quiet_key_runs_at_once_again_and_is_forgotten() -> None:
+    work = Work()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(quiet_seconds=0.05, first_window_seconds=60, max_window_seconds=60)
+    )
+    assert await asyncio.wait_for(coalescer.submit("k", 1), 30) == "k:1"
+    await asyncio.sleep(0.3)
+    assert len(coalescer) == 0
+    # would wait a 60 s window if it were merged; the test's timeout is far below that
+    assert await asyncio.wait_for(coalescer.submit("k", 2), 30) == "k:2"
+    assert [items for _, items, _ in work.runs] == [[1], [2]]
+
+
+async def test_close_cancels_waiting_items() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(first_window_seconds=60))
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(coalescer.submit("k", 1))
+    await asyncio.sleep(0.01)
+    await coalescer.close()
+    outcomes = await settle([first, waiting])
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+    assert len(coalescer) == 0
+
+
+@pytest.mark.parametrize(("follow_ups", "window"), [(0, 1.0), (1, 2.0), (2, 2.0), (50, 2.0)])
+def test_the_follow_up_window_doubles_up_to_its_bound(follow_ups: int, window: float) -> None:
+    assert Timing().window(follow_ups) == window
