@@ -82,11 +82,20 @@ ROUTE: dict[str, Any] = {
 }
 
 
-def pod(name: str, *, ready: bool = True, app: str = "orders") -> dict[str, Any]:
+def pod(
+    name: str, *, ready: bool = True, app: str = "orders", namespace: str = "team-a", ip: str = "127.0.0.21"
+) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": "team-a", "name": name, "labels": {"app": app}},
-        "status": {"podIP": "127.0.0.21", "conditions": [{"type": "Ready", "status": str(ready)}]},
+        "metadata": {"namespace": namespace, "name": name, "labels": {"app": app}},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": str(ready)}]},
     }
+
+
+def route_in(namespace: str) -> dict[str, Any]:
+    return {**ROUTE, "metadata": {**ROUTE["metadata"], "namespace": namespace}}
+
+
+MANAGED = {"managed-by": "config-refresh-operator"}
 
 
 @dataclasses.dataclass
@@ -117,9 +126,9 @@ def harness() -> Harness:
 
 async def test_pod_events_register_mark_unhealthy_and_deregister(harness: Harness) -> None:
     await harness.controller.pod_event("ADDED", pod("orders-0"))
-    assert harness.cloudmap.instances["orders-0"].healthy is True
+    assert harness.cloudmap.instances["team-a.orders-0"].healthy is True
     await harness.controller.pod_event("MODIFIED", pod("orders-0", ready=False))
-    assert harness.cloudmap.instances["orders-0"].healthy is False
+    assert harness.cloudmap.instances["team-a.orders-0"].healthy is False
     await harness.controller.pod_event("DELETED", pod("orders-0", ready=False))
     assert harness.cloudmap.instances == {}
 
@@ -145,11 +154,13 @@ async def test_only_selected_pods_concern_pod_sync(harness: Harness) -> None:
 async def test_reconcile_repairs_drift_and_writes_counts(harness: Harness) -> None:
     harness.kube.pods = [pod("orders-0"), pod("orders-1", ready=False)]
     harness.cloudmap.instances["stray"] = ActualInstance(
-        "stray", {"managed-by": "config-refresh-operator"}, healthy=True
+        "stray", {**MANAGED, "k8s-namespace": "team-a"}, healthy=True
     )
     harness.cloudmap.instances["foreign"] = ActualInstance("foreign", {"owner": "else"}, healthy=True)
+    # Managed, but no namespace says whose: no route owns it, so none touches it.
+    harness.cloudmap.instances["unowned"] = ActualInstance("unowned", MANAGED, healthy=True)
     await harness.controller.reconcile(("team-a", "orders"))
-    assert set(harness.cloudmap.instances) == {"orders-0", "foreign"}
+    assert set(harness.cloudmap.instances) == {"team-a.orders-0", "foreign", "unowned"}
     status = harness.last_status()
     assert (status["registered"], status["healthy"]) == (1, 1)
     assert status["conditions"][0]["status"] == "True"
@@ -190,5 +201,72 @@ async def test_an_event_during_a_reconcile_wins_over_the_reconciles_stale_listin
 
     harness.kube.list_pods = list_pods_while_the_pod_turns_not_ready  # type: ignore[method-assign]
     await harness.controller.reconcile(("team-a", "orders"))
-    assert harness.cloudmap.instances["orders-0"].healthy is False
+    assert harness.cloudmap.instances["team-a.orders-0"].healthy is False
     assert harness.last_status()["healthy"] == 0
+
+
+async def test_the_same_pod_name_in_two_namespaces_gets_two_instances_and_neither_route_removes_the_other(
+    harness: Harness,
+) -> None:
+    harness.controller.route_event(None, route_in("team-b"))
+    harness.kube.pods = [pod("svc-0", app="orders"), pod("svc-0", namespace="team-b", ip="127.0.0.22")]
+    for candidate in harness.kube.pods:
+        await harness.controller.pod_event("ADDED", candidate)
+    ips = {i: a.attributes["AWS_INSTANCE_IPV4"] for i, a in harness.cloudmap.instances.items()}
+    assert ips == {"team-a.svc-0": "127.0.0.21", "team-b.svc-0": "127.0.0.22"}
+
+    calls = list(harness.cloudmap.calls)
+    for namespace in ("team-a", "team-b", "team-a"):
+        await harness.controller.reconcile((namespace, "orders"))
+    assert harness.cloudmap.calls == calls  # nothing to repair: no flapping between the two routes
+    assert harness.controller.counts(("team-a", "orders")) == (1, 1)
+    assert harness.controller.counts(("team-b", "orders")) == (1, 1)
+
+    await harness.controller.pod_event("DELETED", pod("svc-0", namespace="team-b", ip="127.0.0.22"))
+    assert set(harness.cloudmap.instances) == {"team-a.svc-0"}
+
+
+async def test_a_route_alone_in_this_operator_leaves_another_namespaces_instances_alone(
+    harness: Harness,
+) -> None:
+    """Another operator release, watching team-b, registered team-b's pods in the same service."""
+    theirs = {**MANAGED, "k8s-namespace": "team-b", "k8s-pod": "svc-0"}
+    harness.cloudmap.instances["team-b.svc-0"] = ActualInstance("team-b.svc-0", theirs, healthy=True)
+    harness.cloudmap.instances["svc-5"] = ActualInstance("svc-5", {**theirs, "k8s-pod": "svc-5"}, True)
+    harness.kube.pods = [pod("orders-0")]
+    await harness.controller.reconcile(("team-a", "orders"))
+    assert set(harness.cloudmap.instances) == {"team-a.orders-0", "team-b.svc-0", "svc-5"}
+
+
+async def test_a_pod_event_moves_an_instance_registered_under_the_bare_pod_name(harness: Harness) -> None:
+    old = {**MANAGED, "k8s-namespace": "team-a", "k8s-pod": "orders-0", "AWS_INSTANCE_IPV4": "127.0.0.21"}
+    harness.cloudmap.instances["orders-0"] = ActualInstance("orders-0", old, healthy=True)
+    await harness.controller.pod_event("ADDED", pod("orders-0"))
+    assert set(harness.cloudmap.instances) == {"team-a.orders-0"}
+    assert harness.cloudmap.calls == ["register team-a.orders-0", "deregister orders-0"]
+
+
+async def test_a_reconcile_moves_legacy_instances_and_removes_those_whose_pod_is_gone(
+    harness: Harness,
+) -> None:
+    old = {**MANAGED, "k8s-namespace": "team-a"}
+    for name, healthy in (("orders-0", True), ("orders-1", False), ("orders-9", True)):
+        harness.cloudmap.instances[name] = ActualInstance(name, {**old, "k8s-pod": name}, healthy)
+    harness.kube.pods = [pod("orders-0"), pod("orders-1", ready=False)]
+    await harness.controller.reconcile(("team-a", "orders"))
+    held = {i: a.healthy for i, a in harness.cloudmap.instances.items()}
+    assert held == {"team-a.orders-0": True, "team-a.orders-1": False}
+    calls = harness.cloudmap.calls
+    assert calls.index("register team-a.orders-0") < calls.index("deregister orders-0")
+    assert calls.index("register team-a.orders-1") < calls.index("deregister orders-1")
+    status = harness.last_status()
+    assert (status["registered"], status["healthy"]) == (2, 1)
+
+
+async def test_a_deleted_route_deregisters_its_pods_old_and_new_instances_only(harness: Harness) -> None:
+    harness.controller.route_event(None, route_in("team-b"))
+    await harness.controller.pod_event("ADDED", pod("svc-0"))
+    await harness.controller.pod_event("ADDED", pod("svc-0", namespace="team-b", ip="127.0.0.22"))
+    harness.controller.route_event("DELETED", route_in("team-b"))
+    await asyncio.sleep(0.05)  # the release runs in the background
+    assert set(harness.cloudmap.instances) == {"team-a.svc-0"}

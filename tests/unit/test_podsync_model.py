@@ -116,7 +116,7 @@ def test_selector_needs_every_label_and_the_same_namespace(candidate: dict[str, 
 
 def test_a_ready_pod_with_an_ip_asks_for_a_healthy_instance_with_every_attribute() -> None:
     assert pod_intent(make_route(), pod()) == PodIntent(
-        instance_id="orders-0",
+        instance_id="team-a.orders-0",
         attributes={
             "AWS_INSTANCE_IPV4": "127.0.0.21",
             "AWS_INSTANCE_PORT": "50051",
@@ -126,6 +126,7 @@ def test_a_ready_pod_with_an_ip_asks_for_a_healthy_instance_with_every_attribute
             "managed-by": "config-refresh-operator",
         },
         healthy=True,
+        namespace="team-a",
     )
 
 

@@ -13,6 +13,9 @@ Why the pieces:
   restarted operator still marks a not-Ready pod UNHEALTHY at once and never touches an instance that
   lacks ``managed-by``.
 - Writes for one pod are serialised by a per-pod lock; different pods proceed in parallel.
+- Everything is keyed by Cloud Map instance id (``<namespace>.<pod>``, see ``model.instance_id_for``),
+  and a route only ever acts on instances its own namespace owns: routes of other namespaces sharing the
+  service (in this operator or in another release of it) are never seen as drift.
 - Status is flushed at most every ``status_debounce`` seconds per route, so a rollout of 100 pods is a
   handful of status writes, not 300.
 """
@@ -35,6 +38,7 @@ from refresh_operator.podsync.model import (
     InvalidPodSync,
     PodIntent,
     RouteSync,
+    instance_id_for,
     pod_intent,
     route_sync_from_body,
     selects,
@@ -85,6 +89,7 @@ class RouteState:
     known: dict[str, ActualInstance] = dataclasses.field(default_factory=dict)
     seeded: bool = False
     pods: set[str] = dataclasses.field(default_factory=set)
+    """Instance ids of the route's selected pods."""
     touched_at: dict[str, float] = dataclasses.field(default_factory=dict)
     error: CloudMapError | None = None
     last_condition: dict[str, Any] | None = None
@@ -92,6 +97,11 @@ class RouteState:
     written_counts: tuple[int, int] | None = None
     flush: asyncio.Task[None] | None = None
     seed_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+
+def _shares(one: RouteSync, other: RouteSync) -> bool:
+    """Whether two routes can back the same instances: same Cloud Map service, same Kubernetes namespace."""
+    return one.target == other.target and one.namespace == other.namespace
 
 
 def _action_name(action: Action) -> str:
@@ -196,17 +206,19 @@ class PodSyncController:
         """
         if state.route is None or state.service is None:
             return
-        target, service = state.route.target, state.service
+        route, service = state.route, state.service
         others = {
-            name
+            instance_id
             for other in self._routes.values()
-            if other is not state and other.route is not None and other.route.target == target
-            for name in other.pods
+            if other is not state and other.route is not None and _shares(other.route, route)
+            for instance_id in other.pods
         }
+        mine = state.pods - others
         actions: list[Action] = [
-            Deregister(name)
-            for name in sorted(state.pods)
-            if name in state.known and state.known[name].managed and name not in others
+            Deregister(instance.instance_id)
+            for instance in sorted(state.known.values(), key=lambda instance: instance.instance_id)
+            if instance.owned_by(route.namespace)
+            and (instance.instance_id in mine or instance.successor in mine)
         ]
         if not actions:
             return
@@ -254,30 +266,39 @@ class PodSyncController:
         else:
             self._pod_routes.pop(pod_key, None)
         involved = sorted(matching | previous)
-        await asyncio.gather(*(self._sync_pod(key, pod, pod_key[1], key in matching) for key in involved))
+        await asyncio.gather(*(self._sync_pod(key, pod, *pod_key, key in matching) for key in involved))
 
-    async def _sync_pod(self, key: RouteKey, pod: Mapping[str, Any], pod_name: str, selected: bool) -> None:
+    async def _sync_pod(
+        self, key: RouteKey, pod: Mapping[str, Any], namespace: str, pod_name: str, selected: bool
+    ) -> None:
         state = self._routes.get(key)
         if state is None or state.route is None:
             return
         route = state.route
-        state.touched_at[pod_name] = time.monotonic()
-        lock = self._pod_locks.setdefault((key, pod_name), asyncio.Lock())
+        instance_id = instance_id_for(namespace, pod_name)
+        state.touched_at[instance_id] = time.monotonic()
+        lock = self._pod_locks.setdefault((key, instance_id), asyncio.Lock())
         async with lock:
             try:
                 service = await self._ensure_ready(state)
+                # Registered by an older podSync under the bare pod name: moved to the new id.
+                legacy = [
+                    instance
+                    for instance in (state.known.get(pod_name),)
+                    if instance is not None and instance.successor == instance_id
+                ]
                 intent: PodIntent | None = pod_intent(route, pod) if selected else None
                 if intent is None:
-                    state.pods.discard(pod_name)
-                    actions = plan_gone(state.known.get(pod_name))
+                    state.pods.discard(instance_id)
+                    actions = plan_gone(state.known.get(instance_id), route.namespace, legacy)
                 else:
-                    state.pods.add(pod_name)
-                    actions = plan_pod(intent, state.known.get(pod_name))
+                    state.pods.add(instance_id)
+                    actions = plan_pod(intent, state.known.get(instance_id), legacy)
                 outcomes = await self._run(state, service, actions, source="event")
                 retry = [o for o in outcomes if isinstance(o.error, InstanceNotFound)]
                 if retry and intent is not None:
                     # Someone removed it behind our back: plan again from "absent".
-                    state.known.pop(pod_name, None)
+                    state.known.pop(instance_id, None)
                     outcomes = await self._run(state, service, plan_pod(intent, None), source="event")
                 failed = [o.error for o in outcomes if o.error is not None]
                 if failed:
@@ -287,10 +308,10 @@ class PodSyncController:
             except CloudMapError as error:
                 self._record_error(state, error)
             except Exception as error:  # never crash the handler: report it on the route instead
-                log.exception("podSync failed for pod %s of route %s/%s", pod_name, *key)
+                log.exception("podSync failed for pod %s/%s of route %s/%s", namespace, pod_name, *key)
                 self._record_error(state, CloudMapError("PodSyncFailed", f"{type(error).__name__}: {error}"))
         if not selected and not lock.locked():
-            self._pod_locks.pop((key, pod_name), None)
+            self._pod_locks.pop((key, instance_id), None)
         self._schedule_flush(key)
 
     # ---- reconcile (slow path) ----------------------------------------------------------------------
@@ -304,10 +325,9 @@ class PodSyncController:
         started = time.monotonic()
         try:
             service = await self._service(state, force=True)
+            # Only routes of the same namespace can back this namespace's instances.
             siblings = [
-                s.route
-                for s in self._routes.values()
-                if s.route is not None and s.route.target == route.target
+                s.route for s in self._routes.values() if s.route is not None and _shares(s.route, route)
             ]
             intents: dict[str, PodIntent] = {}
             elsewhere: set[str] = set()
@@ -326,10 +346,14 @@ class PodSyncController:
             # A pod whose event arrived while we listed is the event path's: our view of it may be stale
             # (a deleted pod brought back, a pod turned not-Ready marked HEALTHY again, a new one removed).
             touched = {name for name, at in state.touched_at.items() if at >= started}
+            planned = plan_route(
+                namespace=route.namespace, intents=intents, actual=actual, backed_elsewhere=elsewhere
+            )
             actions = [
                 action
-                for action in plan_route(intents=intents, actual=actual, backed_elsewhere=elsewhere)
+                for action in planned
                 if action.instance_id not in touched
+                and not (isinstance(action, Deregister) and action.successor in touched)
             ]
             known = {name: instance for name, instance in actual.items() if name not in touched}
             known.update({name: state.known[name] for name in touched if name in state.known})
@@ -411,7 +435,14 @@ class PodSyncController:
         state = self._routes.get(key)
         if state is None:
             return (0, 0)
-        mine = [state.known[name] for name in state.pods if name in state.known and state.known[name].managed]
+        if state.route is None:
+            return (0, 0)
+        namespace = state.route.namespace
+        mine = [
+            state.known[instance_id]
+            for instance_id in state.pods
+            if instance_id in state.known and state.known[instance_id].owned_by(namespace)
+        ]
         return (len(mine), sum(1 for instance in mine if instance.healthy))
 
     def _schedule_flush(self, key: RouteKey) -> None:

@@ -4,15 +4,24 @@ Everything podSync decides is derived here from two plain dicts (the ConfigRoute
 server returns them), so the rules can be tested as tables and the event path and the periodic reconcile
 cannot disagree about them.
 
-Rules (issue 6): a pod with an IP and ``Ready=True`` is registered HEALTHY under its name; a pod that is
-not Ready, or is terminating (``deletionTimestamp`` set), is UNHEALTHY if registered and not registered
-otherwise; a pod that is gone is deregistered. Attributes: ``AWS_INSTANCE_IPV4``, ``AWS_INSTANCE_PORT``,
-each configured label present on the pod, ``k8s-namespace``, ``k8s-pod`` and ``managed-by``.
+Rules (issue 6): a pod with an IP and ``Ready=True`` is registered HEALTHY; a pod that is not Ready, or is
+terminating (``deletionTimestamp`` set), is UNHEALTHY if registered and not registered otherwise; a pod
+that is gone is deregistered. Attributes: ``AWS_INSTANCE_IPV4``, ``AWS_INSTANCE_PORT``, each configured
+label present on the pod, ``k8s-namespace``, ``k8s-pod`` and ``managed-by``.
+
+Instance ids are ``<namespace>.<pod>``, not the pod name: one Cloud Map service is often shared by the
+same workload in several namespaces (a multi-tenant fleet), where ``svc-0`` exists once per namespace.
+A name that does not fit Cloud Map's InstanceId (64 characters of ``[0-9a-zA-Z_/:.@-]``) is cut and gets
+``_`` plus a hash of the full name; Kubernetes names never contain ``_``, so the two forms cannot meet.
+An instance belongs to a route's namespace only if it carries ``managed-by`` and that ``k8s-namespace``:
+podSync never touches anything else, whoever else shares the service.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +38,11 @@ RESERVED_ATTRIBUTES = frozenset(
 )
 # Attributes that say something about the instance; AWS_INIT_HEALTH_STATUS is only a registration hint.
 _COMPARED_EXCLUDED = frozenset({ATTR_INIT_HEALTH})
+# Cloud Map's InstanceId: at most 64 characters matching ^[0-9a-zA-Z_/:.@-]+$ (RegisterInstance API).
+INSTANCE_ID_MAX = 64
+_INSTANCE_ID_OK = re.compile(r"[0-9a-zA-Z/:.@-]+")  # "_" left out: it marks the hashed form
+_INSTANCE_ID_BAD = re.compile(r"[^0-9a-zA-Z/:.@-]")
+_HASH_CHARS = 12
 
 
 class InvalidPodSync(ValueError):
@@ -69,6 +83,24 @@ class PodIntent:
     instance_id: str
     attributes: Mapping[str, str] | None
     healthy: bool
+    namespace: str
+    """The pod's Kubernetes namespace: the only namespace whose instances the pod's route may touch."""
+
+
+def instance_id_for(namespace: str, pod: str) -> str:
+    """The Cloud Map instance id of a pod: unique per (namespace, pod), valid for Cloud Map, readable.
+
+    ``<namespace>.<pod>`` when it fits (a namespace has no ``.``, so the first dot splits it). Otherwise
+    its first 51 characters (anything Cloud Map refuses replaced by ``-``), ``_`` and 12 hex characters of
+    the SHA-256 of ``<namespace>/<pod>``. The readable form never contains ``_``, the hashed form always
+    does: a long name cannot take a short one's id.
+    """
+    readable = f"{namespace}.{pod}"
+    if len(readable) <= INSTANCE_ID_MAX and _INSTANCE_ID_OK.fullmatch(readable):
+        return readable
+    digest = hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:_HASH_CHARS]
+    kept = _INSTANCE_ID_BAD.sub("-", readable)[: INSTANCE_ID_MAX - _HASH_CHARS - 1]
+    return f"{kept}_{digest}"
 
 
 def route_sync_from_body(body: Mapping[str, Any]) -> RouteSync | None:
@@ -158,16 +190,36 @@ def desired_attributes(route: RouteSync, pod: Mapping[str, Any]) -> dict[str, st
 
 def pod_intent(route: RouteSync, pod: Mapping[str, Any]) -> PodIntent:
     """What Cloud Map should hold for a pod the route selects (and that still exists)."""
+    meta = pod.get("metadata") or {}
+    namespace = str(meta.get("namespace", ""))
     return PodIntent(
-        instance_id=str((pod.get("metadata") or {}).get("name", "")),
+        instance_id=instance_id_for(namespace, str(meta.get("name", ""))),
         attributes=desired_attributes(route, pod),
         healthy=pod_is_ready(pod) and not pod_is_terminating(pod),
+        namespace=namespace,
     )
 
 
 def is_managed(attributes: Mapping[str, str]) -> bool:
-    """Whether an instance was registered by this operator (the only ones podSync may touch)."""
+    """Whether an instance was registered by this operator (whichever namespace's route did it)."""
     return attributes.get(ATTR_MANAGED_BY) == MANAGED_BY
+
+
+def is_owned_by(attributes: Mapping[str, str], namespace: str) -> bool:
+    """Whether a route in ``namespace`` may touch the instance: registered by podSync for that namespace."""
+    return is_managed(attributes) and attributes.get(ATTR_NAMESPACE) == namespace
+
+
+def expected_instance_id(attributes: Mapping[str, str]) -> str | None:
+    """The id a podSync instance should have from its own ``k8s-namespace``/``k8s-pod`` attributes.
+
+    Differs from the instance's id for one registered under an older scheme (the bare pod name), which
+    is then moved to this id. None when the attributes do not say which pod it is.
+    """
+    namespace, pod = attributes.get(ATTR_NAMESPACE), attributes.get(ATTR_POD)
+    if not namespace or not pod:
+        return None
+    return instance_id_for(namespace, pod)
 
 
 def comparable(attributes: Mapping[str, str]) -> dict[str, str]:
