@@ -7,11 +7,16 @@ cost the single-change latency that matters most. So, per key:
 
 - the first change of a quiet key runs at once (leading edge: a lone change waits for nothing);
 - changes that arrive while that key's run is going on, or less than `quiet_seconds` after the key's
-  last activity, join ONE follow-up batch. The batch runs when the key has been quiet for `quiet_seconds`
+  last activity, join ONE follow-up batch. The batch runs when no change joined it for `settle_seconds`
   or, in a burst that goes on, once it has waited its window (`first_window_seconds`, doubling for each
   further follow-up of the same burst up to `max_window_seconds`), and never while a run of the same key is
-  going on. A burst of D seconds therefore costs about 1 + log2(D / first window) + 1 runs: 100 writes in
-  1-3 s give three (the first, one during the burst, one after it).
+  going on. A key that has had a follow-up stays in its burst until it has been quiet for `settle_seconds`.
+  A burst of D seconds therefore costs at most 2 + ceil((D - 1 s) / 2 s) runs: 100 writes in 1-3 s give
+  three (the first, one during the burst, one after it).
+
+`quiet_seconds` is short on purpose: sequential changes a few hundred milliseconds apart (each written
+after the previous one was rolled out) are each the first of a quiet key and wait for nothing. Inside a
+burst the longer `settle_seconds` rides out the gaps a loaded machine puts between deliveries.
 
 A batch's run starts after every item in it arrived, so an item is never answered by a run that started
 before it (the run reads state at least as new as the item). Items wait at most a window plus one run.
@@ -36,9 +41,14 @@ class Timing:
     """How long a key counts as busy, and how long a follow-up may gather (seconds)."""
 
     quiet_seconds: float = 0.1
+    settle_seconds: float = 0.5
     first_window_seconds: float = 1.0
     max_window_seconds: float = 2.0
     max_batch: int = 1000
+
+    def hot_for(self, follow_ups: int) -> float:
+        """How long after its last activity a key still takes changes into a follow-up."""
+        return self.settle_seconds if follow_ups else self.quiet_seconds
 
     def window(self, follow_ups: int) -> float:
         grown: float = self.first_window_seconds * 2.0 ** min(follow_ups, 30)
@@ -101,7 +111,7 @@ class Coalescer(Generic[K, I, R]):
         if state is None or (
             state.running is None
             and state.pending is None
-            and now - state.last_activity >= timing.quiet_seconds
+            and now - state.last_activity >= timing.hot_for(state.follow_ups)
         ):
             if state is not None:
                 state.cancel_timer()
@@ -150,7 +160,7 @@ class Coalescer(Generic[K, I, R]):
     def _due(self, batch: _Batch[I, R]) -> float:
         if self._hurry or len(batch.items) >= self._timing.max_batch:
             return batch.opened
-        return min(batch.last_joined + self._timing.quiet_seconds, batch.opened + batch.window)
+        return min(batch.last_joined + self._timing.settle_seconds, batch.opened + batch.window)
 
     def _arm(self, key: K, state: _Key[I, R]) -> None:
         """(Re)schedule the key's follow-up; a key with a run going on starts it when the run ends."""
@@ -201,7 +211,7 @@ class Coalescer(Generic[K, I, R]):
             self._arm(key, state)
             return
         state.cancel_timer()
-        state.timer = loop.call_later(self._timing.quiet_seconds, self._forget, key, state)
+        state.timer = loop.call_later(self._timing.hot_for(state.follow_ups), self._forget, key, state)
 
     def _forget(self, key: K, state: _Key[I, R]) -> None:
         state.timer = None

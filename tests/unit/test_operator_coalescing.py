@@ -56,7 +56,7 @@ async def test_items_arriving_during_a_run_share_one_follow_up_after_it() -> Non
     work = Work()
     work.release.clear()
     merged: list[int] = []
-    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01, settle_seconds=0.05))
     first = asyncio.create_task(coalescer.submit("k", 0))
     await asyncio.sleep(0.01)
     rest = [
@@ -74,7 +74,7 @@ async def test_items_arriving_during_a_run_share_one_follow_up_after_it() -> Non
 
 
 async def test_a_steady_burst_is_a_few_runs_none_older_than_its_items() -> None:
-    timing = Timing(quiet_seconds=0.5, first_window_seconds=0.2, max_window_seconds=0.4)
+    timing = Timing(quiet_seconds=0.5, settle_seconds=0.5, first_window_seconds=0.2, max_window_seconds=0.4)
     work = Work()
     coalescer: Coalescer[str, int, str] = Coalescer(work, timing)
     loop = asyncio.get_running_loop()
@@ -114,7 +114,7 @@ async def test_a_failed_run_fails_its_items_and_the_key_recovers() -> None:
     work = Work()
     work.release.clear()
     work.fail_next = True
-    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01, settle_seconds=0.05))
     first = asyncio.create_task(coalescer.submit("k", 1))
     await asyncio.sleep(0.01)
     second = asyncio.create_task(coalescer.submit("k", 2))
@@ -127,7 +127,7 @@ async def test_a_failed_run_fails_its_items_and_the_key_recovers() -> None:
 async def test_a_cancelled_submitter_does_not_cancel_the_shared_run() -> None:
     work = Work()
     work.release.clear()
-    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01))
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(quiet_seconds=0.01, settle_seconds=0.05))
     first = asyncio.create_task(coalescer.submit("k", 0))
     await asyncio.sleep(0.01)
     a = asyncio.create_task(coalescer.submit("k", 1))
@@ -145,7 +145,7 @@ async def test_flush_runs_a_waiting_follow_up_without_its_window() -> None:
     work = Work()
     work.release.clear()
     coalescer: Coalescer[str, int, str] = Coalescer(
-        work, Timing(quiet_seconds=60, first_window_seconds=60, max_window_seconds=60)
+        work, Timing(quiet_seconds=60, settle_seconds=60, first_window_seconds=60, max_window_seconds=60)
     )
     first = asyncio.create_task(coalescer.submit("k", 0))
     await asyncio.sleep(0.01)
@@ -183,6 +183,24 @@ async def test_close_cancels_waiting_items() -> None:
     outcomes = await settle([first, waiting])
     assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
     assert len(coalescer) == 0
+
+
+async def test_a_key_in_a_burst_stays_in_it_until_it_settles() -> None:
+    work = Work()
+    work.release.clear()
+    merged: list[int] = []
+    timing = Timing(quiet_seconds=0.01, settle_seconds=5.0, first_window_seconds=0.05)
+    coalescer: Coalescer[str, int, str] = Coalescer(work, timing)
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(coalescer.submit("k", 1, on_merge=functools.partial(merged.append, 1)))
+    work.release.set()
+    assert await settle([first, second]) == ["k:0", "k:1"]
+    await asyncio.sleep(0.1)  # longer than quiet_seconds, shorter than settle_seconds
+    third = asyncio.create_task(coalescer.submit("k", 2, on_merge=functools.partial(merged.append, 2)))
+    assert await settle([third]) == ["k:2"]  # its window (0.1 s) ends it, not the 5 s settle
+    assert merged == [1, 2]
+    assert [items for _, items, _ in work.runs] == [[0], [1], [2]]
 
 
 @pytest.mark.parametrize(("follow_ups", "window"), [(0, 1.0), (1, 2.0), (2, 2.0), (50, 2.0)])
