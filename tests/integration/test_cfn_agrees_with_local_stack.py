@@ -165,3 +165,23 @@ def test_the_cloud_map_namespace_and_health_config_agree(
     assert template["Resources"]["CloudMapNamespace"]["Type"] == "AWS::ServiceDiscovery::HttpNamespace"
     assert namespace["Type"] == "HTTP"
     assert namespace["Name"] == resolve(properties(template, "CloudMapNamespace")["Name"], template, {})
+
+
+def test_an_alarm_watches_the_queue_that_the_redrive_policy_fills(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    redrive_target = resources["EventQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+    dead_letter_queue = redrive_target["Fn::GetAtt"][0]
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watching = [
+        alarm
+        for alarm in alarms
+        if alarm["Namespace"] == "AWS/SQS"
+        and {"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_queue, "QueueName"]}}
+        in alarm["Dimensions"]
+    ]
+    assert len(watching) == 1, alarms
+    alarm = watching[0]
+    # any message at all is worth a look: malformed events, or events an operator died holding
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["TreatMissingData"] == "notBreaching"
