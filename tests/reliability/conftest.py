@@ -81,6 +81,7 @@ def make_stack(
         max_receive_count: int | None = None,
         operator_env: dict[str, str] | None = None,
         fleet_timeout: float = 180.0,
+        resync_seconds: int | None = None,
         **refresh: Any,
     ) -> Any:
         if visibility_timeout is not None or max_receive_count is not None:
@@ -89,11 +90,10 @@ def make_stack(
         for instance in fleet:
             local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
         route = "services"
-        apply(
-            control_plane,
-            kube_namespace,
-            route_object(route, local_aws=local_aws, prefix=local_aws.prefix, **refresh),
-        )
+        body = route_object(route, local_aws=local_aws, prefix=local_aws.prefix, **refresh)
+        if resync_seconds is not None:
+            body["spec"]["resync"] = {"intervalSeconds": resync_seconds}
+        apply(control_plane, kube_namespace, body)
         operator = operator_process(**(operator_env or {}))
         wait_route_ready(control_plane, kube_namespace, route)
         return Stack(
@@ -242,9 +242,10 @@ def assert_converged(
         if not wrong:
             return
         if time.monotonic() > deadline:
+            names_behind = {entry.split(" ")[1].rstrip(":") for entry in wrong}
             raise AssertionError(
-                f"{len(names)} names not converged on {len(instances)} instances after {timeout}s: "
-                + "; ".join(wrong[:10])
+                f"{len(names_behind)} of {len(names)} names not converged ({len(wrong)} instance-name "
+                f"pairs) on {len(instances)} instances after {timeout}s: " + "; ".join(wrong[:10])
             )
         time.sleep(0.5)
 
