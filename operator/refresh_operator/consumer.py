@@ -278,6 +278,8 @@ class Consumer:
         if snapshot is None:
             return "error"
         latest = max(events, key=lambda event: event.time)
+        if len(events) > 1:
+            logger.info("%d change events of %s share one read (v%s)", len(events), name, snapshot.version)
         if snapshot.operation is Operation.DELETE:
             # The read's snapshot carries the moment that read started (see _read_now).
             ordered_at = deletion_key_time(latest.time, snapshot.last_modified)
