@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from conftest import FINISHED, VersionWatch, assert_converged, percentile, refreshes, rss_kib, wait_for
 
+from devstack.controlplane import CommandError
+
 
 def _write_steadily(stack: Any, name: str, rate: float, started: float, seconds: float) -> int:
     """PutParameter `name` every 1/rate s from `started` for `seconds`; returns how many were written."""
@@ -25,6 +27,18 @@ def _write_steadily(stack: Any, name: str, rate: float, started: float, seconds:
         next_at += 1 / rate
         time.sleep(max(0.0, next_at - time.monotonic()))
     return writes
+
+
+def _all_finished(stack: Any) -> list[dict[str, Any]] | None:
+    """Every ConfigRefresh once all are finished; None before, or when this poll's list call fails (an
+    API server saturated by the load may drop a request: the next poll asks again)."""
+    try:
+        items: list[dict[str, Any]] = refreshes(stack.control_plane, stack.namespace)
+    except CommandError:
+        return None
+    if items and all((i.get("status") or {}).get("phase") in FINISHED for i in items):
+        return items
+    return None
 
 
 def _load(
@@ -50,11 +64,7 @@ def _load(
     assert_converged(stack.local_aws, stack.fleet, names, timeout=300)
     converged_after = time.monotonic() - written_at
     objects = wait_for(
-        lambda: (
-            (items := refreshes(stack.control_plane, stack.namespace))
-            and all((i.get("status") or {}).get("phase") in FINISHED for i in items)
-            and items
-        ),
+        lambda: _all_finished(stack),
         timeout=300,
         interval=1,
         what="every rollout finished",
