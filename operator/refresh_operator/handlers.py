@@ -4,12 +4,22 @@ Handlers are registered on an explicit registry by `register()` (no import-time 
 over the one `Runtime`. Status is written explicitly into the fields the CRDs declare; handlers return
 nothing, because kopf would store a return value under `status.<handler id>`, which the structural
 schema prunes. kopf's own bookkeeping lives in annotations under `kopf.configrefresh.io/`.
+
+Login: kopf's own session has no connection limit, and it handles every object in its own worker, so at
+start-up with 1,000 ConfigRoutes it opened up to 1,000 TLS connections to the API server at once (each
+with asyncio's 256 KiB read buffer and OpenSSL's state): about 0.25 MiB per route that the process never
+gave back. The login handler takes the same credentials kopf's default login would (the kubernetes
+client's in-cluster or kubeconfig configuration) and builds the session with a bounded pool, sized to
+hold every watch stream plus room for the handlers' patches.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import kopf
 
 from refresh_operator import kube, status
@@ -38,7 +48,49 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.error_backoffs = [1, 2, 5, *([10] * 150)]
 
 
+API_REQUEST_CONNECTIONS = 24
+"""Connections to the API server for requests (patches, events, lists) beside the watch streams."""
+WATCHES_PER_NAMESPACE = 4
+"""Watch streams kopf holds per watched namespace: ConfigRoutes, ConfigRefreshes, Pods (podSync), spare."""
+PEERING_WATCHES = 2
+
+
+def api_connection_limit(namespaces: Sequence[str] | None) -> int:
+    """Connections kopf may hold to the API server: every long-lived watch stream plus a request pool.
+
+    A watch holds its connection for up to server_timeout, so the limit grows with the namespaces watched
+    (cluster-wide: one watch per resource); requests beyond the pool wait for a free connection."""
+    watched = 1 if namespaces is None else max(1, len(namespaces))
+    return API_REQUEST_CONNECTIONS + WATCHES_PER_NAMESPACE * watched + PEERING_WATCHES
+
+
+def bounded_session(info: kopf.ConnectionInfo, *, limit: int) -> kopf.AiohttpSession:
+    """The session kopf would build from `info` (same TLS, headers, proxy), with at most `limit`
+    connections. Must run on the operator's event loop (aiohttp binds the session to it)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    @kopf.on.login(registry=registry, id="login-bounded")
+    async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession:
+        # kopf's default login (kubernetes client: in-cluster, then kubeconfig) reads files: off the loop.
+        info = await asyncio.to_thread(kopf.login_via_client, logger=logger, settings=settings)
+        if info is None:
+            raise kopf.LoginError("the kubernetes client library is not installed")
+        return bounded_session(info, limit=api_connection_limit(runtime.namespaces))
+
     @kopf.on.startup(registry=registry, id="runtime-start")
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
