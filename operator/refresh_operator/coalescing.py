@@ -6,17 +6,20 @@ fan-out to the whole fleet, most of them superseded a moment later. Delaying eve
 cost the single-change latency that matters most. So, per key:
 
 - the first change of a quiet key runs at once (leading edge: a lone change waits for nothing);
-- changes that arrive while that key's run is going on, or less than `quiet_seconds` after the key's
-  last activity, join ONE follow-up batch. The batch runs when no change joined it for `settle_seconds`
+- changes that arrive while that key's run is going on (or less than `quiet_seconds` after it; none by
+  default) join ONE follow-up batch. The batch runs when no change joined it for `settle_seconds`
   or, in a burst that goes on, once it has waited its window (`first_window_seconds`, doubling for each
   further follow-up of the same burst up to `max_window_seconds`), and never while a run of the same key is
   going on. A key that has had a follow-up stays in its burst until it has been quiet for `settle_seconds`.
   A burst of D seconds therefore costs at most 2 + ceil((D - 1 s) / 2 s) runs: 100 writes in 1-3 s give
   three (the first, one during the burst, one after it).
 
-`quiet_seconds` is short on purpose: sequential changes a few hundred milliseconds apart (each written
-after the previous one was rolled out) are each the first of a quiet key and wait for nothing. Inside a
-burst the longer `settle_seconds` rides out the gaps a loaded machine puts between deliveries.
+A key counts as busy only while its run is going on, not for a time after it: sequential changes, each
+written after the previous one was rolled out (so after its run), are each the first of a quiet key and
+wait for nothing, however close together they come (a 0.1 s quiet time made every change of a 10/s
+sequence wait 0.5 s). A burst is recognised by a change arriving while the previous one is still being
+read and recorded; from then on the longer `settle_seconds` rides out the gaps a loaded machine puts
+between deliveries.
 
 A batch's run starts after every item in it arrived, so an item is never answered by a run that started
 before it (the run reads state at least as new as the item). Items wait at most a window plus one run.
@@ -40,7 +43,7 @@ R = TypeVar("R")
 class Timing:
     """How long a key counts as busy, and how long a follow-up may gather (seconds)."""
 
-    quiet_seconds: float = 0.1
+    quiet_seconds: float = 0.0
     settle_seconds: float = 0.5
     first_window_seconds: float = 1.0
     max_window_seconds: float = 2.0

@@ -52,6 +52,17 @@ async def test_a_lone_item_runs_at_once_and_alone() -> None:
     assert merged == []
 
 
+async def test_sequential_items_each_after_the_previous_run_never_wait() -> None:
+    work = Work()
+    merged: list[int] = []
+    coalescer: Coalescer[str, int, str] = Coalescer(work, Timing(first_window_seconds=60, settle_seconds=60))
+    for index in range(5):
+        outcome = coalescer.submit("k", index, on_merge=functools.partial(merged.append, index))
+        assert await asyncio.wait_for(outcome, 30) == f"k:{index}"  # far below a 60 s window
+    assert [items for _, items, _ in work.runs] == [[0], [1], [2], [3], [4]]
+    assert merged == []
+
+
 async def test_items_arriving_during_a_run_share_one_follow_up_after_it() -> None:
     work = Work()
     work.release.clear()
