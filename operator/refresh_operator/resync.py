@@ -18,8 +18,10 @@ What is not a missed event:
   (a delete event in flight makes its own object).
 
 After recovery the same pass runs anti-entropy (antientropy.py) for the route. Passes of one route never
-overlap; the first pass of a route runs one interval after the operator first sees it, or at once when
-`configctl verify` sets the route's verify annotation.
+overlap, and at most MAX_CONCURRENT_PASSES run at once over all routes (routes seen together fall due
+together); a due route waits for a slot, verify requests first, then the longest overdue. The first pass
+of a route runs one interval after the operator first sees it, or at once when `configctl verify` sets
+the route's verify annotation.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ from refresh_operator.values import ValueCache
 logger = logging.getLogger("refresh_operator.resync")
 
 TICK_SECONDS = 1.0
+MAX_CONCURRENT_PASSES = 16
+"""Passes running at once, over all routes. Routes seen together fall due together (1,000 routes: 1,000
+passes in one tick, each holding its listings and GetState answers: +100 MiB RSS); the rest wait for a
+slot, still due. 16 is the default I/O thread pool: more passes would mostly wait for a thread."""
 
 Repairer = Callable[[Route, list[ParameterSnapshot], Mapping[str, "Known"]], Awaitable[int]]
 """(route, parameters in the store, what the objects say) → instances sent a targeted refresh."""
@@ -139,6 +145,7 @@ class Resync:
         routes: RouteIndex,
         values: ValueCache,
         repair: Repairer | None = None,
+        max_concurrent_passes: int = MAX_CONCURRENT_PASSES,
     ) -> None:
         self._settings = settings
         self._clients = clients
@@ -152,6 +159,7 @@ class Resync:
         self._interval: dict[tuple[str, str], int] = {}
         self._absent: dict[tuple[str, str], set[str]] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._max_passes = max(1, max_concurrent_passes)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -174,6 +182,7 @@ class Resync:
             self._verify_seen.pop(key, None)
             self._interval.pop(key, None)
             self._absent.pop(key, None)
+        waiting: list[tuple[bool, float, tuple[str, str], Route]] = []
         for key, route in live.items():
             interval = route.resync_interval_seconds
             if key not in self._verify_seen:
@@ -186,14 +195,17 @@ class Resync:
             if key in self._running:
                 continue
             if verify or (interval > 0 and due is not None and now >= due):
-                self._verify_seen[key] = route.verify_requested
-                if interval > 0:
-                    self._due[key] = now + interval
-                task = asyncio.create_task(
-                    self._guarded(route), name=f"resync {route.namespace}/{route.name}"
-                )
-                self._running[key] = task
-                task.add_done_callback(functools.partial(self._finished, key))
+                waiting.append((not verify, due if due is not None else now, key, route))
+        # Verify requests first (someone waits on them), then the longest overdue: a route that waited
+        # for a slot is not overtaken by one that just fell due again.
+        waiting.sort(key=lambda item: (item[0], item[1]))
+        for _, _, key, route in waiting[: max(0, self._max_passes - len(self._running))]:
+            self._verify_seen[key] = route.verify_requested
+            if route.resync_interval_seconds > 0:
+                self._due[key] = now + route.resync_interval_seconds
+            task = asyncio.create_task(self._guarded(route), name=f"resync {route.namespace}/{route.name}")
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: tuple[str, str], _: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
