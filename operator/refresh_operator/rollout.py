@@ -5,9 +5,10 @@ own patch only once, at the end), so `kubectl get cfgr -w` shows Refreshed climb
 are recorded as they come, which makes the rollout restart-safe: a resumed handler passes what status
 already holds as `already_done`, and only unacknowledged instances are called again.
 
-A newer rollout of the same route and parameter cancels an older one still running (Superseded); an
-older one starting after a newer one is Superseded at once. This bookkeeping is per process, which
-matches kopf's peering model of one active operator.
+A newer rollout of the same route and parameter cancels an older one still running (Superseded), and
+marks an older Halted one Superseded; an older one starting after a newer one is Superseded at once.
+The bookkeeping of running ones is per process, which matches kopf's peering model of one active
+operator; Halted ones are found through the API (they run nowhere).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from refresh_operator.fanout import (
     discover_instances,
 )
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.naming import parameter_hash
 from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
-from refresh_operator.refresh_objects import refresh_body
+from refresh_operator.refresh_objects import LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
 from refresh_operator.routes import Route, RouteError, RouteIndex, route_from_object
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
@@ -340,6 +342,8 @@ class Rollouts:
             other.superseded_by = name
             other.cancel.set()
         self._running[run_key] = mine
+        if only is None:
+            await self._supersede_halted(namespace, route, parameter.name, snapshot.key, name, post_event)
         try:
             await self._fan_out(
                 namespace=namespace,
@@ -435,6 +439,48 @@ class Rollouts:
             ],
         )
         post_event("Normal", "Superseded", message)
+
+    async def _supersede_halted(
+        self,
+        namespace: str,
+        route: Route,
+        parameter_name: str,
+        key: VersionKey,
+        successor: str,
+        post_event: EventPoster,
+    ) -> None:
+        """Older Halted rollouts of this parameter are Superseded by this one.
+
+        A Halted rollout waits for a person; once a newer version is rolling out, resuming it could only
+        push a value the instances have replaced (they would answer Stale), and leaving it Halted would
+        keep it in front of whoever watches `kubectl get cfgr`. Best effort: a failed list is logged and
+        the rollout goes on.
+        """
+        selector = f"{LABEL_ROUTE}={route.name[:63]},{LABEL_PARAMETER_HASH}={parameter_hash(parameter_name)}"
+        try:
+            items = await self._blocking.call(
+                self._kube.list, kube.REFRESHES, namespace, label_selector=selector
+            )
+        except KubeError as error:
+            logger.warning("cannot look for Halted rollouts of %s: %s", parameter_name, error)
+            return
+        for item in items:
+            current = item.get("status") or {}
+            spec = item.get("spec") or {}
+            older = SpecParameter.from_spec(spec)
+            name = str((item.get("metadata") or {}).get("name", ""))
+            if (
+                current.get("phase") != HALTED
+                or name == successor
+                or older.name != parameter_name
+                or spec.get("targets")
+                or older.key is None
+                or older.key >= key
+            ):
+                continue
+            generation = int((item.get("metadata") or {}).get("generation") or 1)
+            await self._mark_superseded(namespace, name, successor, current, generation, lambda *_: None)
+            post_event("Normal", "TookOver", f"the Halted rollout {name} of an older version is Superseded")
 
     async def _supersede_by_store(
         self,

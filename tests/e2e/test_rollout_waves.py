@@ -154,6 +154,43 @@ def test_a_failing_health_gate_halts_after_the_first_wave_and_abort_fails_the_ro
     assert len([v for v in stack.values(name) if v == ("gated-value", version)]) == 1
 
 
+@pytest.mark.timeout(600)
+def test_a_newer_version_supersedes_a_halted_rollout(
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> None:
+    stack = waves_stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=kube_namespace,
+        service_fleet=service_fleet,
+        operator_process=operator_process,
+        rollout={"waves": ["1", "100%"], "bakeSeconds": 1, "failureThreshold": 0},
+    )
+    first = min(stack.fleet, key=lambda instance: instance.instance_id)
+    first.stop()
+    name = f"{local_aws.prefix}orders/fixed"
+    bad = stack.put(name, "bad-value")
+    halted = stack.wait_phase(name, bad, FINAL, timeout=120)
+    assert halted["status"]["phase"] == "Halted", halted["status"]
+
+    first.start()
+    first.wait_serving()
+    good = stack.put(name, "fixed-value")
+    done = stack.wait_phase(name, good, {"Succeeded"}, timeout=120)
+    old = stack.wait_phase(name, bad, {"Superseded"}, timeout=60)
+    assert old["status"]["supersededBy"] == done["metadata"]["name"]
+    assert condition(old, "Ready")["reason"] == "Superseded"
+    assert stack.values(name) == [("fixed-value", good)] * 4
+    events = stack.control_plane.kubectl(
+        "get", "events", "-n", stack.namespace, "--field-selector", "reason=TookOver", "-o", "name"
+    ).stdout.split()
+    assert len(events) == 1, events
+
+
 def test_rollback_writes_the_previous_value_back_as_a_new_version_without_printing_it(
     local_aws: LocalAws,
 ) -> None:
