@@ -36,6 +36,7 @@ from devstack.controlplane import ControlPlane
 from devstack.controlplane_procs import stop_pid
 from devstack.local_aws import LocalAws
 from devstack.services import ServiceFleet
+from refresh_operator.podsync.model import instance_id_for
 
 APP_LABEL = "config-service"
 ROUTE_NAME = "config-service"
@@ -324,7 +325,8 @@ class DemoStack:
 
     def wait_synced(self, count: int, timeout: float = 120.0) -> None:
         """Until podSync has every instance HEALTHY in Cloud Map and the route reports Ready."""
-        wanted = {instance.instance_id for instance in self.fleet}
+        # podSync names each pod's instance <namespace>.<pod> (the pods here are named after instances)
+        wanted = {instance_id_for(self.namespace, instance.instance_id) for instance in self.fleet}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.operator is not None and self.operator.poll() is not None:

@@ -145,6 +145,10 @@ class Cluster:
 
     # ---- Cloud Map ---------------------------------------------------------------------------------
 
+    def iid(self, pod: str) -> str:
+        """The Cloud Map instance id podSync gives a pod of this namespace."""
+        return f"{self.namespace}.{pod}"
+
     def discover(self, health: str = "HEALTHY") -> dict[str, dict[str, str]]:
         found = self.aws.client("servicediscovery").discover_instances(
             NamespaceName=self.aws.namespace_name, ServiceName=self.aws.service_name, HealthStatus=health
@@ -265,7 +269,7 @@ def test_ready_pods_are_registered_with_their_attributes_and_counted(
     healthy = wait_for(
         "3 healthy instances", lambda: found if len(found := cluster.discover()) == 3 else None
     )
-    assert healthy == {name: expected_attributes(cluster, name, ip) for name, ip in pods.items()}
+    assert healthy == {cluster.iid(name): expected_attributes(cluster, name, ip) for name, ip in pods.items()}
     status = wait_for(
         "status counts 3/3", lambda: s if (s := cluster.route_status()).get("healthy") == 3 else None
     )
@@ -281,8 +285,8 @@ def test_a_pod_that_is_not_ready_yet_is_not_registered(
     cluster.create_pod("orders-1")
     cluster.set_ready("orders-0", False, ip="127.0.0.21")
     cluster.set_ready("orders-1", True, ip="127.0.0.22")
-    wait_for("orders-1 registered", lambda: "orders-1" in cluster.instances())
-    assert "orders-0" not in cluster.instances()
+    wait_for("orders-1 registered", lambda: cluster.iid("orders-1") in cluster.instances())
+    assert cluster.iid("orders-0") not in cluster.instances()
 
 
 def test_ready_false_is_excluded_from_healthy_discovery_and_true_brings_it_back(
@@ -291,16 +295,16 @@ def test_ready_false_is_excluded_from_healthy_discovery_and_true_brings_it_back(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
     wait_for("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
 
     cluster.set_ready("orders-0", False)
-    wait_for("orders-0 out of HEALTHY", lambda: "orders-0" not in cluster.discover())
-    assert "orders-0" in cluster.discover("UNHEALTHY")
+    wait_for("orders-0 out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
+    assert cluster.iid("orders-0") in cluster.discover("UNHEALTHY")
     wait_for("status 1 registered, 0 healthy", lambda: counts(cluster) == (1, 0))
 
     cluster.set_ready("orders-0", True)
-    wait_for("orders-0 healthy again", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy again", lambda: cluster.iid("orders-0") in cluster.discover())
 
 
 def test_a_deleted_pod_is_unhealthy_at_once_and_deregistered_when_gone(
@@ -309,14 +313,14 @@ def test_a_deleted_pod_is_unhealthy_at_once_and_deregistered_when_gone(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
     cluster.delete_pod("orders-0", grace_seconds=300)  # terminating: deletionTimestamp set, pod still there
-    wait_for("terminating pod out of HEALTHY", lambda: "orders-0" not in cluster.discover())
-    assert "orders-0" in cluster.instances()
+    wait_for("terminating pod out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
+    assert cluster.iid("orders-0") in cluster.instances()
 
     cluster.delete_pod("orders-0", grace_seconds=0)  # gone
-    wait_for("orders-0 deregistered", lambda: "orders-0" not in cluster.instances())
+    wait_for("orders-0 deregistered", lambda: cluster.iid("orders-0") not in cluster.instances())
 
 
 def test_a_label_change_updates_the_attributes(
@@ -325,18 +329,25 @@ def test_a_label_change_updates_the_attributes(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
     cluster.label_pod("orders-0", {"tenant": "globex"})
     found = wait_for(
         "tenant=globex on orders-0",
-        lambda: f if (f := cluster.discover()).get("orders-0", {}).get("tenant") == "globex" else None,
+        lambda: (
+            f
+            if (f := cluster.discover()).get(cluster.iid("orders-0"), {}).get("tenant") == "globex"
+            else None
+        ),
     )
-    assert found == {"orders-0": expected_attributes(cluster, "orders-0", "127.0.0.21", tenant="globex")}
+    assert found == {
+        cluster.iid("orders-0"): expected_attributes(cluster, "orders-0", "127.0.0.21", tenant="globex")
+    }
 
     cluster.label_pod("orders-0", {"app": "retired"})  # leaves the selector: no longer this route's pod
     wait_for(
-        "orders-0 deregistered after leaving the selector", lambda: "orders-0" not in cluster.instances()
+        "orders-0 deregistered after leaving the selector",
+        lambda: cluster.iid("orders-0") not in cluster.instances(),
     )
 
 
@@ -346,15 +357,19 @@ def test_drift_is_repaired_both_ways_and_foreign_instances_are_left_alone(
     running_route(cluster, start_operator, interval=1.0)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
-    cluster.aws.register_instance("stray", "127.0.0.99", PORT, attributes={"managed-by": MANAGED_BY})
+    cluster.aws.register_instance(
+        "stray", "127.0.0.99", PORT, attributes={"managed-by": MANAGED_BY, "k8s-namespace": cluster.namespace}
+    )
     cluster.aws.register_instance("foreign", "127.0.0.98", PORT, attributes={"owner": "someone-else"})
-    cluster.aws.deregister_instance("orders-0")
+    cluster.aws.deregister_instance(cluster.iid("orders-0"))
 
     wait_for("stray removed", lambda: "stray" not in cluster.instances())
-    restored = wait_for("orders-0 restored", lambda: f if "orders-0" in (f := cluster.discover()) else None)
-    assert restored["orders-0"] == expected_attributes(cluster, "orders-0", "127.0.0.21")
+    restored = wait_for(
+        "orders-0 restored", lambda: f if cluster.iid("orders-0") in (f := cluster.discover()) else None
+    )
+    assert restored[cluster.iid("orders-0")] == expected_attributes(cluster, "orders-0", "127.0.0.21")
     # Two more reconcile rounds at 1 s: the foreign instance is still there, untouched.
     time_of_check = time.monotonic()
     wait_for("two more reconcile rounds", lambda: time.monotonic() - time_of_check > 2.5, every=0.25)
@@ -396,7 +411,7 @@ def test_throttled_registration_backs_off_then_succeeds(
     cluster.aws.inject_fault(action="servicediscovery:RegisterInstance", error="ThrottlingException", count=4)
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
 
-    wait_for("orders-0 healthy despite throttling", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy despite throttling", lambda: cluster.iid("orders-0") in cluster.discover())
     assert cluster.aws.pending_faults() == []
     wait_for(
         "CloudMapSynced back to True", lambda: (cluster.synced_condition() or {}).get("status") == "True"
@@ -416,7 +431,8 @@ def test_time_from_ready_patch_to_discoverable(
         name = f"orders-{i}"
         started = time.monotonic()
         cluster.set_ready(name, True, ip=f"127.0.0.{21 + i}")
-        wait_for(f"{name} discoverable", lambda name=name: name in cluster.discover(), every=0.002)  # type: ignore[misc]
+        instance_id = cluster.iid(name)
+        wait_for(f"{name} discoverable", lambda: instance_id in cluster.discover(), every=0.002)  # noqa: B023
         samples.append((time.monotonic() - started) * 1000)
     samples.sort()
     p50 = statistics.median(samples)
@@ -481,11 +497,13 @@ def test_deleting_the_route_deregisters_its_pods_only(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: "orders-0" in cluster.discover())
+    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
     cluster.aws.register_instance("foreign", "127.0.0.98", PORT, attributes={"owner": "someone-else"})
 
     cluster.custom.delete_namespaced_custom_object(
         "configrefresh.io", "v1alpha1", cluster.namespace, "configroutes", ROUTE
     )
-    wait_for("orders-0 deregistered with its route", lambda: "orders-0" not in cluster.instances())
+    wait_for(
+        "orders-0 deregistered with its route", lambda: cluster.iid("orders-0") not in cluster.instances()
+    )
     assert set(cluster.instances()) == {"foreign"}

@@ -126,7 +126,8 @@ def test_pods_synced_by_podsync_are_refreshed_and_a_not_ready_pod_is_not_called(
         )
         return {i["InstanceId"] for i in found["Instances"]}
 
-    wait_for("the 3 Ready pods in Cloud Map", lambda: healthy() == {fleet[i].instance_id for i in range(3)})
+    ids = {f"{kube_namespace}.{fleet[i].instance_id}" for i in range(3)}  # podSync ids: <namespace>.<pod>
+    wait_for("the 3 Ready pods in Cloud Map", lambda: healthy() == ids)
     assert len(cloudmap.list_instances(ServiceId=local_aws.service_id)["Instances"]) == 3
 
     name = f"{local_aws.prefix}orders/db_url"

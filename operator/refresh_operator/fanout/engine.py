@@ -345,7 +345,9 @@ class FanOut:
             raise _AttemptFailed(
                 code="UNKNOWN", detail=f"instance answered result {response.result}", retryable=False
             )
-        if response.instance_id and response.instance_id != target.instance_id:
+        # podSync registers pods as "<namespace>.<pod>"; the pod itself answers with its pod name (k8s-pod).
+        known_as = {target.instance_id, target.attributes.get("k8s-pod", target.instance_id)}
+        if response.instance_id and response.instance_id not in known_as:
             log.warning(
                 "instance at %s answered as %r, expected %r",
                 target.address,
