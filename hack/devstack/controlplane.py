@@ -36,7 +36,7 @@ from devstack import controlplane_build, controlplane_pki
 from devstack.controlplane_build import Binaries
 from devstack.controlplane_procs import (
     ControlPlaneError,
-    free_port,
+    free_ports,
     http_ok,
     spawn,
     stop,
@@ -80,9 +80,8 @@ class ControlPlane:
         self.workdir = workdir
         self.detached = detached
         self.pki = controlplane_pki.generate(workdir / "pki")
-        self.etcd_port = free_port()
-        self.etcd_peer_port = free_port()
-        self.apiserver_port = free_port()
+        # one call, so the three are distinct (probing one at a time can hand out the same port twice)
+        self.etcd_port, self.etcd_peer_port, self.apiserver_port = free_ports(3)
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
         self.kubeconfig = workdir / "kubeconfig"
         self.log_paths: dict[str, Path] = {

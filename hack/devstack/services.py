@@ -65,9 +65,24 @@ def host_for(index: int) -> str:
 
 def free_port(host: str) -> int:
     """A port that is free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    return free_ports(host, 1)[0]
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct ports free on `host` right now.
+
+    The probes stay bound until all are chosen: probing one port at a time can give the same port twice
+    (the kernel may hand a just-released port out again), and an instance whose refresh and metrics ports
+    coincide dies at start (seen once in 50 instances: "Address already in use" on the metrics port).
+    """
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind((host, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def service_command() -> list[str]:
@@ -103,9 +118,7 @@ class Instance:
         self.index = index
         self.instance_id = instance_id
         self.host = host_for(index)
-        self.refresh_port = free_port(self.host)
-        self.config_port = free_port(self.host)
-        self.metrics_port = free_port(self.host)
+        self.refresh_port, self.config_port, self.metrics_port = free_ports(self.host, 3)
         self.log_path = log_path
         self.credentials = credentials
         self._extra_args = list(extra_args)
