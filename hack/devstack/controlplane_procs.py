@@ -30,7 +30,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct TCP ports free on `host` right now (the probes stay bound until all are chosen)."""
+    """`count` distinct TCP ports free on `host` right now.
+
+    The probes stay bound until all are chosen: probing one port at a time can give the same port twice
+    (the kernel may hand a just-released port out again); a config-service instance whose refresh and
+    metrics ports coincided died at start in a 50-instance soak.
+    """
     probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
         for probe in probes:

@@ -21,7 +21,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from configrefresh.v1 import (
     refresh_service_pb2,
     refresh_service_pb2_grpc,
 )
+from devstack.controlplane_procs import free_ports
 
 AuthMode = Literal["insecure", "token", "mtls", "serviceaccount"]
 CLIENT_IDENTITY = "config-refresh-operator"
@@ -61,28 +61,6 @@ def host_for(index: int) -> str:
     """The loopback address of instance `index`: 127.0.0.10, 127.0.0.11, ... (carrying into the 3rd octet)."""
     number = FIRST_HOST_OCTET + index
     return f"127.0.{number // 256}.{number % 256}"
-
-
-def free_port(host: str) -> int:
-    """A port that is free on `host` right now."""
-    return free_ports(host, 1)[0]
-
-
-def free_ports(host: str, count: int) -> list[int]:
-    """`count` distinct ports free on `host` right now.
-
-    The probes stay bound until all are chosen: probing one port at a time can give the same port twice
-    (the kernel may hand a just-released port out again), and an instance whose refresh and metrics ports
-    coincide dies at start (seen once in 50 instances: "Address already in use" on the metrics port).
-    """
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind((host, 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def service_command() -> list[str]:
@@ -118,7 +96,8 @@ class Instance:
         self.index = index
         self.instance_id = instance_id
         self.host = host_for(index)
-        self.refresh_port, self.config_port, self.metrics_port = free_ports(self.host, 3)
+        # probed together so the three are distinct (one at a time can hand out a port twice)
+        self.refresh_port, self.config_port, self.metrics_port = free_ports(3, self.host)
         self.log_path = log_path
         self.credentials = credentials
         self._extra_args = list(extra_args)
