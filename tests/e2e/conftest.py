@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -191,6 +191,21 @@ def refreshes_of(control_plane: ControlPlane, namespace: str, parameter: str) ->
     return [
         item for item in refreshes(control_plane, namespace) if item["spec"]["parameter"]["name"] == parameter
     ]
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy and return that; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def wait_for(

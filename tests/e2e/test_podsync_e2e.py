@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from conftest import wait_until
 from kubernetes import client
 
 from devstack.controlplane import ControlPlane
@@ -30,20 +31,6 @@ from devstack.local_aws import LocalAws
 ROUTE = "orders"
 PORT = 50051
 MANAGED_BY = "config-refresh-operator"
-WAIT = 60.0
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT, every: float = 0.05) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -232,7 +219,7 @@ def running_route(
     """A podSync route with its operator running and its first reconcile done."""
     cluster.create_route()
     operator = start_operator(interval=interval)
-    wait_for(
+    wait_until(
         "the first CloudMapSynced=True", lambda: (cluster.synced_condition() or {}).get("status") == "True"
     )
     return operator
@@ -266,11 +253,11 @@ def test_ready_pods_are_registered_with_their_attributes_and_counted(
     for name, ip in pods.items():
         cluster.set_ready(name, True, ip=ip)
 
-    healthy = wait_for(
+    healthy = wait_until(
         "3 healthy instances", lambda: found if len(found := cluster.discover()) == 3 else None
     )
     assert healthy == {cluster.iid(name): expected_attributes(cluster, name, ip) for name, ip in pods.items()}
-    status = wait_for(
+    status = wait_until(
         "status counts 3/3", lambda: s if (s := cluster.route_status()).get("healthy") == 3 else None
     )
     assert status["registered"] == 3
@@ -285,7 +272,7 @@ def test_a_pod_that_is_not_ready_yet_is_not_registered(
     cluster.create_pod("orders-1")
     cluster.set_ready("orders-0", False, ip="127.0.0.21")
     cluster.set_ready("orders-1", True, ip="127.0.0.22")
-    wait_for("orders-1 registered", lambda: cluster.iid("orders-1") in cluster.instances())
+    wait_until("orders-1 registered", lambda: cluster.iid("orders-1") in cluster.instances())
     assert cluster.iid("orders-0") not in cluster.instances()
 
 
@@ -295,16 +282,16 @@ def test_ready_false_is_excluded_from_healthy_discovery_and_true_brings_it_back(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
-    wait_for("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
+    wait_until("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
 
     cluster.set_ready("orders-0", False)
-    wait_for("orders-0 out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
+    wait_until("orders-0 out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
     assert cluster.iid("orders-0") in cluster.discover("UNHEALTHY")
-    wait_for("status 1 registered, 0 healthy", lambda: counts(cluster) == (1, 0))
+    wait_until("status 1 registered, 0 healthy", lambda: counts(cluster) == (1, 0))
 
     cluster.set_ready("orders-0", True)
-    wait_for("orders-0 healthy again", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy again", lambda: cluster.iid("orders-0") in cluster.discover())
 
 
 def test_a_deleted_pod_is_unhealthy_at_once_and_deregistered_when_gone(
@@ -313,14 +300,14 @@ def test_a_deleted_pod_is_unhealthy_at_once_and_deregistered_when_gone(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
     cluster.delete_pod("orders-0", grace_seconds=300)  # terminating: deletionTimestamp set, pod still there
-    wait_for("terminating pod out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
+    wait_until("terminating pod out of HEALTHY", lambda: cluster.iid("orders-0") not in cluster.discover())
     assert cluster.iid("orders-0") in cluster.instances()
 
     cluster.delete_pod("orders-0", grace_seconds=0)  # gone
-    wait_for("orders-0 deregistered", lambda: cluster.iid("orders-0") not in cluster.instances())
+    wait_until("orders-0 deregistered", lambda: cluster.iid("orders-0") not in cluster.instances())
 
 
 def test_a_label_change_updates_the_attributes(
@@ -329,10 +316,10 @@ def test_a_label_change_updates_the_attributes(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
     cluster.label_pod("orders-0", {"tenant": "globex"})
-    found = wait_for(
+    found = wait_until(
         "tenant=globex on orders-0",
         lambda: (
             f
@@ -345,7 +332,7 @@ def test_a_label_change_updates_the_attributes(
     }
 
     cluster.label_pod("orders-0", {"app": "retired"})  # leaves the selector: no longer this route's pod
-    wait_for(
+    wait_until(
         "orders-0 deregistered after leaving the selector",
         lambda: cluster.iid("orders-0") not in cluster.instances(),
     )
@@ -357,7 +344,7 @@ def test_drift_is_repaired_both_ways_and_foreign_instances_are_left_alone(
     running_route(cluster, start_operator, interval=1.0)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
 
     cluster.aws.register_instance(
         "stray", "127.0.0.99", PORT, attributes={"managed-by": MANAGED_BY, "k8s-namespace": cluster.namespace}
@@ -365,14 +352,14 @@ def test_drift_is_repaired_both_ways_and_foreign_instances_are_left_alone(
     cluster.aws.register_instance("foreign", "127.0.0.98", PORT, attributes={"owner": "someone-else"})
     cluster.aws.deregister_instance(cluster.iid("orders-0"))
 
-    wait_for("stray removed", lambda: "stray" not in cluster.instances())
-    restored = wait_for(
+    wait_until("stray removed", lambda: "stray" not in cluster.instances())
+    restored = wait_until(
         "orders-0 restored", lambda: f if cluster.iid("orders-0") in (f := cluster.discover()) else None
     )
     assert restored[cluster.iid("orders-0")] == expected_attributes(cluster, "orders-0", "127.0.0.21")
     # Two more reconcile rounds at 1 s: the foreign instance is still there, untouched.
     time_of_check = time.monotonic()
-    wait_for("two more reconcile rounds", lambda: time.monotonic() - time_of_check > 2.5, every=0.25)
+    wait_until("two more reconcile rounds", lambda: time.monotonic() - time_of_check > 2.5, every=0.25)
     assert cluster.instances()["foreign"] == {
         "AWS_INSTANCE_IPV4": "127.0.0.98",
         "AWS_INSTANCE_PORT": str(PORT),
@@ -385,21 +372,21 @@ def test_a_missing_service_sets_an_actionable_condition_and_an_event(
 ) -> None:
     cluster.create_route(service="no-such-service")
     start_operator()
-    condition = wait_for(
+    condition = wait_until(
         "CloudMapSynced=False",
         lambda: c if (c := cluster.synced_condition()) and c["status"] == "False" else None,
     )
     assert condition["reason"] == "ServiceNotFound"
     assert '"no-such-service" does not exist' in condition["message"]
     assert "HealthCheckCustomConfig" in condition["message"]
-    event = wait_for("a ServiceNotFound event", lambda: cluster.events("ServiceNotFound"))[0]
+    event = wait_until("a ServiceNotFound event", lambda: cluster.events("ServiceNotFound"))[0]
     assert event.type == "Warning"
     assert "no-such-service" in event.message
 
     # The operator keeps running: a pod event on the broken route is reported, not crashed on.
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("a pod event handled", lambda: cluster.route_status().get("registered") == 0)
+    wait_until("a pod event handled", lambda: cluster.route_status().get("registered") == 0)
     assert cluster.instances() == {}
 
 
@@ -411,9 +398,9 @@ def test_throttled_registration_backs_off_then_succeeds(
     cluster.aws.inject_fault(action="servicediscovery:RegisterInstance", error="ThrottlingException", count=4)
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
 
-    wait_for("orders-0 healthy despite throttling", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy despite throttling", lambda: cluster.iid("orders-0") in cluster.discover())
     assert cluster.aws.pending_faults() == []
-    wait_for(
+    wait_until(
         "CloudMapSynced back to True", lambda: (cluster.synced_condition() or {}).get("status") == "True"
     )
 
@@ -432,7 +419,7 @@ def test_time_from_ready_patch_to_discoverable(
         started = time.monotonic()
         cluster.set_ready(name, True, ip=f"127.0.0.{21 + i}")
         instance_id = cluster.iid(name)
-        wait_for(f"{name} discoverable", lambda: instance_id in cluster.discover(), every=0.002)  # noqa: B023
+        wait_until(f"{name} discoverable", lambda: instance_id in cluster.discover(), every=0.002)  # noqa: B023
         samples.append((time.monotonic() - started) * 1000)
     samples.sort()
     p50 = statistics.median(samples)
@@ -474,7 +461,7 @@ def test_cloud_map_synced_lives_beside_another_managers_ready_condition(
     )
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
+    wait_until("status 1 registered, 1 healthy", lambda: counts(cluster) == (1, 1))
     types = {c["type"]: c["status"] for c in cluster.route_status()["conditions"]}
     assert types == {"Ready": "True", "CloudMapSynced": "True"}
 
@@ -487,7 +474,7 @@ def test_cloud_map_synced_lives_beside_another_managers_ready_condition(
         ROUTE,
         {"status": {"conditions": [ready]}},
     )
-    wait_for("CloudMapSynced restored", lambda: (cluster.synced_condition() or {}).get("status") == "True")
+    wait_until("CloudMapSynced restored", lambda: (cluster.synced_condition() or {}).get("status") == "True")
     assert {c["type"] for c in cluster.route_status()["conditions"]} == {"Ready", "CloudMapSynced"}
 
 
@@ -497,13 +484,13 @@ def test_deleting_the_route_deregisters_its_pods_only(
     running_route(cluster, start_operator)
     cluster.create_pod("orders-0")
     cluster.set_ready("orders-0", True, ip="127.0.0.21")
-    wait_for("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
+    wait_until("orders-0 healthy", lambda: cluster.iid("orders-0") in cluster.discover())
     cluster.aws.register_instance("foreign", "127.0.0.98", PORT, attributes={"owner": "someone-else"})
 
     cluster.custom.delete_namespaced_custom_object(
         "configrefresh.io", "v1alpha1", cluster.namespace, "configroutes", ROUTE
     )
-    wait_for(
+    wait_until(
         "orders-0 deregistered with its route", lambda: cluster.iid("orders-0") not in cluster.instances()
     )
     assert set(cluster.instances()) == {"foreign"}

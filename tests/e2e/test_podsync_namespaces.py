@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from conftest import wait_until
 from kubernetes import client
 
 from devstack.controlplane import ControlPlane
@@ -31,20 +32,6 @@ from devstack.local_aws import LocalAws
 PORT = 50051
 MANAGED_BY = "config-refresh-operator"
 ROUTE = "svc"
-WAIT = 60.0
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT, every: float = 0.05) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -201,7 +188,9 @@ def observe_writes(fleet: Fleet, rounds: float) -> int:
     """Cloud Map writes (register + deregister) made while `rounds` reconcile intervals of 1 s pass."""
     fleet.aws.reset_call_counts()
     until = time.monotonic() + rounds
-    wait_for(f"{rounds} s of reconciles", lambda: time.monotonic() >= until, timeout=rounds + 30, every=0.25)
+    wait_until(
+        f"{rounds} s of reconciles", lambda: time.monotonic() >= until, timeout=rounds + 30, every=0.25
+    )
     return fleet.writes()
 
 
@@ -213,17 +202,17 @@ def test_same_pod_name_in_two_namespaces_gets_two_instances_that_stay_put(
         fleet.create_route(namespace)
     start_operator(a, b, interval=1.0)
     for namespace in (a, b):
-        wait_for(f"CloudMapSynced=True on {namespace}", lambda namespace=namespace: fleet.synced(namespace))  # type: ignore[misc]
+        wait_until(f"CloudMapSynced=True on {namespace}", lambda namespace=namespace: fleet.synced(namespace))  # type: ignore[misc]
 
     fleet.create_pod(a, "svc-0", "127.0.0.21")
     fleet.create_pod(b, "svc-0", "127.0.0.22")
     expected = {(a, "svc-0"): "127.0.0.21", (b, "svc-0"): "127.0.0.22"}
-    wait_for("svc-0 of both namespaces HEALTHY", lambda: fleet.healthy_pods() == expected)
+    wait_until("svc-0 of both namespaces HEALTHY", lambda: fleet.healthy_pods() == expected)
     instances = fleet.instances()
     assert len(instances) == 2, instances
     assert all(len(instance_id) <= 64 for instance_id in instances)
     for namespace in (a, b):
-        wait_for(
+        wait_until(
             f"{namespace} counts 1 registered, 1 healthy",
             lambda namespace=namespace: (
                 (  # type: ignore[misc]
@@ -248,7 +237,7 @@ def test_same_pod_name_in_two_namespaces_gets_two_instances_that_stay_put(
         held = sorted(attrs.get("k8s-namespace", "") for attrs in fleet.instances().values())
         return held if b not in held else None
 
-    assert wait_for("B's svc-0 deregistered", namespaces_registered) == [a]
+    assert wait_until("B's svc-0 deregistered", namespaces_registered) == [a]
     assert fleet.healthy_pods() == {(a, "svc-0"): "127.0.0.21"}
     assert observe_writes(fleet, rounds=3.0) == 0
     assert fleet.healthy_pods() == {(a, "svc-0"): "127.0.0.21"}
@@ -268,9 +257,9 @@ def test_an_operator_watching_one_namespace_leaves_another_namespaces_instances_
     )
     fleet.create_route(a)
     start_operator(a, interval=1.0)
-    wait_for("CloudMapSynced=True", lambda: fleet.synced(a))
+    wait_until("CloudMapSynced=True", lambda: fleet.synced(a))
     fleet.create_pod(a, "svc-0", "127.0.0.21")
-    wait_for("A's svc-0 HEALTHY", lambda: (a, "svc-0") in fleet.healthy_pods())
+    wait_until("A's svc-0 HEALTHY", lambda: (a, "svc-0") in fleet.healthy_pods())
 
     assert observe_writes(fleet, rounds=4.0) == 0
     assert fleet.healthy_pods() == {(a, "svc-0"): "127.0.0.21", (b, "svc-0"): "127.0.0.22"}
@@ -323,11 +312,11 @@ def test_instances_registered_under_the_pod_name_move_to_the_new_id_without_a_ga
     watcher.start()
     try:
         start_operator(a, interval=1.0)
-        migrated = wait_for(
+        migrated = wait_until(
             "svc-0 and svc-1 moved off their old ids, svc-9 gone",
             lambda: i if not {"svc-0", "svc-1", "svc-9"} & set(i := fleet.instances()) else None,
         )
-        wait_for("CloudMapSynced=True", lambda: fleet.synced(a))
+        wait_until("CloudMapSynced=True", lambda: fleet.synced(a))
     finally:
         stop.set()
         watcher.join(timeout=30)
@@ -339,7 +328,7 @@ def test_instances_registered_under_the_pod_name_move_to_the_new_id_without_a_ga
     assert migrated[mine["svc-0"]]["AWS_INSTANCE_IPV4"] == "127.0.0.21"
     # svc-1 was registered UNHEALTHY (not Ready): it keeps its registration, still UNHEALTHY.
     assert fleet.healthy_pods() == {(a, "svc-0"): "127.0.0.21", (b, "svc-5"): "127.0.0.97"}
-    wait_for(
+    wait_until(
         "status 2 registered, 1 healthy",
         lambda: ((s := fleet.route_status(a)).get("registered"), s.get("healthy")) == (2, 1),
     )
