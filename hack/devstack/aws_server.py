@@ -2,8 +2,9 @@
 
 Run as its own process (`python -m devstack.local_aws serve`) so that tests, the operator and the config
 service never share a GIL or a crash with it. It binds 127.0.0.1 (port 0 picks a free one), installs the
-Parameter Store emitter and the Cloud Map patches into moto, puts the control layer in front, then
-prints one JSON line `{"host": ..., "port": ..., "pid": ...}` on stdout: the signal that it is ready.
+Parameter Store emitter, the Cloud Map patches and the SQS receive patch into moto, puts the control
+layer in front, then prints one JSON line `{"host": ..., "port": ..., "pid": ...}` on stdout: the signal
+that it is ready.
 Everything it writes after that goes to stderr (the caller's log file).
 
 It stops on SIGTERM or SIGINT, and by itself when the process that started it goes away (with
@@ -22,7 +23,7 @@ import time
 from types import FrameType
 from typing import NoReturn
 
-from devstack import aws_cloudmap, aws_emitter
+from devstack import aws_cloudmap, aws_emitter, aws_sqs
 from devstack.aws_control import ControlMiddleware, ControlState
 
 _log = logging.getLogger("devstack.aws_server")
@@ -42,6 +43,7 @@ def serve(*, host: str, port: int, parent_pid: int | None, verbose: bool) -> NoR
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
     aws_emitter.install()
     aws_cloudmap.install()
+    aws_sqs.install()
 
     app = ControlMiddleware(
         DomainDispatcherApplication(create_backend_app),
