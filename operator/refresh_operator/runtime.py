@@ -32,7 +32,7 @@ class Runtime:
         self.namespaces = list(namespaces) if namespaces is not None else None
         self.routes = RouteIndex()
         self.values = ValueCache()
-        self.kube = Kube()
+        self.kube = Kube(pool=settings.executor_threads)
         self.blocking = Blocking(threads=settings.executor_threads)
         self._clients: AwsClients | None = None
         self._rollouts: Rollouts | None = None
