@@ -20,6 +20,10 @@ LABEL_ROUTE = "configrefresh.io/route"
 LABEL_PARAMETER_HASH = "configrefresh.io/parameter-hash"
 LABEL_VERSION = "configrefresh.io/version"
 ANNOTATION_PARAMETER_NAME = "configrefresh.io/parameter-name"
+LABEL_HALTED = "configrefresh.io/halted"
+"""Set ("true") before a rollout is recorded Halted, removed once it leaves Halted: a newer version finds
+the Halted rollouts it takes over by this label instead of listing every rollout of its parameter. It is a
+hint, never the truth: the phase is checked too, so a label left behind by a crash changes nothing."""
 
 
 def name_for(route: Route, snapshot: ParameterSnapshot) -> str:

@@ -41,7 +41,7 @@ from refresh_operator.kube import Kube, KubeError
 from refresh_operator.naming import parameter_hash
 from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
-from refresh_operator.refresh_objects import LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
+from refresh_operator.refresh_objects import LABEL_HALTED, LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
 from refresh_operator.routes import Route, RouteError, RouteIndex, route_from_object
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
@@ -182,6 +182,16 @@ class Rollouts:
                     return
                 await asyncio.sleep(min(0.5 * 2**attempt, 5))
 
+    async def _label_halted(self, namespace: str, name: str, halted: bool) -> None:
+        """Best effort (see LABEL_HALTED): a failure only means a successor may not find this rollout."""
+        labels = {"metadata": {"labels": {LABEL_HALTED: "true" if halted else None}}}
+        try:
+            await self._blocking.call(self._kube.patch, kube.REFRESHES, namespace, name, labels)
+        except KubeError as error:
+            metrics.KUBE_API_ERRORS.labels("patch_refresh").inc()
+            if error.status != 404:
+                logger.warning("Halted label of %s/%s not updated: %s", namespace, name, error)
+
     async def _route(self, namespace: str, name: str) -> Route:
         route = self._routes.get(namespace, name)
         if route is not None:
@@ -258,6 +268,8 @@ class Rollouts:
             patch["startedAt"] = patch["completedAt"]
         await self._patch(namespace, name, patch, must=True)
         metrics.ROLLOUTS.labels(phase).inc()
+        if existing.get("phase") == HALTED:
+            await self._label_halted(namespace, name, False)
 
     # -- the rollout ---------------------------------------------------------------------------------
 
@@ -456,7 +468,10 @@ class Rollouts:
         keep it in front of whoever watches `kubectl get cfgr`. Best effort: a failed list is logged and
         the rollout goes on.
         """
-        selector = f"{LABEL_ROUTE}={route.name[:63]},{LABEL_PARAMETER_HASH}={parameter_hash(parameter_name)}"
+        selector = (
+            f"{LABEL_ROUTE}={route.name[:63]},{LABEL_PARAMETER_HASH}={parameter_hash(parameter_name)},"
+            f"{LABEL_HALTED}=true"
+        )
         try:
             items = await self._blocking.call(
                 self._kube.list, kube.REFRESHES, namespace, label_selector=selector
@@ -732,6 +747,7 @@ class Rollouts:
 
         if halted is not None and not running.cancel.is_set():
             reason, message = halted
+            await self._label_halted(namespace, name, True)
             await self._patch(
                 namespace,
                 name,
