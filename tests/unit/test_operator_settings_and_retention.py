@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from refresh_operator.retention import expired
+from refresh_operator.aws import Blocking
+from refresh_operator.kube import KubeError
+from refresh_operator.retention import DELETES_AT_ONCE, expired, sweep
 from refresh_operator.settings import SettingsError, load_settings
 
 BASE = {"CONFIG_REFRESH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q", "AWS_REGION": "us-east-1"}
@@ -74,3 +79,62 @@ def test_old_finished_rollouts_go_but_running_ones_stay() -> None:
         refresh("fresh", hours_ago=1),
     ]
     assert expired(objects, now=NOW, max_age_seconds=7 * 24 * 3600, keep=10) == [("ns", "old")]
+
+
+class SlowKube:
+    """Lists the given objects; each delete takes a moment and records how many ran at once."""
+
+    def __init__(self, objects: list[dict[str, Any]], *, refuse: str | None = None) -> None:
+        self.objects = objects
+        self.refuse = refuse
+        self.deleted: list[str] = []
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        return self.objects
+
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+            if name == self.refuse:
+                raise KubeError("delete configrefreshes: HTTP 500", status=500)
+            self.deleted.append(name)
+
+
+def _sweep(kube_api: SlowKube) -> int:
+    async def go() -> int:
+        blocking = Blocking(threads=16)
+        try:
+            return await sweep(
+                kube_api=kube_api,  # type: ignore[arg-type]
+                blocking=blocking,
+                namespaces=["ns"],
+                max_age_seconds=0,
+                keep=1,
+            )
+        finally:
+            blocking.shutdown()
+
+    return asyncio.run(go())
+
+
+def test_a_sweep_deletes_a_few_at_a_time() -> None:
+    kube_api = SlowKube([refresh(f"p-{i}", hours_ago=i) for i in range(13)])
+
+    assert _sweep(kube_api) == 12
+    assert sorted(kube_api.deleted) == sorted(f"p-{i}" for i in range(1, 13))
+    assert kube_api.most_at_once == DELETES_AT_ONCE
+
+
+def test_a_failed_delete_fails_the_sweep_after_the_others_are_done() -> None:
+    kube_api = SlowKube([refresh(f"p-{i}", hours_ago=i) for i in range(6)], refuse="p-2")
+
+    with pytest.raises(KubeError, match="HTTP 500"):
+        _sweep(kube_api)
+    assert sorted(kube_api.deleted) == ["p-1", "p-3", "p-4", "p-5"]
