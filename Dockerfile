@@ -61,6 +61,9 @@ FROM runtime AS operator
 LABEL org.opencontainers.image.title="config-refresh-operator" \
       org.opencontainers.image.source="https://github.com/config-refresh/config-refresh" \
       org.opencontainers.image.licenses="Apache-2.0"
+# Two malloc arenas instead of glibc's 8 per core: the blocking pool's threads each left freed memory in
+# an arena of their own (about 7 % more resident memory under a 50 changes/s load test).
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080 9090
 # For `docker run`: kopf's liveness endpoint (the default CMD turns it on; the chart probes it too).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \

@@ -96,6 +96,13 @@ def route_manifest(*, aws: LocalAws, port: int, name: str = ROUTE_NAME) -> dict[
     }
 
 
+OPERATOR_IMAGE_ENV = {"MALLOC_ARENA_MAX": "2"}
+"""What the operator image sets for the process besides the operator's own settings (Dockerfile, operator
+stage), so a local operator's memory is the deployed one's: glibc gives each thread that allocates its
+own arena by default (up to 8 per core), and the blocking pool's threads left freed memory spread
+across them."""
+
+
 def operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, str]) -> dict[str, str]:
     """The operator's environment: admin kubeconfig, the local AWS endpoint and queue, a free metrics port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFIG_REFRESH_", "AWS_"))}
@@ -104,6 +111,7 @@ def operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, st
         {
             "KUBECONFIG": str(plane.kubeconfig),
             "PYTHONUNBUFFERED": "1",
+            **OPERATOR_IMAGE_ENV,
             "CONFIG_REFRESH_QUEUE_URL": aws.queue_url,
             "CONFIG_REFRESH_AWS_ENDPOINT_URL": aws.endpoint_url,
             "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from devstack.controlplane import ControlPlane
+from devstack.demo_stack import OPERATOR_IMAGE_ENV
 from devstack.local_aws import LocalAws
 
 OPERATOR = [str(Path(sys.executable).parent / "config-refresh-operator")]
@@ -109,6 +110,7 @@ def operator_env(control_plane: ControlPlane, local_aws: LocalAws) -> dict[str, 
         {
             "KUBECONFIG": str(control_plane.kubeconfig),
             "PYTHONUNBUFFERED": "1",
+            **OPERATOR_IMAGE_ENV,
             "CONFIG_REFRESH_QUEUE_URL": local_aws.queue_url,
             "CONFIG_REFRESH_AWS_ENDPOINT_URL": local_aws.endpoint_url,
             "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
