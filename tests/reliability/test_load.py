@@ -43,14 +43,6 @@ def _all_finished(stack: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def _count_objects(stack: Any) -> str:
-    """How many ConfigRefresh objects exist (for the report; "?" when the list call fails)."""
-    try:
-        return str(len(refreshes(stack.control_plane, stack.namespace)))
-    except CommandError:
-        return "?"
-
-
 def _offer(stack: Any, names: list[str], rate: float, seconds: float) -> tuple[int, float]:
     """Write `rate` changes/s spread over `names` for `seconds`; (writes, achieved rate)."""
     started = time.monotonic()
@@ -95,12 +87,10 @@ def _load(
     warm_names = {o["metadata"]["name"] for o in warm_objects}
     time.sleep(2)
     rss_warm = rss_kib(pid)
-    live_warm = _count_objects(stack)
     writes, achieved = _offer(stack, names, rate, seconds)
     converged_after, all_objects = _settle(stack, names)
     time.sleep(2)
     rss_end = rss_kib(pid)
-    live_end = _count_objects(stack)
     objects = [o for o in all_objects if o["metadata"]["name"] not in warm_names]
     phases = [o["status"]["phase"] for o in objects]
     latencies = [float(o["status"]["latencyMs"]) for o in objects if o["status"]["phase"] == "Succeeded"]
@@ -117,7 +107,8 @@ def _load(
         f"{statistics.median(latencies):.0f}, p99 {percentile(latencies, 0.99):.0f}, "
         f"max {max(latencies):.0f}; "
         f"operator RSS {rss_warm / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end "
-        f"({growth:+.1%}); ConfigRefresh objects {live_warm} after warm-up, {live_end} at the end"
+        f"({growth:+.1%}); ConfigRefresh objects {len(warm_objects)} after warm-up, "
+        f"{len(all_objects)} at the end"
     )
     # The load must have been offered for the figures to mean anything (a shared machine may not keep up).
     assert achieved >= 0.8 * rate, f"offered {achieved:.1f} changes/s, meant {rate}/s"
