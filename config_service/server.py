@@ -72,12 +72,16 @@ class Service:
     ttl: TtlRefresher
     metrics_port: int | None = None
     registration: registration.CloudMapRegistration | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Start both servers (reporting NOT_SERVING) and the metrics endpoint."""
         await self.refresh_server.start()
         await self.config_server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         if self.settings.metrics_enabled:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         log.info(
@@ -86,6 +90,7 @@ class Service:
                 "refresh_address": f"{self.settings.host}:{self.refresh_port}",
                 "config_address": f"{self.settings.config_bind_host}:{self.config_port}",
                 "metrics_port": self.metrics_port,
+                "health_port": self.health_port,
                 "auth_modes": list(self.settings.auth_modes) or ["insecure"],
                 "config_auth_modes": list(self.settings.config_auth_modes)
                 or (["loopback"] if self.settings.config_loopback else ["insecure"]),
@@ -119,7 +124,10 @@ class Service:
         if self.settings.drain_seconds > 0:
             # Load balancers and health watchers see NOT_SERVING while reads are still answered.
             await asyncio.sleep(self.settings.drain_seconds)
-        await asyncio.gather(self.refresh_server.stop(grace), self.config_server.stop(grace))
+        servers = [self.refresh_server, self.config_server]
+        if self.health_server is not None:
+            servers.append(self.health_server)
+        await asyncio.gather(*(server.stop(grace) for server in servers))
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -197,6 +205,7 @@ async def create_server(
             instance_id=settings.instance_id,
             lifecycle=lifecycle,
             metrics=metrics,
+            accept_values=settings.refresh_accept_values,
         ),
         refresh_server,
     )
@@ -213,6 +222,13 @@ async def create_server(
     config_health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(refresh_health, refresh_server)
     health_pb2_grpc.add_HealthServicer_to_server(config_health, config_server)
+    health_server = None
+    health_port = None
+    if settings.health_port is not None:
+        # Health only, plaintext: kubelet gRPC probes cannot speak TLS, and health holds nothing secret.
+        health_server = grpc.aio.server(options=_SERVER_OPTIONS)
+        health_pb2_grpc.add_HealthServicer_to_server(config_health, health_server)
+        health_port = _bind(health_server, settings.host, settings.health_port, None)
     for health, name in ((refresh_health, REFRESH_SERVICE), (config_health, CONFIG_SERVICE)):
         await _set_health(health, name, serving=False)
     lifecycle.add_listener(_health_listener(refresh_health, REFRESH_SERVICE))
@@ -242,6 +258,8 @@ async def create_server(
             metrics=metrics,
         ),
         registration=registration.from_settings(settings, refresh_port=refresh_port),
+        health_server=health_server,
+        health_port=health_port,
     )
 
 

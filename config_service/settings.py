@@ -66,6 +66,14 @@ FIELDS: tuple[Field, ...] = (
     Field("metrics_port", "int", 9102, "Port of the Prometheus /metrics endpoint; 0 picks one.", "instance"),
     Field("metrics_enabled", "bool", True, "Serve Prometheus metrics.", "instance"),
     Field(
+        "health_port",
+        "int",
+        None,
+        "Also serve grpc.health.v1 alone, in plaintext, on this port (for kubelet gRPC probes, which cannot "
+        "speak TLS); unset: off.",
+        "instance",
+    ),
+    Field(
         "prefixes",
         "list",
         ("/config-service/",),
@@ -117,6 +125,14 @@ FIELDS: tuple[Field, ...] = (
         "bool",
         False,
         "Accept RefreshService calls without any authentication (logged as a warning).",
+        "auth",
+    ),
+    Field(
+        "refresh_accept_values",
+        "bool",
+        True,
+        "Accept PAYLOAD_MODE_VALUE refreshes; off, only invalidations (the instance re-reads from Parameter "
+        "Store), for a refresh channel that is neither authenticated nor encrypted.",
         "auth",
     ),
     Field(
@@ -299,6 +315,7 @@ class Settings:
     config_port: int = 50052
     metrics_port: int = 9102
     metrics_enabled: bool = True
+    health_port: int | None = None
     prefixes: tuple[str, ...] = ("/config-service/",)
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
@@ -309,6 +326,7 @@ class Settings:
     ttl_seconds: float = 600.0
     ttl_jitter: float = 0.1
     insecure_refresh: bool = False
+    refresh_accept_values: bool = True
     refresh_tls_cert_file: Path | None = None
     refresh_tls_key_file: Path | None = None
     refresh_client_ca_file: Path | None = None
@@ -531,9 +549,9 @@ def _check(settings: Settings) -> None:
     def fail(field_name: str, message: str) -> None:
         raise SettingsError(f"{ENV_PREFIX}{field_name.upper()}: {message}")
 
-    for name in ("refresh_port", "config_port", "metrics_port"):
+    for name in ("refresh_port", "config_port", "metrics_port", "health_port"):
         port = getattr(settings, name)
-        if not 0 <= port <= 65535:
+        if port is not None and not 0 <= port <= 65535:
             fail(name, f"expected a port number 0..65535, got {port}")
     if settings.refresh_port and settings.refresh_port == settings.config_port:
         fail(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -17,6 +18,8 @@ from config_service.server import create_server
 from config_service.settings import Settings
 from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
+from configrefresh.v1 import refresh_service_pb2 as rpb
+from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
 
 NAME = "/config-service/acme/flag"
 
@@ -88,3 +91,59 @@ async def test_create_server_serves_health_tls_reads_and_metrics(tmp_path: Path)
         await channel.close()
         await service.stop(grace=1)
     assert service.refresh_port != service.config_port
+
+
+async def test_health_port_is_plaintext_health_only_and_invalidate_only_refuses_values(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    settings = Settings(
+        instance_id="unit",
+        refresh_port=0,
+        config_port=0,
+        metrics_enabled=False,
+        health_port=0,
+        insecure_refresh=True,
+        refresh_accept_values=False,
+        config_tls_cert_file=cert,
+        config_tls_key_file=key,
+        ttl_seconds=0,
+    )
+    store = GatedStore()
+    store.gate.set()
+    service = await create_server(settings, store=store)  # type: ignore[arg-type]
+    await service.start()
+    await service.bootstrap()
+    assert service.health_port
+    health_channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.health_port}")
+    refresh_channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.refresh_port}")
+    try:
+        health = await health_pb2_grpc.HealthStub(health_channel).Check(
+            health_pb2.HealthCheckRequest(service="configrefresh.v1.ConfigService")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await cpb_grpc.ConfigServiceStub(health_channel).GetConfig(cpb.GetConfigRequest(name=NAME))
+        assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED, "the health port serves health only"
+
+        stub = rpb_grpc.RefreshServiceStub(refresh_channel)
+        value = rpb.RefreshRequest(parameter_name=NAME, version=4, operation=rpb.OPERATION_UPSERT, value="x")
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await stub.Refresh(value)
+        assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        invalidate = rpb.RefreshRequest(
+            parameter_name=NAME,
+            version=4,
+            operation=rpb.OPERATION_UPSERT,
+            payload_mode=rpb.PAYLOAD_MODE_INVALIDATE,
+        )
+        answer = await stub.Refresh(invalidate)
+        assert answer.instance_id == "unit", "an invalidation is still accepted"
+    finally:
+        await health_channel.close()
+        await refresh_channel.close()
+        await service.stop(grace=1)
