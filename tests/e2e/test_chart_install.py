@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
@@ -254,16 +255,25 @@ def test_both_charts_install_upgrade_and_uninstall(
     route = _get(control_plane, "configroute", service.fullname, "-n", kube_namespace)
     assert route["spec"]["podSync"]["port"] == 50051
     assert route["spec"]["refresh"]["auth"]["type"] == "serviceAccountToken"
+    assert route["spec"]["refresh"]["tls"]["enabled"] is True
+    assert route["spec"]["refresh"]["tls"]["serverName"] == f"{service.fullname}.{kube_namespace}.svc"
+    # Secure by default: the chart made a CA and serving certificate, and the route trusts that CA.
+    tls_secret = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)
+    assert tls_secret["type"] == "kubernetes.io/tls"
+    rendered_route = next(
+        doc for doc in yaml.safe_load_all(service.manifest()) if doc and doc["kind"] == "ConfigRoute"
+    )
+    assert rendered_route["spec"]["refresh"]["tls"]["caBundle"] == tls_secret["data"]["ca.crt"]
+    audience = rendered_route["spec"]["refresh"]["auth"]["audience"]
+    assert audience == "configrefresh.io/config-refresh/config-service"
     binding = _get(control_plane, "clusterrolebinding", f"{service.fullname}-auth-delegator")
     assert binding["roleRef"]["name"] == "system:auth-delegator"
     # TokenReview wiring: the service's identity may review tokens, and accepts the operator's.
     service_api = _identity_client(control_plane, kube_namespace, service.fullname)
     assert _allowed(service_api, "create", "authentication.k8s.io", "tokenreviews", None)
     assert not _allowed(service_api, "get", "", "secrets", kube_namespace)
-    operator_token = control_plane.issue_token(
-        kube_namespace, fullname, audiences=["config-service"], create=False
-    )
-    spec = client.V1TokenReviewSpec(token=operator_token, audiences=["config-service"])
+    operator_token = control_plane.issue_token(kube_namespace, fullname, audiences=[audience], create=False)
+    spec = client.V1TokenReviewSpec(token=operator_token, audiences=[audience])
     review = client.AuthenticationV1Api(service_api).create_token_review(client.V1TokenReview(spec=spec))
     assert review.status is not None
     assert review.status.authenticated is True
@@ -287,6 +297,8 @@ def test_both_charts_install_upgrade_and_uninstall(
     assert _exists(control_plane, "kopfpeering", fullname, "-n", kube_namespace)
     service.upgrade("replicaCount=4")
     assert _get(control_plane, "deployment", service.fullname, "-n", kube_namespace)["spec"]["replicas"] == 4
+    kept = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)
+    assert kept["data"] == tls_secret["data"], "an upgrade keeps the generated certificate (lookup)"
 
     service.uninstall()
     operator.uninstall()
