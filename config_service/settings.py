@@ -273,7 +273,7 @@ FIELDS: tuple[Field, ...] = (
         "bool",
         False,
         "Serve ConfigService without authentication on a non-loopback address: any caller that reaches "
-        "the port reads every value, SecureStrings included. Never in production.",
+        "the port reads every String value (SecureStrings are withheld). Never in production.",
         "config",
     ),
     # Operations.
