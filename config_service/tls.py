@@ -29,6 +29,7 @@ class ReloadingCertificate:
         self._files: tuple[Path, ...] = (cert_file, key_file) + ((client_ca_file,) if client_ca_file else ())
         self._lock = threading.Lock()
         self._stamp = self._current_stamp()
+        self._failed: _Stamp | None = None
         self.loads = 0
         self._initial = self._load()
 
@@ -46,18 +47,19 @@ class ReloadingCertificate:
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """A new configuration when the files changed since the last load, else None (keep the current)."""
         stamp = self._current_stamp()
-        if stamp == self._stamp:
+        if stamp in (self._stamp, self._failed):
             return None
         with self._lock:
-            if stamp == self._stamp:
+            if stamp in (self._stamp, self._failed):
                 return None
             try:
                 configuration = self._load()
-            except (OSError, ValueError) as error:
+            except Exception as error:  # any failure keeps the last good pair serving
                 log.warning(
                     "TLS files changed but cannot be loaded; serving the previous certificate",
                     extra={"files": [str(path) for path in self._files], "error": str(error)},
                 )
+                self._failed = stamp  # logged once per broken state, retried on the next change
                 return None
             self._stamp = stamp
             log.info("TLS certificate reloaded", extra={"file": str(self._files[0])})
