@@ -12,6 +12,8 @@ import time
 
 import grpc
 
+from configrefresh.v1 import config_service_pb2 as cpb
+from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
 from devstack.controlplane import ControlPlane
@@ -206,3 +208,55 @@ def test_a_token_for_one_service_is_refused_by_another_and_a_flood_of_bogus_toke
     assert set(same_codes) == {grpc.StatusCode.UNAUTHENTICATED}
     # The operator's own token still works (it is cached), flood or not.
     assert get_state_code(service_a.refresh_address, token_a) is grpc.StatusCode.OK
+
+
+def test_config_reads_take_serviceaccount_tokens_of_the_allowed_namespace_only(
+    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, service_fleet: FleetFactory
+) -> None:
+    namespace = kube_namespace
+    kubeconfig = delegate_tokenreview(control_plane, namespace)
+    audience = f"configrefresh.io/{namespace}/orders"
+    other = control_plane.create_namespace(f"{namespace}-x")
+    try:
+        local_aws.client("ssm").put_parameter(
+            Name=f"{local_aws.prefix}acme/db/password", Value="s3cret", Type="SecureString"
+        )
+        instance = service_fleet(
+            1,
+            local_aws=local_aws,
+            auth="serviceaccount",
+            env={
+                "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": audience,
+                "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": f"system:serviceaccount:{namespace}:operator",
+                "CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_GROUPS": f"system:serviceaccounts:{namespace}",
+                "CONFIG_SERVICE_KUBECONFIG": kubeconfig,
+            },
+        )[0]
+        app = control_plane.issue_token(namespace, "orders", audiences=[audience])
+        stranger = control_plane.issue_token(other, "orders", audiences=[audience])
+        operator = control_plane.issue_token(namespace, "operator", audiences=[audience])
+
+        def list_code(token: str | None) -> tuple[grpc.StatusCode, list[str]]:
+            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            with grpc.insecure_channel(instance.config_address) as channel:
+                try:
+                    answer = cpb_grpc.ConfigServiceStub(channel).ListConfig(
+                        cpb.ListConfigRequest(prefix=""), timeout=20, metadata=metadata
+                    )
+                except grpc.RpcError as error:
+                    return error.code(), []
+            return grpc.StatusCode.OK, [entry.value for entry in answer.entries]
+
+        assert list_code(app) == (grpc.StatusCode.OK, ["s3cret"])
+        assert list_code(stranger) == (grpc.StatusCode.PERMISSION_DENIED, [])
+        assert list_code(None) == (grpc.StatusCode.UNAUTHENTICATED, [])
+        assert list_code("not-a-token") == (grpc.StatusCode.UNAUTHENTICATED, [])
+        # Each port keeps its own allow-list: an application token cannot push refreshes.
+        assert get_state_code(instance.refresh_address, app) is grpc.StatusCode.PERMISSION_DENIED
+        assert get_state_code(instance.refresh_address, operator) is grpc.StatusCode.OK
+        log = instance.log_text()
+        assert "s3cret" not in log
+        assert app not in log
+        assert stranger not in log
+    finally:
+        control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
