@@ -9,6 +9,7 @@ operator itself, run locally under that identity, carrying a Parameter Store cha
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -19,13 +20,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import pytest
+import trustme
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubernetes import client
 from kubernetes.client import ApiException
 
 from devstack.controlplane import ControlPlane
 from devstack.local_aws import LocalAws
+from devstack.pytest_services import FleetFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
@@ -556,3 +561,45 @@ def test_two_replicas_peer_through_the_chart_peering_object_under_its_identity(
             if process.poll() is None:
                 process.terminate()
                 process.wait(60)
+
+
+def test_the_chart_certificate_serves_and_verifies_as_the_operator_will_dial_it(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    release: Callable[[Path], Release],
+    local_aws: LocalAws,
+    service_fleet: FleetFactory,
+    tmp_path: Path,
+) -> None:
+    """The chart's generated Secret, served by a real config-service process, verifies with the route's
+    caBundle and serverName while the client dials an IP address (as the operator dials pod IPs)."""
+    service = release(SERVICE_CHART)
+    service.install("image.repository=registry.example/config-service")
+    secret = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)["data"]
+    route = next(
+        doc for doc in yaml.safe_load_all(service.manifest()) if doc and doc["kind"] == "ConfigRoute"
+    )["spec"]["refresh"]["tls"]
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_bytes(base64.b64decode(secret[name]))
+    instance = service_fleet(
+        1,
+        local_aws=local_aws,
+        env={
+            "CONFIG_SERVICE_REFRESH_TLS_CERT_FILE": str(tmp_path / "tls.crt"),
+            "CONFIG_SERVICE_REFRESH_TLS_KEY_FILE": str(tmp_path / "tls.key"),
+        },
+    )[0]
+    trusted = grpc.ssl_channel_credentials(base64.b64decode(route["caBundle"]))
+    options = [("grpc.ssl_target_name_override", route["serverName"])]
+    with grpc.secure_channel(instance.refresh_address, trusted, options=options) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    # Another CA does not verify it.
+    stranger = grpc.ssl_channel_credentials(trustme.CA().cert_pem.bytes())
+    with (
+        grpc.secure_channel(instance.refresh_address, stranger, options=options) as channel,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    service.uninstall()
