@@ -183,7 +183,7 @@ async def create_server(
     if config_auth is None and not settings.config_loopback:
         log.warning(
             "ConfigService answers unauthenticated callers on a network address (--insecure-config-api): "
-            "every value, SecureStrings included, goes to anyone who reaches the port"
+            "every String value goes to anyone who reaches the port (SecureStrings are withheld)"
         )
     refresh_interceptors = (
         [AuthInterceptor(refresh_auth, service_prefix=PROTECTED_SERVICE, metrics=metrics)]
