@@ -1,11 +1,18 @@
-"""Authentication of RefreshService calls: mutual TLS identities, bearer tokens, ServiceAccount tokens.
+"""Authentication of RefreshService and ConfigService calls: mutual TLS identities, bearer tokens,
+ServiceAccount tokens.
 
 Why an interceptor that wraps the handler: the peer certificate is only visible on the call's context, so
-the check runs inside the call, before the servicer; it applies to RefreshService only (the health
-service on the same port stays open to probes). Each configured method looks at the call and answers
+the check runs inside the call, before the servicer; it applies to one service per server (RefreshService
+on the refresh port, ConfigService on the config port, each with its own allow-lists) while the health
+service on the same port stays open to probes. Each configured method looks at the call and answers
 ALLOW, DENY (a valid credential that is not on the allow-list), INVALID (a credential that does not
 verify) or ABSENT. Any ALLOW lets the call through; otherwise any DENY is PERMISSION_DENIED and the rest
-UNAUTHENTICATED. A TokenReview that cannot be made is UNAVAILABLE, so the operator retries.
+UNAUTHENTICATED. A TokenReview that cannot be made (or is over its rate limit) is UNAVAILABLE, so the
+caller retries.
+
+A bearer token is only accepted when it was protected in transit: the call came over TLS, or from this
+host (loopback or Unix socket, e.g. a sidecar). A token sent in clear from elsewhere is refused before any
+method sees it, unless the operator of the instance opted out (`insecure_plaintext_tokens`).
 
 With mutual TLS the TLS layer itself requires a client certificate signed by the client CA (gRPC Python
 cannot request one optionally): a caller without one fails the handshake and sees UNAVAILABLE. Bearer
@@ -16,14 +23,13 @@ a rollout). Token text never reaches a log line or a metric.
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import threading
-import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +38,14 @@ from typing import Any, Protocol
 import grpc
 
 from config_service.metrics import Metrics
+from config_service.tokenreview import RateLimited, ReviewFailed, TokenReviewer, TokenReviews
+
+__all__ = ["TokenReviewer", "TokenReviews"]
 
 log = logging.getLogger(__name__)
 
 PROTECTED_SERVICE = "/configrefresh.v1.RefreshService/"
+CONFIG_SERVICE_PREFIX = "/configrefresh.v1.ConfigService/"
 
 
 class Decision(enum.Enum):
@@ -64,6 +74,9 @@ class CallCredentials:
     bearer: str | None
     peer_identities: tuple[str, ...]
     tls: bool
+    """The call arrived over TLS (its bearer token, if any, was encrypted in transit)."""
+    loopback: bool = False
+    """The caller is on this host (127.0.0.0/8, ::1 or a Unix socket): its call never crossed a network."""
 
 
 class Method(Protocol):
@@ -146,47 +159,35 @@ class BearerToken:
         return Verdict(Decision.INVALID, reason="bearer token not accepted")
 
 
-TokenReviewer = Callable[[str, str], Awaitable[dict[str, Any]]]
-
-
 class ServiceAccountToken:
     """Allows Kubernetes ServiceAccount tokens that TokenReview authenticates for the expected audience
-    and whose username is on the allow-list; answers are cached for a while, keyed by a token hash."""
+    and whose username (or one of whose groups) is on the allow-list. The review itself is bounded by
+    `TokenReviews` (single flight, cache, rate limit)."""
 
     name = "serviceaccount"
 
     def __init__(
         self,
         *,
-        audience: str,
+        reviews: TokenReviews,
         allowed_users: Sequence[str],
-        reviewer: TokenReviewer,
-        cache_seconds: float,
+        allowed_groups: Sequence[str] = (),
     ) -> None:
-        self._audience = audience
+        self._reviews = reviews
+        self._audience = reviews.audience
         self._allowed = frozenset(allowed_users)
-        self._review = reviewer
-        self._cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Verdict]] = {}
+        self._allowed_groups = frozenset(allowed_groups)
 
     async def check(self, credentials: CallCredentials) -> Verdict:
         if credentials.bearer is None:
             return Verdict(Decision.ABSENT)
-        key = hashlib.sha256(credentials.bearer.encode()).digest()
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
         try:
-            status = await self._review(credentials.bearer, self._audience)
-        except Exception as error:
-            log.warning("TokenReview failed", extra={"error": type(error).__name__})
+            status = await self._reviews.review(credentials.bearer)
+        except RateLimited:
+            return Verdict(Decision.ERROR, reason="too many ServiceAccount token reviews; retry later")
+        except ReviewFailed:
             return Verdict(Decision.ERROR, reason="cannot verify the ServiceAccount token now")
-        verdict = self._judge(status)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self._cache_seconds, verdict)
-        return verdict
+        return self._judge(status)
 
     def _judge(self, status: dict[str, Any]) -> Verdict:
         if not status.get("authenticated"):
@@ -194,50 +195,39 @@ class ServiceAccountToken:
         audiences = status.get("audiences") or []
         if self._audience not in audiences:
             return Verdict(Decision.INVALID, reason="ServiceAccount token is not for this audience")
-        username = str((status.get("user") or {}).get("username", ""))
+        user = status.get("user") or {}
+        username = str(user.get("username", ""))
         if username in self._allowed:
+            return Verdict(Decision.ALLOW, principal=username)
+        groups = {str(group) for group in user.get("groups") or ()}
+        if groups & self._allowed_groups:
             return Verdict(Decision.ALLOW, principal=username)
         return Verdict(Decision.DENY, principal=username, reason="ServiceAccount is not allowed")
 
 
-def kubernetes_token_reviewer(kubeconfig: Path | None) -> TokenReviewer:
-    """A TokenReview call through the official kubernetes client, run in a thread."""
-    from kubernetes import client, config  # imported here: only instances using TokenReview pay for it
-
-    if kubeconfig is not None:
-        api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    else:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        api_client = client.ApiClient(configuration)
-    api = client.AuthenticationV1Api(api_client)
-
-    def review(token: str, audience: str) -> dict[str, Any]:
-        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[audience]))
-        answer = api.create_token_review(body, _request_timeout=5)
-        status = answer.status
-        if status is None:
-            return {"authenticated": False}
-        return {
-            "authenticated": bool(status.authenticated),
-            "audiences": list(status.audiences or []),
-            "user": {"username": status.user.username if status.user else ""},
-        }
-
-    async def reviewer(token: str, audience: str) -> dict[str, Any]:
-        return await asyncio.to_thread(review, token, audience)
-
-    return reviewer
-
-
 class Authenticator:
-    """Combines the configured methods into one verdict per call."""
+    """Combines the configured methods into one verdict per call.
 
-    def __init__(self, methods: Sequence[Method]) -> None:
+    A bearer token that arrived without TLS from a caller that is not on this host is refused before any
+    method sees it (and never sent to TokenReview): it crossed the network in clear, so it may have been
+    read on the way. `plaintext_tokens=True` (the `insecure_plaintext_tokens` setting) turns that off.
+    """
+
+    def __init__(self, methods: Sequence[Method], *, plaintext_tokens: bool = False) -> None:
         self._methods = tuple(methods)
+        self._plaintext_tokens = plaintext_tokens
 
     async def authenticate(self, credentials: CallCredentials) -> tuple[grpc.StatusCode | None, Verdict]:
         """(None, verdict) to let the call through, else (status code, verdict)."""
+        if (
+            credentials.bearer is not None
+            and not credentials.tls
+            and not credentials.loopback
+            and not self._plaintext_tokens
+        ):
+            return grpc.StatusCode.UNAUTHENTICATED, Verdict(
+                Decision.INVALID, reason="bearer token sent without TLS is refused"
+            )
         verdicts = [await method.check(credentials) for method in self._methods]
         for verdict in verdicts:
             if verdict.decision is Decision.ALLOW:
@@ -253,8 +243,37 @@ class Authenticator:
         return grpc.StatusCode.UNAUTHENTICATED, Verdict(Decision.ABSENT, reason="no credential")
 
 
+def is_loopback_peer(peer: str) -> bool:
+    """Whether a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`, `unix:...`) is on this host:
+    any 127.0.0.0/8 address, ::1, an IPv4-mapped loopback, or a Unix socket."""
+    scheme, _, rest = peer.partition(":")
+    rest = urllib.parse.unquote(rest)
+    if scheme in ("unix", "unix-abstract"):
+        return True
+    if scheme == "ipv4":
+        host = rest.rsplit(":", 1)[0]
+    elif scheme == "ipv6":
+        host = rest.rsplit(":", 1)[0].strip("[]")
+    else:
+        return False
+    return is_loopback_address(host)
+
+
+def is_loopback_address(host: str) -> bool:
+    """Whether an address or host name only reaches this host (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
 def credentials_of(context: grpc.aio.ServicerContext[Any, Any]) -> CallCredentials:
-    """The bearer token and TLS peer identities of a call."""
+    """The bearer token, TLS peer identities, transport security and origin of a call."""
     bearer = None
     for key, value in context.invocation_metadata() or ():
         if key.lower() == "authorization" and isinstance(value, str):
@@ -268,15 +287,30 @@ def credentials_of(context: grpc.aio.ServicerContext[Any, Any]) -> CallCredentia
             text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             if text and text not in identities:
                 identities.append(text)
-    tls = bool(auth_context.get("transport_security_type"))
-    return CallCredentials(bearer=bearer, peer_identities=tuple(identities), tls=tls)
+    security = [
+        raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        for raw in auth_context.get("transport_security_type", ())
+    ]
+    tls = "ssl" in security or "tls" in security
+    return CallCredentials(
+        bearer=bearer, peer_identities=tuple(identities), tls=tls, loopback=is_loopback_peer(context.peer())
+    )
 
 
-class RefreshAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Guards RefreshService methods with an Authenticator; other services pass through."""
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Guards the unary methods of one gRPC service (by full-name prefix) with an Authenticator; other
+    services on the same server (grpc.health.v1) pass through, so probes need no credential."""
 
-    def __init__(self, authenticator: Authenticator, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        service_prefix: str = PROTECTED_SERVICE,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._authenticator = authenticator
+        self._prefix = service_prefix
+        self._service = service_prefix.strip("/").rsplit(".", 1)[-1]
         self._metrics = metrics
 
     async def intercept_service(
@@ -286,17 +320,20 @@ class RefreshAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(PROTECTED_SERVICE) or handler.unary_unary is None:
+        if handler is None or not method.startswith(self._prefix):
             return handler
+        if handler.unary_unary is None:  # pragma: no cover - both protected services are unary only
+            raise RuntimeError(f"{method}: only unary methods can be guarded")
         inner = handler.unary_unary
         authenticator = self._authenticator
         metrics = self._metrics
+        service = self._service
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             code, verdict = await authenticator.authenticate(credentials_of(context))
             if code is not None:
                 log.warning(
-                    "refresh call refused",
+                    "refresh call refused" if service == "RefreshService" else "config call refused",
                     extra={
                         "method": method,
                         "code": code.name,
@@ -306,7 +343,7 @@ class RefreshAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     },
                 )
                 if metrics is not None:
-                    metrics.auth_refusals.labels(code=code.name).inc()
+                    metrics.auth_refusals.labels(code=code.name, service=service).inc()
                 await context.abort(code, verdict.reason or "no credential")
             return await inner(request, context)
 
@@ -317,30 +354,32 @@ class RefreshAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+RefreshAuthInterceptor = AuthInterceptor
+"""The name this class had when it guarded RefreshService only."""
+
+
 def build_authenticator(
     *,
     allowed_identities: Sequence[str],
     mtls: bool,
     token_file: Path | None,
-    tokenreview_audience: str | None,
+    reviews: TokenReviews | None,
     tokenreview_allowed_users: Sequence[str],
-    tokenreview_cache_seconds: float,
-    kubeconfig: Path | None,
-    reviewer: TokenReviewer | None = None,
+    tokenreview_allowed_groups: Sequence[str] = (),
+    plaintext_tokens: bool = False,
 ) -> Authenticator | None:
-    """The methods the settings ask for; None when none is configured (insecure refresh)."""
+    """The methods the settings ask for; None when none is configured (unauthenticated)."""
     methods: list[Method] = []
     if mtls:
         methods.append(MutualTls(allowed_identities))
     if token_file is not None:
         methods.append(BearerToken(TokenFile(token_file)))
-    if tokenreview_audience is not None:
+    if reviews is not None and (tokenreview_allowed_users or tokenreview_allowed_groups):
         methods.append(
             ServiceAccountToken(
-                audience=tokenreview_audience,
+                reviews=reviews,
                 allowed_users=tokenreview_allowed_users,
-                reviewer=reviewer or kubernetes_token_reviewer(kubeconfig),
-                cache_seconds=tokenreview_cache_seconds,
+                allowed_groups=tokenreview_allowed_groups,
             )
         )
-    return Authenticator(methods) if methods else None
+    return Authenticator(methods, plaintext_tokens=plaintext_tokens) if methods else None

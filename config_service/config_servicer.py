@@ -4,6 +4,12 @@ Why it is this small: a read takes the snapshot reference once and answers from 
 a refresh and never sees half of one. ListConfig pages through the snapshot's sorted names; a page token
 is the last name returned, signed with a key private to this process, so a token this instance did not
 issue (or one issued for another prefix) is INVALID_ARGUMENT rather than a silent wrong page.
+
+Who may read: the server's interceptor authenticates every ConfigService call, unless the port is bound
+to a loopback address (sidecar mode). The one remaining case, an explicit `--insecure-config-api`, builds
+this servicer with `withhold_secrets=True`: SecureString values then never leave it (GetConfig answers
+PERMISSION_DENIED, ListConfig leaves them out), because a secret goes only to an authenticated caller or
+to a caller on the same host.
 """
 
 from __future__ import annotations
@@ -17,9 +23,16 @@ import time
 
 import grpc
 
-from config_service.cache import ConfigCache, Snapshot
+from config_service.cache import ConfigCache, Snapshot, ValueType
 from config_service.convert import entry_to_proto
-from config_service.errors import InvalidArgument, NotFound, ServiceError, Unavailable, grpc_status
+from config_service.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unavailable,
+    grpc_status,
+)
 from config_service.lifecycle import Lifecycle, Phase
 from config_service.metrics import Metrics
 from configrefresh.v1 import config_service_pb2 as pb
@@ -85,8 +98,10 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
         page_tokens: PageTokens | None = None,
+        withhold_secrets: bool = False,
     ) -> None:
         self._cache = cache
+        self._withhold_secrets = withhold_secrets
         self._lifecycle = lifecycle
         self._metrics = metrics
         self._tokens = page_tokens or PageTokens()
@@ -104,6 +119,11 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             entry = self._cache.snapshot.get(request.name)
             if entry is None:
                 raise NotFound(f"no parameter {request.name!r} on this instance")
+            if self._withhold_secrets and entry.value_type is ValueType.SECURE_STRING:
+                raise PermissionDenied(
+                    "SecureString values go only to authenticated callers; this instance serves "
+                    "ConfigService without authentication (--insecure-config-api)"
+                )
             response = pb.GetConfigResponse(entry=entry_to_proto(entry))
         except ServiceError as error:
             await context.abort(grpc_status(error), str(error))
@@ -133,8 +153,11 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         entries = []
         for name in names:
             entry = snapshot.get(name)
-            if entry is not None:
-                entries.append(entry_to_proto(entry))
+            if entry is None:
+                continue
+            if self._withhold_secrets and entry.value_type is ValueType.SECURE_STRING:
+                continue
+            entries.append(entry_to_proto(entry))
         token = self._tokens.issue(request.prefix, names[-1]) if more and names else ""
         return pb.ListConfigResponse(entries=entries, next_page_token=token)
 

@@ -29,10 +29,15 @@ class Unavailable(ServiceError):
     """The instance is bootstrapping or shutting down."""
 
 
+class PermissionDenied(ServiceError):
+    """The caller may not have this answer (a SecureString for an unauthenticated caller)."""
+
+
 _CODES: dict[type[ServiceError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

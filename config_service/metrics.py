@@ -68,8 +68,15 @@ class Metrics:
         )
         self.auth_refusals = Counter(
             "config_service_auth_refusals_total",
-            "RefreshService calls refused by authentication, by status code.",
-            ["code"],
+            "Calls refused by authentication, by status code and service (RefreshService, ConfigService).",
+            ["code", "service"],
+            registry=self.registry,
+        )
+        self.tokenreviews = Counter(
+            "config_service_tokenreviews_total",
+            "ServiceAccount token checks by outcome: called (a TokenReview request to the API server), "
+            "cached, joined (shared an in-flight review), rate_limited, error.",
+            ["outcome"],
             registry=self.registry,
         )
         self.registry.register(_CacheCollector(cache))

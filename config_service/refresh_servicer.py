@@ -3,7 +3,10 @@
 Embeddable: `RefreshServicer(cache=..., refresher=..., instance_id=...)` can be added to any grpc.aio
 server with `refresh_service_pb2_grpc.add_RefreshServiceServicer_to_server` (see docs/config-service.md).
 Validation errors are INVALID_ARGUMENT with a message naming the field; a call before the bootstrap
-completed or after shutdown began is UNAVAILABLE. Authentication is an interceptor (auth.py), not here.
+completed or after shutdown began is UNAVAILABLE. With `accept_values=False` (an instance whose refresh
+channel is plaintext and unauthenticated) a PAYLOAD_MODE_VALUE refresh is PERMISSION_DENIED: the caller can
+then only make the instance re-read from Parameter Store, never hand it a value. Authentication is an
+interceptor (auth.py), not here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from config_service.convert import (
     timestamp_to_datetime,
     value_type_from_proto,
 )
-from config_service.errors import InvalidArgument, ServiceError, Unavailable, grpc_status
+from config_service.errors import InvalidArgument, PermissionDenied, ServiceError, Unavailable, grpc_status
 from config_service.lifecycle import Lifecycle
 from config_service.metrics import Metrics
 from config_service.refresher import Change, Operation, PayloadMode, Refresher, Result
@@ -76,8 +79,10 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
         instance_id: str,
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
+        accept_values: bool = True,
     ) -> None:
         self._cache = cache
+        self._accept_values = accept_values
         self._refresher = refresher
         self._instance_id = instance_id
         self._lifecycle = lifecycle
@@ -92,9 +97,20 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
         try:
             if self._lifecycle is not None and not self._lifecycle.is_serving:
                 raise Unavailable(f"instance is {self._lifecycle.phase.value}")
+            if mode == "value" and not self._accept_values:
+                raise PermissionDenied(
+                    "this instance accepts only PAYLOAD_MODE_INVALIDATE refreshes (refresh_accept_values is "
+                    "off): it re-reads the value from Parameter Store itself"
+                )
             outcome = await self._refresher.refresh(change_from_request(request))
         except ServiceError as error:
-            label = "invalid" if isinstance(error, InvalidArgument) else "unavailable"
+            label = (
+                "invalid"
+                if isinstance(error, InvalidArgument)
+                else "rejected"
+                if isinstance(error, PermissionDenied)
+                else "unavailable"
+            )
             self._count(label, mode)
             await context.abort(grpc_status(error), str(error))
             raise  # unreachable: abort raises

@@ -1,8 +1,11 @@
 """Wires the parts into two gRPC servers and runs them: `create_server` builds, `serve` runs until SIGTERM.
 
-Why two servers: RefreshService (the port registered in Cloud Map, called by the operator, authenticated)
-and ConfigService (the read API for applications, plaintext or TLS) live on separate ports, so network
-policy and TLS can differ and a flood of reads cannot starve the control channel. Both carry the standard
+Why two servers: RefreshService (the port registered in Cloud Map, called by the operator) and
+ConfigService (the read API for applications) live on separate ports, each with its own authenticator and
+allow-lists (one TokenReview cache and rate limit shared by both), so network policy and TLS can differ and
+a flood of reads cannot starve the control channel. ConfigService is either authenticated or bound to a
+loopback address (sidecar use); the settings refuse anything else unless --insecure-config-api says so.
+Both ports reload rotated certificates before the next handshake (config_service.tls). Both carry the standard
 grpc.health.v1 service: NOT_SERVING until the bootstrap has loaded every prefix, SERVING after, and
 NOT_SERVING again from the first moment of shutdown. On SIGTERM the instance reports NOT_SERVING,
 deregisters from Cloud Map if it registered itself, lets in-flight calls finish within the grace period,
@@ -24,7 +27,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from config_service import registration
-from config_service.auth import RefreshAuthInterceptor, TokenReviewer, build_authenticator
+from config_service.auth import (
+    CONFIG_SERVICE_PREFIX,
+    PROTECTED_SERVICE,
+    AuthInterceptor,
+    build_authenticator,
+)
 from config_service.bootstrap import bootstrap
 from config_service.cache import ConfigCache
 from config_service.config_servicer import ConfigServicer
@@ -34,6 +42,8 @@ from config_service.parameter_store import ParameterStore
 from config_service.refresh_servicer import RefreshServicer
 from config_service.refresher import Refresher
 from config_service.settings import Settings
+from config_service.tls import ReloadingCertificate
+from config_service.tokenreview import TokenReviewer, TokenReviews, kubernetes_token_reviewer
 from config_service.ttl import TtlRefresher
 from configrefresh.v1 import config_service_pb2_grpc, refresh_service_pb2_grpc
 
@@ -62,21 +72,28 @@ class Service:
     ttl: TtlRefresher
     metrics_port: int | None = None
     registration: registration.CloudMapRegistration | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Start both servers (reporting NOT_SERVING) and the metrics endpoint."""
         await self.refresh_server.start()
         await self.config_server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         if self.settings.metrics_enabled:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         log.info(
             "listening",
             extra={
                 "refresh_address": f"{self.settings.host}:{self.refresh_port}",
-                "config_address": f"{self.settings.host}:{self.config_port}",
+                "config_address": f"{self.settings.config_bind_host}:{self.config_port}",
                 "metrics_port": self.metrics_port,
+                "health_port": self.health_port,
                 "auth_modes": list(self.settings.auth_modes) or ["insecure"],
+                "config_auth_modes": list(self.settings.config_auth_modes)
+                or (["loopback"] if self.settings.config_loopback else ["insecure"]),
                 "prefixes": list(self.settings.prefixes),
             },
         )
@@ -107,7 +124,10 @@ class Service:
         if self.settings.drain_seconds > 0:
             # Load balancers and health watchers see NOT_SERVING while reads are still answered.
             await asyncio.sleep(self.settings.drain_seconds)
-        await asyncio.gather(self.refresh_server.stop(grace), self.config_server.stop(grace))
+        servers = [self.refresh_server, self.config_server]
+        if self.health_server is not None:
+            servers.append(self.health_server)
+        await asyncio.gather(*(server.stop(grace) for server in servers))
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -128,24 +148,56 @@ async def create_server(
     metrics = Metrics(cache)
     refresher = Refresher(cache=cache, store=store, prefixes=settings.prefixes)
 
-    authenticator = build_authenticator(
+    reviews = None
+    if settings.tokenreview_audience is not None:
+        reviews = TokenReviews(
+            reviewer=reviewer or kubernetes_token_reviewer(settings.kubeconfig),
+            audience=settings.tokenreview_audience,
+            cache_seconds=settings.tokenreview_cache_seconds,
+            cache_size=settings.tokenreview_cache_size,
+            rate_per_second=settings.tokenreview_rate,
+            burst=settings.tokenreview_burst,
+            metrics=metrics,
+        )
+    refresh_auth = build_authenticator(
         allowed_identities=settings.refresh_allowed_identities,
         mtls=settings.mtls,
         token_file=settings.refresh_token_file,
-        tokenreview_audience=settings.tokenreview_audience,
+        reviews=reviews,
         tokenreview_allowed_users=settings.tokenreview_allowed_users,
-        tokenreview_cache_seconds=settings.tokenreview_cache_seconds,
-        kubeconfig=settings.kubeconfig,
-        reviewer=reviewer,
+        plaintext_tokens=settings.insecure_plaintext_tokens,
     )
-    if authenticator is None:
+    if refresh_auth is None:
         log.warning(
             "RefreshService accepts unauthenticated calls (--insecure-refresh); never do this in production"
         )
-    interceptors = [RefreshAuthInterceptor(authenticator, metrics=metrics)] if authenticator else []
+    config_auth = build_authenticator(
+        allowed_identities=settings.config_allowed_identities,
+        mtls=settings.config_client_ca_file is not None,
+        token_file=settings.config_token_file,
+        reviews=reviews,
+        tokenreview_allowed_users=settings.config_tokenreview_allowed_users,
+        tokenreview_allowed_groups=settings.config_tokenreview_allowed_groups,
+        plaintext_tokens=settings.insecure_plaintext_tokens,
+    )
+    if config_auth is None and not settings.config_loopback:
+        log.warning(
+            "ConfigService answers unauthenticated callers on a network address (--insecure-config-api): "
+            "every String value goes to anyone who reaches the port (SecureStrings are withheld)"
+        )
+    refresh_interceptors = (
+        [AuthInterceptor(refresh_auth, service_prefix=PROTECTED_SERVICE, metrics=metrics)]
+        if refresh_auth
+        else []
+    )
+    config_interceptors = (
+        [AuthInterceptor(config_auth, service_prefix=CONFIG_SERVICE_PREFIX, metrics=metrics)]
+        if config_auth
+        else []
+    )
 
-    refresh_server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
-    config_server = grpc.aio.server(options=_SERVER_OPTIONS)
+    refresh_server = grpc.aio.server(interceptors=refresh_interceptors, options=_SERVER_OPTIONS)
+    config_server = grpc.aio.server(interceptors=config_interceptors, options=_SERVER_OPTIONS)
     refresh_service_pb2_grpc.add_RefreshServiceServicer_to_server(
         RefreshServicer(
             cache=cache,
@@ -153,23 +205,39 @@ async def create_server(
             instance_id=settings.instance_id,
             lifecycle=lifecycle,
             metrics=metrics,
+            accept_values=settings.refresh_accept_values,
         ),
         refresh_server,
     )
     config_service_pb2_grpc.add_ConfigServiceServicer_to_server(
-        ConfigServicer(cache=cache, lifecycle=lifecycle, metrics=metrics), config_server
+        ConfigServicer(
+            cache=cache,
+            lifecycle=lifecycle,
+            metrics=metrics,
+            withhold_secrets=config_auth is None and not settings.config_loopback,
+        ),
+        config_server,
     )
     refresh_health = health_aio.HealthServicer()
     config_health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(refresh_health, refresh_server)
     health_pb2_grpc.add_HealthServicer_to_server(config_health, config_server)
+    health_server = None
+    health_port = None
+    if settings.health_port is not None:
+        # Health only, plaintext: kubelet gRPC probes cannot speak TLS, and health holds nothing secret.
+        health_server = grpc.aio.server(options=_SERVER_OPTIONS)
+        health_pb2_grpc.add_HealthServicer_to_server(config_health, health_server)
+        health_port = _bind(health_server, settings.host, settings.health_port, None)
     for health, name in ((refresh_health, REFRESH_SERVICE), (config_health, CONFIG_SERVICE)):
         await _set_health(health, name, serving=False)
     lifecycle.add_listener(_health_listener(refresh_health, REFRESH_SERVICE))
     lifecycle.add_listener(_health_listener(config_health, CONFIG_SERVICE))
 
     refresh_port = _bind(refresh_server, settings.host, settings.refresh_port, _refresh_credentials(settings))
-    config_port = _bind(config_server, settings.host, settings.config_port, _config_credentials(settings))
+    config_port = _bind(
+        config_server, settings.config_bind_host, settings.config_port, _config_credentials(settings)
+    )
     return Service(
         settings=settings,
         cache=cache,
@@ -190,6 +258,8 @@ async def create_server(
             metrics=metrics,
         ),
         registration=registration.from_settings(settings, refresh_port=refresh_port),
+        health_server=health_server,
+        health_port=health_port,
     )
 
 
@@ -244,17 +314,18 @@ def _bind(server: grpc.aio.Server, host: str, port: int, credentials: grpc.Serve
 def _refresh_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if settings.refresh_tls_cert_file is None or settings.refresh_tls_key_file is None:
         return None
-    chain = settings.refresh_tls_cert_file.read_bytes()
-    key = settings.refresh_tls_key_file.read_bytes()
-    ca = settings.refresh_client_ca_file.read_bytes() if settings.refresh_client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
-    )
+    return ReloadingCertificate(
+        cert_file=settings.refresh_tls_cert_file,
+        key_file=settings.refresh_tls_key_file,
+        client_ca_file=settings.refresh_client_ca_file,
+    ).credentials()
 
 
 def _config_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if settings.config_tls_cert_file is None or settings.config_tls_key_file is None:
         return None
-    return grpc.ssl_server_credentials(
-        [(settings.config_tls_key_file.read_bytes(), settings.config_tls_cert_file.read_bytes())]
-    )
+    return ReloadingCertificate(
+        cert_file=settings.config_tls_cert_file,
+        key_file=settings.config_tls_key_file,
+        client_ca_file=settings.config_client_ca_file,
+    ).credentials()

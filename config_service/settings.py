@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,14 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("metrics_port", "int", 9102, "Port of the Prometheus /metrics endpoint; 0 picks one.", "instance"),
     Field("metrics_enabled", "bool", True, "Serve Prometheus metrics.", "instance"),
+    Field(
+        "health_port",
+        "int",
+        None,
+        "Also serve grpc.health.v1 alone, in plaintext, on this port (for kubelet gRPC probes, which cannot "
+        "speak TLS); unset: off.",
+        "instance",
+    ),
     Field(
         "prefixes",
         "list",
@@ -119,6 +128,14 @@ FIELDS: tuple[Field, ...] = (
         "auth",
     ),
     Field(
+        "refresh_accept_values",
+        "bool",
+        True,
+        "Accept PAYLOAD_MODE_VALUE refreshes; off, only invalidations (the instance re-reads from Parameter "
+        "Store), for a refresh channel that is neither authenticated nor encrypted.",
+        "auth",
+    ),
+    Field(
         "refresh_tls_cert_file",
         "path",
         None,
@@ -161,19 +178,104 @@ FIELDS: tuple[Field, ...] = (
         "ServiceAccount usernames allowed, e.g. system:serviceaccount:config-refresh:operator.",
         "auth",
     ),
-    Field("tokenreview_cache_seconds", "float", 60.0, "How long a TokenReview answer is reused.", "auth"),
+    Field(
+        "tokenreview_cache_seconds",
+        "float",
+        60.0,
+        "How long a TokenReview answer (negative ones included) is reused.",
+        "auth",
+    ),
+    Field(
+        "tokenreview_cache_size",
+        "int",
+        10000,
+        "Most TokenReview answers kept (least recently used go first).",
+        "auth",
+    ),
+    Field(
+        "tokenreview_rate",
+        "float",
+        10.0,
+        "TokenReview calls per second at most (beyond the burst), so unknown tokens cannot flood the API "
+        "server; over it a call is answered UNAVAILABLE.",
+        "auth",
+    ),
+    Field(
+        "tokenreview_burst", "int", 20, "TokenReview calls allowed at once before the rate applies.", "auth"
+    ),
+    Field(
+        "insecure_plaintext_tokens",
+        "bool",
+        False,
+        "Accept bearer tokens that arrive without TLS from another host (by default refused: a token sent "
+        "in clear must be considered read on the way).",
+        "auth",
+    ),
     Field(
         "kubeconfig", "path", None, "Kubeconfig for TokenReview calls (default: in-cluster config).", "auth"
     ),
-    # ConfigService transport.
+    # ConfigService transport and authentication.
+    Field(
+        "config_host",
+        "str",
+        None,
+        "Address ConfigService binds to (default: host). A loopback address (anything in 127.0.0.0/8, ::1, "
+        "localhost) is loopback mode, for sidecars: callers on the same host need no credential.",
+        "config",
+    ),
     Field(
         "config_tls_cert_file",
         "path",
         None,
-        "PEM certificate chain served on the config port (optional).",
+        "PEM certificate chain served on the config port; re-read when it changes.",
         "config",
     ),
     Field("config_tls_key_file", "path", None, "PEM private key for config_tls_cert_file.", "config"),
+    Field(
+        "config_client_ca_file",
+        "path",
+        None,
+        "PEM CA that signs application client certificates; enables mutual TLS on the config port.",
+        "config",
+    ),
+    Field(
+        "config_allowed_identities",
+        "list",
+        (),
+        "Client certificate identities (DNS/URI SAN or CN) allowed to call ConfigService.",
+        "config",
+    ),
+    Field(
+        "config_token_file",
+        "path",
+        None,
+        "File of bearer tokens accepted by ConfigService, one per line; re-read when it changes.",
+        "config",
+    ),
+    Field(
+        "config_tokenreview_allowed_users",
+        "list",
+        (),
+        "ServiceAccount usernames allowed to call ConfigService (tokens for tokenreview_audience), e.g. "
+        "system:serviceaccount:apps:orders.",
+        "config",
+    ),
+    Field(
+        "config_tokenreview_allowed_groups",
+        "list",
+        (),
+        "Groups allowed to call ConfigService, e.g. system:serviceaccounts:apps (every ServiceAccount of "
+        "the namespace apps).",
+        "config",
+    ),
+    Field(
+        "insecure_config_api",
+        "bool",
+        False,
+        "Serve ConfigService without authentication on a non-loopback address: any caller that reaches "
+        "the port reads every String value (SecureStrings are withheld). Never in production.",
+        "config",
+    ),
     # Operations.
     Field("grace_seconds", "float", 20.0, "On SIGTERM, how long in-flight calls get to finish.", "ops"),
     Field(
@@ -213,6 +315,7 @@ class Settings:
     config_port: int = 50052
     metrics_port: int = 9102
     metrics_enabled: bool = True
+    health_port: int | None = None
     prefixes: tuple[str, ...] = ("/config-service/",)
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
@@ -223,6 +326,7 @@ class Settings:
     ttl_seconds: float = 600.0
     ttl_jitter: float = 0.1
     insecure_refresh: bool = False
+    refresh_accept_values: bool = True
     refresh_tls_cert_file: Path | None = None
     refresh_tls_key_file: Path | None = None
     refresh_client_ca_file: Path | None = None
@@ -231,9 +335,20 @@ class Settings:
     tokenreview_audience: str | None = None
     tokenreview_allowed_users: tuple[str, ...] = ()
     tokenreview_cache_seconds: float = 60.0
+    tokenreview_cache_size: int = 10000
+    tokenreview_rate: float = 10.0
+    tokenreview_burst: int = 20
+    insecure_plaintext_tokens: bool = False
     kubeconfig: Path | None = None
+    config_host: str | None = None
     config_tls_cert_file: Path | None = None
     config_tls_key_file: Path | None = None
+    config_client_ca_file: Path | None = None
+    config_allowed_identities: tuple[str, ...] = ()
+    config_token_file: Path | None = None
+    config_tokenreview_allowed_users: tuple[str, ...] = ()
+    config_tokenreview_allowed_groups: tuple[str, ...] = ()
+    insecure_config_api: bool = False
     grace_seconds: float = 20.0
     drain_seconds: float = 0.0
     log_level: str = "INFO"
@@ -262,7 +377,34 @@ class Settings:
             modes.append("mtls")
         if self.refresh_token_file is not None:
             modes.append("token")
-        if self.tokenreview_audience is not None:
+        if self.tokenreview_audience is not None and self.tokenreview_allowed_users:
+            modes.append("serviceaccount")
+        return tuple(modes)
+
+    @property
+    def config_bind_host(self) -> str:
+        """The address ConfigService binds to."""
+        return self.config_host or self.host
+
+    @property
+    def config_loopback(self) -> bool:
+        """Whether ConfigService listens on this host only (sidecar mode)."""
+        return is_loopback_host(self.config_bind_host)
+
+    @property
+    def config_tls(self) -> bool:
+        """Whether the config port serves TLS."""
+        return self.config_tls_cert_file is not None
+
+    @property
+    def config_auth_modes(self) -> tuple[str, ...]:
+        """The configured ways a ConfigService caller can authenticate."""
+        modes = []
+        if self.config_client_ca_file is not None:
+            modes.append("mtls")
+        if self.config_token_file is not None:
+            modes.append("token")
+        if self.config_tokenreview_allowed_users or self.config_tokenreview_allowed_groups:
             modes.append("serviceaccount")
         return tuple(modes)
 
@@ -293,6 +435,17 @@ class Settings:
             raise SettingsError(str(error)) from error
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether binding to `host` keeps a port on this host: any address in 127.0.0.0/8 (the whole block
+    is loopback for the operating system, not just 127.0.0.1), ::1, or the name localhost."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def env_name(field: Field) -> str:
     """The environment variable of a setting, e.g. CONFIG_SERVICE_REFRESH_PORT."""
     return ENV_PREFIX + field.name.upper()
@@ -308,7 +461,7 @@ _GROUP_TITLES = {
     "cache": "cache",
     "aws": "Parameter Store",
     "auth": "RefreshService authentication",
-    "config": "ConfigService transport",
+    "config": "ConfigService transport and authentication",
     "ops": "operations",
     "cloudmap": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
 }
@@ -396,9 +549,9 @@ def _check(settings: Settings) -> None:
     def fail(field_name: str, message: str) -> None:
         raise SettingsError(f"{ENV_PREFIX}{field_name.upper()}: {message}")
 
-    for name in ("refresh_port", "config_port", "metrics_port"):
+    for name in ("refresh_port", "config_port", "metrics_port", "health_port"):
         port = getattr(settings, name)
-        if not 0 <= port <= 65535:
+        if port is not None and not 0 <= port <= 65535:
             fail(name, f"expected a port number 0..65535, got {port}")
     if settings.refresh_port and settings.refresh_port == settings.config_port:
         fail(
@@ -432,8 +585,58 @@ def _check(settings: Settings) -> None:
             fail("refresh_tls_cert_file", "mutual TLS (refresh_client_ca_file) needs a server certificate")
         if not settings.refresh_allowed_identities:
             fail("refresh_allowed_identities", "mutual TLS needs at least one allowed client identity")
-    if settings.tokenreview_audience is not None and not settings.tokenreview_allowed_users:
+    if settings.tokenreview_audience is not None and not (
+        settings.tokenreview_allowed_users
+        or settings.config_tokenreview_allowed_users
+        or settings.config_tokenreview_allowed_groups
+    ):
         fail("tokenreview_allowed_users", "ServiceAccount authentication needs at least one allowed username")
+    if settings.tokenreview_cache_size < 0:
+        fail("tokenreview_cache_size", "must not be negative")
+    if settings.tokenreview_rate <= 0:
+        fail("tokenreview_rate", "must be positive")
+    if settings.tokenreview_burst < 1:
+        fail("tokenreview_burst", "must be at least 1")
+    if settings.config_client_ca_file is not None:
+        if settings.config_tls_cert_file is None:
+            fail("config_tls_cert_file", "mutual TLS (config_client_ca_file) needs a server certificate")
+        if not settings.config_allowed_identities:
+            fail("config_allowed_identities", "mutual TLS needs at least one allowed client identity")
+    if (
+        settings.config_tokenreview_allowed_users or settings.config_tokenreview_allowed_groups
+    ) and settings.tokenreview_audience is None:
+        fail(
+            "tokenreview_audience",
+            "config_tokenreview_allowed_users/_groups need the audience ServiceAccount tokens must carry",
+        )
+    if not settings.config_auth_modes and not settings.config_loopback and not settings.insecure_config_api:
+        fail(
+            "insecure_config_api",
+            f"ConfigService would serve every value, SecureStrings included, without authentication on "
+            f"{settings.config_bind_host!r}, which is not a loopback address: set config_client_ca_file, "
+            "config_token_file or config_tokenreview_allowed_users/_groups, bind it to 127.0.0.1 with "
+            "config_host (sidecar use), or pass --insecure-config-api",
+        )
+    bearer_modes = {"token", "serviceaccount"}
+    if not settings.insecure_plaintext_tokens:
+        if bearer_modes & set(settings.auth_modes) and not (
+            settings.refresh_tls or is_loopback_host(settings.host)
+        ):
+            fail(
+                "refresh_tls_cert_file",
+                "RefreshService takes bearer tokens but serves no TLS on a non-loopback address, so "
+                "tokens would cross the network in clear: set refresh_tls_cert_file and "
+                "refresh_tls_key_file, or pass --insecure-plaintext-tokens",
+            )
+        if bearer_modes & set(settings.config_auth_modes) and not (
+            settings.config_tls or settings.config_loopback
+        ):
+            fail(
+                "config_tls_cert_file",
+                "ConfigService takes bearer tokens but serves no TLS on a non-loopback address, so "
+                "tokens would cross the network in clear: set config_tls_cert_file and "
+                "config_tls_key_file, or pass --insecure-plaintext-tokens",
+            )
     if not settings.auth_modes and not settings.insecure_refresh:
         fail(
             "insecure_refresh",
@@ -447,6 +650,8 @@ def _check(settings: Settings) -> None:
         "refresh_token_file",
         "config_tls_cert_file",
         "config_tls_key_file",
+        "config_client_ca_file",
+        "config_token_file",
         "kubeconfig",
     ):
         path = getattr(settings, path_name)

@@ -8,7 +8,7 @@ back from the cache the way application code does, and exits 0.
 In your service, the three things to keep are:
 1. one `ConfigCache` shared by your request handlers (read `cache.get(name)` per request; never lock);
 2. a `Refresher` over that cache (give it a `ParameterStore` if you want INVALIDATE mode);
-3. `RefreshServicer` added to a server the operator can reach, guarded by `RefreshAuthInterceptor`
+3. `RefreshServicer` added to a server the operator can reach, guarded by `AuthInterceptor`
    (skipped here for brevity; see docs/config-service.md). Load the cache at start with
    `config_service.bootstrap.bootstrap(...)` before you report SERVING.
 """

@@ -12,12 +12,16 @@ directory, `rotate_token()` rewrites it), "mtls" (a trustme CA signs the instanc
 and a client certificate for the identity `CLIENT_IDENTITY`), "serviceaccount" (Kubernetes TokenReview:
 the caller passes the CONFIG_SERVICE_TOKENREVIEW_* and CONFIG_SERVICE_KUBECONFIG variables in `env` and
 its own tokens per call). `refresh_credentials()` and
-`call_metadata()` give a client what it needs to call RefreshService in the fleet's mode.
+`call_metadata()` give a client what it needs to call RefreshService in the fleet's mode. ConfigService
+listens on the instance's loopback address, which is loopback mode (no credential needed), unless the
+fleet asks for `config_tls` (the serving certificate of the refresh port, from the fleet's CA) and
+`config_token` (a bearer token file for ConfigService); `get_config` and `list_config` then use them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -78,6 +82,8 @@ class Credentials:
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
     client_identity: str | None = None
+    config_tls: bool = False
+    config_token_file: Path | None = None
 
 
 class Instance:
@@ -229,7 +235,11 @@ class Instance:
     def get_config(self, name: str, *, timeout: float = 5.0) -> config_service_pb2.ConfigEntry:
         """GetConfig; raises grpc.RpcError (e.g. NOT_FOUND) as a client would see it."""
         stub = config_service_pb2_grpc.ConfigServiceStub(self._channel("config"))
-        answer = stub.GetConfig(config_service_pb2.GetConfigRequest(name=name), timeout=timeout)
+        answer = stub.GetConfig(
+            config_service_pb2.GetConfigRequest(name=name),
+            timeout=timeout,
+            metadata=config_metadata(self.credentials),
+        )
         return cast(config_service_pb2.ConfigEntry, answer.entry)
 
     def list_config(
@@ -240,7 +250,8 @@ class Instance:
         request = config_service_pb2.ListConfigRequest(
             prefix=prefix, page_size=page_size, page_token=page_token
         )
-        return cast(config_service_pb2.ListConfigResponse, stub.ListConfig(request, timeout=timeout))
+        answer = stub.ListConfig(request, timeout=timeout, metadata=config_metadata(self.credentials))
+        return cast(config_service_pb2.ListConfigResponse, answer)
 
     def get_state(
         self, name_prefix: str = "", *, timeout: float = 5.0
@@ -270,7 +281,14 @@ class Instance:
         channel = self._channels.get(which)
         if channel is None:
             if which == "config":
-                channel = grpc.insecure_channel(self.config_address)
+                channel = (
+                    grpc.secure_channel(
+                        self.config_address,
+                        grpc.ssl_channel_credentials(self.credentials.ca_file.read_bytes()),
+                    )
+                    if self.credentials.config_tls and self.credentials.ca_file is not None
+                    else grpc.insecure_channel(self.config_address)
+                )
             else:
                 transport = refresh_transport_credentials(self.credentials)
                 channel = (
@@ -327,6 +345,14 @@ def call_metadata(credentials: Credentials) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+def config_metadata(credentials: Credentials) -> tuple[tuple[str, str], ...]:
+    """Per-call metadata for ConfigService: its bearer token when the fleet has one."""
+    if credentials.config_token_file is None:
+        return ()
+    token = credentials.config_token_file.read_text().strip().splitlines()[0]
+    return (("authorization", f"Bearer {token}"),)
+
+
 class ServiceFleet:
     """`count` instances sharing one local AWS stack, prefix and auth mode."""
 
@@ -339,6 +365,8 @@ class ServiceFleet:
         prefix: str | None = None,
         auth: AuthMode = "insecure",
         tls: bool = False,
+        config_tls: bool = False,
+        config_token: bool = False,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         first_index: int = 0,
@@ -353,7 +381,14 @@ class ServiceFleet:
         self._id_prefix = id_prefix
         self._next_index = first_index
         self._ca: Any = None
-        self.credentials = self._make_credentials(auth, tls)
+        credentials = self._make_credentials(auth, tls or config_tls)
+        config_token_file = None
+        if config_token:
+            config_token_file = self.workdir / "config-token"
+            config_token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        self.credentials = dataclasses.replace(
+            credentials, config_tls=config_tls, config_token_file=config_token_file
+        )
         self._base_env = self._environment(env or {})
         self.instances: list[Instance] = []
         self.add(count, start=False)
@@ -383,6 +418,11 @@ class ServiceFleet:
         if credentials.ca_file is not None:
             env["CONFIG_SERVICE_REFRESH_TLS_CERT_FILE"] = str(self.workdir / "server-{index}.pem")
             env["CONFIG_SERVICE_REFRESH_TLS_KEY_FILE"] = str(self.workdir / "server-{index}.key")
+        if credentials.config_tls:
+            env["CONFIG_SERVICE_CONFIG_TLS_CERT_FILE"] = str(self.workdir / "server-{index}.pem")
+            env["CONFIG_SERVICE_CONFIG_TLS_KEY_FILE"] = str(self.workdir / "server-{index}.key")
+        if credentials.config_token_file is not None:
+            env["CONFIG_SERVICE_CONFIG_TOKEN_FILE"] = str(credentials.config_token_file)
         if credentials.mode == "mtls":
             assert credentials.client_identity is not None
             env["CONFIG_SERVICE_REFRESH_CLIENT_CA_FILE"] = str(self.workdir / "client-ca.pem")

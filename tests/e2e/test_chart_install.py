@@ -9,6 +9,7 @@ operator itself, run locally under that identity, carrying a Parameter Store cha
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -19,12 +20,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import pytest
+import trustme
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubernetes import client
 from kubernetes.client import ApiException
 
 from devstack.controlplane import ControlPlane
 from devstack.local_aws import LocalAws
+from devstack.pytest_services import FleetFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
@@ -254,16 +260,25 @@ def test_both_charts_install_upgrade_and_uninstall(
     route = _get(control_plane, "configroute", service.fullname, "-n", kube_namespace)
     assert route["spec"]["podSync"]["port"] == 50051
     assert route["spec"]["refresh"]["auth"]["type"] == "serviceAccountToken"
+    assert route["spec"]["refresh"]["tls"]["enabled"] is True
+    assert route["spec"]["refresh"]["tls"]["serverName"] == f"{service.fullname}.{kube_namespace}.svc"
+    # Secure by default: the chart made a CA and serving certificate, and the route trusts that CA.
+    tls_secret = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)
+    assert tls_secret["type"] == "kubernetes.io/tls"
+    rendered_route = next(
+        doc for doc in yaml.safe_load_all(service.manifest()) if doc and doc["kind"] == "ConfigRoute"
+    )
+    assert rendered_route["spec"]["refresh"]["tls"]["caBundle"] == tls_secret["data"]["ca.crt"]
+    audience = rendered_route["spec"]["refresh"]["auth"]["audience"]
+    assert audience == "configrefresh.io/config-refresh/config-service"
     binding = _get(control_plane, "clusterrolebinding", f"{service.fullname}-auth-delegator")
     assert binding["roleRef"]["name"] == "system:auth-delegator"
     # TokenReview wiring: the service's identity may review tokens, and accepts the operator's.
     service_api = _identity_client(control_plane, kube_namespace, service.fullname)
     assert _allowed(service_api, "create", "authentication.k8s.io", "tokenreviews", None)
     assert not _allowed(service_api, "get", "", "secrets", kube_namespace)
-    operator_token = control_plane.issue_token(
-        kube_namespace, fullname, audiences=["config-service"], create=False
-    )
-    spec = client.V1TokenReviewSpec(token=operator_token, audiences=["config-service"])
+    operator_token = control_plane.issue_token(kube_namespace, fullname, audiences=[audience], create=False)
+    spec = client.V1TokenReviewSpec(token=operator_token, audiences=[audience])
     review = client.AuthenticationV1Api(service_api).create_token_review(client.V1TokenReview(spec=spec))
     assert review.status is not None
     assert review.status.authenticated is True
@@ -287,6 +302,8 @@ def test_both_charts_install_upgrade_and_uninstall(
     assert _exists(control_plane, "kopfpeering", fullname, "-n", kube_namespace)
     service.upgrade("replicaCount=4")
     assert _get(control_plane, "deployment", service.fullname, "-n", kube_namespace)["spec"]["replicas"] == 4
+    kept = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)
+    assert kept["data"] == tls_secret["data"], "an upgrade keeps the generated certificate (lookup)"
 
     service.uninstall()
     operator.uninstall()
@@ -544,3 +561,45 @@ def test_two_replicas_peer_through_the_chart_peering_object_under_its_identity(
             if process.poll() is None:
                 process.terminate()
                 process.wait(60)
+
+
+def test_the_chart_certificate_serves_and_verifies_as_the_operator_will_dial_it(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    release: Callable[[Path], Release],
+    local_aws: LocalAws,
+    service_fleet: FleetFactory,
+    tmp_path: Path,
+) -> None:
+    """The chart's generated Secret, served by a real config-service process, verifies with the route's
+    caBundle and serverName while the client dials an IP address (as the operator dials pod IPs)."""
+    service = release(SERVICE_CHART)
+    service.install("image.repository=registry.example/config-service")
+    secret = _get(control_plane, "secret", f"{service.fullname}-tls", "-n", kube_namespace)["data"]
+    route = next(
+        doc for doc in yaml.safe_load_all(service.manifest()) if doc and doc["kind"] == "ConfigRoute"
+    )["spec"]["refresh"]["tls"]
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_bytes(base64.b64decode(secret[name]))
+    instance = service_fleet(
+        1,
+        local_aws=local_aws,
+        env={
+            "CONFIG_SERVICE_REFRESH_TLS_CERT_FILE": str(tmp_path / "tls.crt"),
+            "CONFIG_SERVICE_REFRESH_TLS_KEY_FILE": str(tmp_path / "tls.key"),
+        },
+    )[0]
+    trusted = grpc.ssl_channel_credentials(base64.b64decode(route["caBundle"]))
+    options = [("grpc.ssl_target_name_override", route["serverName"])]
+    with grpc.secure_channel(instance.refresh_address, trusted, options=options) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    # Another CA does not verify it.
+    stranger = grpc.ssl_channel_credentials(trustme.CA().cert_pem.bytes())
+    with (
+        grpc.secure_channel(instance.refresh_address, stranger, options=options) as channel,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    service.uninstall()

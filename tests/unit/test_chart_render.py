@@ -7,6 +7,8 @@ same charts into a real API server.
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 import tomllib
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from devstack.controlplane_build import binaries
 
@@ -276,10 +279,13 @@ def test_config_service_token_review_mode_can_review_tokens_and_nothing_else() -
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is True
     env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
-    assert env["CONFIG_SERVICE_TOKENREVIEW_AUDIENCE"] == "config-service"
+    assert env["CONFIG_SERVICE_TOKENREVIEW_AUDIENCE"] == "configrefresh.io/config-refresh/config-service"
     assert env["CONFIG_SERVICE_HOST"] == "0.0.0.0"
     route = one(manifests, "ConfigRoute")["spec"]
-    assert route["refresh"]["auth"]["type"] == "serviceAccountToken"
+    assert route["refresh"]["auth"] == {
+        "type": "serviceAccountToken",
+        "audience": "configrefresh.io/config-refresh/config-service",
+    }
 
 
 def test_config_service_token_mode_mounts_the_secret_and_no_api_token() -> None:
@@ -288,10 +294,14 @@ def test_config_service_token_mode_mounts_the_secret_and_no_api_token() -> None:
     pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-    assert secrets == {"config-service-refresh-tokens", "config-service-refresh-tls"}
+    assert secrets == {"config-service-refresh-tokens", "config-service-read-tokens", "config-service-tls"}
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    assert env["CONFIG_SERVICE_CONFIG_TOKEN_FILE"] == "/etc/config-service/config-token/tokens"
+    assert "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE" not in env
     route = one(manifests, "ConfigRoute")["spec"]
     assert route["refresh"]["auth"]["type"] == "bearerToken"
     assert route["refresh"]["tls"]["enabled"] is True
+    assert not of_kind(manifests, "Secret"), "the user's Secret is served, none is generated"
 
 
 def test_config_service_route_syncs_exactly_its_own_pods_on_the_refresh_port() -> None:
@@ -310,8 +320,22 @@ def test_config_service_route_syncs_exactly_its_own_pods_on_the_refresh_port() -
     ("sets", "message"),
     [
         (("refreshAuth.mode=token",), "refreshAuth.token.secretName"),
-        (("refreshAuth.mode=mtls",), "refreshAuth.tls.secretName"),
+        (("refreshAuth.mode=mtls",), "refreshAuth.mtls.clientCaSecretName"),
         (("refreshAuth.mode=oauth",), "/refreshAuth/mode"),
+        (("configApi.mode=token",), "configApi.token.secretName"),
+        (("configApi.mode=mtls",), "configApi.mtls.clientCaSecretName"),
+        (("configApi.mode=none",), "/configApi/mode"),
+        (("tls.insecurePlaintext=true",), "use configApi.mode=loopback"),
+        (
+            (
+                "tls.insecurePlaintext=true",
+                "configApi.mode=loopback",
+                "refreshAuth.mode=mtls",
+                "refreshAuth.mtls.clientCaSecretName=ca",
+                "refreshAuth.mtls.allowedIdentities={op}",
+            ),
+            "refreshAuth.mode=mtls needs TLS",
+        ),
     ],
 )
 def test_config_service_refuses_an_incomplete_auth_setup(sets: tuple[str, ...], message: str) -> None:
@@ -351,3 +375,148 @@ def test_the_chart_crds_are_the_files_in_crds() -> None:
     shown = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     for source in sorted((ROOT / "crds").glob("*.yaml")):
         assert source.read_text().strip() in shown, f"helm does not serve {source.name} as it is in crds/"
+
+
+def _decoded_pem(data: str) -> str:
+    return base64.b64decode(data).decode()
+
+
+def test_config_service_serves_tls_by_default_with_a_generated_ca_the_route_trusts() -> None:
+    manifests = render(SERVICE_CHART)
+    secret = one(manifests, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["name"] == "rel-config-service-tls"
+    route = one(manifests, "ConfigRoute")["spec"]["refresh"]
+    assert route["tls"]["enabled"] is True
+    assert route["tls"]["serverName"] == "rel-config-service.config-refresh.svc"
+    assert route["tls"]["caBundle"] == secret["data"]["ca.crt"], "the route trusts exactly the chart's CA"
+    assert route["payload"] == "value"
+    ca = x509.load_pem_x509_certificate(_decoded_pem(secret["data"]["ca.crt"]).encode())
+    leaf = x509.load_pem_x509_certificate(_decoded_pem(secret["data"]["tls.crt"]).encode())
+    assert leaf.issuer == ca.subject
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) >= {
+        "rel-config-service.config-refresh.svc",
+        "rel-config-service.config-refresh.svc.cluster.local",
+    }
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    for key in ("REFRESH", "CONFIG"):
+        assert env[f"CONFIG_SERVICE_{key}_TLS_CERT_FILE"] == "/etc/config-service/tls/tls.crt"
+    assert "CONFIG_SERVICE_INSECURE_REFRESH" not in env
+    assert "CONFIG_SERVICE_INSECURE_CONFIG_API" not in env
+    assert "CONFIG_SERVICE_INSECURE_PLAINTEXT_TOKENS" not in env
+    # kubelet gRPC probes cannot speak TLS: they use the plaintext health-only port.
+    probes = container(manifests)
+    assert probes["readinessProbe"]["grpc"]["port"] == int(env["CONFIG_SERVICE_HEALTH_PORT"])
+    assert probes["livenessProbe"]["tcpSocket"]["port"] == "health"
+
+
+def test_config_service_reads_need_a_serviceaccount_of_the_release_namespace_by_default() -> None:
+    manifests = render(SERVICE_CHART)
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    assert env["CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_GROUPS"] == "system:serviceaccounts:config-refresh"
+    assert "CONFIG_SERVICE_CONFIG_HOST" not in env
+    named = render(
+        SERVICE_CHART,
+        "--set",
+        "configApi.serviceAccountToken.allowedUsers={system:serviceaccount:apps:orders}",
+    )
+    env = {e["name"]: e.get("value") for e in container(named)["env"]}
+    assert env["CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_USERS"] == "system:serviceaccount:apps:orders"
+    assert "CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_GROUPS" not in env, (
+        "naming clients replaces the default"
+    )
+
+
+def test_config_service_network_policy_admits_the_config_port_from_the_release_namespace_only() -> None:
+    policy = one(render(SERVICE_CHART), "NetworkPolicy")["spec"]
+    config_rules = [r for r in policy["ingress"] if {"port": "config", "protocol": "TCP"} in r["ports"]]
+    assert len(config_rules) == 1
+    assert config_rules[0]["from"] == [{"podSelector": {}}]
+    clients = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]
+    named = one(
+        render(
+            SERVICE_CHART,
+            "--set-json",
+            f"networkPolicy.configFrom={json.dumps(clients)}",
+        ),
+        "NetworkPolicy",
+    )["spec"]
+    config_rules = [r for r in named["ingress"] if {"port": "config", "protocol": "TCP"} in r["ports"]]
+    assert config_rules[0]["from"] == clients
+
+
+def test_config_service_plaintext_opt_out_sends_invalidations_without_a_token_and_reads_on_loopback() -> None:
+    manifests = render(
+        SERVICE_CHART, "--set", "tls.insecurePlaintext=true", "--set", "configApi.mode=loopback"
+    )
+    assert not of_kind(manifests, "Secret")
+    route = one(manifests, "ConfigRoute")["spec"]["refresh"]
+    assert route["tls"] == {"enabled": False}
+    assert route["auth"] == {"type": "none"}
+    assert route["payload"] == "invalidate"
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    assert env["CONFIG_SERVICE_CONFIG_HOST"] == "127.0.0.1"
+    assert env["CONFIG_SERVICE_REFRESH_ACCEPT_VALUES"] == "false", "the service refuses pushed values too"
+    assert env["CONFIG_SERVICE_INSECURE_REFRESH"] == "true"
+    assert not any(k.endswith("_TLS_CERT_FILE") for k in env)
+    assert not of_kind(manifests, "ClusterRoleBinding"), "no TokenReview, no API access"
+    policy = one(manifests, "NetworkPolicy")["spec"]
+    assert not [r for r in policy["ingress"] if {"port": "config", "protocol": "TCP"} in r["ports"]]
+    tokens = render(
+        SERVICE_CHART,
+        "--set",
+        "tls.insecurePlaintext=true",
+        "--set",
+        "tls.insecurePlaintextTokens=true",
+        "--set",
+        "configRoute.payload=value",
+    )
+    route = one(tokens, "ConfigRoute")["spec"]["refresh"]
+    assert route["auth"]["type"] == "serviceAccountToken"
+    env = {e["name"]: e.get("value") for e in container(tokens)["env"]}
+    assert env["CONFIG_SERVICE_INSECURE_PLAINTEXT_TOKENS"] == "true"
+
+
+def test_config_service_cert_manager_path_issues_a_ca_and_a_serving_certificate() -> None:
+    manifests = render(SERVICE_CHART, "--set", "tls.certManager.enabled=true")
+    assert not of_kind(manifests, "Secret"), "cert-manager writes the Secret"
+    certificates = {c["metadata"]["name"]: c["spec"] for c in of_kind(manifests, "Certificate")}
+    assert certificates["rel-config-service-ca"]["isCA"] is True
+    serving = certificates["rel-config-service-tls"]
+    assert serving["secretName"] == "rel-config-service-tls"
+    assert serving["issuerRef"] == {"kind": "Issuer", "name": "rel-config-service-ca"}
+    assert "rel-config-service.config-refresh.svc" in serving["dnsNames"]
+    route = one(manifests, "ConfigRoute")["spec"]["refresh"]
+    assert route["tls"]["enabled"] is True
+    assert "caBundle" not in route["tls"], "not known before cert-manager issued it (helm upgrade fills it)"
+    external = render(
+        SERVICE_CHART,
+        "--set",
+        "tls.certManager.enabled=true",
+        "--set",
+        "tls.certManager.issuerRef.kind=ClusterIssuer",
+        "--set",
+        "tls.certManager.issuerRef.name=internal-ca",
+    )
+    assert [c["metadata"]["name"] for c in of_kind(external, "Certificate")] == ["rel-config-service-tls"]
+    assert not of_kind(external, "Issuer")
+
+
+def test_config_service_audience_follows_the_cloud_map_service_unless_set() -> None:
+    manifests = render(
+        SERVICE_CHART,
+        "--set",
+        "configRoute.cloudMap.namespace=prod",
+        "--set",
+        "configRoute.cloudMap.service=orders",
+    )
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    route = one(manifests, "ConfigRoute")["spec"]["refresh"]
+    assert (
+        env["CONFIG_SERVICE_TOKENREVIEW_AUDIENCE"]
+        == route["auth"]["audience"]
+        == "configrefresh.io/prod/orders"
+    )
+    custom = render(SERVICE_CHART, "--set", "refreshAuth.serviceAccountToken.audience=orders.example")
+    assert one(custom, "ConfigRoute")["spec"]["refresh"]["auth"]["audience"] == "orders.example"

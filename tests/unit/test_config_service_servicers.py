@@ -164,3 +164,29 @@ async def test_refresh_answers_with_the_instance_id_and_held_version(running: Ru
     assert stale.message
     answer = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
     assert (answer.entry.value, answer.entry.version) == ("v2", 2)
+
+
+async def test_an_unauthenticated_config_api_withholds_secure_strings() -> None:
+    """--insecure-config-api: the explicit opt-out still never hands a SecureString to an anonymous caller."""
+    cache = ConfigCache(
+        [
+            Entry(f"{PREFIX}acme/db/password", "s3cret", ValueType.SECURE_STRING, 1, T0, T0),
+            Entry(f"{PREFIX}acme/db/host", "db.internal", ValueType.STRING, 1, T0, T0),
+        ]
+    )
+    server = grpc.aio.server()
+    cpb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(cache=cache, withhold_secrets=True), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = cpb_grpc.ConfigServiceStub(channel)
+        secret = stub.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}acme/db/password"))
+        assert await code_of(secret) is grpc.StatusCode.PERMISSION_DENIED
+        listed = await stub.ListConfig(cpb.ListConfigRequest(prefix=PREFIX))
+        assert [entry.value for entry in listed.entries] == ["db.internal"]
+        plain = await stub.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}acme/db/host"))
+        assert plain.entry.value == "db.internal"
+    finally:
+        await channel.close()
+        await server.stop(None)

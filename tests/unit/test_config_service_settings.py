@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config_service.settings import FIELDS, Settings, SettingsError, env_name, flag_name
+from config_service.settings import FIELDS, Settings, SettingsError, env_name, flag_name, is_loopback_host
 
 
 def test_environment_and_flags_build_one_typed_object() -> None:
@@ -102,3 +102,81 @@ def test_an_empty_variable_means_the_default() -> None:
     )
     assert settings.instance_id
     assert settings.aws_endpoint_url is None
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.3.200", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("config.example", False),
+    ],
+)
+def test_the_whole_127_block_ipv6_loopback_and_localhost_are_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_the_config_api_on_the_network_needs_authentication_or_the_named_opt_out(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_INSECURE_CONFIG_API") as raised:
+        Settings(insecure_refresh=True, host="0.0.0.0")
+    assert "--insecure-config-api" in str(raised.value)
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_INSECURE_CONFIG_API"):
+        Settings(insecure_refresh=True, config_host="10.0.0.5")
+    # Loopback (sidecar) mode, anywhere in 127.0.0.0/8, needs nothing; the refresh port may still be public.
+    assert Settings(insecure_refresh=True, host="0.0.0.0", config_host="127.0.0.1").config_loopback
+    assert Settings(insecure_refresh=True, host="127.0.0.42").config_auth_modes == ()
+    opted_out = Settings(insecure_refresh=True, host="0.0.0.0", insecure_config_api=True)
+    assert not opted_out.config_loopback
+    token = tmp_path / "tokens"
+    token.write_text("t\n")
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    secured = Settings(
+        insecure_refresh=True,
+        host="0.0.0.0",
+        config_token_file=token,
+        config_tls_cert_file=cert,
+        config_tls_key_file=cert,
+    )
+    assert secured.config_auth_modes == ("token",)
+
+
+def test_bearer_tokens_on_the_network_need_tls_or_the_named_opt_out(tmp_path: Path) -> None:
+    token = tmp_path / "tokens"
+    token.write_text("t\n")
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_CONFIG_TLS_CERT_FILE") as raised:
+        Settings(insecure_refresh=True, host="0.0.0.0", config_token_file=token)
+    assert "--insecure-plaintext-tokens" in str(raised.value)
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_REFRESH_TLS_CERT_FILE"):
+        Settings(host="0.0.0.0", config_host="127.0.0.1", refresh_token_file=token)
+    assert Settings(host="127.0.0.9", refresh_token_file=token, config_token_file=token).auth_modes == (
+        "token",
+    )
+    assert Settings(
+        host="0.0.0.0", refresh_token_file=token, config_token_file=token, insecure_plaintext_tokens=True
+    ).insecure_plaintext_tokens
+
+
+def test_serviceaccount_readers_need_the_audience_and_mtls_readers_need_a_certificate(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_TOKENREVIEW_AUDIENCE"):
+        Settings(insecure_refresh=True, config_tokenreview_allowed_groups=("system:serviceaccounts:apps",))
+    settings = Settings(
+        insecure_refresh=True,
+        tokenreview_audience="configrefresh.io/ns/svc",
+        config_tokenreview_allowed_groups=("system:serviceaccounts:apps",),
+    )
+    assert settings.config_auth_modes == ("serviceaccount",)
+    assert settings.auth_modes == (), "the audience alone does not authenticate RefreshService callers"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_CONFIG_TLS_CERT_FILE"):
+        Settings(insecure_refresh=True, config_client_ca_file=ca, config_allowed_identities=("orders",))
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_TOKENREVIEW_RATE"):
+        Settings(insecure_refresh=True, tokenreview_rate=0)
