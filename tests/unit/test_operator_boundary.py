@@ -17,6 +17,7 @@ from refresh_operator.boundary import (
     prefix_within,
 )
 from refresh_operator.fanout import Target
+from refresh_operator.handlers import channel_condition
 from refresh_operator.routes import RouteError, route_from_object
 from refresh_operator.settings import SettingsError, load_settings
 
@@ -184,3 +185,19 @@ def test_the_settings_carry_the_admins_allowances() -> None:
     ):
         with pytest.raises(SettingsError, match=key):
             load_settings({**base, key: value})
+
+
+@pytest.mark.parametrize(
+    ("refresh", "status", "reason"),
+    [
+        ({"tls": {"enabled": True}}, "True", "TLS"),
+        ({}, "False", "SecureStringsAsInvalidate"),
+        ({"payload": "invalidate"}, "False", "Plaintext"),
+        ({"insecureAllowPlaintext": True}, "False", "InsecureAllowPlaintext"),
+    ],
+)
+def test_the_secure_channel_condition_says_what_travels_in_clear(
+    refresh: dict[str, Any], status: str, reason: str
+) -> None:
+    condition = channel_condition(route(refresh=refresh), generation=2)
+    assert (condition["type"], condition["status"], condition["reason"]) == ("SecureChannel", status, reason)
