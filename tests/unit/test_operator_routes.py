@@ -94,11 +94,12 @@ def test_the_backtracking_pattern_of_issue_17_matches_a_crafted_10_kb_name_in_li
     """Python's re takes 0.18 s for 22 q's and doubles per character; RE2 does 10 kB in well under 10 ms."""
     route = route_from_object(route_object(scopePattern=BACKTRACKING))
     crafted = "/config-service/" + "q" * 10_000 + "!"
-    started = time.perf_counter()
-    found = route.scope_pattern.search(crafted)
-    elapsed = time.perf_counter() - started
-    assert found is None
-    assert elapsed < 0.010, f"matching took {elapsed * 1000:.2f} ms"
+    timings = []
+    for _ in range(5):  # the best of five: a busy machine may preempt any single run
+        started = time.perf_counter()
+        assert route.scope_pattern.search(crafted) is None
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.010, f"matching took {min(timings) * 1000:.2f} ms at best"
     assert route.scope_of("/config-service/qqqq/x") == {"tenant": "qqqq"}
 
 
