@@ -52,10 +52,13 @@ def routes_of(control_plane: ControlPlane, namespace: str, route: str) -> list[d
     return [item for item in refreshes(control_plane, namespace) if item["spec"]["route"] == route]
 
 
-def test_a_plaintext_route_with_a_bearer_token_is_not_ready_and_rolls_nothing(stack: Stack) -> None:
+@pytest.mark.parametrize("auth", ["serviceAccountToken", "bearerToken"])
+def test_a_plaintext_route_with_a_bearer_token_is_not_ready_and_rolls_nothing(
+    stack: Stack, auth: str
+) -> None:
     prefix = f"{stack.local_aws.prefix}tokened/"
     route = route_object("tokened", local_aws=stack.local_aws, prefix=prefix)
-    route["spec"]["refresh"]["auth"] = {"type": "serviceAccountToken"}
+    route["spec"]["refresh"]["auth"] = {"type": auth}
     apply(stack.control_plane, stack.namespace, route)
     condition = wait_refused(stack.control_plane, stack.namespace, "tokened")
     assert condition["reason"] == "PlaintextCredentials"
