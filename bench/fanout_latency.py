@@ -165,7 +165,11 @@ class RealBackend:
         ]
         token_file = self._fleet.credentials.token_file
         assert token_file is not None
-        self.policy = RefreshPolicy(max_concurrency=max(64, count), token_file=str(token_file))
+        # Loopback only, and measured as before: the explicit opt-out a route would set as
+        # spec.refresh.insecureAllowPlaintext (never a default).
+        self.policy = RefreshPolicy(
+            max_concurrency=max(64, count), token_file=str(token_file), allow_plaintext=True
+        )
         self.metadata = (("authorization", f"Bearer {token_file.read_text().strip()}"),)
 
     def close(self) -> None:

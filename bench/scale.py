@@ -46,6 +46,7 @@ class ScaleStack:
         self.namespace = namespace
         self.plane = ControlPlane.start(binaries=controlplane_build.ensure_built(quiet=True))
         self.aws = LocalAws.start(log_path=workdir / "moto.log")
+        self.aws.owner_namespace = namespace  # the instances belong to the routes' namespace
         self.backend: Any = None
         self.operator: Any = None
         from kubernetes import client
@@ -76,7 +77,9 @@ class ScaleStack:
             self.plane.kubectl("-n", self.namespace, "apply", "-f", "-", input=json.dumps(batch))
 
     def start_operator(self) -> None:
-        env = operator_environment(self.plane, self.aws, {"CONFIG_REFRESH_POD_SYNC": "false"})
+        env = operator_environment(
+            self.plane, self.aws, {"CONFIG_REFRESH_POD_SYNC": "false"}, namespace=self.namespace
+        )
         self.operator = launch_operator(
             env=env, namespace=self.namespace, log_path=self.workdir / "operator.log", timeout=180
         )

@@ -64,6 +64,19 @@ class CloudMapRegistration:
             log.warning("Cloud Map deregistration failed", extra={"error": type(error).__name__})
 
 
+NAMESPACE_ENV = "POD_NAMESPACE"
+"""The pod's namespace (downward API `metadata.namespace`); registered as attribute `k8s-namespace`."""
+
+
+def owned_attributes(attributes: Mapping[str, str], namespace: str | None) -> dict[str, str]:
+    """The configured attributes plus `k8s-namespace`: the operator refreshes an instance only for routes
+    of the namespace that owns it (unless the admin marked the Cloud Map service shared)."""
+    result = dict(attributes)
+    if namespace:
+        result["k8s-namespace"] = namespace
+    return result
+
+
 def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistration | None:
     """The registration the settings ask for, or None (the default)."""
     if settings.cloudmap_service_id is None:
@@ -80,6 +93,6 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
         instance_id=settings.instance_id,
         ip=settings.cloudmap_advertise_ip or settings.host,
         port=refresh_port,
-        attributes=settings.cloudmap_attributes,
+        attributes=owned_attributes(settings.cloudmap_attributes, os.environ.get(NAMESPACE_ENV)),
         client=client,
     )

@@ -7,8 +7,9 @@ a ConfigctlError with exit code KUBE_ERROR and a message saying what was attempt
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
+
+import re2
 
 from configctl.exitcodes import ConfigctlError, ExitCode
 
@@ -151,22 +152,42 @@ class Kube:
         return created
 
 
+MAX_PARAMETER_NAME_LENGTH = 2048
+"""Parameter Store's own limit on a name; the operator never matches a longer one."""
+
+
+def _is_refused(route: dict[str, Any]) -> bool:
+    """Whether the operator refused the route (Ready=False for its current generation): it routes nothing."""
+    status = route.get("status") or {}
+    generation = (route.get("metadata") or {}).get("generation")
+    if status.get("observedGeneration") != generation:
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "False" for c in status.get("conditions") or []
+    )
+
+
 def route_scope(route: dict[str, Any], parameter_name: str) -> dict[str, str] | None:
-    """The scope groups if `route` claims the parameter, else None (same rule as the operator)."""
+    """The scope groups if `route` claims the parameter, else None (same rule as the operator: RE2, so a
+    hostile pattern cannot stall configctl either)."""
     spec = route.get("spec", {})
     prefix = spec.get("parameterPrefix")
     if not isinstance(prefix, str) or not parameter_name.startswith(prefix):
         return None
+    if len(parameter_name) > MAX_PARAMETER_NAME_LENGTH or _is_refused(route):
+        return None
     pattern = spec.get("scopePattern")
     if not pattern:
         return {}
+    options = re2.Options()
+    options.log_errors = False
     try:
-        found = re.search(pattern, parameter_name)
-    except re.error:
+        found = re2.compile(pattern, options=options).search(parameter_name)
+    except re2.error:
         return None
     if found is None:
         return None
-    return {k: v for k, v in found.groupdict().items() if v is not None}
+    return {str(k): str(v) for k, v in found.groupdict().items() if v is not None}
 
 
 def routes_for(routes: list[dict[str, Any]], parameter_name: str) -> list[tuple[str, dict[str, str]]]:

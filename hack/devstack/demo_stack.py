@@ -103,8 +103,11 @@ own arena by default (up to 8 per core), and the blocking pool's threads left fr
 across them."""
 
 
-def operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, str]) -> dict[str, str]:
-    """The operator's environment: admin kubeconfig, the local AWS endpoint and queue, a free metrics port."""
+def operator_environment(
+    plane: ControlPlane, aws: LocalAws, extra: dict[str, str], *, namespace: str
+) -> dict[str, str]:
+    """The operator's environment: admin kubeconfig, the local AWS endpoint and queue, a free metrics port,
+    and, as a cluster admin grants it, the stack's prefix for routes in `namespace` (and nothing else)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFIG_REFRESH_", "AWS_"))}
     env.update(aws.env())
     env.update(
@@ -117,6 +120,7 @@ def operator_environment(plane: ControlPlane, aws: LocalAws, extra: dict[str, st
             "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
             "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
             "CONFIG_REFRESH_POD_SYNC": "true",
+            "CONFIG_REFRESH_ALLOWED_PREFIXES": json.dumps({namespace: [aws.prefix]}),
             **extra,
         }
     )
@@ -230,7 +234,7 @@ class DemoStack:
                 f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
                 f" {port}  ({time.monotonic() - started:.1f} s)"
             )
-            env = operator_environment(plane, aws, operator_env or {})
+            env = operator_environment(plane, aws, operator_env or {}, namespace=namespace)
             stack = cls(
                 plane=plane,
                 aws=aws,

@@ -97,6 +97,9 @@ class LocalAws:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._resources: Provisioned | None = None
+        self.owner_namespace: str | None = None
+        """When set, `register_instance` marks instances as owned by this Kubernetes namespace
+        (attribute `k8s-namespace`, as podSync and config-service's self-registration do)."""
 
     # ----- life cycle -------------------------------------------------------------------------------
 
@@ -410,6 +413,8 @@ class LocalAws:
     ) -> None:
         """Register (or re-register) an instance in the provisioned service, as the operator does."""
         merged = {"AWS_INSTANCE_IPV4": ip, "AWS_INSTANCE_PORT": str(port), **(attributes or {})}
+        if self.owner_namespace is not None:
+            merged.setdefault("k8s-namespace", self.owner_namespace)
         if not healthy:
             merged["AWS_INIT_HEALTH_STATUS"] = "UNHEALTHY"
         self.client("servicediscovery").register_instance(

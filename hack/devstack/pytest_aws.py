@@ -37,4 +37,5 @@ def local_aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
 def local_aws(local_aws_server: LocalAws) -> LocalAws:
     """The session's server, reset and provisioned with the default prefix and redrive settings."""
     local_aws_server.reset(prefix=DEFAULT_PREFIX, max_receive_count=3, visibility_timeout=30)
+    local_aws_server.owner_namespace = None
     return local_aws_server

@@ -30,7 +30,9 @@ import grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.boundary import routing_from_settings
 from refresh_operator.fanout import ChannelPool, DiscoveryError, RefreshPolicy, Target, discover_instances
+from refresh_operator.fanout.tokens import TokenCache, TokenError
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.naming import refresh_name
 from refresh_operator.ordering import Operation, VersionKey, canonical_time
@@ -92,6 +94,7 @@ class AntiEntropy:
         values: ValueCache,
         channels: ChannelPool,
         policy_for: Callable[[Route], RefreshPolicy],
+        tokens: TokenCache | None = None,
     ) -> None:
         self._settings = settings
         self._clients = clients
@@ -100,6 +103,8 @@ class AntiEntropy:
         self._values = values
         self._channels = channels
         self._policy_for = policy_for
+        self._tokens = tokens
+        self._routing = routing_from_settings(settings)
 
     async def repair(
         self, route: Route, claimed: Sequence[ParameterSnapshot], known: Mapping[str, Known]
@@ -144,6 +149,7 @@ class AntiEntropy:
             except DiscoveryError as error:
                 logger.warning("Anti-entropy of %s/%s skipped: %s", route.namespace, route.name, error)
                 continue
+            targets, _ = self._routing.owned_targets(route, targets)
             missing = [target for target in targets if target.instance_id not in states]
             answers = await self._states(missing, route=route, policy=policy)
             states.update(answers)
@@ -166,7 +172,21 @@ class AntiEntropy:
         self, targets: Sequence[Target], *, route: Route, policy: RefreshPolicy
     ) -> dict[str, dict[str, Held] | None]:
         metadata: tuple[tuple[str, str], ...] = ()
-        if policy.token_file is not None:
+        sends_token = policy.token_file is not None or policy.token_audience is not None
+        if sends_token and policy.tls is None and not policy.allow_plaintext:
+            logger.warning("Anti-entropy of %s/%s skipped: no token in clear", route.namespace, route.name)
+            return {}
+        if policy.token_audience is not None:
+            if self._tokens is None:
+                logger.warning("Anti-entropy skipped: no ServiceAccount configured for tokens")
+                return {}
+            try:
+                token = await self._tokens.token(policy.token_audience)
+            except TokenError as error:
+                logger.warning("Anti-entropy skipped: %s", error)
+                return {}
+            metadata = (("authorization", f"Bearer {token}"),)
+        elif policy.token_file is not None:
             try:
                 token = await asyncio.to_thread(_read_token, policy.token_file)
             except OSError as error:

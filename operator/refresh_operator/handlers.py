@@ -24,7 +24,7 @@ import kopf
 
 from refresh_operator import kube, status
 from refresh_operator.rollout import RetryLater
-from refresh_operator.routes import RouteError, route_from_object, smoke_test_pattern
+from refresh_operator.routes import RouteError
 from refresh_operator.runtime import Runtime
 from refresh_operator.waves import ACTION_ANNOTATION, HALTED
 
@@ -82,6 +82,36 @@ def bounded_session(info: kopf.ConnectionInfo, *, limit: int) -> kopf.AiohttpSes
     )
 
 
+def channel_condition(obj: dict[str, Any], generation: int) -> dict[str, Any]:
+    """The route's `SecureChannel` condition: whether tokens and SecureString values are protected."""
+    refresh = (obj.get("spec") or {}).get("refresh") or {}
+    tls = bool((refresh.get("tls") or {}).get("enabled"))
+    payload = refresh.get("payload", "value")
+    if tls:
+        return status.condition(
+            "SecureChannel", status=True, reason="TLS", message="Refresh calls use TLS", generation=generation
+        )
+    if refresh.get("insecureAllowPlaintext"):
+        return status.condition(
+            "SecureChannel",
+            status=False,
+            reason="InsecureAllowPlaintext",
+            message="TLS is off and insecureAllowPlaintext is set: tokens and SecureString values travel "
+            "in clear",
+            generation=generation,
+        )
+    message = "TLS is off: no token is sent"
+    if payload == "value":
+        message += "; SecureStrings are pushed as invalidate (instances re-read them with their own IAM)"
+    return status.condition(
+        "SecureChannel",
+        status=False,
+        reason="SecureStringsAsInvalidate" if payload == "value" else "Plaintext",
+        message=message,
+        generation=generation,
+    )
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.login(registry=registry, id="login-bounded")
     async def login(logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession:
@@ -117,10 +147,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         generation = int(meta.get("generation") or 0)
         obj = {"metadata": dict(meta), "spec": dict(body.get("spec") or {})}
         try:
-            route = route_from_object(obj)
-            pattern = obj["spec"].get("scopePattern")
-            if pattern:
-                await runtime.blocking.call(smoke_test_pattern, pattern, prefix=route.prefix)
+            route = runtime.admission.admit(obj)
         except RouteError as error:
             runtime.routes.remove(meta.namespace or "", meta.name or "")
             condition = status.condition(
@@ -130,15 +157,16 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             kopf.warn(body, reason=error.reason, message=str(error))
         else:
             runtime.routes.upsert(route)
+            message = f"claims parameters under {route.prefix}"
+            if route.refresh.secure_strings_invalidated:
+                message += "; SecureStrings are pushed as invalidate (TLS is off)"
             condition = status.condition(
-                "Ready",
-                status=True,
-                reason="Indexed",
-                message=f"claims parameters under {route.prefix}",
-                generation=generation,
+                "Ready", status=True, reason="Indexed", message=message, generation=generation
             )
         existing = (body.get("status") or {}).get("conditions") or []
-        patch.status["conditions"] = status.merge_conditions(existing, [condition])
+        patch.status["conditions"] = status.merge_conditions(
+            existing, [condition, channel_condition(obj, generation)]
+        )
         patch.status["observedGeneration"] = generation
 
     @kopf.on.delete(*ROUTES, registry=registry, optional=True, id="route-deleted")

@@ -71,6 +71,27 @@ class Kube:
                 self._api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
             return self._api
 
+    def request_token(
+        self, namespace: str, service_account: str, *, audience: str, expiration_seconds: int
+    ) -> tuple[str, float]:
+        """TokenRequest for `service_account` with one audience: (token, expiry as epoch seconds)."""
+        body = kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(
+                audiences=[audience], expiration_seconds=expiration_seconds
+            )
+        )
+        try:
+            core = kubernetes.client.CoreV1Api(self._custom().api_client)
+            answer = core.create_namespaced_service_account_token(
+                service_account, namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
+        except Exception as error:
+            raise _wrap("create serviceaccounts/token", error) from None
+        issued = answer.status
+        if issued is None or not issued.token or issued.expiration_timestamp is None:
+            raise KubeError("create serviceaccounts/token: the answer holds no token", status=0)
+        return str(issued.token), float(issued.expiration_timestamp.timestamp())
+
     def create_refresh(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Create a ConfigRefresh; True if created, False if it already existed (a duplicate)."""
         try:

@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.boundary import HealthGateRefused, admission_from_settings
 from refresh_operator.fanout import (
     CANCELLED_ERROR,
     DiscoveryError,
@@ -42,10 +43,10 @@ from refresh_operator.naming import parameter_hash
 from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.refresh_objects import LABEL_HALTED, LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
-from refresh_operator.routes import Route, RouteError, RouteIndex, route_from_object
+from refresh_operator.routes import Route, RouteError, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
-from refresh_operator.waves import HALTED, RolloutSpec, health_gate_ok, plan_waves
+from refresh_operator.waves import HALTED, RolloutSpec, plan_waves
 
 logger = logging.getLogger("refresh_operator.rollout")
 
@@ -117,6 +118,14 @@ def _timestamp(moment: datetime.datetime) -> Timestamp:
     return stamp
 
 
+def effective_payload(route: Route, value_type: str) -> str:
+    """The payload mode of one parameter on this route: a SecureString never travels as a value over a
+    plaintext channel (see RefreshSpec.secure_strings_invalidated); instances re-read it instead."""
+    if value_type == "SecureString" and route.refresh.secure_strings_invalidated:
+        return "invalidate"
+    return route.refresh.payload
+
+
 def build_request(
     *, refresh_id: str, snapshot: ParameterSnapshot, payload: str, scope: Mapping[str, str]
 ) -> pb.RefreshRequest:
@@ -159,6 +168,9 @@ class Rollouts:
         self._values = values
         self._fanout = fanout
         self._running: dict[tuple[str, str, str], _Running] = {}
+        self._admission = admission_from_settings(settings)
+        self._routing = self._admission.routing
+        self._health_gates = self._admission.health_gates
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -202,7 +214,7 @@ class Rollouts:
             raise RetryLater(f"cannot read ConfigRoute {name}: {error}", delay=5) from None
         if obj is None:
             raise RouteError("RouteNotFound", f"ConfigRoute {namespace}/{name} does not exist")
-        return route_from_object(obj)
+        return self._admission.admit(obj)
 
     def policy(self, route: Route) -> RefreshPolicy:
         """How instances of `route` are called (timeouts, concurrency, TLS, token)."""
@@ -218,12 +230,14 @@ class Rollouts:
                 cert_file=str(s.tls_cert_file) if s.tls_cert_file else None,
                 key_file=str(s.tls_key_file) if s.tls_key_file else None,
                 server_name=spec.tls_server_name,
+                ca_bundle=spec.ca_bundle,
             )
         token_file = None
+        audience = None
         if spec.auth_type == "bearerToken" and self._settings.token_file:
             token_file = str(self._settings.token_file)
-        elif spec.auth_type == "serviceAccountToken" and self._settings.service_account_token_file:
-            token_file = str(self._settings.service_account_token_file)
+        elif spec.auth_type == "serviceAccountToken":
+            audience = spec.audience
         return RefreshPolicy(
             timeout_seconds=spec.timeout_seconds,
             max_concurrency=spec.max_concurrency,
@@ -231,6 +245,8 @@ class Rollouts:
             deadline_seconds=spec.deadline_seconds,
             tls=tls,
             token_file=token_file,
+            token_audience=audience,
+            allow_plaintext=spec.insecure_allow_plaintext,
         )
 
     async def _read(self, name: str, *, with_value: bool, deleted_at: datetime.datetime) -> ParameterSnapshot:
@@ -327,7 +343,9 @@ class Rollouts:
             else:
                 deleted_at = parameter.last_modified
             snapshot = await self._read(
-                parameter.name, with_value=route.refresh.payload == "value", deleted_at=deleted_at
+                parameter.name,
+                with_value=effective_payload(route, parameter.value_type) == "value",
+                deleted_at=deleted_at,
             )
             if spec_key is None or trigger == "manual":
                 post_event(
@@ -382,13 +400,16 @@ class Rollouts:
         loop = asyncio.get_running_loop()
         until = loop.time() + waving.bake_seconds
         while True:
-            if waving.health_gate is not None and not await asyncio.to_thread(
-                health_gate_ok, waving.health_gate
-            ):
-                return (
-                    "HealthGateFailed",
-                    f"the health gate failed while wave {index}/{of} baked; later waves not started",
-                )
+            if waving.health_gate is not None:
+                try:
+                    ok = await asyncio.to_thread(self._health_gates.probe, waving.health_gate)
+                except HealthGateRefused as refused:
+                    return ("HealthGateNotAllowed", f"{refused}; later waves not started")
+                if not ok:
+                    return (
+                        "HealthGateFailed",
+                        f"the health gate failed while wave {index}/{of} baked; later waves not started",
+                    )
             left = until - loop.time()
             if left <= 0 or cancel.is_set():
                 return None
@@ -566,6 +587,22 @@ class Rollouts:
             )
             post_event("Warning", "Failed", f"DiscoveryFailed: {error}")
             return
+        targets, foreign = self._routing.owned_targets(route, targets)
+        if foreign:
+            logger.warning(
+                "ConfigRefresh %s/%s: %d instance(s) of %s/%s belong to another namespace; skipped",
+                namespace,
+                name,
+                foreign,
+                route.cloud_map_namespace,
+                route.cloud_map_service,
+            )
+            post_event(
+                "Warning",
+                "ForeignInstancesSkipped",
+                f"{foreign} instance(s) of Cloud Map {route.cloud_map_namespace}/{route.cloud_map_service} "
+                f"are not owned by namespace {namespace} (attribute k8s-namespace) and were not refreshed",
+            )
         if only is not None:
             targets = [target for target in targets if target.instance_id in only]
 
@@ -700,7 +737,10 @@ class Rollouts:
 
         writer = asyncio.create_task(progress_writer())
         request = build_request(
-            refresh_id=name, snapshot=snapshot, payload=route.refresh.payload, scope=scope
+            refresh_id=name,
+            snapshot=snapshot,
+            payload=effective_payload(route, snapshot.value_type),
+            scope=scope,
         )
         policy = self._policy(route)
         halted: tuple[str, str] | None = None

@@ -1,44 +1,51 @@
 """ConfigRoutes in memory: validated once, indexed by prefix, matched per event without touching the API.
 
-A route's scopePattern is user input run against every parameter name, so it is compiled once, limited in
-length, and smoke-tested in a child process for catastrophic backtracking under a time budget (Python's
-`re` cannot be interrupted in-process). A route that fails is not indexed and says why in its status.
+A route's scopePattern is user input run against every parameter name the consumer sees, so it is
+compiled with RE2 (google-re2), whose matching time is linear in the name's length whatever the pattern:
+no pattern can backtrack, so no route can stall the event loop. Patterns RE2 cannot compile
+(backreferences, lookaround) are refused with a condition, as are patterns longer than
+MAX_PATTERN_LENGTH. Names longer than Parameter Store's own limit (MAX_PARAMETER_NAME_LENGTH) are never
+matched at all.
+
+A route also says how its instances are called. The refresh channel never carries a bearer token in
+clear: a route with TLS off whose auth sends a token is refused (reason PlaintextCredentials) unless it
+sets the plainly named opt-out `spec.refresh.insecureAllowPlaintext`. SecureStrings on such a route are
+pushed as `invalidate` (the instance re-reads them with its own IAM), never as a value.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
-import json
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+import re2
+
 from refresh_operator.waves import RolloutSpec, rollout_from_spec
 
 MAX_PATTERN_LENGTH = 512
+MAX_PARAMETER_NAME_LENGTH = 2048
+"""Parameter Store's own limit on a parameter name (the API's Name is 1..2048 characters)."""
+RE2_MAX_MEMORY = 8 << 20
+"""Memory RE2 may use for one compiled pattern (bounds the automaton a huge pattern could build)."""
+MAX_CA_BUNDLE_BYTES = 64 * 1024
 DEFAULT_RESYNC_SECONDS = 300
 VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
-SMOKE_BUDGET_SECONDS = 2.0
+AUDIENCE_PREFIX = "configrefresh.io"
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-# Inputs that make backtracking-prone patterns such as (a+)+$ or (.*/)*x take exponential time.
-# Adversarial names are tried both bare and under the route's own prefix: a pattern like
-# "^/config-service/x/(?P<t>(a+)+)$" only backtracks once its literal start has matched.
-_SMOKE_SCRIPT = r"""
-import json, re, sys
-given = json.loads(sys.stdin.read())
-pattern = re.compile(given["pattern"])
-starts = ["/", given["prefix"]]
-pieces = ["a", "0", "/", "a/", "-", "_", "ab", ".", "A", " ", "a-", "/a"]
-for piece in pieces:
-    for tail in ("!", "\n", "/!", ""):
-        for start in starts:
-            pattern.search(start + piece * 28 + tail)
-        pattern.search(piece * 2000 + tail)
-"""
+ScopePattern = Any
+"""A compiled RE2 pattern (google-re2's ``re2._Regexp``, which ships no type information)."""
+
+
+def default_audience(cloud_map_namespace: str, cloud_map_service: str) -> str:
+    """The token audience of a route's instances unless `spec.refresh.auth.audience` says otherwise:
+    one per Cloud Map service, so a token captured at one service is refused by every other."""
+    return f"{AUDIENCE_PREFIX}/{cloud_map_namespace}/{cloud_map_service}"
 
 
 class RouteError(ValueError):
@@ -60,6 +67,26 @@ class RefreshSpec:
     tls_enabled: bool
     tls_server_name: str | None
     auth_type: str
+    audience: str = ""
+    """The token audience for `auth.type: serviceAccountToken` (default: see `default_audience`)."""
+    ca_bundle: bytes | None = None
+    """PEM CA certificates from `tls.caBundle`, trusted beside the operator's own CA file."""
+    insecure_allow_plaintext: bool = False
+    """`spec.refresh.insecureAllowPlaintext`: tokens and SecureString values may travel in clear."""
+
+    @property
+    def sends_token(self) -> bool:
+        return self.auth_type in ("bearerToken", "serviceAccountToken")
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        """Whether a token or a SecureString value may travel on this route's channel."""
+        return self.tls_enabled or self.insecure_allow_plaintext
+
+    @property
+    def secure_strings_invalidated(self) -> bool:
+        """SecureStrings are pushed as `invalidate` (never as a value) on a plaintext channel."""
+        return self.payload == "value" and not self.plaintext_allowed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +96,7 @@ class Route:
     uid: str
     generation: int
     prefix: str
-    scope_pattern: re.Pattern[str] | None
+    scope_pattern: ScopePattern | None
     cloud_map_namespace: str
     cloud_map_service: str
     query_parameters: Mapping[str, str]
@@ -89,14 +116,14 @@ class Route:
 
     def scope_of(self, parameter_name: str) -> dict[str, str] | None:
         """The named groups of scopePattern for this name; None if the route does not claim the name."""
-        if not parameter_name.startswith(self.prefix):
+        if len(parameter_name) > MAX_PARAMETER_NAME_LENGTH or not parameter_name.startswith(self.prefix):
             return None
         if self.scope_pattern is None:
             return {}
         found = self.scope_pattern.search(parameter_name)
         if found is None:
             return None
-        return {key: value for key, value in found.groupdict().items() if value is not None}
+        return {str(key): str(value) for key, value in found.groupdict().items() if value is not None}
 
     def query_for(self, scope: Mapping[str, str]) -> dict[str, str]:
         """Cloud Map query parameters with `{group}` placeholders filled from the scope."""
@@ -109,41 +136,55 @@ class Route:
         return result
 
 
-def compile_scope_pattern(pattern: str) -> re.Pattern[str]:
+def compile_scope_pattern(pattern: str) -> ScopePattern:
+    """Compile with RE2 (linear-time matching); raise RouteError for what RE2 refuses."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise RouteError(
             "InvalidScopePattern", f"scopePattern is longer than {MAX_PATTERN_LENGTH} characters"
         )
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = RE2_MAX_MEMORY
     try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise RouteError("InvalidScopePattern", f"scopePattern does not compile: {error}") from None
+        return re2.compile(pattern, options=options)
+    except re2.error as error:
+        detail = error.args[0] if error.args else error
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise RouteError(
+            "InvalidScopePattern",
+            f"scopePattern is not a valid RE2 expression ({detail}); backreferences and lookaround are "
+            "not supported, since they need a backtracking matcher",
+        ) from None
 
 
-def smoke_test_pattern(pattern: str, *, prefix: str = "/", budget: float = SMOKE_BUDGET_SECONDS) -> None:
-    """Raise RouteError if the pattern takes longer than `budget` on adversarial inputs. Blocking.
-
-    The inputs include names under `prefix` (the route's parameterPrefix), since that is what the
-    consumer will match against.
-    """
+def decode_ca_bundle(raw: object) -> bytes | None:
+    """`tls.caBundle` (base64 of PEM CA certificates) as PEM bytes; raise RouteError when malformed."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise RouteError("InvalidCABundle", "spec.refresh.tls.caBundle must be a base64 string")
     try:
-        subprocess.run(
-            [sys.executable, "-I", "-c", _SMOKE_SCRIPT],
-            input=json.dumps({"pattern": pattern, "prefix": prefix}),
-            text=True,
-            timeout=budget,
-            check=True,
-            capture_output=True,
+        pem = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise RouteError("InvalidCABundle", "spec.refresh.tls.caBundle is not valid base64") from None
+    if len(pem) > MAX_CA_BUNDLE_BYTES or b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise RouteError(
+            "InvalidCABundle", "spec.refresh.tls.caBundle must hold PEM certificates (at most 64 KiB)"
         )
-    except subprocess.TimeoutExpired:
+    return pem
+
+
+def check_plaintext(refresh: RefreshSpec) -> None:
+    """Raise RouteError(PlaintextCredentials) when the route would send a token over plaintext."""
+    if refresh.sends_token and not refresh.plaintext_allowed:
         raise RouteError(
-            "UnsafeScopePattern",
-            f"scopePattern took longer than {budget:g}s on adversarial names (catastrophic backtracking)",
-        ) from None
-    except subprocess.CalledProcessError as error:
-        raise RouteError(
-            "InvalidScopePattern", f"scopePattern failed its smoke test: {error.stderr[-200:]}"
-        ) from None
+            "PlaintextCredentials",
+            f"auth.type {refresh.auth_type} would send a bearer token in clear: set "
+            "spec.refresh.tls.enabled (with serverName and caBundle), or, where the channel never leaves "
+            "a trusted network, spec.refresh.insecureAllowPlaintext: true; with no token (auth.type: "
+            "none) use payload: invalidate for secrets",
+        )
 
 
 def _get(mapping: Mapping[str, Any], *path: str) -> Any:
@@ -156,7 +197,8 @@ def _get(mapping: Mapping[str, Any], *path: str) -> Any:
 
 
 def route_from_object(obj: Mapping[str, Any]) -> Route:
-    """Validate a ConfigRoute object (as a dict) into a Route; raise RouteError. Pure: no smoke test."""
+    """Validate a ConfigRoute object (as a dict) into a Route; raise RouteError. Pure: no API, no settings
+    (the cluster admin's allowances are checked by `boundary.RoutingPolicy`)."""
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     prefix = spec.get("parameterPrefix")
@@ -182,6 +224,25 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
     interval = _get(spec, "resync", "intervalSeconds")
     tls = refresh.get("tls") or {}
     auth = refresh.get("auth") or {}
+    tls_enabled = bool(tls.get("enabled", False))
+    ca_bundle = decode_ca_bundle(tls.get("caBundle"))
+    if ca_bundle is not None and not tls_enabled:
+        raise RouteError("InvalidCABundle", "spec.refresh.tls.caBundle needs tls.enabled: true")
+    refresh_spec = RefreshSpec(
+        port=int(refresh["port"]) if refresh.get("port") else None,
+        timeout_seconds=float(refresh.get("timeoutSeconds", 2)),
+        max_concurrency=int(refresh.get("maxConcurrency", 64)),
+        max_attempts=int(refresh.get("maxAttempts", 3)),
+        deadline_seconds=float(refresh.get("deadlineSeconds", 300)),
+        payload=str(refresh.get("payload", "value")),
+        tls_enabled=tls_enabled,
+        tls_server_name=tls.get("serverName") or None,
+        auth_type=str(auth.get("type", "none")),
+        audience=str(auth.get("audience") or default_audience(str(namespace), str(service))),
+        ca_bundle=ca_bundle,
+        insecure_allow_plaintext=bool(refresh.get("insecureAllowPlaintext", False)),
+    )
+    check_plaintext(refresh_spec)
     return Route(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
@@ -192,17 +253,7 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
         cloud_map_namespace=str(namespace),
         cloud_map_service=str(service),
         query_parameters=query,
-        refresh=RefreshSpec(
-            port=int(refresh["port"]) if refresh.get("port") else None,
-            timeout_seconds=float(refresh.get("timeoutSeconds", 2)),
-            max_concurrency=int(refresh.get("maxConcurrency", 64)),
-            max_attempts=int(refresh.get("maxAttempts", 3)),
-            deadline_seconds=float(refresh.get("deadlineSeconds", 300)),
-            payload=str(refresh.get("payload", "value")),
-            tls_enabled=bool(tls.get("enabled", False)),
-            tls_server_name=tls.get("serverName") or None,
-            auth_type=str(auth.get("type", "none")),
-        ),
+        refresh=refresh_spec,
         resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, int(interval)),
         created_at=str(metadata.get("creationTimestamp") or ""),
         verify_requested=str((metadata.get("annotations") or {}).get(VERIFY_ANNOTATION) or ""),

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from refresh_operator import kube, metrics, retention
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking, make_clients
+from refresh_operator.boundary import admission_from_settings
 from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
+from refresh_operator.fanout.tokens import TokenCache
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.resync import Resync
 from refresh_operator.rollout import Rollouts
-from refresh_operator.routes import RouteError, RouteIndex, route_from_object, smoke_test_pattern
+from refresh_operator.routes import RouteError, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
 
@@ -31,6 +33,8 @@ class Runtime:
         self.settings = settings
         self.namespaces = list(namespaces) if namespaces is not None else None
         self.routes = RouteIndex()
+        self.admission = admission_from_settings(settings)
+        self.tokens: TokenCache | None = None
         self.values = ValueCache()
         self.kube = Kube(pool=settings.executor_threads)
         self.blocking = Blocking(threads=settings.executor_threads)
@@ -49,6 +53,7 @@ class Runtime:
         self._stop = asyncio.Event()
         self._clients = await self.blocking.call(make_clients, self.settings)
         channels = ChannelPool()
+        self.tokens = self._token_cache()
         self._rollouts = Rollouts(
             settings=self.settings,
             clients=self._clients,
@@ -56,7 +61,7 @@ class Runtime:
             kube_api=self.kube,
             routes=self.routes,
             values=self.values,
-            fanout=FanOut(channels=channels, breakers=BreakerRegistry()),
+            fanout=FanOut(channels=channels, breakers=BreakerRegistry(), tokens=self.tokens),
         )
         metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
         await self._load_routes()
@@ -83,6 +88,7 @@ class Runtime:
                 values=self.values,
                 channels=channels,
                 policy_for=self._rollouts.policy,
+                tokens=self.tokens,
             ).repair,
         )
         self._tasks = [
@@ -102,6 +108,19 @@ class Runtime:
             ),
         ]
 
+    def _token_cache(self) -> TokenCache | None:
+        """Per-audience ServiceAccount tokens (TokenRequest), when the chart named the operator's account."""
+        name, namespace = self.settings.service_account_name, self.settings.service_account_namespace
+        if name is None or namespace is None:
+            return None
+
+        async def request(audience: str, expiration: int) -> tuple[str, float]:
+            return await self.blocking.call(
+                self.kube.request_token, namespace, name, audience=audience, expiration_seconds=expiration
+            )
+
+        return TokenCache(request, expiration_seconds=self.settings.token_expiration_seconds)
+
     async def _load_routes(self) -> None:
         """Index existing routes before the first message is consumed, so none is taken as unrouted."""
         delay = 0.5
@@ -117,10 +136,7 @@ class Runtime:
                 delay = min(delay * 2, 10)
         for obj in objects:
             try:
-                route = route_from_object(obj)
-                pattern = (obj.get("spec") or {}).get("scopePattern")
-                if pattern:
-                    await self.blocking.call(smoke_test_pattern, pattern, prefix=route.prefix)
+                route = self.admission.admit(obj)
             except RouteError as error:
                 logger.warning("ConfigRoute %s not used: %s", (obj.get("metadata") or {}).get("name"), error)
                 continue

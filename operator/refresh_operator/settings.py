@@ -7,6 +7,7 @@ misconfigured deployment fails at start with the offending key named instead of 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,8 +45,20 @@ class OperatorSettings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     token_file: Path | None = None
-    service_account_token_file: Path | None = None
+    service_account_name: str | None = None
+    """The operator's own ServiceAccount: TokenRequest mints its per-audience tokens for
+    `auth.type: serviceAccountToken` routes (the chart sets it; RBAC allows only this name)."""
+    service_account_namespace: str | None = None
+    token_expiration_seconds: int = 3600
     pod_sync: bool = True
+    routing_unrestricted: bool = False
+    """Single-tenant clusters only: any namespace may route any prefix and target any instance."""
+    allowed_prefixes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Kubernetes namespace ("*": every namespace) → the parameter prefixes its routes may claim."""
+    shared_services: frozenset[str] = frozenset()
+    """Cloud Map services ("<namespace>/<service>") whose instances every namespace's routes may target."""
+    health_gate_hosts: tuple[str, ...] = ("*.svc", "*.svc.cluster.local")
+    health_gate_allow_loopback: bool = False
 
 
 def _text(env: Mapping[str, str], key: str) -> str | None:
@@ -102,6 +115,45 @@ def _file(env: Mapping[str, str], key: str) -> Path | None:
     return path
 
 
+def _list(env: Mapping[str, str], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _allowed_prefixes(env: Mapping[str, str], key: str) -> dict[str, tuple[str, ...]]:
+    raw = _text(env, key)
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise SettingsError(f"{key} must be a JSON object, got {raw[:80]!r}: {error.msg}") from None
+    if not isinstance(parsed, dict):
+        raise SettingsError(f"{key} must be a JSON object of namespace to a list of prefixes")
+    result: dict[str, tuple[str, ...]] = {}
+    for namespace, prefixes in parsed.items():
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+            raise SettingsError(f"{key}: the prefixes of {namespace!r} must be a list of strings")
+        for prefix in prefixes:
+            if not prefix.startswith("/") or prefix == "/":
+                raise SettingsError(
+                    f"{key}: prefix {prefix!r} of {namespace!r} must start with '/' and not be just '/' "
+                    "(use routing.unrestricted for a single-tenant cluster)"
+                )
+        result[str(namespace)] = tuple(prefixes)
+    return result
+
+
+def _shared_services(env: Mapping[str, str], key: str) -> frozenset[str]:
+    services = _list(env, key, ())
+    for service in services:
+        if service.count("/") != 1 or service.startswith("/") or service.endswith("/"):
+            raise SettingsError(f"{key}: {service!r} must be '<cloud map namespace>/<service>'")
+    return frozenset(services)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
     """Build the settings from the environment, raising SettingsError naming the first bad key."""
     env = os.environ if env is None else env
@@ -125,6 +177,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
     key_file = _file(env, f"{p}TLS_KEY_FILE")
     if (cert_file is None) != (key_file is None):
         raise SettingsError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
+    sa_name = _text(env, f"{p}SERVICE_ACCOUNT_NAME")
+    if sa_name is not None and _text(env, f"{p}SERVICE_ACCOUNT_NAMESPACE") is None:
+        raise SettingsError(f"{p}SERVICE_ACCOUNT_NAMESPACE is required with {p}SERVICE_ACCOUNT_NAME")
     return OperatorSettings(
         queue_url=queue_url,
         region=region,
@@ -150,6 +205,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
         tls_cert_file=cert_file,
         tls_key_file=key_file,
         token_file=_file(env, f"{p}TOKEN_FILE"),
-        service_account_token_file=_file(env, f"{p}SERVICE_ACCOUNT_TOKEN_FILE"),
+        service_account_name=_text(env, f"{p}SERVICE_ACCOUNT_NAME"),
+        service_account_namespace=_text(env, f"{p}SERVICE_ACCOUNT_NAMESPACE"),
+        token_expiration_seconds=_int(env, f"{p}TOKEN_EXPIRATION_SECONDS", 3600, minimum=600, maximum=86400),
         pod_sync=_bool(env, f"{p}POD_SYNC", True),
+        routing_unrestricted=_bool(env, f"{p}ROUTING_UNRESTRICTED", False),
+        allowed_prefixes=_allowed_prefixes(env, f"{p}ALLOWED_PREFIXES"),
+        shared_services=_shared_services(env, f"{p}SHARED_SERVICES"),
+        health_gate_hosts=_list(env, f"{p}HEALTH_GATE_HOSTS", ("*.svc", "*.svc.cluster.local")),
+        health_gate_allow_loopback=_bool(env, f"{p}HEALTH_GATE_ALLOW_LOOPBACK", False),
     )

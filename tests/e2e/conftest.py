@@ -103,7 +103,10 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def operator_env(control_plane: ControlPlane, local_aws: LocalAws) -> dict[str, str]:
+def operator_env(control_plane: ControlPlane, local_aws: LocalAws, kube_namespace: str) -> dict[str, str]:
+    """The operator's environment. As a cluster admin must, it grants the test's namespace the local
+    stack's prefix (nothing else), and instances registered from here on belong to that namespace."""
+    local_aws.owner_namespace = kube_namespace
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CONFIG_REFRESH_", "AWS_"))}
     env.update(local_aws.env())
     env.update(
@@ -115,6 +118,7 @@ def operator_env(control_plane: ControlPlane, local_aws: LocalAws) -> dict[str, 
             "CONFIG_REFRESH_AWS_ENDPOINT_URL": local_aws.endpoint_url,
             "CONFIG_REFRESH_METRICS_ADDRESS": "127.0.0.1",
             "CONFIG_REFRESH_METRICS_PORT": str(free_port()),
+            "CONFIG_REFRESH_ALLOWED_PREFIXES": json.dumps({kube_namespace: [local_aws.prefix]}),
         }
     )
     return env

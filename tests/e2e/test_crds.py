@@ -161,6 +161,7 @@ def test_route_defaults_are_filled_in_by_the_api_server(
         "maxAttempts": 3,
         "deadlineSeconds": 300,
         "payload": "value",
+        "insecureAllowPlaintext": False,
         "tls": {"enabled": False},
         "auth": {"type": "none"},
     }
@@ -296,6 +297,20 @@ INVALID = [
         _set("spec.refresh.tls", {"serverName": "orders.internal"}),
         "spec.refresh.tls",
         "enabled",
+    ),
+    (
+        "caBundle without TLS",
+        _route(),
+        _set("spec.refresh.tls", {"caBundle": "LS0tLS1CRUdJTg=="}),
+        "spec.refresh.tls",
+        "caBundle needs enabled",
+    ),
+    (
+        "caBundle not base64",
+        _route(),
+        _set("spec.refresh.tls", {"enabled": True, "caBundle": "not base64!"}),
+        "spec.refresh.tls.caBundle",
+        "",
     ),
     (
         "unknown field",

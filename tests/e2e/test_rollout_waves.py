@@ -39,7 +39,10 @@ def waves_stack(
     )
     route["spec"]["rollout"] = rollout
     apply(control_plane, namespace, route)
-    operator = operator_process()
+    # The health gates here are local test servers: the admin allows that loopback host explicitly.
+    operator = operator_process(
+        CONFIG_REFRESH_HEALTH_GATE_HOSTS="127.0.0.1", CONFIG_REFRESH_HEALTH_GATE_ALLOW_LOOPBACK="true"
+    )
     wait_route_ready(control_plane, namespace, "waves")
     return Stack(
         control_plane=control_plane,

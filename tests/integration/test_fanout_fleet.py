@@ -29,6 +29,7 @@ from refresh_operator.fanout import (
     Result,
     Target,
     TargetOutcome,
+    TlsSettings,
     discover_instances,
 )
 
@@ -68,9 +69,15 @@ async def discover(local_aws: LocalAws, **query: str) -> list[Target]:
     )
 
 
+def tls_of(fleet: ServiceFleet) -> TlsSettings:
+    """The fleet's CA; its serving certificates name config-service.local (a token never goes in clear)."""
+    assert fleet.credentials.ca_file is not None
+    return TlsSettings(ca_file=str(fleet.credentials.ca_file), server_name="config-service.local")
+
+
 def token_policy(fleet: ServiceFleet, **overrides: Any) -> RefreshPolicy:
     assert fleet.credentials.token_file is not None
-    return RefreshPolicy(token_file=str(fleet.credentials.token_file), **overrides)
+    return RefreshPolicy(token_file=str(fleet.credentials.token_file), tls=tls_of(fleet), **overrides)
 
 
 def value_on(fleet: ServiceFleet, name: str) -> dict[str, str | None]:
@@ -93,7 +100,7 @@ async def fanout() -> AsyncIterator[FanOut]:
 async def test_ten_discovered_instances_all_apply_and_hold_the_value(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut
 ) -> None:
-    fleet = service_fleet(10, local_aws=local_aws, auth="token")
+    fleet = service_fleet(10, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)
     targets = await discover(local_aws, tenant="acme")
     assert len(targets) == 10
@@ -118,14 +125,14 @@ async def test_ten_discovered_instances_all_apply_and_hold_the_value(
 async def test_a_wrong_token_is_refused_at_once_as_unauthenticated(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut, tmp_path: Any
 ) -> None:
-    fleet = service_fleet(2, local_aws=local_aws, auth="token")
+    fleet = service_fleet(2, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)
     wrong = tmp_path / "wrong-token"
     wrong.write_text("not-the-token\n")
     outcomes = await fanout.run(
         targets=await discover(local_aws),
         request=request(f"{PREFIX}acme/orders/x", 1, "x"),
-        policy=RefreshPolicy(token_file=str(wrong)),
+        policy=RefreshPolicy(token_file=str(wrong), tls=tls_of(fleet)),
     )
     assert {o.result for o in outcomes} == {Result.FAILED}
     assert {o.attempts for o in outcomes} == {1}
@@ -135,7 +142,7 @@ async def test_a_wrong_token_is_refused_at_once_as_unauthenticated(
 async def test_two_stopped_instances_fail_after_their_retries_and_only_they_do(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut
 ) -> None:
-    fleet = service_fleet(10, local_aws=local_aws, auth="token")
+    fleet = service_fleet(10, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)  # still registered and HEALTHY in Cloud Map: the fan-out finds out itself
     stopped = {fleet[3].instance_id, fleet[7].instance_id}
     await asyncio.gather(asyncio.to_thread(fleet[3].stop), asyncio.to_thread(fleet[7].stop))
@@ -163,7 +170,7 @@ async def test_two_stopped_instances_fail_after_their_retries_and_only_they_do(
 async def test_an_instance_restarted_during_the_retries_applies(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut
 ) -> None:
-    fleet = service_fleet(3, local_aws=local_aws, auth="token")
+    fleet = service_fleet(3, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)
     down = fleet[1]
     await asyncio.to_thread(down.stop)
@@ -227,7 +234,7 @@ async def _black_hole(host: str) -> tuple[asyncio.Server, list[asyncio.StreamWri
 async def test_a_black_holed_target_fails_on_its_deadline_while_the_others_finish_first(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut
 ) -> None:
-    fleet = service_fleet(10, local_aws=local_aws, auth="token")
+    fleet = service_fleet(10, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)
     server, held = await _black_hole("127.0.0.250")
     port = server.sockets[0].getsockname()[1]
@@ -276,7 +283,7 @@ async def test_a_black_holed_target_fails_on_its_deadline_while_the_others_finis
 async def test_unhealthy_and_out_of_scope_instances_are_not_refreshed(
     local_aws: LocalAws, service_fleet: FleetFactory, fanout: FanOut
 ) -> None:
-    fleet = service_fleet(4, local_aws=local_aws, auth="token")
+    fleet = service_fleet(4, local_aws=local_aws, auth="token", tls=True)
     register(local_aws, fleet)
     local_aws.register_instance(
         fleet[3].instance_id, fleet[3].host, fleet[3].refresh_port, attributes={"tenant": "globex"}

@@ -14,6 +14,7 @@ copied. On top of them this module adds what each fault test shares:
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import threading
@@ -82,14 +83,18 @@ def make_stack(
         operator_env: dict[str, str] | None = None,
         fleet_timeout: float = 180.0,
         resync_seconds: int | None = None,
+        tls: bool = False,
         **refresh: Any,
     ) -> Any:
         if visibility_timeout is not None or max_receive_count is not None:
             local_aws.reset(visibility_timeout=visibility_timeout, max_receive_count=max_receive_count)
-        fleet = service_fleet(count, local_aws=local_aws, timeout=fleet_timeout)
+        fleet = service_fleet(count, local_aws=local_aws, timeout=fleet_timeout, tls=tls)
         for instance in fleet:
             local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
         route = "services"
+        if tls:  # the route trusts the fleet's CA (caBundle) and checks the name its certificates carry
+            ca_bundle = base64.b64encode(fleet.credentials.ca_file.read_bytes()).decode()
+            refresh["tls"] = {"enabled": True, "serverName": "config-service.local", "caBundle": ca_bundle}
         body = route_object(route, local_aws=local_aws, prefix=local_aws.prefix, **refresh)
         if resync_seconds is not None:
             body["spec"]["resync"] = {"intervalSeconds": resync_seconds}

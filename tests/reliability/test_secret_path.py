@@ -14,7 +14,8 @@ from conftest import VersionWatch, assert_converged, leak_surfaces, leaked_in
 def test_a_secure_string_reaches_the_instances_and_nowhere_else(
     make_stack: Callable[..., Any], version_watch: Callable[..., VersionWatch]
 ) -> None:
-    stack = make_stack(5, maxAttempts=2)
+    # Over TLS, so the value itself travels (on a plaintext route it would go as an invalidation).
+    stack = make_stack(5, maxAttempts=2, tls=True)
     watch = version_watch(stack.fleet, stack.local_aws.prefix)
     name = f"{stack.local_aws.prefix}payments/api_key"
     down = stack.fleet[4]
@@ -31,6 +32,9 @@ def test_a_secure_string_reaches_the_instances_and_nowhere_else(
     assert_converged(stack.local_aws, stack.fleet, [name])
     assert stack.values(name) == [(second_secret, version)] * 5
     watch.assert_monotonic()
+    sample = 'config_service_refreshes_total{mode="value",result="applied"}'
+    for instance in stack.fleet:  # the values themselves were pushed (over TLS), not invalidations
+        assert any(line.startswith(sample) for line in instance.metrics_text().splitlines())
 
     surfaces = leak_surfaces(stack)
     assert all(surfaces.values()), [where for where, text in surfaces.items() if not text]

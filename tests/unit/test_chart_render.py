@@ -62,6 +62,20 @@ def of_kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
     return [m for m in manifests if m["kind"] == kind]
 
 
+def is_user_role(role: Manifest) -> bool:
+    labels = role["metadata"].get("labels") or {}
+    return bool(labels.get("app.kubernetes.io/component") == "user-role")
+
+
+def watch_roles(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
+    """The operator's roles for watching, without the user roles and the TokenRequest role."""
+    return [
+        m
+        for m in of_kind(manifests, kind)
+        if not is_user_role(m) and not m["metadata"]["name"].endswith("-token")
+    ]
+
+
 def one(manifests: Sequence[Manifest], kind: str) -> Manifest:
     found = of_kind(manifests, kind)
     assert len(found) == 1, f"expected one {kind}, got {[m['metadata']['name'] for m in found]}"
@@ -134,7 +148,8 @@ def test_no_value_set_grants_secrets_wildcards_or_writes_to_pods(rendered_set: l
             assert resource != "secrets", f"{role['metadata']['name']} grants {verb} on secrets"
             if resource == "pods":
                 assert verb in {"list", "watch"}
-            assert verb in OPERATOR_VERBS, f"{role['metadata']['name']} grants {verb} on {resource}"
+            if not is_user_role(role):  # roles for people, bound by the admin, never to the operator
+                assert verb in OPERATOR_VERBS, f"{role['metadata']['name']} grants {verb} on {resource}"
 
 
 def test_the_default_install_is_one_standalone_replica_watching_its_namespace() -> None:
@@ -192,8 +207,8 @@ def test_a_missing_queue_url_fails_the_render_with_a_message_naming_it() -> None
 
 def test_namespaced_mode_grants_a_role_per_watched_namespace_and_nothing_namespaced_cluster_wide() -> None:
     manifests = render_operator("watch.namespaces={team-a,team-b}")
-    roles = {r["metadata"]["namespace"]: r for r in of_kind(manifests, "Role")}
-    bindings = {b["metadata"]["namespace"]: b for b in of_kind(manifests, "RoleBinding")}
+    roles = {r["metadata"]["namespace"]: r for r in watch_roles(manifests, "Role")}
+    bindings = {b["metadata"]["namespace"]: b for b in watch_roles(manifests, "RoleBinding")}
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for role in roles.values():
         assert ("configrefresh.io", "configrefreshes", "create") in granted(role)
@@ -203,7 +218,7 @@ def test_namespaced_mode_grants_a_role_per_watched_namespace_and_nothing_namespa
         assert ("", "pods", "watch") in granted(role)
     for binding in bindings.values():
         assert binding["subjects"][0]["namespace"] == NAMESPACE
-    cluster_role = one(manifests, "ClusterRole")
+    cluster_role = one(watch_roles(manifests, "ClusterRole"), "ClusterRole")
     assert {group for group, _, _ in rules(cluster_role)} == {"apiextensions.k8s.io", ""}
     assert {resource for _, resource, _ in rules(cluster_role)} == {"customresourcedefinitions", "namespaces"}
     assert {verb for _, _, verb in rules(cluster_role)} == {"list", "watch"}
@@ -213,9 +228,9 @@ def test_namespaced_mode_grants_a_role_per_watched_namespace_and_nothing_namespa
 
 def test_cluster_wide_mode_is_one_cluster_role_and_no_roles() -> None:
     manifests = render_operator("watch.clusterWide=true")
-    assert not of_kind(manifests, "Role")
-    assert not of_kind(manifests, "RoleBinding")
-    cluster_role = granted(one(manifests, "ClusterRole"))
+    assert not watch_roles(manifests, "Role")
+    assert not watch_roles(manifests, "RoleBinding")
+    cluster_role = granted(one(watch_roles(manifests, "ClusterRole"), "ClusterRole"))
     assert ("configrefresh.io", "configrefreshes", "delete") in cluster_role
     assert ("", "namespaces", "list") not in cluster_role, "kopf does not scan namespaces cluster-wide"
     args = container(manifests)["args"]
@@ -225,7 +240,8 @@ def test_cluster_wide_mode_is_one_cluster_role_and_no_roles() -> None:
 
 def test_pods_are_not_readable_when_pod_sync_is_off() -> None:
     manifests = render_operator("podSync.enabled=false")
-    assert not any(resource == "pods" for _, resource, _ in rules(one(manifests, "Role")))
+    role = one(watch_roles(manifests, "Role"), "Role")
+    assert not any(resource == "pods" for _, resource, _ in rules(role))
     env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
     assert env["CONFIG_REFRESH_POD_SYNC"] == "false"
 
@@ -520,3 +536,38 @@ def test_config_service_audience_follows_the_cloud_map_service_unless_set() -> N
     )
     custom = render(SERVICE_CHART, "--set", "refreshAuth.serviceAccountToken.audience=orders.example")
     assert one(custom, "ConfigRoute")["spec"]["refresh"]["auth"]["audience"] == "orders.example"
+
+
+def test_the_editor_role_is_aggregated_into_edit_only_when_asked() -> None:
+    def editor(*sets: str) -> Manifest:
+        roles = of_kind(render_operator(*sets), "ClusterRole")
+        return next(r for r in roles if r["metadata"]["name"].endswith("-editor"))
+
+    labels = editor()["metadata"]["labels"]
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in labels
+    assert "rbac.authorization.k8s.io/aggregate-to-admin" not in labels
+    on = editor("rbac.userRoles.aggregateEditorToEdit=true")["metadata"]["labels"]
+    assert on["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+
+
+def test_the_operator_may_mint_tokens_only_for_its_own_service_account() -> None:
+    rendered = render_operator()
+    role = next(r for r in of_kind(rendered, "Role") if r["metadata"]["name"].endswith("-token"))
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": [one(rendered, "ServiceAccount")["metadata"]["name"]],
+            "verbs": ["create"],
+        }
+    ]
+    container = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CONFIG_REFRESH_SERVICE_ACCOUNT_NAME"] == one(rendered, "ServiceAccount")["metadata"]["name"]
+    assert env["CONFIG_REFRESH_ROUTING_UNRESTRICTED"] == "false"
+    assert env["CONFIG_REFRESH_ALLOWED_PREFIXES"] == "{}"
+
+
+def test_config_service_instances_register_as_owned_by_their_namespace() -> None:
+    env = {e["name"]: e for e in container(render(SERVICE_CHART))["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from configctl.kube import route_scope
 from configctl.naming import parameter_hash
@@ -57,3 +58,17 @@ def test_status_filters_by_parameter_hash_and_route() -> None:
     assert selector(parameter=NAME, route="orders") == (
         f"configrefresh.io/parameter-hash={parameter_hash(NAME)},configrefresh.io/route=orders"
     )
+
+
+def test_route_scope_matches_a_backtracking_pattern_in_linear_time_and_skips_refused_routes() -> None:
+    route: dict[str, Any] = {
+        "metadata": {"generation": 1},
+        "spec": {"parameterPrefix": "/config-service/", "scopePattern": "^/config-service/(?P<t>(q+q+)+)/x$"},
+    }
+    assert route_scope(route, "/config-service/" + "q" * 2000 + "!") is None  # instant with RE2
+    assert route_scope(route, "/config-service/qq/x") == {"t": "qq"}
+    route["status"] = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "PrefixNotAllowed"}],
+    }
+    assert route_scope(route, "/config-service/qq/x") is None  # the operator routes nothing through it

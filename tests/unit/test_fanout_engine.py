@@ -31,6 +31,7 @@ from refresh_operator.fanout import (
     TargetOutcome,
     is_retryable,
 )
+from refresh_operator.fanout.tokens import TokenCache
 
 Step = Callable[[pb.RefreshRequest, Any], Awaitable[pb.RefreshResponse]]
 
@@ -331,7 +332,7 @@ async def test_the_bearer_token_is_read_per_rollout_and_sent_as_metadata(
     fleet = await fleet_factory([answer()])
     token_file = tmp_path / "token"
     token_file.write_text("first-token\n")
-    policy = RefreshPolicy(token_file=str(token_file))
+    policy = RefreshPolicy(token_file=str(token_file), allow_plaintext=True)  # an in-process fake
     await fanout.run(targets=fleet.targets, request=REQUEST, policy=policy)
     token_file.write_text("rotated-token")
     await fanout.run(targets=fleet.targets, request=REQUEST, policy=policy)
@@ -343,7 +344,7 @@ async def test_an_unreadable_token_file_fails_every_target_with_the_reason(
     fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut, tmp_path: Any
 ) -> None:
     fleet = await fleet_factory([answer()], [answer()])
-    policy = RefreshPolicy(token_file=str(tmp_path / "missing"))
+    policy = RefreshPolicy(token_file=str(tmp_path / "missing"), allow_plaintext=True)
     outcomes = await fanout.run(targets=fleet.targets, request=REQUEST, policy=policy)
     assert {o.result for o in outcomes} == {Result.FAILED}
     assert all(o.error is not None and "cannot read token file" in o.error for o in outcomes)
@@ -467,3 +468,64 @@ async def test_a_failing_progress_callback_does_not_stop_the_rollout(
 
     outcomes = await fanout.run(targets=fleet.targets, request=REQUEST, policy=FAST, on_outcome=broken)
     assert [o.result for o in outcomes] == [Result.APPLIED, Result.APPLIED]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RefreshPolicy(token_file="/nonexistent/token"),
+        RefreshPolicy(token_audience="configrefresh.io/apps.local/config-service"),
+    ],
+)
+async def test_a_token_is_never_sent_over_plaintext(
+    fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut, policy: RefreshPolicy
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()])
+    outcomes = await fanout.run(targets=fleet.targets, request=REQUEST, policy=policy)
+    assert {o.result for o in outcomes} == {Result.FAILED}
+    assert all(o.error is not None and o.error.startswith("PlaintextCredentials") for o in outcomes)
+    assert sum(s.calls for s in fleet.servicers.values()) == 0
+
+
+async def test_a_secure_string_value_is_never_sent_over_plaintext(
+    fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
+) -> None:
+    fleet = await fleet_factory([answer()])
+    secret = pb.RefreshRequest()
+    secret.CopyFrom(REQUEST)
+    secret.value_type = pb.VALUE_TYPE_SECURE_STRING
+    secret.payload_mode = pb.PAYLOAD_MODE_VALUE
+    secret.value = "s3cr3t"
+    outcomes = await fanout.run(targets=fleet.targets, request=secret, policy=RefreshPolicy())
+    assert outcomes[0].result is Result.FAILED
+    assert outcomes[0].error is not None
+    assert "SecureString" in outcomes[0].error
+    assert fleet.servicers["i-000"].calls == 0
+    invalidation = pb.RefreshRequest()
+    invalidation.CopyFrom(secret)
+    invalidation.payload_mode = pb.PAYLOAD_MODE_INVALIDATE
+    invalidation.ClearField("value")
+    outcomes = await fanout.run(targets=fleet.targets, request=invalidation, policy=RefreshPolicy())
+    assert fleet.servicers["i-000"].calls == 1
+
+
+async def test_a_minted_token_is_sent_for_the_routes_audience(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    asked: list[str] = []
+
+    async def mint(audience: str, expiration: int) -> tuple[str, float]:
+        asked.append(audience)
+        return f"token-for-{audience}", time.time() + expiration
+
+    tokens = TokenCache(mint)
+    channels = ChannelPool()
+    engine = FanOut(channels=channels, breakers=BreakerRegistry(), tokens=tokens)
+    fleet = await fleet_factory([answer()])
+    for audience in ("a", "a", "b"):
+        policy = RefreshPolicy(token_audience=audience, allow_plaintext=True)  # an in-process fake
+        await engine.run(targets=fleet.targets, request=REQUEST, policy=policy)
+    await channels.aclose()
+    sent = [m.get("authorization") for m in fleet.servicers["i-000"].metadata]
+    assert sent == ["Bearer token-for-a", "Bearer token-for-a", "Bearer token-for-b"]
+    assert asked == ["a", "b"]

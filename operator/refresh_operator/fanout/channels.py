@@ -124,8 +124,11 @@ class ChannelPool:
             return
         if (tls.cert_file is None) != (tls.key_file is None):
             raise CredentialFileError("mutual TLS needs both a certificate file and a key file")
+        roots = _read(tls.ca_file)
+        if tls.ca_bundle is not None:
+            roots = (roots.rstrip(b"\n") + b"\n" if roots else b"") + tls.ca_bundle
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=_read(tls.ca_file),
+            root_certificates=roots,
             private_key=_read(tls.key_file),
             certificate_chain=_read(tls.cert_file),
         )

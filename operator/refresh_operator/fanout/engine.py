@@ -32,6 +32,7 @@ from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, Circu
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.targets import Result, Target, TargetOutcome
+from refresh_operator.fanout.tokens import TokenCache, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,24 @@ _RESULTS = {
 }
 _MAX_DETAIL = 240
 CANCELLED_ERROR = "cancelled: the rollout was stopped before this target finished"
+PLAINTEXT_ERROR = (
+    "PlaintextCredentials: refused to send {what} without TLS; enable spec.refresh.tls, use "
+    "payload: invalidate, or set spec.refresh.insecureAllowPlaintext"
+)
+
+
+def plaintext_refusal(request: pb.RefreshRequest, policy: RefreshPolicy) -> str | None:
+    """Why this call may not go out over plaintext, or None. The last line of defence: routes are
+    validated before they are indexed, and SecureStrings are turned into invalidations before this."""
+    if policy.tls is not None or policy.allow_plaintext:
+        return None
+    if policy.token_file is not None or policy.token_audience is not None:
+        return PLAINTEXT_ERROR.format(what="a bearer token")
+    if request.value_type == pb.VALUE_TYPE_SECURE_STRING and (
+        request.payload_mode == pb.PAYLOAD_MODE_VALUE and request.value
+    ):
+        return PLAINTEXT_ERROR.format(what="a SecureString value")
+    return None
 
 
 def is_retryable(code: grpc.StatusCode) -> bool:
@@ -119,9 +138,11 @@ class FanOut:
         breakers: BreakerRegistry,
         clock: Clock = time,
         rng: random.Random | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         self._channels = channels
         self._breakers = breakers
+        self._tokens = tokens
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -173,11 +194,22 @@ class FanOut:
                     log.exception("on_outcome callback failed for %s", outcome.target.instance_id)
 
         try:
+            refusal = plaintext_refusal(request, policy)
+            if refusal is not None:
+                raise CredentialFileError(refusal)
             metadata: tuple[tuple[str, str], ...] = ()
-            if policy.token_file is not None:
+            if policy.token_audience is not None:
+                if self._tokens is None:
+                    raise CredentialFileError(
+                        "auth.type serviceAccountToken needs the operator's ServiceAccount "
+                        "(CONFIG_REFRESH_SERVICE_ACCOUNT_NAME and _NAMESPACE, set by the chart)"
+                    )
+                token = await self._tokens.token(policy.token_audience)
+                metadata = (("authorization", f"Bearer {token}"),)
+            elif policy.token_file is not None:
                 metadata = (("authorization", f"Bearer {_read_token(policy.token_file)}"),)
             self._channels.prepare(policy.tls)
-        except CredentialFileError as exc:
+        except (CredentialFileError, TokenError) as exc:
             for target in todo:
                 emit(TargetOutcome(target, Result.FAILED, 0, 0, str(exc), None))
             return self._collect(ordered, skipped, finished)

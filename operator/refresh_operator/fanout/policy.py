@@ -23,6 +23,8 @@ class TlsSettings:
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None
+    ca_bundle: bytes | None = None
+    """PEM CA certificates from the route (`tls.caBundle`), trusted in addition to ``ca_file``."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,10 @@ class RefreshPolicy:
     """Limits and credentials of one rollout.
 
     If unset: 2 s per call, 64 calls in flight, 3 attempts per target, 300 s for the whole rollout,
-    plaintext, no token. Backoff between attempts is exponential from ``backoff_base_seconds`` up to
-    ``backoff_max_seconds`` with full jitter, and never runs past the rollout's deadline.
+    plaintext, no token. A token (``token_file`` or ``token_audience``) or a SecureString value is never
+    sent without TLS unless ``allow_plaintext`` (the route's ``insecureAllowPlaintext``) says so. Backoff
+    between attempts is exponential from ``backoff_base_seconds`` up to ``backoff_max_seconds`` with full
+    jitter, and never runs past the rollout's deadline.
     """
 
     timeout_seconds: float = 2.0
@@ -40,6 +44,10 @@ class RefreshPolicy:
     deadline_seconds: float = 300.0
     tls: TlsSettings | None = None
     token_file: str | None = None
+    token_audience: str | None = None
+    """Send a ServiceAccount token minted for this audience (TokenRequest), instead of a token file."""
+    allow_plaintext: bool = False
+    """The route's explicit opt-out: tokens and SecureString values may travel without TLS."""
     backoff_base_seconds: float = 0.1
     backoff_max_seconds: float = 5.0
     wait_for_ready: bool = False
