@@ -24,36 +24,42 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml constraints.txt ./
+# What the images never run is removed right after the dependencies are installed (about 150 MB):
+# - kubernetes.aio, an asyncio copy of the whole kubernetes client (68 MB; the operator uses
+#   kubernetes_asyncio), and the test modules shipped inside packages;
+# - botocore's API models of services the code never calls: kept are the ones it calls (ssm, sqs,
+#   servicediscovery) and the ones credential providers call (sts for IRSA, sso and sso-oidc);
+# - type stubs and caches; pip, setuptools and wheel go once the project is installed.
+# The bytecode is compiled at build time: the root filesystem is read-only at run time, so Python could
+# not cache it and would recompile every module at every start. Hash-based, so copying the files (new
+# mtimes or not) never makes it stale.
 RUN --mount=type=cache,target=/root/.cache/pip \
+    set -eu; \
     python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-       > requirements.txt \
-    && /opt/venv/bin/pip install --constraint constraints.txt --requirement requirements.txt
+       > requirements.txt; \
+    /opt/venv/bin/pip install --no-compile --constraint constraints.txt --requirement requirements.txt; \
+    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    rm -rf "$site/kubernetes/aio"; \
+    find "$site" -depth -type d \( -name tests -o -name test -o -name __pycache__ \) -exec rm -rf {} +; \
+    find "$site" -type f \( -name '*_test.py' -o -name 'test_*.py' -o -name '*.pyi' -o -name '*.pyc' \) -delete; \
+    find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name ssm ! -name sqs ! -name servicediscovery ! -name sts ! -name sso ! -name sso-oidc \
+        -exec rm -rf {} +; \
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site"
 COPY README.md ./
 COPY protos/ protos/
 COPY operator/ operator/
 COPY config_service/ config_service/
 COPY configctl/ configctl/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install --no-deps --constraint constraints.txt .
-# What the images never run, removed before the venv is copied out (about 150 MB):
-# - pip, setuptools and wheel (the venv is never installed into again);
-# - kubernetes.aio, an asyncio copy of the whole kubernetes client (68 MB; the operator uses
-#   kubernetes_asyncio), and the test modules shipped inside packages;
-# - botocore's API models of services the code never calls: kept are the ones it calls (ssm, sqs,
-#   servicediscovery) and the ones credential providers call (sts for IRSA, sso and sso-oidc);
-# - type stubs and caches.
-# Then the bytecode, once, at build time: the root filesystem is read-only at run time, so Python could
-# not cache it and would recompile every module at every start.
-RUN set -eu; \
-    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    set -eu; \
+    /opt/venv/bin/pip install --no-compile --no-deps --constraint constraints.txt .; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools wheel; \
-    rm -rf "$site/kubernetes/aio" "$site"/_distutils_hack "$site"/distutils-precedence.pth; \
-    find "$site" -depth -type d \( -name tests -o -name test -o -name __pycache__ \) -exec rm -rf {} +; \
-    find "$site" -type f \( -name '*_test.py' -o -name 'test_*.py' -o -name '*.pyi' -o -name '*.pyc' \) -delete; \
-    find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
-        ! -name ssm ! -name sqs ! -name servicediscovery ! -name sts ! -name sso ! -name sso-oidc \
-        -exec rm -rf {} +; \
-    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
+    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    rm -rf "$site"/_distutils_hack "$site"/distutils-precedence.pth; \
+    find "$site" -type f -name '*.pyi' -delete; \
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+       "$site/refresh_operator" "$site/config_service" "$site/configctl" "$site/configrefresh"
 
 # ---------------------------------------------------------------------------------------------------------
 # runtime: the slim base, the venv copied in, an unprivileged numeric user (the charts set runAsNonRoot).
