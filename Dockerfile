@@ -9,6 +9,7 @@
 # Where no registry is reachable, hack/container-env.sh builds a stand-in from Debian's own packages
 # (debootstrap: the same Debian release and Python minor version) and `make image` passes it as
 #   --build-arg BASE_IMAGE=localhost/python:3.11-slim-bookworm
+# checkov:skip=CKV_DOCKER_7: the base is the BASE_IMAGE argument, whose default below is pinned by tag and digest
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # ---------------------------------------------------------------------------------------------------------

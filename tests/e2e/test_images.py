@@ -103,6 +103,10 @@ for top in ("/opt", "/usr/local", "/tmp", "/app", "/"):
                 found.append("dir " + os.path.join(directory, name))
         if top == "/":
             dirs[:] = [d for d in dirs if d in ("root", "home", "srv", "var")]
+# The operator chart's peering command (replicaCount > 1) runs these.
+for tool in ("sh", "od", "tr"):
+    if not shutil.which(tool):
+        found.append("missing " + tool)
 import boto3
 for service in ("ssm", "sqs", "servicediscovery", "sts"):
     boto3.client(service, region_name="us-east-1")
@@ -112,8 +116,8 @@ print("\n".join(found) if found else "clean")
 
 @pytest.mark.parametrize("image", [OPERATOR_IMAGE, SERVICE_IMAGE])
 def test_the_image_holds_no_compiler_pip_cache_tests_or_git(images: dict[str, float], image: str) -> None:
-    """Nothing of the build in the image, and the AWS clients the code makes (with the pruned botocore
-    models) still load."""
+    """Nothing of the build in the image; the AWS clients the code makes (with the pruned botocore
+    models) still load, and the tools the operator chart's peering command uses are there."""
     run = [*PODMAN, "run", "--rm", "--read-only", "--network", "none", "--entrypoint", "python", image]
     result = subprocess.run(
         [*run, "-c", _CONTENTS_CHECK],
