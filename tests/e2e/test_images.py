@@ -262,7 +262,6 @@ def test_the_images_carry_a_change_to_every_instance_as_the_charts_run_them_and_
     kube_namespace: str,
     pods: list[RenderedPod],
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
 ) -> None:
     cluster = Cluster(control_plane, kube_namespace)
     suffix = uuid.uuid4().hex[:6]
@@ -303,7 +302,6 @@ def test_the_images_carry_a_change_to_every_instance_as_the_charts_run_them_and_
             pods,
             tmp_path,
             images,
-            record_property,
         )
     except (AssertionError, pytest.fail.Exception) as failure:
         pytest.fail(f"{failure}\n{_log_tails(pods)}", pytrace=True)
@@ -353,7 +351,6 @@ def _run_the_path(
     pods: list[RenderedPod],
     tmp_path: Path,
     images: dict[str, float],
-    record_property: Callable[[str, object], None],
 ) -> None:
     # Local stack credentials in place of IRSA: the only environment added to what the charts render.
     aws_keys = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY}
@@ -399,8 +396,6 @@ def _run_the_path(
         f"\ncold start-up (podman run → probe answers): operator {operator_start:.1f} s, "
         f"config-service {', '.join(f'{s:.1f}' for s in service_start)} s; image sizes MB {images}"
     )
-    record_property("operator_start_seconds", round(operator_start, 2))
-    record_property("service_start_seconds", [round(s, 2) for s in service_start])
 
     # podSync registers the Ready pods in Cloud Map from the chart's route (attribute k8s-pod: the pod).
     cloudmap = local_aws.client("servicediscovery")
