@@ -456,6 +456,12 @@ def _run_the_path(
     # before the grace period ends (a SIGKILL would show as 137).
     with ThreadPoolExecutor(len(pods)) as pool:
         stopped = list(pool.map(lambda pod: pod.stop(), pods))
+    print(
+        "SIGTERM → exit: "
+        + ", ".join(
+            f"{pod.pod_name} {code} in {s:.1f} s" for pod, (code, s) in zip(pods, stopped, strict=True)
+        )
+    )
     for pod, (code, seconds) in zip(pods, stopped, strict=True):
         assert code == 0, f"{pod.pod_name} exited {code} after SIGTERM:\n{pod.logs()[-4000:]}"
         assert seconds < pod.grace_seconds, f"{pod.pod_name} took {seconds:.1f} s of {pod.grace_seconds}"

@@ -351,3 +351,11 @@ def test_the_chart_crds_are_the_files_in_crds() -> None:
     shown = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     for source in sorted((ROOT / "crds").glob("*.yaml")):
         assert source.read_text().strip() in shown, f"helm does not serve {source.name} as it is in crds/"
+
+
+@pytest.mark.parametrize("wait", [20, 5])
+def test_the_operator_grace_period_outlasts_the_long_poll_a_clean_stop_waits_for(wait: int) -> None:
+    """SIGTERM: the operator exits 0 once the SQS long poll in flight returns (19.7 s measured with the
+    default 20 s in tests/e2e/test_images.py); the kubelet must not kill it before."""
+    deployment = one(render_operator(f"queue.waitTimeSeconds={wait}"), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == wait + 30
