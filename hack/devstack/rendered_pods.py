@@ -358,6 +358,7 @@ class RenderedPod:
             "host",
             "--pull",
             "never",
+            "--no-healthcheck",  # the kubelet ignores HEALTHCHECK: the rendered probes are what counts
             *self._security_args(),
             *self._resource_args(),
             *self._mount_args(),
