@@ -445,11 +445,13 @@ def _run_the_path(
             )
         assert (entry.value, int(entry.version)) == ("from-a-container", version), pod.pod_name
     assert operator.probe("livenessProbe"), "the operator's liveness endpoint answers after the rollout"
+    # What a read-only root, a non-root user or the chart's RBAC would break shows as EROFS, EACCES or 403.
+    # (Not any traceback: kopf logs transient API errors of a busy test API server with one, and retries.)
     log = operator.logs()
-    for sign in ("Forbidden", "Read-only file system", "Permission denied", "Traceback"):
+    for sign in ("Forbidden", "Read-only file system", "Permission denied"):
         assert sign not in log, f"the operator log shows {sign!r}:\n{log[-4000:]}"
     for pod in services:
-        for sign in ("Read-only file system", "Permission denied", "Traceback"):
+        for sign in ("Read-only file system", "Permission denied"):
             assert sign not in pod.logs(), f"{pod.pod_name} log shows {sign!r}:\n{pod.logs()[-4000:]}"
 
     # SIGTERM (podman stop with the pod's grace period, as the kubelet): every container drains and exits 0
