@@ -389,6 +389,15 @@ class RenderedPod:
         state: dict[str, Any] = json.loads(out.stdout)
         return state
 
+    def exec(self, *argv: str) -> str:
+        """Run a command in the running container (as its user); its stdout."""
+        out = subprocess.run(
+            [*PODMAN, "exec", self.container_name, *argv], capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"podman exec {argv} failed ({out.returncode}): {out.stderr[-2000:]}")
+        return out.stdout
+
     def logs(self) -> str:
         out = subprocess.run(
             [*PODMAN, "logs", self.container_name], capture_output=True, text=True, check=False
