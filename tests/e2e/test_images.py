@@ -511,3 +511,88 @@ def _run_the_path(
         text = pod.logs()
         assert "shutting down" in text, f"{pod.pod_name} did not drain:\n{text[-3000:]}"
         assert "stopped" in text, f"{pod.pod_name} did not finish draining:\n{text[-3000:]}"
+
+
+def test_two_operator_replicas_run_the_chart_peering_command_and_one_of_them_leads(
+    images: dict[str, float],
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    pods: list[RenderedPod],
+    tmp_path: Path,
+) -> None:
+    """replicaCount=2 renders a `/bin/sh -c 'exec config-refresh-operator ... --priority $(od ...)'`
+    command: it must work in the image under the read-only root, and the two replicas (random
+    priorities) must settle on one active operator through the chart's KopfPeering."""
+    cluster = Cluster(control_plane, kube_namespace)
+    release = f"peer{uuid.uuid4().hex[:6]}"
+    objects = cluster.install(
+        release,
+        "config-refresh-operator",
+        {
+            "replicaCount": 2,
+            # kopf logs the pause and resume of each watch only at debug level: the evidence of who leads.
+            "extraArgs": ["--verbose"],
+            "aws.queueUrl": local_aws.queue_url,
+            "aws.endpointUrl": local_aws.endpoint_url,
+            "aws.region": local_aws.region,
+        },
+    )
+    try:
+        command = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[:2] == ["/bin/sh", "-c"], "the peering mode's command is what this test is about"
+        ports = [
+            int(p["containerPort"])
+            for p in find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]
+        ]
+        aws_keys = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY}
+        for ip in _pod_ips(2, ports):
+            pod = _pod(
+                cluster,
+                objects,
+                image=OPERATOR_IMAGE,
+                pod_ip=ip,
+                workdir=tmp_path / "pods",
+                env_overrides={**aws_keys, "CONFIG_REFRESH_METRICS_ADDRESS": ip},
+            )
+            pods.append(pod)
+            pod.start()
+        for pod in pods:
+            pod.wait_probe("livenessProbe", WAIT)
+            _runs_as_rendered(pod)
+
+        peering = find(objects, "KopfPeering")["metadata"]["name"]
+
+        def peers() -> dict[str, Any]:
+            # kopf's identity is POD_ID (the rendered fieldRef: the pod name), with the drawn priority.
+            status: dict[str, Any] = cluster.get("kopfpeering", peering).get("status") or {}
+            return status if {pod.pod_name for pod in pods} <= set(status) else {}
+
+        status = _wait("both replicas in the chart's KopfPeering", peers)
+        priorities = {pod.pod_name: int(status[pod.pod_name]["priority"]) for pod in pods}
+        assert len(set(priorities.values())) == 2, f"the drawn priorities collide: {priorities}"
+        low = min(pods, key=lambda pod: priorities[pod.pod_name])
+        high = max(pods, key=lambda pod: priorities[pod.pod_name])
+        _wait("the lower priority replica paused", lambda: _paused(low.logs()) is True)
+        _wait("the higher priority replica working", lambda: _paused(high.logs()) is False)
+        assert _paused(low.logs()) is True, "only one replica works at a time"
+        with ThreadPoolExecutor(len(pods)) as pool:
+            stopped = list(pool.map(lambda pod: pod.stop(), pods))
+        assert [code for code, _ in stopped] == [0, 0], _log_tails(pods)
+    except (AssertionError, pytest.fail.Exception) as failure:
+        pytest.fail(f"{failure}\n{_log_tails(pods)}", pytrace=True)
+    finally:
+        cluster.uninstall(release)
+
+
+def _paused(log: str) -> bool | None:
+    """Whether kopf's watch on ConfigRefreshes is paused by peering, from the last pause/resume line."""
+    state: bool | None = None
+    for line in log.splitlines():
+        if "watch-stream for configrefreshes" not in line:
+            continue
+        if "Pausing the watch-stream" in line:
+            state = True
+        elif "Resuming the watch-stream" in line:
+            state = False
+    return state
