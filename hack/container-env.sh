@@ -50,7 +50,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${PACKAGES[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+  # With the recommended packages (catatonit, fuse-overlayfs, …): the set these machines were checked with.
+  apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 
