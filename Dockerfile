@@ -1,39 +1,78 @@
 # syntax=docker/dockerfile:1
-# Images of config-refresh: one build, two targets.
+# Images of config-refresh: one build, two targets. `make image` builds both (hack/build-images.sh).
 #   docker build -t config-refresh-operator .                          # default target: operator
 #   docker build --target config-service -t config-service .
-# Both stages use the same base, pinned by tag and digest (written out in each FROM so that linters see
-# the pin). The digest comes from a registry check published with a public project's ADR, not verified
-# here (no Docker engine on the dev machines): refresh both lines with
+# The release base is python:3.11-slim-bookworm pinned by tag and digest (the BASE_IMAGE default below).
+# The digest comes from a registry check published with a public project's ADR, not verified here (no
+# registry is reachable from the dev machines): refresh it with
 #   docker buildx imagetools inspect python:3.11-slim-bookworm
+# Where no registry is reachable, hack/container-env.sh builds a stand-in from Debian's own packages
+# (debootstrap: the same Debian release and Python minor version) and `make image` passes it as
+#   --build-arg BASE_IMAGE=localhost/python:3.11-slim-bookworm
+# checkov:skip=CKV_DOCKER_7: the base is the BASE_IMAGE argument, whose default below is pinned by tag and digest
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # ---------------------------------------------------------------------------------------------------------
-# builder: a virtualenv holding the project and its runtime dependencies, versions from constraints.txt.
-# Every dependency ships manylinux wheels, so no compiler is installed here either.
+# builder: a virtualenv holding the project and its runtime dependencies (never the dev extras), versions
+# from constraints.txt. Every dependency ships manylinux wheels, so no compiler is installed here either.
+# Dependencies first, in a layer of their own: a source change does not download them again. pip's cache
+# is a build cache mount (kept between builds, never in the image).
 # ---------------------------------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS builder
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt ./
+# What the images never run is removed right after the dependencies are installed (about 150 MB):
+# - kubernetes.aio, an asyncio copy of the whole kubernetes client (68 MB; the operator uses
+#   kubernetes_asyncio), and the test modules shipped inside packages;
+# - botocore's API models of services the code never calls: kept are the ones it calls (ssm, sqs,
+#   servicediscovery) and the ones credential providers call (sts for IRSA, sso and sso-oidc);
+# - type stubs and caches; pip, setuptools and wheel go once the project is installed.
+# The bytecode is compiled at build time: the root filesystem is read-only at run time, so Python could
+# not cache it and would recompile every module at every start. Hash-based, so copying the files (new
+# mtimes or not) never makes it stale.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    set -eu; \
+    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+       > requirements.txt; \
+    /opt/venv/bin/pip install --no-compile --constraint constraints.txt --requirement requirements.txt; \
+    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    rm -rf "$site/kubernetes/aio"; \
+    find "$site" -depth -type d \( -name tests -o -name test -o -name __pycache__ \) -exec rm -rf {} +; \
+    find "$site" -type f \( -name '*_test.py' -o -name 'test_*.py' -o -name '*.pyi' -o -name '*.pyc' \) -delete; \
+    find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name ssm ! -name sqs ! -name servicediscovery ! -name sts ! -name sso ! -name sso-oidc \
+        -exec rm -rf {} +; \
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site"
+COPY README.md ./
 COPY protos/ protos/
 COPY operator/ operator/
 COPY config_service/ config_service/
 COPY configctl/ configctl/
-RUN /opt/venv/bin/pip install --no-cache-dir --constraint constraints.txt . \
-    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+RUN --mount=type=cache,target=/root/.cache/pip \
+    set -eu; \
+    /opt/venv/bin/pip install --no-compile --no-deps --constraint constraints.txt .; \
+    /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools wheel; \
+    site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+    rm -rf "$site"/_distutils_hack "$site"/distutils-precedence.pth; \
+    find "$site" -type f -name '*.pyi' -delete; \
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+       "$site/refresh_operator" "$site/config_service" "$site/configctl" "$site/configrefresh"
 
 # ---------------------------------------------------------------------------------------------------------
 # runtime: the slim base, the venv copied in, an unprivileged numeric user (the charts set runAsNonRoot).
-# The user has a passwd entry because getpass.getuser() (used by kopf for its identity) needs one.
+# The user has a passwd entry because getpass.getuser() (used by kopf for its identity) needs one; its HOME
+# is /tmp, the one writable place under the charts' read-only root filesystem (an emptyDir there).
 # ---------------------------------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS runtime
+FROM ${BASE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin app
 ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=builder /opt/venv /opt/venv

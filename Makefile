@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install proto lint test test-fast controlplane demo demo-up demo-down bench soak clean
+.PHONY: help install proto lint test test-fast controlplane containers image demo demo-up demo-down bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ proto: $(STAMP) ## Regenerate the Python stubs from protos/
 controlplane: $(STAMP) ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached per version)
 	$(BIN)/python hack/controlplane build
 
+containers: ## podman, runc, debootstrap, the rlimits and the local base image (apt-get needs root; once per machine)
+	hack/container-env.sh
+
+image: ## Build both images (operator, config-service): Docker with the pinned base, else podman with the Debian-built one
+	hack/build-images.sh
+
 lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,7 +42,7 @@ lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift,
 	$(BIN)/python hack/gen-values-table.py --check
 	hack/lint-deploy.sh
 
-test: $(STAMP) controlplane ## Run every test tier: unit, integration (moto, real gRPC) and e2e (real kube-apiserver)
+test: $(STAMP) controlplane containers ## Run every test tier: unit, integration (moto, real gRPC), e2e (real kube-apiserver, the images under podman)
 	hack/run-pytest.sh tests -m "not slow" $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and integration tiers only (chart rendering needs the cached helm); never used by CI

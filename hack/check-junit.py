@@ -22,21 +22,30 @@ from collections import Counter
 from pathlib import Path
 
 REQUIRED_TIERS = ("tests.unit", "tests.integration", "tests.e2e", "tests.reliability")
+# Modules that must have run at least one test: the images built and run under podman (issue 18).
+REQUIRED_MODULES = ("tests.e2e.test_images",)
 _COLLECTED = re.compile(r"^(?:(\d+)/)?(\d+) tests? collected(?: \((\d+) deselected\))?", re.MULTILINE)
 
 
 def executed_cases(path: str) -> tuple[Counter[str], list[str]]:
-    """Per-tier counts of the test cases in the report, and the names of the skipped ones."""
+    """Per-module counts of the test cases in the report, and the names of the skipped ones."""
     root = ET.parse(path).getroot()  # noqa: S314 - our own pytest report
-    ran: Counter[str] = Counter()
+    modules: Counter[str] = Counter()
     skipped: list[str] = []
     for case in root.iter("testcase"):
         classname = case.get("classname", "")
-        tier = ".".join(classname.split(".")[:2])
-        ran[tier] += 1
+        modules[classname] += 1
         if case.find("skipped") is not None:
             skipped.append(f"{classname}::{case.get('name')}")
-    return ran, skipped
+    return modules, skipped
+
+
+def tiers_of(modules: Counter[str]) -> Counter[str]:
+    """Per-tier counts (`tests.<tier>`) from per-module counts."""
+    tiers: Counter[str] = Counter()
+    for module, count in modules.items():
+        tiers[".".join(module.split(".")[:2])] += count
+    return tiers
 
 
 def collected_count(pytest_args: list[str]) -> int:
@@ -59,9 +68,11 @@ def collected_count(pytest_args: list[str]) -> int:
     return int(selected) if selected is not None else int(total)
 
 
-def problems_of(ran: Counter[str], skipped: list[str], expected: int | None) -> list[str]:
+def problems_of(modules: Counter[str], skipped: list[str], expected: int | None) -> list[str]:
     """Everything that makes the run not count as green."""
+    ran = tiers_of(modules)
     problems = [f"tier {tier} ran no test" for tier in REQUIRED_TIERS if ran[tier] == 0]
+    problems += [f"{module} ran no test" for module in REQUIRED_MODULES if modules[module] == 0]
     problems += [f"skipped: {name}" for name in skipped]
     executed = sum(ran.values())
     if expected is not None and executed < expected:
@@ -77,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report")
     parser.add_argument("--collect", nargs=argparse.REMAINDER, help="pytest arguments of the run to recount")
     args = parser.parse_args(argv)
-    ran, skipped = executed_cases(args.report)
+    modules, skipped = executed_cases(args.report)
     expected = collected_count(args.collect) if args.collect else None
+    ran = tiers_of(modules)
     print("tests run per tier: " + ", ".join(f"{tier}={count}" for tier, count in sorted(ran.items())))
     if expected is not None:
         print(f"executed {sum(ran.values())} of {expected} collected")
-    problems = problems_of(ran, skipped, expected)
+    problems = problems_of(modules, skipped, expected)
     for problem in problems:
         print(f"ci: error: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -35,7 +35,7 @@ def _report(tmp_path: Path, cases: list[tuple[str, bool]]) -> str:
 ALL_TIERS = [
     ("tests.unit.test_a", False),
     ("tests.integration.test_b", False),
-    ("tests.e2e.test_c", False),
+    ("tests.e2e.test_images", False),
     ("tests.reliability.test_d", False),
 ]
 
@@ -55,9 +55,24 @@ def test_a_skipped_test_fails(check_junit: ModuleType, tmp_path: Path) -> None:
     assert check_junit.problems_of(ran, skipped, expected=5) == ["skipped: tests.unit.test_e::t4"]
 
 
+def test_a_missing_image_test_fails_even_when_the_e2e_tier_ran(
+    check_junit: ModuleType, tmp_path: Path
+) -> None:
+    cases = [*ALL_TIERS[:2], ("tests.e2e.test_crds", False), ALL_TIERS[3]]
+    modules, skipped = check_junit.executed_cases(_report(tmp_path, cases))
+    assert check_junit.problems_of(modules, skipped, expected=4) == ["tests.e2e.test_images ran no test"]
+
+
 def test_fewer_executed_than_collected_fails(check_junit: ModuleType) -> None:
-    ran = Counter({"tests.unit": 3, "tests.integration": 1, "tests.e2e": 1, "tests.reliability": 1})
-    problems = check_junit.problems_of(ran, [], expected=9)
+    modules = Counter(
+        {
+            "tests.unit.test_a": 3,
+            "tests.integration.test_b": 1,
+            "tests.e2e.test_images": 1,
+            "tests.reliability.t": 1,
+        }
+    )
+    problems = check_junit.problems_of(modules, [], expected=9)
     assert problems == ["6 test cases in the report, but 9 were collected: 3 never ran"]
 
 
