@@ -17,7 +17,11 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@# Three source roots (operator/, protos/, .) make setuptools' editable install use its import finder,
+	@# which always prints an informational "Editable installation ... folders with the same name" warning;
+	@# the finder maps exactly our four packages (never operator/ itself), so the note does not apply here.
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+		$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev dependencies (pinned by constraints.txt)
