@@ -32,13 +32,14 @@ proto: $(STAMP) ## Regenerate the Python stubs from protos/
 controlplane: $(STAMP) ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached per version)
 	$(BIN)/python hack/controlplane build
 
-lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov
+lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	hack/check-proto-drift.sh
 	$(BIN)/python hack/gen-values-table.py --check
 	hack/lint-deploy.sh
+	hack/check-prometheus-rules.sh
 
 test: $(STAMP) controlplane ## Run every test tier: unit, integration (moto, real gRPC) and e2e (real kube-apiserver)
 	hack/run-pytest.sh tests -m "not slow" $(PYTEST_ARGS)
