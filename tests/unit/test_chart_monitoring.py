@@ -66,7 +66,11 @@ def test_monitoring_is_off_by_default() -> None:
 def test_config_service_servicemonitor_scrapes_the_metrics_port_of_its_service() -> None:
     manifests = monitoring(SERVICE_CHART)
     [monitor] = [m for m in manifests if m["kind"] == "ServiceMonitor"]
-    [service] = [m for m in manifests if m["kind"] == "Service"]
+    [service] = [
+        m
+        for m in manifests
+        if m["kind"] == "Service" and "helm.sh/hook" not in m["metadata"].get("annotations", {})
+    ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
