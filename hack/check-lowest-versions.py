@@ -32,6 +32,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("service", "operator", "cli")
+# What the distribution is built from: copied out so the build leaves no build/ or *.egg-info behind.
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "operator", "protos", "config_service", "configctl")
 # The programs' dependencies, which embedding the cache must not pull.
 PROGRAM_ONLY = ("kopf", "kubernetes", "kubernetes_asyncio", "typer", "rich")
 
@@ -90,17 +92,25 @@ def main() -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="lowest-versions-"))
     try:
+        source = work / "src"
+        for name in SOURCES:
+            if (ROOT / name).is_dir():
+                ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+                shutil.copytree(ROOT / name, source / name, ignore=ignore)
+            else:
+                source.mkdir(exist_ok=True)
+                shutil.copy2(ROOT / name, source / name)
         venv = work / "venv"
         run(sys.executable, "-m", "venv", "--clear", venv, cwd=work)
         python = venv / "bin" / "python"
         pip = (python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
         # Run from the throwaway directory: the repository's folders must not shadow the installed packages.
         (work / "core.txt").write_text("\n".join(core) + "\n")
-        run(*pip, "--constraint", work / "core.txt", ROOT, cwd=work)
+        run(*pip, "--constraint", work / "core.txt", source, cwd=work)
         run(python, "-c", IMPORT_CORE, *PROGRAM_ONLY, cwd=work)
 
         (work / "all.txt").write_text("\n".join(core + extras) + "\n")
-        run(*pip, "--constraint", work / "all.txt", f"{ROOT}[{','.join(EXTRAS)}]", cwd=work)
+        run(*pip, "--constraint", work / "all.txt", f"{source}[{','.join(EXTRAS)}]", cwd=work)
         run(python, "-m", "pip", "check", cwd=work)
         run(python, "-c", IMPORT_ALL, cwd=work)
         for script in ("config-service", "config-refresh-operator", "configctl"):
