@@ -13,8 +13,9 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # ---------------------------------------------------------------------------------------------------------
-# builder: a virtualenv holding the project and its runtime dependencies (never the dev extras), versions
-# from constraints.txt. Every dependency ships manylinux wheels, so no compiler is installed here either.
+# builder: a virtualenv holding the project and the runtime dependencies of its two programs (the core plus
+# the `operator` and `service` extras; never `cli` or `dev`), versions from constraints.txt. Every
+# dependency ships manylinux wheels, so no compiler is installed here either.
 # Dependencies first, in a layer of their own: a source change does not download them again. pip's cache
 # is a build cache mount (kept between builds, never in the image).
 # ---------------------------------------------------------------------------------------------------------
@@ -36,7 +37,7 @@ COPY pyproject.toml constraints.txt ./
 # mtimes or not) never makes it stale.
 RUN --mount=type=cache,target=/root/.cache/pip \
     set -eu; \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = p['optional-dependencies']; print('\n'.join(p['dependencies'] + extras['operator'] + extras['service']))" \
        > requirements.txt; \
     /opt/venv/bin/pip install --no-compile --constraint constraints.txt --requirement requirements.txt; \
     site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
@@ -88,9 +89,10 @@ LABEL org.opencontainers.image.title="config-service" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV CONFIG_SERVICE_HOST=0.0.0.0
 EXPOSE 50051 50052 9102
-# For `docker run`; on Kubernetes the chart's gRPC readiness probe does this job (HEALTHCHECK is ignored).
+# For `docker run`: the plaintext health port if set, else the config port (plaintext unless TLS is
+# configured); on Kubernetes the chart's gRPC readiness probe does this job (HEALTHCHECK is ignored).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
-    CMD ["python", "-c", "import os, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; ch = grpc.insecure_channel('127.0.0.1:' + os.environ.get('CONFIG_SERVICE_CONFIG_PORT', '50052')); r = g.HealthStub(ch).Check(h.HealthCheckRequest(), timeout=3); raise SystemExit(r.status != h.HealthCheckResponse.SERVING)"]
+    CMD ["python", "-c", "import os, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; ch = grpc.insecure_channel('127.0.0.1:' + os.environ.get('CONFIG_SERVICE_HEALTH_PORT', os.environ.get('CONFIG_SERVICE_CONFIG_PORT', '50052'))); r = g.HealthStub(ch).Check(h.HealthCheckRequest(), timeout=3); raise SystemExit(r.status != h.HealthCheckResponse.SERVING)"]
 ENTRYPOINT ["config-service"]
 
 # ---------------------------------------------------------------------------------------------------------

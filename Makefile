@@ -17,7 +17,11 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@# Three source roots (operator/, protos/, .) make setuptools' editable install use its import finder,
+	@# which always prints an informational "Editable installation ... folders with the same name" warning;
+	@# the finder maps exactly our four packages (never operator/ itself), so the note does not apply here.
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+		$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev dependencies (pinned by constraints.txt)
@@ -34,13 +38,14 @@ containers: ## podman, runc, debootstrap, the rlimits and the local base image (
 image: ## Build both images (operator, config-service): Docker with the pinned base, else podman with the Debian-built one
 	hack/build-images.sh
 
-lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov
+lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	hack/check-proto-drift.sh
 	$(BIN)/python hack/gen-values-table.py --check
 	hack/lint-deploy.sh
+	hack/check-prometheus-rules.sh
 
 test: $(STAMP) controlplane containers ## Run every test tier: unit, integration (moto, real gRPC), e2e (real kube-apiserver, the images under podman)
 	hack/run-pytest.sh tests -m "not slow" $(PYTEST_ARGS)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config_service.cache import ConfigCache, utcnow
+from config_service.version import build_labels
 
 _LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 
@@ -80,6 +81,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_CacheCollector(cache))
+        # config_service_build_info{version, python} 1: which release each instance runs.
+        build = Info("config_service_build", "The running config-service.", registry=self.registry)
+        build.info(build_labels())
         self._server: Any = None
         self.port: int | None = None
 

@@ -37,7 +37,7 @@ app = typer.Typer(
     help="Apply a directory of config to AWS Parameter Store and wait until every instance serves it.",
     epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

@@ -336,20 +336,35 @@ class DemoStack:
         return {item["InstanceId"] for item in found["Instances"]}
 
     def wait_synced(self, count: int, timeout: float = 120.0) -> None:
-        """Until podSync has every instance HEALTHY in Cloud Map and the route reports Ready."""
+        """Until podSync has every instance HEALTHY in Cloud Map and the route reports Ready and counts them
+        (its INSTANCES column, `status.registered`)."""
         # podSync names each pod's instance <namespace>.<pod> (the pods here are named after instances)
         wanted = {instance_id_for(self.namespace, instance.instance_id) for instance in self.fleet}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.operator is not None and self.operator.poll() is not None:
                 raise StackError(f"the operator exited:\n{self.operator_tail()}")
-            if wanted <= self.healthy_in_cloud_map() and self.route_ready():
+            if (
+                wanted <= self.healthy_in_cloud_map()
+                and self.route_ready()
+                and self.route_counts()
+                == (
+                    len(wanted),
+                    len(wanted),
+                )
+            ):
                 return
             time.sleep(0.2)
         raise StackError(
             f"podSync did not register all {count} pods within {timeout:.0f} s "
             f"(healthy: {len(self.healthy_in_cloud_map())}):\n{self.operator_tail()}"
         )
+
+    def route_counts(self) -> tuple[int | None, int | None]:
+        """The route's (status.registered, status.healthy) as podSync last wrote them."""
+        obj = json.loads(self.kubectl("get", "configroute", ROUTE_NAME, "-o", "json").stdout)
+        status = obj.get("status") or {}
+        return (status.get("registered"), status.get("healthy"))
 
     def route_ready(self) -> bool:
         obj = json.loads(self.kubectl("get", "configroute", ROUTE_NAME, "-o", "json").stdout)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 import kopf
 
+from refresh_operator import logs
 from refresh_operator.handlers import register
+from refresh_operator.logs import LogFormat
 from refresh_operator.runtime import Runtime
 from refresh_operator.settings import SettingsError, load_settings
 
@@ -37,6 +38,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument(
+        "--log-format",
+        type=LogFormat,
+        choices=list(LogFormat),
+        default=LogFormat.TEXT,
+        help="text (kopf's lines) or json (one object per line, config-service's fields); default: text",
+    )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--standalone", action="store_true", help="no peering with other replicas")
     peering.add_argument("--peering", metavar="NAME", help="the KopfPeering/ClusterKopfPeering to use")
@@ -52,10 +60,8 @@ QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes")
 put GetParameter's (decrypted) values in the log."""
 
 
-def configure_logging(*, verbose: bool, quiet: bool) -> None:
-    kopf.configure(verbose=verbose, quiet=quiet)
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+def configure_logging(*, verbose: bool, quiet: bool, log_format: LogFormat = LogFormat.TEXT) -> None:
+    logs.configure(log_format=log_format, verbose=verbose, quiet=quiet, quiet_libraries=QUIET_LIBRARIES)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -65,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(verbose=args.verbose, quiet=args.quiet)
+    configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
     namespaces = None if args.all_namespaces else list(args.namespace)
     registry = kopf.get_default_registry()
     if settings.pod_sync:

@@ -7,7 +7,13 @@ the same default registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, Info, start_http_server
+
+from config_service.version import build_labels
+
+BUILD_INFO = Info("config_refresh_build", "The running operator.")
+"""config_refresh_build_info{version, python} 1: which release each replica runs."""
+BUILD_INFO.info(build_labels())
 
 EVENTS_RECEIVED = Counter(
     "config_refresh_events_received_total",

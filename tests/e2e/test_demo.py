@@ -58,6 +58,8 @@ def test_demo_rolls_a_change_out_and_reads_it_back_from_three_instances(
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
+    # Step 2's `kubectl get configroute`: INSTANCES counts the 3 registered pods right after creation.
+    assert re.search(r"config-service\s+/config-service/\s+config-service\s+3\s+True\s", output), output
     assert re.search(r"max_items_per_order v2: phase Succeeded, refreshed 3/3", output), output
     assert re.search(r"max_items_per_order\s+2\s+Succeeded\s+3/3\s+0\s+\d+", output), output
     read_back = re.findall(r"GetConfig max_items_per_order = '75' \(v2\); db_password matches", output)

@@ -97,6 +97,7 @@ async def test_create_server_serves_health_tls_reads_and_metrics(tmp_path: Path)
         assert 'config_service_cache_entries{state="live"} 1.0' in scrape
         assert "config_service_getconfig_latency_seconds_count 1.0" in scrape
         assert "config_service_cache_oldest_entry_age_seconds" in scrape
+        assert 'config_service_build_info{python="' in scrape
     finally:
         await channel.close()
         await service.stop(grace=1)

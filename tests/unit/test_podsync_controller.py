@@ -270,3 +270,28 @@ async def test_a_deleted_route_deregisters_its_pods_old_and_new_instances_only(h
     harness.controller.route_event("DELETED", route_in("team-b"))
     await asyncio.sleep(0.05)  # the release runs in the background
     assert set(harness.cloudmap.instances) == {"team-a.svc-0"}
+
+
+async def test_a_change_during_a_status_write_is_written_after_it(harness: Harness) -> None:
+    """The lost wake-up behind INSTANCES 0 with 20 pods registered: pods registered while the first status
+    write is in flight must reach the status without waiting for a reconcile."""
+    release, writing = asyncio.Event(), asyncio.Event()
+    written: list[tuple[int, int]] = []
+
+    async def slow_apply(namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        writing.set()
+        await release.wait()
+        written.append((body["status"]["registered"], body["status"]["healthy"]))
+
+    harness.kube.apply_route_status = slow_apply  # type: ignore[method-assign]
+    await harness.controller.pod_event("ADDED", pod("orders-0", ip="127.0.0.20"))
+    await asyncio.wait_for(writing.wait(), timeout=10)  # the first write (1 pod) is in flight
+    for index in range(1, 5):
+        await harness.controller.pod_event("ADDED", pod(f"orders-{index}", ip=f"127.0.0.{20 + index}"))
+    release.set()
+    for _ in range(200):
+        if written and written[-1] == (5, 5):
+            break
+        await asyncio.sleep(0.01)
+    assert written[0] == (1, 1)
+    assert written[-1] == (5, 5)

@@ -86,6 +86,7 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 {{- $args = concat $args (list "--liveness" (printf "http://0.0.0.0:%d/healthz" (int .Values.liveness.port))) }}
+{{- $args = concat $args (list "--log-format" .Values.logFormat) }}
 {{- $args = concat $args .Values.extraArgs }}
 {{- toJson $args }}
 {{- end }}

@@ -96,6 +96,8 @@ class RouteState:
     last_event: tuple[str, str] | None = None
     written_counts: tuple[int, int] | None = None
     flush: asyncio.Task[None] | None = None
+    dirty: bool = False
+    """Something changed since the counts were last computed for a status write (see _schedule_flush)."""
     seed_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
@@ -446,14 +448,26 @@ class PodSyncController:
         return (len(mine), sum(1 for instance in mine if instance.healthy))
 
     def _schedule_flush(self, key: RouteKey) -> None:
+        """Write the route's status within the debounce. A change that lands while a flush is already
+        under way (its counts computed, its write in flight) marks the route dirty, and that flush loops
+        once more: without it, the registrations of a burst of pods that follow the first write were never
+        written until the next reconcile (the INSTANCES column read 0 while 20 pods were registered)."""
         state = self._routes.get(key)
-        if state is None or (state.flush is not None and not state.flush.done()):
+        if state is None:
+            return
+        state.dirty = True
+        if state.flush is not None and not state.flush.done():
             return
         state.flush = asyncio.create_task(self._flush_later(key))
 
     async def _flush_later(self, key: RouteKey) -> None:
-        await asyncio.sleep(self._debounce)
-        await self._flush_now(key)
+        while True:
+            await asyncio.sleep(self._debounce)
+            state = self._routes.get(key)
+            if state is None or not state.dirty:
+                return
+            state.dirty = False
+            await self._flush_now(key)
 
     async def _flush_now(self, key: RouteKey) -> None:
         """Write the route's podSync status (and an Event when a new error appears); never raises."""
