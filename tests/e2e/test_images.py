@@ -22,6 +22,7 @@ the pod IP and Ready once the container's rendered readiness probe answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -274,6 +275,8 @@ def test_the_images_carry_a_change_to_every_instance_as_the_charts_run_them_and_
             "aws.queueUrl": local_aws.queue_url,
             "aws.endpointUrl": local_aws.endpoint_url,
             "aws.region": local_aws.region,
+            # Routing is closed by default: the admin grants this namespace the local stack's prefix.
+            "routing.allowedPrefixes": {kube_namespace: [local_aws.prefix]},
         },
     )
     operator_deployment = find(operator_objects, "Deployment")
@@ -475,12 +478,30 @@ def _run_the_path(
     status = rollout["status"]
     assert status["phase"] == "Succeeded", status
     assert (status["targets"], status["refreshed"], status["failed"]) == (INSTANCES, INSTANCES, 0), status
+    # An application reads as the chart admits it: over TLS (the chart's CA, the route's server name) with
+    # a ServiceAccount token of the release namespace for the service's audience.
     config_port = services[0].port("config")
+    refresh = find(service_objects, "ConfigRoute")["spec"]["refresh"]
+    tls_secret = next(o for o in service_objects if o["kind"] == "Secret" and "ca.crt" in o.get("data", {}))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=base64.b64decode(tls_secret["data"]["ca.crt"])
+    )
+    token = cluster.plane.issue_token(
+        cluster.namespace, "images-reader", audiences=[refresh["auth"]["audience"]]
+    )
     for pod in services:
-        with grpc.insecure_channel(f"{pod.pod_ip}:{config_port}") as channel:
+        with grpc.secure_channel(
+            f"{pod.pod_ip}:{config_port}",
+            credentials,
+            options=(("grpc.ssl_target_name_override", refresh["tls"]["serverName"]),),
+        ) as channel:
             entry = (
                 config_service_pb2_grpc.ConfigServiceStub(channel)
-                .GetConfig(config_service_pb2.GetConfigRequest(name=name), timeout=5)
+                .GetConfig(
+                    config_service_pb2.GetConfigRequest(name=name),
+                    timeout=5,
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
                 .entry
             )
         assert (entry.value, int(entry.version)) == ("from-a-container", version), pod.pod_name
