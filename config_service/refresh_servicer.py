@@ -92,7 +92,12 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
         try:
             if self._lifecycle is not None and not self._lifecycle.is_serving:
                 raise Unavailable(f"instance is {self._lifecycle.phase.value}")
-            outcome = await self._refresher.refresh(change_from_request(request))
+            change = change_from_request(request)
+            if self._metrics is None:
+                outcome = await self._refresher.refresh(change)
+            else:
+                with self._metrics.refreshes_in_flight.track_inprogress():
+                    outcome = await self._refresher.refresh(change)
         except ServiceError as error:
             label = "invalid" if isinstance(error, InvalidArgument) else "unavailable"
             self._count(label, mode)
