@@ -354,8 +354,8 @@ async def test_a_burst_delivered_slowly_during_slow_fan_outs_keeps_the_documente
             tasks.append(asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), receipt))))
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
     versions = sorted(body["spec"]["parameter"]["version"] for body in parts["kube"].objects.values())
-    # docs/operator.md's bound, for the span over which the consumer received the burst (4 here; without
-    # the hold, each 0.8 s gap started the key afresh and this made 6, as in issue 16)
+    # docs/operator.md's bound, for the span over which the consumer received the burst (4 here; before
+    # the key's run covered its fan-out, each 0.8 s gap started it afresh and this made 6, as in issue 16)
     span = last - first
     assert len(versions) <= 2 + math.ceil(max(0.0, span - 1.0) / 2.0), (versions, span)
     assert versions[-1] == parts["ssm"].version
