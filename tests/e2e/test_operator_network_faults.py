@@ -70,3 +70,64 @@ def test_the_operator_rides_out_an_outage_of_its_aws_connections(
         assert stack.values(name) == [("during", during)] * 3
         assert operator.returncode is None, operator.log_tail()
         assert "ConnectionClosedError" in operator.log_text()
+
+
+RESYNC_ERRORS = 'config_refresh_resync_passes_total{outcome="error"}'
+RESYNC_OK = 'config_refresh_resync_passes_total{outcome="ok"}'
+
+
+def test_a_resync_pass_that_loses_its_connection_is_retried_and_recovers_a_dropped_event(
+    control_plane: ControlPlane,
+    local_aws: LocalAws,
+    kube_namespace: str,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> None:
+    endpoint = urlparse(local_aws.endpoint_url)
+    assert endpoint.hostname is not None
+    assert endpoint.port is not None
+    with FaultProxy((endpoint.hostname, endpoint.port)) as proxy:
+        fleet = service_fleet(3, local_aws=local_aws)
+        for instance in fleet:
+            local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+        route = route_object("services", local_aws=local_aws, prefix=local_aws.prefix)
+        route["spec"]["resync"] = {"intervalSeconds": 5}
+        apply(control_plane, kube_namespace, route)
+        operator = operator_process(
+            CONFIG_REFRESH_AWS_ENDPOINT_URL=proxy.url, CONFIG_REFRESH_RESYNC_GRACE_SECONDS="2"
+        )
+        wait_route_ready(control_plane, kube_namespace, "services")
+        stack = Stack(
+            control_plane=control_plane,
+            local_aws=local_aws,
+            namespace=kube_namespace,
+            fleet=fleet,
+            route="services",
+            operator=operator,
+        )
+        stack.wait_for(lambda: stack.metric(RESYNC_OK) >= 1, timeout=60, what="a first resync pass")
+
+        proxy.set_mode("reset")
+        events = local_aws.client("events")  # direct, not through the proxy
+        events.disable_rule(Name=local_aws.rule_name)
+        try:
+            name = f"{local_aws.prefix}orders/dropped-during-outage"
+            version = stack.put(name, "recovered")
+        finally:
+            events.enable_rule(Name=local_aws.rule_name)
+        stack.wait_for(
+            lambda: stack.metric(RESYNC_ERRORS) >= 1, timeout=60, what="a resync pass failing on the network"
+        )
+        assert operator.returncode is None, operator.log_tail()
+
+        proxy.set_mode("pass")
+        stack.wait_for(
+            lambda: stack.values(name) == [("recovered", version)] * 3,
+            timeout=120,
+            what="the change whose event was dropped, on every instance",
+        )
+        rollout = stack.wait_phase(name, version, {"Succeeded"}, timeout=60)
+        assert rollout["spec"]["source"]["trigger"] == "resync"
+        assert operator.returncode is None, operator.log_tail()
+        # a handled ParameterStoreError naming the call, not an "internal error" with a traceback
+        assert f"GetParametersByPath {local_aws.prefix} failed: ConnectionClosedError" in operator.log_text()
