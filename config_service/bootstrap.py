@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from config_service.cache import ConfigCache, Entry
-from config_service.parameter_store import ParameterStore, is_throttling
+from config_service.parameter_store import ParameterStore, error_code, is_throttling
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def bootstrap(
                     "attempt": attempt,
                     "throttled": is_throttling(error),
                     "error": type(error).__name__,
-                    "code": getattr(error, "response", {}).get("Error", {}).get("Code"),
+                    "code": error_code(error),
                     "retry_in_seconds": round(delay, 3),
                 },
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -53,6 +53,11 @@ class Metrics:
             "config_service_refreshes_total",
             "Refresh calls by result (applied, stale, rejected, invalid, unavailable).",
             ["result", "mode"],
+            registry=self.registry,
+        )
+        self.refreshes_in_flight = Gauge(
+            "config_service_refreshes_in_flight",
+            "Refresh calls accepted (instance serving, request valid) and not answered yet.",
             registry=self.registry,
         )
         self.getconfig_latency = Histogram(

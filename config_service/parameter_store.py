@@ -29,11 +29,22 @@ THROTTLING_CODES = frozenset(
 _TYPES = {member.value: member for member in ValueType}
 
 
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a `ClientError`; None for everything else.
+
+    Only a `ClientError` carries an answer from AWS. A `BotoCoreError` (a read timeout, a refused
+    connection) has no answer to read a code from, and some of them have ``response = None``, so this
+    never reads ``.response`` from anything but a `ClientError`.
+    """
+    if isinstance(error, ClientError):
+        code = (error.response or {}).get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
 def is_throttling(error: BaseException) -> bool:
     """Whether a botocore error is Parameter Store saying "slow down"."""
-    if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in THROTTLING_CODES
-    return False
+    return error_code(error) in THROTTLING_CODES
 
 
 def entry_from_parameter(parameter: dict[str, Any], *, loaded_at: datetime | None = None) -> Entry:
@@ -102,7 +113,7 @@ def make_client(settings: Settings) -> Any:
     config = Config(
         retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
         connect_timeout=5,
-        read_timeout=10,
+        read_timeout=settings.aws_read_timeout_seconds,
     )
     return boto3.session.Session().client(
         "ssm",

@@ -102,7 +102,12 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
                     "this instance accepts only PAYLOAD_MODE_INVALIDATE refreshes (refresh_accept_values is "
                     "off): it re-reads the value from Parameter Store itself"
                 )
-            outcome = await self._refresher.refresh(change_from_request(request))
+            change = change_from_request(request)
+            if self._metrics is None:
+                outcome = await self._refresher.refresh(change)
+            else:
+                with self._metrics.refreshes_in_flight.track_inprogress():
+                    outcome = await self._refresher.refresh(change)
         except ServiceError as error:
             label = (
                 "invalid"

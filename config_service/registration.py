@@ -3,7 +3,9 @@
 Why optional: on EKS the operator registers pods from their Ready state (pod sync), which is the better
 signal. An instance elsewhere (EC2, ECS without service discovery) can register itself at start with
 `AWS_INSTANCE_IPV4` / `AWS_INSTANCE_PORT` (the refresh port) plus configured attributes, and deregisters
-on shutdown. Blocking boto3 calls run in a thread.
+on shutdown. Blocking boto3 calls run in a thread. Registration is retried with capped exponential
+backoff until Cloud Map answers: a read timeout, a reset connection or a throttle must not end an instance
+that is already serving.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from collections.abc import Mapping
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
+from config_service.parameter_store import error_code
 from config_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,20 +39,42 @@ class CloudMapRegistration:
         port: int,
         attributes: Mapping[str, str],
         client: Any,
+        backoff_seconds: float = 0.5,
+        backoff_max_seconds: float = 30.0,
     ) -> None:
+        self._backoff = backoff_seconds
+        self._backoff_max = backoff_max_seconds
         self._service_id = service_id
         self._instance_id = instance_id
         self._attributes = {**attributes, "AWS_INSTANCE_IPV4": ip, "AWS_INSTANCE_PORT": str(port)}
         self._client = client
 
     async def register(self) -> None:
-        """RegisterInstance (idempotent for the same instance id)."""
-        await asyncio.to_thread(
-            self._client.register_instance,
-            ServiceId=self._service_id,
-            InstanceId=self._instance_id,
-            Attributes=self._attributes,
-        )
+        """RegisterInstance (idempotent for the same instance id), retried until Cloud Map accepts it."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await asyncio.to_thread(
+                    self._client.register_instance,
+                    ServiceId=self._service_id,
+                    InstanceId=self._instance_id,
+                    Attributes=self._attributes,
+                )
+                break
+            except (ClientError, BotoCoreError) as error:
+                ceiling = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
+                delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+                log.warning(
+                    "Cloud Map registration failed; retrying",
+                    extra={
+                        "attempt": attempt,
+                        "error": type(error).__name__,
+                        "code": error_code(error),
+                        "retry_in_seconds": round(delay, 3),
+                    },
+                )
+                await asyncio.sleep(delay)
         log.info(
             "registered in Cloud Map",
             extra={"service_id": self._service_id, "instance_id": self._instance_id},
@@ -86,7 +113,10 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
         "servicediscovery",
         region_name=region or "us-east-1",
         endpoint_url=settings.aws_endpoint_url,
-        config=Config(retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts}),
+        config=Config(
+            retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
+            read_timeout=settings.aws_read_timeout_seconds,
+        ),
     )
     return CloudMapRegistration(
         service_id=settings.cloudmap_service_id,
@@ -95,4 +125,6 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
         port=refresh_port,
         attributes=owned_attributes(settings.cloudmap_attributes, os.environ.get(NAMESPACE_ENV)),
         client=client,
+        backoff_seconds=settings.bootstrap_backoff_seconds,
+        backoff_max_seconds=settings.bootstrap_backoff_max_seconds,
     )

@@ -98,6 +98,13 @@ FIELDS: tuple[Field, ...] = (
         "aws",
     ),
     Field(
+        "aws_read_timeout_seconds",
+        "float",
+        10.0,
+        "How long one AWS request (Parameter Store, Cloud Map) waits for an answer before it is retried.",
+        "aws",
+    ),
+    Field(
         "bootstrap_backoff_seconds",
         "float",
         0.5,
@@ -321,6 +328,7 @@ class Settings:
     aws_endpoint_url: str | None = None
     aws_retry_mode: str = "standard"
     aws_max_attempts: int = 5
+    aws_read_timeout_seconds: float = 10.0
     bootstrap_backoff_seconds: float = 0.5
     bootstrap_backoff_max_seconds: float = 30.0
     ttl_seconds: float = 600.0
@@ -566,6 +574,8 @@ def _check(settings: Settings) -> None:
         fail("aws_retry_mode", f"expected standard or adaptive, got {settings.aws_retry_mode!r}")
     if settings.aws_max_attempts < 1:
         fail("aws_max_attempts", "must be at least 1")
+    if settings.aws_read_timeout_seconds <= 0:
+        fail("aws_read_timeout_seconds", "must be positive")
     if settings.ttl_seconds < 0:
         fail("ttl_seconds", "must be 0 (disabled) or positive")
     if not 0 <= settings.ttl_jitter < 1:

@@ -299,6 +299,9 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C and SIGTERM tear the stack down, also when the demo was started in the background: a
+    # non-interactive shell starts `cmd &` with SIGINT ignored, and Python then installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     command = argv[0] if argv else "run"
     if command == "run":

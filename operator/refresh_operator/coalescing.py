@@ -14,12 +14,22 @@ cost the single-change latency that matters most. So, per key:
   A burst of D seconds therefore costs at most 2 + ceil((D - 1 s) / 2 s) runs: 100 writes in 1-3 s give
   three (the first, one during the burst, one after it).
 
-A key counts as busy only while its run is going on, not for a time after it: sequential changes, each
-written after the previous one was rolled out (so after its run), are each the first of a quiet key and
-wait for nothing, however close together they come (a 0.1 s quiet time made every change of a 10/s
-sequence wait 0.5 s). A burst is recognised by a change arriving while the previous one is still being
-read and recorded; from then on the longer `settle_seconds` rides out the gaps a loaded machine puts
-between deliveries.
+A key's run covers the fan-out it started: with a `hold` (the consumer waits there for the rollouts of the
+ConfigRefresh objects the run created, at most `hold_max_seconds`), the run's submitters get their outcome
+as soon as the work is done, but the key stays busy until the hold ends. Changes that arrive meanwhile
+join the one follow-up. Why: on a loaded machine the burst reaches the operator spread over much longer
+than it took to write (deliveries slow down, gaps open between them), and a follow-up per window would
+then start rollouts that only supersede each other; a fan-out slows down with the machine too, so
+counting it as part of the run keeps the number of runs of a burst near its unloaded value. A quiet key
+pays nothing: its change still runs at once, and a change written after the previous one was rolled out
+finds the key free.
+
+A key counts as busy only while its run (with its hold) is going on, not for a time after it: sequential
+changes, each written after the previous one was rolled out (so after its run), are each the first of a
+quiet key and wait for nothing, however close together they come (a 0.1 s quiet time made every change of
+a 10/s sequence wait 0.5 s). A burst is recognised by a change arriving while the previous one is still
+being read and recorded; from then on the longer `settle_seconds` rides out the gaps a loaded machine
+puts between deliveries.
 
 A batch's run starts after every item in it arrived, so an item is never answered by a run that started
 before it (the run reads state at least as new as the item). Items wait at most a window plus one run.
@@ -48,6 +58,7 @@ class Timing:
     first_window_seconds: float = 1.0
     max_window_seconds: float = 2.0
     max_batch: int = 1000
+    hold_max_seconds: float = 5.0
 
     def hot_for(self, follow_ups: int) -> float:
         """How long after its last activity a key still takes changes into a follow-up."""
@@ -74,6 +85,7 @@ class _Key(Generic[I, R]):
     follow_ups: int = 0
     last_activity: float = 0.0
     timer: asyncio.TimerHandle | None = None
+    holding: asyncio.Future[None] | None = None
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -90,8 +102,15 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 class Coalescer(Generic[K, I, R]):
     """Runs `work(key, items)` for batches of items submitted per key; see the module docstring."""
 
-    def __init__(self, work: Callable[[K, list[I]], Awaitable[R]], timing: Timing | None = None) -> None:
+    def __init__(
+        self,
+        work: Callable[[K, list[I]], Awaitable[R]],
+        timing: Timing | None = None,
+        *,
+        hold: Callable[[K, R], Awaitable[None]] | None = None,
+    ) -> None:
         self._work = work
+        self._hold = hold
         self._timing = timing or Timing()
         self._keys: dict[K, _Key[I, R]] = {}
         self._hurry = False
@@ -142,6 +161,8 @@ class Coalescer(Generic[K, I, R]):
         """Run every follow-up as soon as its key is free (shutdown: let the waiting items finish)."""
         self._hurry = True
         for key, state in list(self._keys.items()):
+            if state.holding is not None:
+                state.holding.cancel()  # the run ends now; its follow-up starts at once
             if state.pending is not None:
                 self._arm(key, state)
 
@@ -201,8 +222,21 @@ class Coalescer(Generic[K, I, R]):
         else:
             if not batch.result.done():
                 batch.result.set_result(outcome)
+            if self._hold is not None and not self._hurry:
+                await self._held(key, state, outcome)
         finally:
             self._finished(key, state)
+
+    async def _held(self, key: K, state: _Key[I, R], outcome: R) -> None:
+        """Keep the key busy while `hold` runs, at most `hold_max_seconds`; its failure only ends it."""
+        assert self._hold is not None
+        holding = state.holding = asyncio.ensure_future(self._hold(key, outcome))
+        try:
+            await asyncio.wait({holding}, timeout=self._timing.hold_max_seconds)
+        finally:
+            state.holding = None
+            holding.cancel()
+            holding.add_done_callback(_retrieve)
 
     def _finished(self, key: K, state: _Key[I, R]) -> None:
         state.running = None

@@ -133,7 +133,10 @@ class Consumer:
         self._slots = asyncio.Semaphore(settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
-        self._changes: Coalescer[str, ParameterChangeEvent, str] = Coalescer(self._record, timing)
+        self._created: dict[str, list[tuple[str, str]]] = {}
+        self._changes: Coalescer[str, ParameterChangeEvent, str] = Coalescer(
+            self._record, timing, hold=self._hold
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, then drain: see `drain`. Cancellation abandons the poll at once."""
@@ -270,6 +273,7 @@ class Consumer:
         the latest covered event's time, capped at the start of the read that found it missing
         (`deletion_key_time`).
         """
+        self._created.pop(name, None)  # what an earlier, failed run of this key left
         matches = self._routes.match(name)
         if not matches:
             return "unrouted"
@@ -288,6 +292,13 @@ class Consumer:
         if any(outcome is None for outcome in outcomes):
             return "error"
         return "created" if any(outcomes) else "duplicate"
+
+    async def _hold(self, name: str, outcome: str) -> None:
+        """The key's run covers the fan-outs it created: wait until their rollouts finish (coalescing.py
+        bounds the wait; on another replica they never finish here)."""
+        created = self._created.pop(name, [])
+        if outcome == "created" and created:
+            await asyncio.gather(*(self._values.wait_fan_out(ns, obj) for ns, obj in created))
 
     async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:
@@ -337,6 +348,7 @@ class Consumer:
                 delay = min(delay * 2, 5.0)
                 continue
             if created:
+                self._created.setdefault(snapshot.name, []).append((route.namespace, name))
                 logger.info(
                     "Created ConfigRefresh %s/%s for %s v%s",
                     route.namespace,

@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from refresh_operator.ordering import Operation, VersionKey
 
@@ -58,6 +58,8 @@ def read_parameter(
                 value_type="String",
             )
         raise ParameterStoreError(f"GetParameter {name} failed: {code}") from None
+    except BotoCoreError as error:  # read timeout, refused or reset connection: no answer, so no code
+        raise ParameterStoreError(f"GetParameter {name} failed: {type(error).__name__}") from None
     parameter = response["Parameter"]
     modified = parameter["LastModifiedDate"]
     if isinstance(modified, datetime.datetime):
@@ -110,6 +112,10 @@ def list_parameters(ssm: Any, *, prefix: str, with_value: bool) -> tuple[list[Pa
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "Unknown")
             raise ParameterStoreError(f"GetParametersByPath {prefix} failed: {code}") from None
+        except BotoCoreError as error:  # read timeout, refused or reset connection
+            raise ParameterStoreError(
+                f"GetParametersByPath {prefix} failed: {type(error).__name__}"
+            ) from None
         for parameter in response.get("Parameters", []):
             name = str(parameter["Name"])
             if not name.startswith(prefix):

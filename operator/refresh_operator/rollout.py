@@ -283,6 +283,7 @@ class Rollouts:
         if "startedAt" not in existing and "startedAt" not in extra:
             patch["startedAt"] = patch["completedAt"]
         await self._patch(namespace, name, patch, must=True)
+        self._values.fan_out_done(namespace, name)
         metrics.ROLLOUTS.labels(phase).inc()
         if existing.get("phase") == HALTED:
             await self._label_halted(namespace, name, False)
@@ -810,6 +811,7 @@ class Rollouts:
                 },
                 must=True,
             )
+            self._values.fan_out_done(namespace, name)  # no more fan-out until a person resumes it
             metrics.ROLLOUTS.labels(HALTED).inc()
             post_event("Warning", HALTED, message)
             logger.warning("ConfigRefresh %s/%s halted: %s", namespace, name, message)

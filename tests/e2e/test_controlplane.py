@@ -267,8 +267,11 @@ def test_cli_up_env_down(tmp_path: Path) -> None:
 def test_ctrl_c_stops_the_servers(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
-        import json, sys, time
+        import json, signal, sys, time
         from devstack.controlplane import ControlPlane
+        # As in an interactive session, whatever started the suite: a background job (`make test &`)
+        # inherits SIGINT ignored, and Python then raises no KeyboardInterrupt on Ctrl-C.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         plane = ControlPlane.start()
         print(json.dumps({"pids": plane.pids, "workdir": str(plane.workdir)}), flush=True)
         time.sleep(600)
@@ -278,11 +281,16 @@ def test_ctrl_c_stops_the_servers(tmp_path: Path) -> None:
     with subprocess.Popen(
         [PYTHON, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        assert pid_runs(info["pids"]["etcd"], bins / "etcd")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            assert proc.stdout is not None
+            info = json.loads(proc.stdout.readline())
+            assert pid_runs(info["pids"]["etcd"], bins / "etcd")
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # never leave it (and a ResourceWarning in a later test) behind
+                proc.kill()
+                proc.communicate()
     assert "KeyboardInterrupt" in stderr
     assert not pid_runs(info["pids"]["etcd"], bins / "etcd")
     assert not pid_runs(info["pids"]["kube-apiserver"], bins / "kube-apiserver")

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -74,6 +81,51 @@ def test_a_burst_of_twenty_writes_ends_at_the_last_version_with_few_rollouts(sta
     assert len(objects) <= 5, phases
     assert phases[-1] == (last, "Succeeded"), phases
     assert all(phase in FINISHED for _, phase in phases)
+
+
+@contextmanager
+def cpu_burners() -> Iterator[None]:
+    """One busy-looping process per core, so the operator, moto and the fleet fight for the CPU."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def test_a_burst_of_a_hundred_writes_on_a_loaded_machine_keeps_the_documented_bound(stack: Stack) -> None:
+    """docs/operator.md: a burst of D seconds makes at most 2 + ceil((D - 1 s) / 2 s) rollouts (three for
+    1-3 s), also while every core is busy; the last version lands everywhere."""
+    name = f"{stack.local_aws.prefix}orders/loaded-burst"
+    with cpu_burners():
+        started = time.monotonic()
+        versions = [stack.put(name, f"loaded-{index}") for index in range(100)]
+        written = time.monotonic() - started
+        last = versions[-1]
+        stack.wait_for(
+            lambda: stack.values(name) == [("loaded-99", last)] * 10,
+            timeout=120,
+            what="every instance at the last version",
+        )
+        objects = stack.wait_for(
+            lambda: (
+                (items := stack.refreshes_of(name))
+                and all((i.get("status") or {}).get("phase") in FINISHED for i in items)
+                and items
+            ),
+            timeout=120,
+            what="every rollout of the burst finished",
+        )
+    phases = sorted((o["spec"]["parameter"]["version"], o["status"]["phase"]) for o in objects)
+    print(f"\nloaded burst of 100 writes in {written:.2f} s: {len(objects)} rollouts: {phases}")
+    # at most three for a burst of up to 3 s, 2 + ceil((D - 1 s) / 2 s) for a longer one
+    bound = max(3, 2 + math.ceil(max(0.0, written - 1.0) / 2.0))
+    assert len(objects) <= bound, (written, phases)
+    assert phases[-1] == (last, "Succeeded"), phases
 
 
 def test_with_the_api_server_down_the_message_stays_and_the_change_lands_after(stack: Stack) -> None:

@@ -20,12 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from conftest import wait_until
 from kubernetes import client
 
 from devstack.controlplane import ControlPlane
+from devstack.fault_proxy import FaultProxy
 from devstack.local_aws import LocalAws
 
 ROUTE = "orders"
@@ -171,12 +173,13 @@ def cluster(control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAw
 def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(interval: float = 60.0) -> Operator:
+    def start(interval: float = 60.0, **extra_env: str) -> Operator:
         log_path = tmp_path / f"operator-{len(started)}.log"
         env = dict(os.environ)
         env.update(cluster.aws.env())
         env["KUBECONFIG"] = str(cluster.plane.kubeconfig)
         env["CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS"] = str(interval)
+        env.update(extra_env)
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -214,11 +217,11 @@ def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., O
 
 
 def running_route(
-    cluster: Cluster, start_operator: Callable[..., Operator], interval: float = 60.0
+    cluster: Cluster, start_operator: Callable[..., Operator], interval: float = 60.0, **extra_env: str
 ) -> Operator:
     """A podSync route with its operator running and its first reconcile done."""
     cluster.create_route()
-    operator = start_operator(interval=interval)
+    operator = start_operator(interval=interval, **extra_env)
     wait_until(
         "the first CloudMapSynced=True", lambda: (cluster.synced_condition() or {}).get("status") == "True"
     )
@@ -403,6 +406,30 @@ def test_throttled_registration_backs_off_then_succeeds(
     wait_until(
         "CloudMapSynced back to True", lambda: (cluster.synced_condition() or {}).get("status") == "True"
     )
+
+
+def test_registration_over_reset_connections_is_retried_then_succeeds(
+    cluster: Cluster, start_operator: Callable[..., Operator]
+) -> None:
+    """Cloud Map unreachable for a moment (every connection reset: `ConnectionClosedError`, no AWS
+    answer): the registration of a pod that turns Ready meanwhile is retried and lands once the network
+    is back, well before the next reconcile (60 s), and the operator keeps running."""
+    endpoint = urlparse(cluster.aws.endpoint_url)
+    assert endpoint.hostname is not None
+    assert endpoint.port is not None
+    with FaultProxy((endpoint.hostname, endpoint.port)) as proxy:
+        operator = running_route(cluster, start_operator, CONFIG_REFRESH_AWS_ENDPOINT_URL=proxy.url)
+        cluster.create_pod("orders-0")
+        proxy.set_mode("reset")
+        cluster.set_ready("orders-0", True, ip="127.0.0.21")
+        wait_until("podSync meeting reset connections", lambda: proxy.accepted("reset") >= 2)
+        proxy.set_mode("pass")
+        wait_until(
+            "orders-0 healthy after the outage",
+            lambda: cluster.iid("orders-0") in cluster.discover(),
+            timeout=30,  # half the reconcile interval: the event's own retries brought it
+        )
+        assert operator.process.poll() is None, operator.tail()
 
 
 def test_time_from_ready_patch_to_discoverable(

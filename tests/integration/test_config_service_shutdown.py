@@ -11,6 +11,14 @@ from devstack.local_aws import LocalAws
 from devstack.pytest_services import FleetFactory
 
 
+def in_flight(metrics_text: str) -> int:
+    """The instance's own count of Refresh calls it accepted and has not answered."""
+    for line in metrics_text.splitlines():
+        if line.startswith("config_service_refreshes_in_flight "):
+            return int(float(line.split()[1]))
+    raise AssertionError("config_service_refreshes_in_flight is not exported")
+
+
 def test_sigterm_lets_in_flight_calls_complete_and_exits_zero(
     local_aws: LocalAws, service_fleet: FleetFactory
 ) -> None:
@@ -23,18 +31,26 @@ def test_sigterm_lets_in_flight_calls_complete_and_exits_zero(
         env={"CONFIG_SERVICE_AWS_MAX_ATTEMPTS": "6", "CONFIG_SERVICE_GRACE_SECONDS": "60"},
     )[0]
     ssm.put_parameter(Name=name, Value="v2", Type="String", Overwrite=True)
-    # Four throttled attempts keep the (single-flight) INVALIDATE re-read in flight for seconds:
-    # botocore backs off about 1 + 2 + 4 + 8 s at most, 7.5 s on average.
-    local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=4)
+    # Five throttled attempts keep the (single-flight) INVALIDATE re-read in flight for seconds, long
+    # enough for all eight calls to arrive even on a busy machine: botocore backs off 1 + 2 + 4 + 8 + 16 s
+    # at most, 15.5 s on average.
+    local_aws.inject_fault("ssm:GetParameter", "ThrottlingException", count=5)
     local_aws.reset_call_counts()
     stub = pb_grpc.RefreshServiceStub(instance.refresh_channel())
     change = pb.RefreshRequest(
         parameter_name=name, version=2, operation=pb.OPERATION_UPSERT, payload_mode=pb.PAYLOAD_MODE_INVALIDATE
     )
     futures: list[Future[pb.RefreshResponse]] = [stub.Refresh.future(change, timeout=90) for _ in range(8)]
-    deadline = time.monotonic() + 30
-    while local_aws.call_counts().get("ssm:GetParameter", 0) < 1 and time.monotonic() < deadline:
+    # SIGTERM only once all eight are inside the server (on a busy machine a call can still be in transit
+    # long after the first one reached Parameter Store) and the re-read they share has begun.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        inside = in_flight(instance.metrics_text())
+        if inside == len(futures) and local_aws.call_counts().get("ssm:GetParameter", 0) >= 1:
+            break
+        assert not any(future.done() for future in futures), [f.result() for f in futures if f.done()]
         time.sleep(0.02)
+    assert in_flight(instance.metrics_text()) == len(futures), "all calls must be in flight at SIGTERM"
     assert not any(future.done() for future in futures), "the calls must still be in flight at SIGTERM"
 
     instance.terminate()

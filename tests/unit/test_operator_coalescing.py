@@ -217,3 +217,52 @@ async def test_a_key_in_a_burst_stays_in_it_until_it_settles() -> None:
 @pytest.mark.parametrize(("follow_ups", "window"), [(0, 1.0), (1, 2.0), (2, 2.0), (50, 2.0)])
 def test_the_follow_up_window_doubles_up_to_its_bound(follow_ups: int, window: float) -> None:
     assert Timing().window(follow_ups) == window
+
+
+async def test_a_run_covers_its_hold_and_items_arriving_during_it_share_one_follow_up() -> None:
+    work = Work()
+    released = asyncio.Event()
+    holds: list[str] = []
+
+    async def hold(key: str, outcome: str) -> None:
+        holds.append(outcome)
+        await released.wait()
+
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=0.01, first_window_seconds=0.01, hold_max_seconds=60), hold=hold
+    )
+    assert await asyncio.wait_for(coalescer.submit("k", 0), 30) == "k:0"  # answered before the hold ends
+    rest = [asyncio.create_task(coalescer.submit("k", i)) for i in range(1, 4)]
+    await asyncio.sleep(0.1)  # far past the follow-up's window: still held
+    assert [items for _, items, _ in work.runs] == [[0]]
+    released.set()
+    assert await settle(rest) == ["k:3"] * 3
+    assert [items for _, items, _ in work.runs] == [[0], [1, 2, 3]]
+    assert holds == ["k:0", "k:3"]
+
+
+async def test_a_hold_ends_at_its_cap_and_at_flush() -> None:
+    work = Work()
+
+    async def forever(key: str, outcome: str) -> None:
+        await asyncio.Event().wait()
+
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=0.01, first_window_seconds=0.01, hold_max_seconds=0.2), hold=forever
+    )
+    await coalescer.submit("k", 0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.wait_for(coalescer.submit("k", 1), 30) == "k:1"
+    assert loop.time() - started >= 0.15  # waited for the first run's hold to reach its cap
+
+    held: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=0.01, first_window_seconds=0.01, hold_max_seconds=60), hold=forever
+    )
+    await held.submit("j", 0)
+    waiting = asyncio.create_task(held.submit("j", 1))
+    await asyncio.sleep(0.05)
+    held.flush()  # shutdown: the hold ends, the follow-up runs at once
+    assert await asyncio.wait_for(waiting, 30) == "j:1"
+    await coalescer.close()
+    await held.close()

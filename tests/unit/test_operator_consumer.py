@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import math
 import threading
 import time
 from typing import Any
@@ -68,8 +69,15 @@ class FakeSsm:
 
 
 class FakeKube:
-    def __init__(self, *, down: bool = False) -> None:
+    """Creates objects; with `values`, each object's rollout finishes `fan_out_seconds` after it was created
+    (at once by default), as the rollout handler reports it."""
+
+    def __init__(
+        self, *, down: bool = False, values: ValueCache | None = None, fan_out_seconds: float = 0.0
+    ) -> None:
         self.down = down
+        self.values = values
+        self.fan_out_seconds = fan_out_seconds
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     def create_refresh(self, namespace: str, body: dict[str, Any]) -> bool:
@@ -79,6 +87,11 @@ class FakeKube:
         if key in self.objects:
             return False
         self.objects[key] = body
+        if self.values is not None:
+            values = self.values
+            timer = threading.Timer(self.fan_out_seconds, values.fan_out_done, key)
+            timer.daemon = True
+            timer.start()
         return True
 
 
@@ -111,7 +124,14 @@ def parts() -> dict[str, Any]:
             }
         )
     )
-    return {"sqs": FakeSqs(), "ssm": FakeSsm(), "kube": FakeKube(), "routes": routes, "values": ValueCache()}
+    values = ValueCache()
+    return {
+        "sqs": FakeSqs(),
+        "ssm": FakeSsm(),
+        "kube": FakeKube(values=values),
+        "routes": routes,
+        "values": values,
+    }
 
 
 def consumer(parts: dict[str, Any]) -> Consumer:
@@ -310,3 +330,47 @@ async def test_messages_merged_into_a_follow_up_stay_queued_when_it_is_not_recor
     assert len(parts["kube"].objects) == 1
     assert parts["ssm"].reads == 2
     assert parts["sqs"].deleted == ["r-0"]
+
+
+async def test_a_burst_delivered_slowly_during_slow_fan_outs_keeps_the_documented_bound(
+    parts: dict[str, Any],
+) -> None:
+    # A loaded machine (issue 16: 300 instances on 2 cores): the 100 writes of a 1-3 s burst reach the
+    # consumer spread over longer, in clumps with gaps longer than the 0.5 s settle time between them,
+    # and each rollout's fan-out takes seconds. The key's run covers its fan-out, so every clump that
+    # arrives while one goes on joins the single follow-up instead of starting a rollout of its own.
+    values: ValueCache = parts["values"]
+    parts["kube"] = FakeKube(values=values, fan_out_seconds=1.5)
+    parts["ssm"] = FakeSsm(delay=0.05, bump=True)
+    subject = consumer_with(parts, Timing())
+    tasks = []
+    first = time.monotonic()
+    for clump in range(5):  # 5 clumps of 20 messages, 0.8 s apart: delivered over 3.2 s
+        if clump:
+            await asyncio.sleep(0.8)
+        last = time.monotonic()
+        for index in range(20):
+            receipt = f"r-{clump * 20 + index}"
+            tasks.append(asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), receipt))))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    versions = sorted(body["spec"]["parameter"]["version"] for body in parts["kube"].objects.values())
+    # docs/operator.md's bound, for the span over which the consumer received the burst (4 here; before
+    # the key's run covered its fan-out, each 0.8 s gap started it afresh and this made 6, as in issue 16)
+    span = last - first
+    assert len(versions) <= 2 + math.ceil(max(0.0, span - 1.0) / 2.0), (versions, span)
+    assert versions[-1] == parts["ssm"].version
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(100))
+
+
+async def test_a_fan_out_that_never_reports_holds_its_key_only_for_a_bounded_time(
+    parts: dict[str, Any],
+) -> None:
+    # On another replica, or after a restart, the rollout never reports here: the hold ends at its cap.
+    parts["kube"] = FakeKube()  # no hand-back at all
+    parts["ssm"] = FakeSsm(bump=True)
+    subject = consumer_with(parts, Timing(hold_max_seconds=0.3, settle_seconds=0.05))
+    await subject.handle(message(change(f"{PREFIX}orders/db"), "r-0"))
+    started = time.monotonic()
+    await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"), "r-1")), timeout=30)
+    assert time.monotonic() - started < 5
+    assert len(parts["kube"].objects) == 2

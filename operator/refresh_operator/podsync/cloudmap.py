@@ -121,7 +121,7 @@ class CloudMap:
         )
 
     async def _call(self, api: str, **params: Any) -> dict[str, Any]:
-        """One API call in a thread, with backoff on throttling and transient server errors."""
+        """One API call in a thread, with backoff on throttling, transient server and network errors."""
         method = getattr(self._client, _snake(api))
         attempt = 0
         while True:
@@ -144,10 +144,18 @@ class CloudMap:
                 attempt += 1
                 continue
             except BotoCoreError as error:
+                # A read timeout, a refused or reset connection: no answer from Cloud Map, retried like a
+                # transient server error (registration and health updates are idempotent per instance id).
                 metrics.CLOUDMAP_CALLS.labels(api, "error").inc()
-                raise CloudMapError(
-                    "CloudMapUnreachable", f"Cloud Map {api} failed: {type(error).__name__}: {error}"
-                ) from error
+                if attempt >= self._max_retries:
+                    raise CloudMapError(
+                        "CloudMapUnreachable",
+                        f"Cloud Map {api} failed: {type(error).__name__}: {error} after {attempt + 1} "
+                        "attempts; the next event or reconcile retries",
+                    ) from error
+                await asyncio.sleep(self._backoff.delay(attempt))
+                attempt += 1
+                continue
             metrics.CLOUDMAP_CALLS.labels(api, "ok").inc()
             return result
 
