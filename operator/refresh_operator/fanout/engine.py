@@ -30,6 +30,7 @@ from refresh_operator.fanout import metrics
 from refresh_operator.fanout.backoff import backoff_delays
 from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
+from refresh_operator.fanout.plaintext import plaintext_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.targets import Result, Target, TargetOutcome
 from refresh_operator.fanout.tokens import TokenCache, TokenError
@@ -62,24 +63,6 @@ _RESULTS = {
 }
 _MAX_DETAIL = 240
 CANCELLED_ERROR = "cancelled: the rollout was stopped before this target finished"
-PLAINTEXT_ERROR = (
-    "PlaintextCredentials: refused to send {what} without TLS; enable spec.refresh.tls, use "
-    "payload: invalidate, or set spec.refresh.insecureAllowPlaintext"
-)
-
-
-def plaintext_refusal(request: pb.RefreshRequest, policy: RefreshPolicy) -> str | None:
-    """Why this call may not go out over plaintext, or None. The last line of defence: routes are
-    validated before they are indexed, and SecureStrings are turned into invalidations before this."""
-    if policy.tls is not None or policy.allow_plaintext:
-        return None
-    if policy.token_file is not None or policy.token_audience is not None:
-        return PLAINTEXT_ERROR.format(what="a bearer token")
-    if request.value_type == pb.VALUE_TYPE_SECURE_STRING and (
-        request.payload_mode == pb.PAYLOAD_MODE_VALUE and request.value
-    ):
-        return PLAINTEXT_ERROR.format(what="a SecureString value")
-    return None
 
 
 def is_retryable(code: grpc.StatusCode) -> bool:
