@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CHARTS = ("config-refresh-operator", "config-service")
+CHARTS = ("config-refresh-operator", "config-service", "config-refresh-crds")
 DOC = ROOT / "docs" / "install-eks.md"
 KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+):(\s|$)")
 EXAMPLE_CODE = re.compile(r"^#\s{3,}")

@@ -2,10 +2,10 @@
 # Lints what ships besides the Python code: the two Helm charts, the Dockerfile and the CloudFormation
 # template, so that `make lint` fails on a broken chart, an unpinned image or a risky IAM policy.
 #
-#   1. hack/check-chart-crds.sh   the chart's CRDs are the files in crds/
-#   2. helm lint --strict          both charts, with every ci/*-values.yaml set (the operator chart has no
+#   1. hack/check-chart-crds.sh   the charts' CRDs are the files in crds/
+#   2. helm lint --strict          every chart, with every ci/*-values.yaml set (the operator chart has no
 #                                  complete defaults: aws.queueUrl is required)
-#      helm package                each chart packages, the operator's with the CRD files' content (not links)
+#      helm package                each chart packages, the operator's and the CRDs' with the CRD files' content (not links)
 #   3. hadolint                    Dockerfile (settings in .hadolint.yaml)
 #   4. cfn-lint                    deploy/aws/*.yaml
 #   5. checkov                     the charts rendered with every ci/ value set (kubernetes checks on what a
@@ -66,12 +66,15 @@ for chart in charts/*/; do
 done
 mkdir -p "$rendered/unpacked"
 tar -xzf "$rendered"/packages/config-refresh-operator-*.tgz -C "$rendered/unpacked"
+tar -xzf "$rendered"/packages/config-refresh-crds-*.tgz -C "$rendered/unpacked"
 for source in crds/*.yaml; do
-  packaged="$rendered/unpacked/config-refresh-operator/crds/$(basename "$source")"
-  { [ -f "$packaged" ] && [ ! -L "$packaged" ] && cmp -s "$source" "$packaged"; } \
-    || { echo "error: the packaged operator chart does not carry $source as a file" >&2; exit 1; }
+  for packaged in "$rendered/unpacked/config-refresh-operator/crds/$(basename "$source")" \
+    "$rendered/unpacked/config-refresh-crds/files/crds/$(basename "$source")"; do
+    { [ -f "$packaged" ] && [ ! -L "$packaged" ] && cmp -s "$source" "$packaged"; } \
+      || { echo "error: the packaged chart does not carry $source as a file at ${packaged#"$rendered"/unpacked/}" >&2; exit 1; }
+  done
 done
-echo "packaged CRDs match crds/"
+echo "packaged CRDs match crds/ (operator chart and CRDs chart)"
 
 say "hadolint Dockerfile"
 .venv/bin/hadolint Dockerfile && echo "no findings"
