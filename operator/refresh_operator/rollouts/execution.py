@@ -11,7 +11,14 @@ from typing import Any, Protocol
 
 from refresh_operator import metrics, status
 from refresh_operator.boundary import RoutingPolicy
-from refresh_operator.fanout import CANCELLED_ERROR, DiscoveryError, RefreshPolicy, Result, Target
+from refresh_operator.fanout import (
+    CANCELLED_ERROR,
+    DiscoveryError,
+    RefreshPolicy,
+    Result,
+    Target,
+    TargetOutcome,
+)
 from refresh_operator.fanout.mapping import build_request, effective_payload, recorded_outcome
 from refresh_operator.ordering import parse_time
 from refresh_operator.parameter_store import ParameterSnapshot
@@ -19,7 +26,7 @@ from refresh_operator.rollouts.conclusion import conclude
 from refresh_operator.rollouts.model import RetryLater, Subject
 from refresh_operator.rollouts.status_writer import Progress, ProgressWriter, StatusWriter
 from refresh_operator.rollouts.supersession import Running, Supersession
-from refresh_operator.rollouts.wave_runner import WavePlan, WaveRunner
+from refresh_operator.rollouts.wave_runner import Halt, WavePlan, WaveRunner
 from refresh_operator.routes import Route, RouteError
 from refresh_operator.waves import HALTED, plan_waves
 
@@ -162,10 +169,47 @@ class Execution:
         if not targets:
             await self._no_targets(subject, change.route)
             return
-        current, snapshot = subject.current, change.snapshot
+        plan, outcomes, resumed = self._plan(subject.current, targets, change)
+        progress = Progress(
+            targets,
+            outcomes,
+            self._settings.instances_cap,
+            list(plan.ends) if plan.spec is not None else None,
+        )
+        started_at = str(subject.current.get("startedAt") or status.now_text())
+        # A handler retried mid-rollout keeps the rollout's deadline; a person's resume starts a new one.
+        keep_deadline = parse_time(started_at).timestamp() if resumed and not change.resume else None
+        halt = await self._push(subject, change, running, plan, progress, started_at, keep_deadline, resumed)
+        if halt is not None and not running.cancel.is_set():
+            extra = {"startedAt": started_at, **progress.status()}
+            await self._writer.halt(subject, extra=extra, reason=halt.reason, message=halt.message)
+            subject.post_event("Warning", HALTED, halt.message)
+            logger.warning("ConfigRefresh %s/%s halted: %s", subject.namespace, subject.name, halt.message)
+            return
+        if running.cancel.is_set() and running.superseded_by:
+            for instance_id, outcome in list(outcomes.items()):
+                if outcome.error == CANCELLED_ERROR:
+                    del outcomes[instance_id]
+            extra = {**progress.status(), "startedAt": started_at}
+            await self._supersession.mark_superseded(subject, running.superseded_by, extra=extra)
+            return
+        end = conclude(targets, outcomes, change.snapshot, generation=subject.generation)
+        extra = progress.status()
+        if end.latency_seconds is not None:
+            extra["latencyMs"] = round(end.latency_seconds * 1000)
+            metrics.COMMIT_TO_APPLIED.observe(end.latency_seconds)
+        metrics.ROLLOUT_DURATION.observe(time.monotonic() - started_mono)
+        extra["startedAt"] = started_at
+        await self._writer.finish(subject, phase=end.phase, extra=extra, conditions=end.conditions)
+        subject.post_event("Normal" if end.phase == status.SUCCEEDED else "Warning", end.phase, end.message)
+        logger.info("ConfigRefresh %s/%s %s: %s", subject.namespace, subject.name, end.phase, end.message)
+
+    def _plan(
+        self, current: Mapping[str, Any], targets: list[Target], change: Change
+    ) -> tuple[WavePlan, dict[str, TargetOutcome], bool]:
+        """The waves to run, the outcomes already settled, and whether an earlier run had started."""
         outcomes = status.outcomes_from_status(current, targets)
         resumed = bool(outcomes) or current.get("phase") == status.IN_PROGRESS
-        started_at = str(current.get("startedAt") or status.now_text())
         waving = change.route.rollout if change.only is None else None
         ends = plan_waves(waving.waves, len(targets)) if waving is not None else [len(targets)]
         plan = WavePlan(ends, waving, int(current.get("currentWave") or 0) + 1 if change.resume else 1)
@@ -178,9 +222,20 @@ class Execution:
                 target = earlier.get(str(entry.get("id")))
                 if target is not None and entry.get("result") == Result.FAILED.value:
                     outcomes.setdefault(target.instance_id, recorded_outcome(target, entry))
-        progress = Progress(
-            targets, outcomes, self._settings.instances_cap, ends if waving is not None else None
-        )
+        return plan, outcomes, resumed
+
+    async def _push(
+        self,
+        subject: Subject,
+        change: Change,
+        running: Running,
+        plan: WavePlan,
+        progress: Progress,
+        started_at: str,
+        keep_deadline: float | None,
+        resumed: bool,
+    ) -> Halt | None:
+        """Run the waves with progress written live; returns why the rollout halted, if it did."""
         writer = ProgressWriter(
             self._writer, subject, progress, interval=self._settings.status_patch_interval_seconds
         )
@@ -197,61 +252,35 @@ class Execution:
                 "startedAt": started_at,
                 "observedGeneration": subject.generation,
                 **progress.status(),
-                "conditions": status.merge_conditions(current.get("conditions") or [], [ready]),
+                "conditions": status.merge_conditions(subject.current.get("conditions") or [], [ready]),
             }
         )
+        snapshot = change.snapshot
         subject.post_event(
             "Normal",
             "Started",
             f"{'resumed' if resumed else 'started'} refresh of {snapshot.name} v{snapshot.version} "
-            f"on {len(targets)} instance(s)",
+            f"on {len(progress.targets)} instance(s)",
         )
 
         def on_wave(index: int) -> None:
             progress.current_wave = index
             writer.changed()
 
-        route = change.route
-        payload = effective_payload(route, snapshot.value_type)
+        payload = effective_payload(change.route, snapshot.value_type)
         try:
-            halt = await self._waves.run(
-                targets=targets,
+            return await self._waves.run(
+                targets=progress.targets,
                 plan=plan,
                 request=build_request(
                     refresh_id=subject.name, snapshot=snapshot, payload=payload, scope=change.scope
                 ),
-                policy=self._policy_for(route),
-                outcomes=outcomes,
+                policy=self._policy_for(change.route),
+                outcomes=progress.outcomes,
                 on_outcome=writer.record,
                 on_wave=on_wave,
                 cancel=running.cancel,
-                started_at=parse_time(started_at).timestamp() if resumed and not change.resume else None,
+                started_at=keep_deadline,
             )
         finally:
             await writer.stop()
-
-        if halt is not None and not running.cancel.is_set():
-            extra = {"startedAt": started_at, **progress.status()}
-            await self._writer.halt(subject, extra=extra, reason=halt.reason, message=halt.message)
-            subject.post_event("Warning", HALTED, halt.message)
-            logger.warning("ConfigRefresh %s/%s halted: %s", subject.namespace, subject.name, halt.message)
-            return
-
-        if running.cancel.is_set() and running.superseded_by:
-            for instance_id, outcome in list(outcomes.items()):
-                if outcome.error == CANCELLED_ERROR:
-                    del outcomes[instance_id]
-            extra = {**progress.status(), "startedAt": started_at}
-            await self._supersession.mark_superseded(subject, running.superseded_by, extra=extra)
-            return
-
-        end = conclude(targets, outcomes, snapshot, generation=subject.generation)
-        extra = progress.status()
-        if end.latency_seconds is not None:
-            extra["latencyMs"] = round(end.latency_seconds * 1000)
-            metrics.COMMIT_TO_APPLIED.observe(end.latency_seconds)
-        metrics.ROLLOUT_DURATION.observe(time.monotonic() - started_mono)
-        extra["startedAt"] = started_at
-        await self._writer.finish(subject, phase=end.phase, extra=extra, conditions=end.conditions)
-        subject.post_event("Normal" if end.phase == status.SUCCEEDED else "Warning", end.phase, end.message)
-        logger.info("ConfigRefresh %s/%s %s: %s", subject.namespace, subject.name, end.phase, end.message)
