@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from refresh_operator import metrics, status
 from refresh_operator.boundary import RoutingPolicy
@@ -38,18 +38,8 @@ DISCOVERY_RETRIES = 3
 EMPTY_COUNTS = {"targets": 0, "refreshed": 0, "failed": 0, "stale": 0, "progress": "0/0"}
 
 
-class Discover(Protocol):
-    """`discover_instances`, or a stand-in for it."""
-
-    async def __call__(
-        self,
-        client: Any,
-        *,
-        namespace: str,
-        service: str,
-        query_parameters: Mapping[str, str],
-        default_port: int | None = None,
-    ) -> list[Target]: ...
+Discover = Callable[..., Awaitable[list[Target]]]
+"""`discover_instances`, or a stand-in with its signature."""
 
 
 @dataclasses.dataclass(frozen=True)

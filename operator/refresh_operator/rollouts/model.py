@@ -55,7 +55,7 @@ class SpecParameter:
 
 
 @dataclasses.dataclass(frozen=True)
-class RefreshSpec:
+class ConfigRefreshSpec:
     """A ConfigRefresh's spec: which parameter version goes to which route's instances."""
 
     route: str
@@ -66,7 +66,7 @@ class RefreshSpec:
     """Only these instance ids (a targeted repair), or None for every instance the route discovers."""
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> RefreshSpec:
+    def from_spec(cls, spec: Mapping[str, Any]) -> ConfigRefreshSpec:
         only = frozenset(str(target) for target in spec.get("targets") or [])
         return cls(
             route=str(spec.get("route", "")),

@@ -20,7 +20,7 @@ from refresh_operator.kube import Kube, KubeError
 from refresh_operator.ordering import canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.rollouts.execution import Change, Discover, Execution, ExecutionSettings
-from refresh_operator.rollouts.model import EventPoster, RefreshSpec, RetryLater, Subject
+from refresh_operator.rollouts.model import ConfigRefreshSpec, EventPoster, RetryLater, Subject
 from refresh_operator.rollouts.status_writer import StatusWriter
 from refresh_operator.rollouts.supersession import Supersession
 from refresh_operator.rollouts.wave_runner import WaveRunner
@@ -103,7 +103,7 @@ class Rollouts:
             return
         if subject.phase == HALTED and not resume:
             return  # waits for `configctl rollout resume|abort`
-        order = RefreshSpec.from_spec(spec)
+        order = ConfigRefreshSpec.from_spec(spec)
         parameter = order.parameter
         try:
             route = await self._route(namespace, order.route)
