@@ -221,12 +221,15 @@ async def test_a_newer_rollout_supersedes_the_running_older_one(make: Callable[.
     h.cache("r-v4", 4, modified=T0 + datetime.timedelta(seconds=1))
     older = asyncio.create_task(h.run("r-v3", 3))
     await asyncio.wait_for(h.fanout.started.wait(), timeout=10)
-    h.fanout.release.set()
     spec = h.spec(4, modified=T0 + datetime.timedelta(seconds=1))
-    newer = h.rollouts.run(
-        namespace=NS, name="r-v4", spec=spec, current={}, generation=1, post_event=lambda *_: None
+    newer = asyncio.create_task(
+        h.rollouts.run(
+            namespace=NS, name="r-v4", spec=spec, current={}, generation=1, post_event=lambda *_: None
+        )
     )
-    await asyncio.wait_for(asyncio.gather(older, newer), timeout=10)
+    await asyncio.wait_for(older, timeout=10)  # ends only once cancelled: nothing releases it
+    h.fanout.release.set()
+    await asyncio.wait_for(newer, timeout=10)
     superseded = h.kube.final("r-v3")
     assert superseded["phase"] == status.SUPERSEDED
     assert superseded["supersededBy"] == "r-v4"
