@@ -3,8 +3,9 @@
 A rollout reaches the instances that are healthy while it runs. One that was unhealthy then, joined the
 service after the rollout (and bootstrapped before the write), or failed every attempt, stays on the old
 version until its TTL re-read. So each resync pass (resync.py), after recovering missed changes, calls
-`GetState` on every HEALTHY instance Cloud Map lists for the route (once per instance, bounded by the
-route's maxConcurrency, with its timeout, TLS and token) and compares, per parameter, what the instance
+`GetState` on every HEALTHY instance Cloud Map lists for the route (through `FanOut.states`: once per
+instance, bounded by the route's maxConcurrency, with its timeout, TLS, token and the refreshes' circuit
+breakers) and compares, per parameter, what the instance
 holds with the newest version: the one Parameter Store holds now, or the newest Delete recorded by the
 route's objects for a parameter that is gone.
 
@@ -18,24 +19,18 @@ next pass looks again.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
-import grpc
-
-from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import routing_from_settings
-from refresh_operator.fanout import ChannelPool, DiscoveryError, RefreshPolicy, Target, discover_instances
-from refresh_operator.fanout.tokens import TokenCache, TokenError
+from refresh_operator.fanout import DiscoveryError, FanOut, RefreshPolicy, discover_instances
+from refresh_operator.fanout.states import Held, InstanceState
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.naming import refresh_name
-from refresh_operator.ordering import Operation, VersionKey, canonical_time
+from refresh_operator.ordering import Operation, canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.refresh_objects import refresh_body
 from refresh_operator.resync import Known
@@ -44,14 +39,6 @@ from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
 
 logger = logging.getLogger("refresh_operator.antientropy")
-
-
-@dataclasses.dataclass(frozen=True)
-class Held:
-    """What one instance holds of one parameter."""
-
-    key: VersionKey
-    deleted: bool
 
 
 def _millis(moment: datetime.datetime) -> datetime.datetime:
@@ -76,11 +63,6 @@ def settled(snapshot: ParameterSnapshot, known: Known | None, now: datetime.date
     return not known.busy and known.newest >= snapshot.key
 
 
-def _read_token(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().strip()
-
-
 class AntiEntropy:
     """Finds instances behind the newest versions of a route's parameters and records targeted repairs."""
 
@@ -92,18 +74,16 @@ class AntiEntropy:
         blocking: Blocking,
         kube_api: Kube,
         values: ValueCache,
-        channels: ChannelPool,
+        fanout: FanOut,
         policy_for: Callable[[Route], RefreshPolicy],
-        tokens: TokenCache | None = None,
     ) -> None:
         self._settings = settings
         self._clients = clients
         self._blocking = blocking
         self._kube = kube_api
         self._values = values
-        self._channels = channels
+        self._fanout = fanout
         self._policy_for = policy_for
-        self._tokens = tokens
         self._routing = routing_from_settings(settings)
 
     async def repair(
@@ -135,7 +115,7 @@ class AntiEntropy:
                 continue
             groups.setdefault(tuple(sorted(wanted.items())), []).append(snapshot)
         policy = self._policy_for(route)
-        states: dict[str, dict[str, Held] | None] = {}
+        states: dict[str, InstanceState | None] = {}
         repaired = 0
         for query, snapshots in groups.items():
             try:
@@ -151,8 +131,7 @@ class AntiEntropy:
                 continue
             targets, _ = self._routing.owned_targets(route, targets)
             missing = [target for target in targets if target.instance_id not in states]
-            answers = await self._states(missing, route=route, policy=policy)
-            states.update(answers)
+            states.update(await self._fanout.states(missing, name_prefix=route.prefix, policy=policy))
             answered = [
                 (target.instance_id, held)
                 for target in targets
@@ -167,61 +146,6 @@ class AntiEntropy:
                 if behind:
                     repaired += await self._record(route, snapshot, behind, now)
         return repaired
-
-    async def _states(
-        self, targets: Sequence[Target], *, route: Route, policy: RefreshPolicy
-    ) -> dict[str, dict[str, Held] | None]:
-        metadata: tuple[tuple[str, str], ...] = ()
-        sends_token = policy.token_file is not None or policy.token_audience is not None
-        if sends_token and policy.tls is None and not policy.allow_plaintext:
-            logger.warning("Anti-entropy of %s/%s skipped: no token in clear", route.namespace, route.name)
-            return {}
-        if policy.token_audience is not None:
-            if self._tokens is None:
-                logger.warning("Anti-entropy skipped: no ServiceAccount configured for tokens")
-                return {}
-            try:
-                token = await self._tokens.token(policy.token_audience)
-            except TokenError as error:
-                logger.warning("Anti-entropy skipped: %s", error)
-                return {}
-            metadata = (("authorization", f"Bearer {token}"),)
-        elif policy.token_file is not None:
-            try:
-                token = await asyncio.to_thread(_read_token, policy.token_file)
-            except OSError as error:
-                logger.warning("Anti-entropy cannot read the token file: %s", error.strerror)
-                return {}
-            metadata = (("authorization", f"Bearer {token}"),)
-        slots = asyncio.Semaphore(policy.max_concurrency)
-
-        async def one(target: Target) -> tuple[str, dict[str, Held] | None]:
-            async with slots:
-                try:
-                    stub = self._channels.stub(target.address, policy.tls)
-                    reply: Any = await stub.GetState(
-                        pb.GetStateRequest(name_prefix=route.prefix),
-                        timeout=policy.timeout_seconds,
-                        metadata=metadata,
-                    )
-                except (grpc.aio.AioRpcError, OSError) as error:
-                    code = (
-                        error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
-                    )
-                    logger.info("GetState of %s failed (%s); skipped this pass", target.instance_id, code)
-                    return target.instance_id, None
-            held = {
-                state.name: Held(
-                    key=VersionKey(state.last_modified.ToDatetime(tzinfo=datetime.UTC), int(state.version)),
-                    deleted=bool(state.deleted),
-                )
-                for state in reply.parameters
-            }
-            return target.instance_id, held
-
-        if not targets:
-            return {}
-        return dict(await asyncio.gather(*(one(target) for target in targets)))
 
     async def _record(
         self, route: Route, snapshot: ParameterSnapshot, behind: list[str], now: datetime.datetime

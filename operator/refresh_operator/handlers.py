@@ -23,7 +23,7 @@ import aiohttp
 import kopf
 
 from refresh_operator import kube, status
-from refresh_operator.rollout import RetryLater
+from refresh_operator.rollouts import RetryLater
 from refresh_operator.routes import RouteError
 from refresh_operator.runtime import Runtime
 from refresh_operator.waves import ACTION_ANNOTATION, HALTED

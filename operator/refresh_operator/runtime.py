@@ -20,7 +20,7 @@ from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
 from refresh_operator.fanout.tokens import TokenCache
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.resync import Resync
-from refresh_operator.rollout import Rollouts
+from refresh_operator.rollouts import Rollouts
 from refresh_operator.routes import RouteError, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
@@ -52,8 +52,8 @@ class Runtime:
     async def start(self) -> None:
         self._stop = asyncio.Event()
         self._clients = await self.blocking.call(make_clients, self.settings)
-        channels = ChannelPool()
         self.tokens = self._token_cache()
+        fanout = FanOut(channels=ChannelPool(), breakers=BreakerRegistry(), tokens=self.tokens)
         self._rollouts = Rollouts(
             settings=self.settings,
             clients=self._clients,
@@ -61,7 +61,7 @@ class Runtime:
             kube_api=self.kube,
             routes=self.routes,
             values=self.values,
-            fanout=FanOut(channels=channels, breakers=BreakerRegistry(), tokens=self.tokens),
+            fanout=fanout,
         )
         metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
         await self._load_routes()
@@ -86,9 +86,8 @@ class Runtime:
                 blocking=self.blocking,
                 kube_api=self.kube,
                 values=self.values,
-                channels=channels,
+                fanout=fanout,
                 policy_for=self._rollouts.policy,
-                tokens=self.tokens,
             ).repair,
         )
         self._tasks = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from refresh_operator.rollout import effective_payload
+from refresh_operator.fanout.mapping import effective_payload
 from refresh_operator.routes import MAX_PARAMETER_NAME_LENGTH, RouteError, RouteIndex, route_from_object
 
 

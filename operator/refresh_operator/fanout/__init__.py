@@ -1,8 +1,10 @@
 """The operator's fan-out engine: push one parameter change to every instance, and find the instances.
 
-The handlers build a ``RefreshPolicy`` from the route, ``discover_instances`` from Cloud Map, and call
-``FanOut.run``; one ``FanOut`` with its ``ChannelPool`` and ``BreakerRegistry`` lives for the operator's
-lifetime so connections and breaker state carry over between rollouts. See docs/fanout.md.
+Rollouts build a ``RefreshPolicy`` and a ``RefreshRequest`` from the route and the parameter
+(``fanout.mapping``), find targets with ``discover_instances`` from Cloud Map, and call ``FanOut.run``;
+anti-entropy asks ``FanOut.states`` what the instances hold. One ``FanOut`` with its ``ChannelPool`` and
+``BreakerRegistry`` lives for the operator's lifetime so connections and breaker state carry over between
+rollouts and GetState passes. See docs/fanout.md.
 """
 
 from refresh_operator.fanout.backoff import backoff_bound, backoff_delays

@@ -16,7 +16,18 @@ import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
+import grpc
+
 from refresh_operator.fanout import metrics
+
+ENDPOINT_FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+"""Codes that count against an endpoint's circuit breaker (it is unreachable, silent or overloaded)."""
 
 
 class BreakerState(StrEnum):

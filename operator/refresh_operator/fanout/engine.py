@@ -28,10 +28,17 @@ import grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.fanout import metrics
 from refresh_operator.fanout.backoff import backoff_delays
-from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from refresh_operator.fanout.breaker import (
+    ENDPOINT_FAILURE_CODES,
+    BreakerRegistry,
+    BreakerState,
+    CircuitBreaker,
+)
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
-from refresh_operator.fanout.plaintext import plaintext_refusal
+from refresh_operator.fanout.credentials import Metadata, call_metadata
+from refresh_operator.fanout.plaintext import plaintext_refusal, token_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
+from refresh_operator.fanout.states import InstanceState, get_states
 from refresh_operator.fanout.targets import Result, Target, TargetOutcome
 from refresh_operator.fanout.tokens import TokenCache, TokenError
 
@@ -46,15 +53,6 @@ RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
     }
 )
 """Codes after which the same call may succeed later."""
-
-ENDPOINT_FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-"""Codes that count against an endpoint's circuit breaker (it is unreachable, silent or overloaded)."""
 
 _RESULTS = {
     pb.REFRESH_RESULT_APPLIED: Result.APPLIED,
@@ -90,20 +88,9 @@ class _AttemptFailed(Exception):
 class _Rollout:
     request: pb.RefreshRequest
     policy: RefreshPolicy
-    metadata: tuple[tuple[str, str], ...]
+    metadata: Metadata
     semaphore: asyncio.Semaphore
     deadline: float  # on the monotonic clock
-
-
-def _read_token(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise CredentialFileError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
-    if not token:
-        raise CredentialFileError(f"token file {path} is empty")
-    return token
 
 
 def _short(text: str | None) -> str:
@@ -180,17 +167,7 @@ class FanOut:
             refusal = plaintext_refusal(request, policy)
             if refusal is not None:
                 raise CredentialFileError(refusal)
-            metadata: tuple[tuple[str, str], ...] = ()
-            if policy.token_audience is not None:
-                if self._tokens is None:
-                    raise CredentialFileError(
-                        "auth.type serviceAccountToken needs the operator's ServiceAccount "
-                        "(CONFIG_REFRESH_SERVICE_ACCOUNT_NAME and _NAMESPACE, set by the chart)"
-                    )
-                token = await self._tokens.token(policy.token_audience)
-                metadata = (("authorization", f"Bearer {token}"),)
-            elif policy.token_file is not None:
-                metadata = (("authorization", f"Bearer {_read_token(policy.token_file)}"),)
+            metadata = await call_metadata(policy, self._tokens)
             self._channels.prepare(policy.tls)
         except (CredentialFileError, TokenError) as exc:
             for target in todo:
@@ -217,6 +194,29 @@ class FanOut:
             (self._clock.monotonic() - start) * 1000,
         )
         return outcomes
+
+    async def states(
+        self, targets: Sequence[Target], *, name_prefix: str, policy: RefreshPolicy
+    ) -> dict[str, InstanceState | None]:
+        """Ask each target (once) what it holds under ``name_prefix``; see fanout/states.py. A policy whose
+        credentials cannot be had (or would travel in clear) asks no one: the result is empty."""
+        try:
+            refusal = token_refusal(policy)
+            if refusal is not None:
+                raise CredentialFileError(refusal)
+            metadata = await call_metadata(policy, self._tokens)
+            self._channels.prepare(policy.tls)
+        except (CredentialFileError, TokenError) as exc:
+            log.warning("GetState of %d instance(s) not sent: %s", len(targets), exc)
+            return {}
+        return await get_states(
+            targets,
+            name_prefix=name_prefix,
+            policy=policy,
+            metadata=metadata,
+            channels=self._channels,
+            breakers=self._breakers,
+        )
 
     async def _run_tasks(
         self,

@@ -21,12 +21,20 @@ PLAINTEXT_ERROR = (
 def plaintext_refusal(request: pb.RefreshRequest, policy: RefreshPolicy) -> str | None:
     """Why this call may not go out over plaintext, or None. The last line of defence: routes are
     validated before they are indexed, and SecureStrings are turned into invalidations before this."""
-    if policy.tls is not None or policy.allow_plaintext:
-        return None
-    if policy.token_file is not None or policy.token_audience is not None:
-        return PLAINTEXT_ERROR.format(what="a bearer token")
+    refusal = token_refusal(policy)
+    if refusal is not None or policy.tls is not None or policy.allow_plaintext:
+        return refusal
     if request.value_type == pb.VALUE_TYPE_SECURE_STRING and (
         request.payload_mode == pb.PAYLOAD_MODE_VALUE and request.value
     ):
         return PLAINTEXT_ERROR.format(what="a SecureString value")
+    return None
+
+
+def token_refusal(policy: RefreshPolicy) -> str | None:
+    """Why no call (Refresh or GetState) under `policy` may go out: a token would travel in clear."""
+    if policy.tls is not None or policy.allow_plaintext:
+        return None
+    if policy.token_file is not None or policy.token_audience is not None:
+        return PLAINTEXT_ERROR.format(what="a bearer token")
     return None

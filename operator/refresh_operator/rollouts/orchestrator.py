@@ -1,0 +1,215 @@
+"""One ConfigRefresh rollout, start to end: admit the route, settle which version goes out, take over from
+older rollouts of the same parameter (supersession.py), and hand the fan-out to execution.py.
+
+A Halted rollout waits for `configctl rollout resume|abort`: `run(resume=True)` starts its next wave,
+`abort` ends it Failed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from refresh_operator import kube, metrics, status
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.boundary import admission_from_settings
+from refresh_operator.fanout import FanOut, RefreshPolicy, discover_instances
+from refresh_operator.fanout.mapping import OperatorCredentials, effective_payload, policy_for
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.ordering import canonical_time
+from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
+from refresh_operator.rollouts.execution import Change, Discover, Execution, ExecutionSettings
+from refresh_operator.rollouts.model import ConfigRefreshSpec, EventPoster, RetryLater, Subject
+from refresh_operator.rollouts.status_writer import StatusWriter
+from refresh_operator.rollouts.supersession import Supersession
+from refresh_operator.rollouts.wave_runner import WaveRunner
+from refresh_operator.routes import Route, RouteError, RouteIndex
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+from refresh_operator.waves import HALTED
+
+
+def credentials_from_settings(settings: OperatorSettings) -> OperatorCredentials:
+    def text(path: object) -> str | None:
+        return str(path) if path else None
+
+    return OperatorCredentials(
+        tls_ca_file=text(settings.tls_ca_file),
+        tls_cert_file=text(settings.tls_cert_file),
+        tls_key_file=text(settings.tls_key_file),
+        token_file=text(settings.token_file),
+    )
+
+
+class Rollouts:
+    """Runs ConfigRefresh rollouts; one instance per operator process."""
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        clients: AwsClients,
+        blocking: Blocking,
+        kube_api: Kube,
+        routes: RouteIndex,
+        values: ValueCache,
+        fanout: FanOut,
+        discover: Discover = discover_instances,
+    ) -> None:
+        self._clients = clients
+        self._blocking = blocking
+        self._kube = kube_api
+        self._routes = routes
+        self._values = values
+        self._credentials = credentials_from_settings(settings)
+        self._admission = admission_from_settings(settings)
+        self._writer = StatusWriter(blocking=blocking, kube_api=kube_api, values=values)
+        self._supersession = Supersession(
+            writer=self._writer, blocking=blocking, kube_api=kube_api, values=values
+        )
+        self._execution = Execution(
+            settings=ExecutionSettings(
+                instances_cap=settings.instances_cap,
+                status_patch_interval_seconds=settings.status_patch_interval_seconds,
+            ),
+            cloud_map=clients.servicediscovery,
+            discover=discover,
+            routing=self._admission.routing,
+            writer=self._writer,
+            supersession=self._supersession,
+            waves=WaveRunner(fanout=fanout, health_gates=self._admission.health_gates),
+            policy_for=self.policy,
+        )
+
+    def policy(self, route: Route) -> RefreshPolicy:
+        """How instances of `route` are called (timeouts, concurrency, TLS, token)."""
+        return policy_for(route.refresh, self._credentials)
+
+    async def run(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+        retry: int = 0,
+        resume: bool = False,
+    ) -> None:
+        subject = Subject(namespace, name, generation, current, post_event)
+        if subject.phase in status.TERMINAL_PHASES:
+            return
+        if subject.phase == HALTED and not resume:
+            return  # waits for `configctl rollout resume|abort`
+        order = ConfigRefreshSpec.from_spec(spec)
+        parameter = order.parameter
+        try:
+            route = await self._route(namespace, order.route)
+            if not parameter.name.startswith(route.prefix):
+                raise RouteError(
+                    "OutsideRoute", f"{parameter.name} is not under the route's prefix {route.prefix}"
+                )
+            scope = dict(order.scope)
+            if not scope and route.scope_pattern is not None:
+                scope = route.scope_of(parameter.name) or {}
+        except RouteError as error:
+            ready = status.condition(
+                "Ready", status=False, reason=error.reason, message=str(error), generation=generation
+            )
+            await self._writer.finish(subject, phase=status.FAILED, extra={}, conditions=[ready])
+            post_event("Warning", "Failed", f"{error.reason}: {error}")
+            return
+
+        snapshot = self._values.take(namespace, name)
+        spec_key = parameter.key
+        if snapshot is None or spec_key is None or snapshot.key != spec_key:
+            manual = order.trigger == "manual"
+            deleted_at = (
+                datetime.datetime.now(datetime.UTC)
+                if manual or parameter.last_modified is None
+                else parameter.last_modified
+            )
+            snapshot = await self._read(
+                parameter.name,
+                with_value=effective_payload(route, parameter.value_type) == "value",
+                deleted_at=deleted_at,
+            )
+            if spec_key is None or manual:
+                post_event(
+                    "Normal",
+                    "VersionResolved",
+                    f"pushing the current state of {snapshot.name}: {snapshot.operation} v{snapshot.version} "
+                    f"of {canonical_time(snapshot.last_modified)}",
+                )
+            elif snapshot.key > spec_key:
+                await self._supersession.supersede_by_store(subject, route, scope, snapshot)
+                return
+
+        # A targeted repair (anti-entropy) runs beside the rollouts of its parameter, never superseding one.
+        only = order.targets
+        run_key = (namespace, route.name, parameter.name if only is None else f"{parameter.name} repair")
+        with self._supersession.running(run_key, snapshot.key, name) as mine:
+            if isinstance(mine, str):
+                await self._supersession.mark_superseded(subject, mine)
+                return
+            if only is None:
+                await self._supersession.supersede_halted(
+                    namespace, route, parameter.name, snapshot.key, name, post_event
+                )
+            change = Change(route, scope, snapshot, only=only, retry=retry, resume=resume)
+            await self._execution.execute(subject, change, mine)
+
+    async def abort(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        current: Mapping[str, Any],
+        generation: int,
+        post_event: EventPoster,
+    ) -> None:
+        """A Halted rollout is given up: Failed, with an Aborted condition; instances keep what they hold."""
+        if current.get("phase") != HALTED:
+            return
+        message = "aborted by request while halted; instances not yet refreshed keep their version"
+        await self._writer.finish(
+            Subject(namespace, name, generation, current, post_event),
+            phase=status.FAILED,
+            extra={},
+            conditions=[
+                status.condition(
+                    "Ready", status=False, reason="Aborted", message=message, generation=generation
+                ),
+                status.condition(
+                    "Halted", status=False, reason="Aborted", message=message, generation=generation
+                ),
+            ],
+        )
+        post_event("Warning", "Aborted", message)
+
+    async def _route(self, namespace: str, name: str) -> Route:
+        route = self._routes.get(namespace, name)
+        if route is not None:
+            return route
+        try:
+            obj = await self._blocking.call(self._kube.get, kube.ROUTES, namespace, name)
+        except KubeError as error:
+            raise RetryLater(f"cannot read ConfigRoute {name}: {error}", delay=5) from None
+        if obj is None:
+            raise RouteError("RouteNotFound", f"ConfigRoute {namespace}/{name} does not exist")
+        return self._admission.admit(obj)
+
+    async def _read(self, name: str, *, with_value: bool, deleted_at: datetime.datetime) -> ParameterSnapshot:
+        try:
+            snapshot = await self._blocking.call(
+                read_parameter, self._clients.ssm, name=name, with_value=with_value, deleted_at=deleted_at
+            )
+        except ParameterStoreError as error:
+            metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()
+            raise RetryLater(str(error), delay=5) from None
+        metrics.PARAMETER_STORE_CALLS.labels(
+            "GetParameter", "not_found" if snapshot.version == 0 else "ok"
+        ).inc()
+        return snapshot

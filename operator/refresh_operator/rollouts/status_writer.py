@@ -1,0 +1,201 @@
+"""Writing a rollout's status: throttled progress patches while it runs, one final patch when it ends.
+
+Progress goes straight to the /status subresource as merge patches (kopf applies a handler's own patch
+only once, at the end), so `kubectl get cfgr -w` shows Refreshed climbing. Per-instance results are
+recorded as they come, which makes the rollout restart-safe: a resumed handler passes what status already
+holds as `already_done`, and only unacknowledged instances are called again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from refresh_operator import kube, metrics, status
+from refresh_operator.aws import Blocking
+from refresh_operator.fanout import Target, TargetOutcome
+from refresh_operator.kube import Kube, KubeError
+from refresh_operator.refresh_objects import LABEL_HALTED
+from refresh_operator.rollouts.model import RetryLater, Subject
+from refresh_operator.values import ValueCache
+from refresh_operator.waves import HALTED
+
+logger = logging.getLogger("refresh_operator.rollouts")
+
+MUST_ATTEMPTS = 5
+"""A status patch that must land (a final phase) is tried this many times before the handler retries."""
+
+
+class StatusWriter:
+    """Patches ConfigRefresh status and the Halted label; shared by every rollout of the process."""
+
+    def __init__(self, *, blocking: Blocking, kube_api: Kube, values: ValueCache) -> None:
+        self._blocking = blocking
+        self._kube = kube_api
+        self._values = values
+
+    async def patch(self, namespace: str, name: str, patch: Mapping[str, Any], *, must: bool = False) -> None:
+        """Merge `patch` into status. A vanished object is fine; a failed progress patch is logged, a
+        failed final one (`must`) is retried a few times and then raised as RetryLater."""
+        attempt = 0
+        while True:
+            try:
+                await self._blocking.call(self._kube.patch_status, kube.REFRESHES, namespace, name, patch)
+                return
+            except KubeError as error:
+                metrics.KUBE_API_ERRORS.labels("patch_refresh_status").inc()
+                if error.status == 404:
+                    return
+                attempt += 1
+                if not must or attempt >= MUST_ATTEMPTS:
+                    if must:
+                        raise RetryLater(f"status patch failed: {error}", delay=5) from None
+                    logger.warning("Progress patch of %s/%s failed: %s", namespace, name, error)
+                    return
+                await asyncio.sleep(min(0.5 * 2**attempt, 5))
+
+    async def label_halted(self, namespace: str, name: str, halted: bool) -> None:
+        """Best effort (see LABEL_HALTED): a failure only means a successor may not find this rollout."""
+        labels = {"metadata": {"labels": {LABEL_HALTED: "true" if halted else None}}}
+        try:
+            await self._blocking.call(self._kube.patch, kube.REFRESHES, namespace, name, labels)
+        except KubeError as error:
+            metrics.KUBE_API_ERRORS.labels("patch_refresh").inc()
+            if error.status != 404:
+                logger.warning("Halted label of %s/%s not updated: %s", namespace, name, error)
+
+    async def finish(
+        self,
+        subject: Subject,
+        *,
+        phase: str,
+        extra: Mapping[str, Any],
+        conditions: list[dict[str, Any]],
+    ) -> None:
+        """The final status: phase, completedAt, conditions and whatever `extra` counts."""
+        existing = subject.current
+        patch: dict[str, Any] = {
+            "phase": phase,
+            "completedAt": status.now_text(),
+            "observedGeneration": subject.generation,
+            "conditions": status.merge_conditions(existing.get("conditions") or [], conditions),
+            **extra,
+        }
+        if "startedAt" not in existing and "startedAt" not in extra:
+            patch["startedAt"] = patch["completedAt"]
+        await self.patch(subject.namespace, subject.name, patch, must=True)
+        self._values.fan_out_done(subject.namespace, subject.name)
+        metrics.ROLLOUTS.labels(phase).inc()
+        if existing.get("phase") == HALTED:
+            await self.label_halted(subject.namespace, subject.name, False)
+
+    async def halt(self, subject: Subject, *, extra: Mapping[str, Any], reason: str, message: str) -> None:
+        """Phase Halted: no more fan-out until a person resumes or aborts the rollout."""
+        generation = subject.generation
+        await self.label_halted(subject.namespace, subject.name, True)
+        await self.patch(
+            subject.namespace,
+            subject.name,
+            {
+                "phase": HALTED,
+                "observedGeneration": generation,
+                **extra,
+                "conditions": status.merge_conditions(
+                    subject.current.get("conditions") or [],
+                    [
+                        status.condition(
+                            "Ready", status=False, reason=reason, message=message, generation=generation
+                        ),
+                        status.condition(
+                            "Halted", status=True, reason=reason, message=message, generation=generation
+                        ),
+                    ],
+                ),
+            },
+            must=True,
+        )
+        self._values.fan_out_done(subject.namespace, subject.name)
+        metrics.ROLLOUTS.labels(HALTED).inc()
+
+
+@dataclasses.dataclass
+class Progress:
+    """The counts and per-instance results of one running rollout, in the shape status holds them."""
+
+    targets: Sequence[Target]
+    outcomes: dict[str, TargetOutcome]
+    cap: int
+    waves: list[int] | None = None
+    current_wave: int = 1
+
+    def status(self) -> dict[str, Any]:
+        counts = status.count(self.targets, self.outcomes)
+        entries, truncated = status.instance_entries(self.targets, self.outcomes, cap=self.cap)
+        fields: dict[str, Any] = {
+            "targets": counts.targets,
+            "refreshed": counts.refreshed,
+            "failed": counts.failed,
+            "stale": counts.stale,
+            "progress": counts.progress,
+            "instances": entries,
+            "instancesTruncated": truncated,
+        }
+        if self.waves is not None:
+            fields.update(waves=self.waves, currentWave=self.current_wave)
+        return fields
+
+
+class ProgressWriter:
+    """Sends `progress` to status at most once per `interval` while a rollout runs.
+
+    The initial patch (phase InProgress) goes out while the fan-out starts, not before it; progress
+    patches and the caller's final patch come after it. The writer is never cancelled while a patch is
+    in flight (the patch runs on a thread and would land after the final status, rolling `progress`
+    back): `stop()` is cooperative and waits for it.
+    """
+
+    def __init__(
+        self, writer: StatusWriter, subject: Subject, progress: Progress, *, interval: float
+    ) -> None:
+        self._writer = writer
+        self._subject = subject
+        self._progress = progress
+        self._interval = interval
+        self._dirty = asyncio.Event()
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, initial: Mapping[str, Any]) -> None:
+        first = asyncio.create_task(self._writer.patch(self._subject.namespace, self._subject.name, initial))
+        self._task = asyncio.create_task(self._loop(first))
+
+    def changed(self) -> None:
+        """Something in `progress` changed: a patch will follow (throttled)."""
+        self._dirty.set()
+
+    def record(self, outcome: TargetOutcome) -> None:
+        self._progress.outcomes[outcome.target.instance_id] = outcome
+        self._dirty.set()
+
+    async def stop(self) -> None:
+        self._done.set()
+        self._dirty.set()
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self, first: asyncio.Task[None]) -> None:
+        await first
+        while True:
+            await self._dirty.wait()
+            if self._done.is_set():
+                return
+            self._dirty.clear()
+            await self._writer.patch(self._subject.namespace, self._subject.name, self._progress.status())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), timeout=self._interval)
+            if self._done.is_set():
+                return
