@@ -9,6 +9,7 @@ outage is received, read, and rolled out to every instance.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,9 @@ def test_the_operator_rides_out_an_outage_of_its_aws_connections(
         assert rollout["status"]["progress"] == "3/3"
         assert stack.values(name) == [("during", during)] * 3
         assert operator.returncode is None, operator.log_tail()
-        assert "ConnectionClosedError" in operator.log_text()
+        # A reset mid-response reads as ConnectionClosedError, a reset while connecting as
+        # EndpointConnectionError: botocore names whichever the proxy's timing hit.
+        assert re.search(r"ConnectionClosedError|EndpointConnectionError", operator.log_text())
 
 
 RESYNC_ERRORS = 'config_refresh_resync_passes_total{outcome="error"}'
@@ -130,4 +133,8 @@ def test_a_resync_pass_that_loses_its_connection_is_retried_and_recovers_a_dropp
         assert rollout["spec"]["source"]["trigger"] == "resync"
         assert operator.returncode is None, operator.log_tail()
         # a handled ParameterStoreError naming the call, not an "internal error" with a traceback
-        assert f"GetParametersByPath {local_aws.prefix} failed: ConnectionClosedError" in operator.log_text()
+        assert re.search(
+            rf"GetParametersByPath {re.escape(local_aws.prefix)} failed: "
+            r"(ConnectionClosedError|EndpointConnectionError)",
+            operator.log_text(),
+        )
