@@ -123,6 +123,29 @@ def idle(stack: DemoStack, seconds: float) -> dict[str, int]:
     return stack.aws.call_counts()
 
 
+BURST_SECONDS = 3.0  # the targets row: 100 writes to one key in 1-3 s
+
+
+def burst_check(b: dict[str, Any]) -> Check:
+    """The burst row against its target. The row is about a burst of at most BURST_SECONDS: writes that
+    took longer (a stalled machine, a slow moto) do not show the bound, so the row is then not met, and
+    says why, whatever the fan-outs."""
+    in_time = b["seconds"] <= BURST_SECONDS
+    return Check(
+        what=f"{b['writes']} writes to one key in 1-{BURST_SECONDS:g} s",
+        target="≤ 3 fan-outs, final value everywhere, no regression",
+        measured=(
+            f"writes took {b['seconds']:.2f} s"
+            f"{'' if in_time else f' (longer than {BURST_SECONDS:g} s: not the burst the row names)'};"
+            f" {b['fanned_out']} fan-outs ({b['rollouts']} ConfigRefreshes:"
+            f" {', '.join(f'{k} {v}' for k, v in b['phases'].items())}); final value on"
+            f" {'every' if b['everywhere'] else 'NOT every'} instance;"
+            f" {len(b['regressions'])} regressions in {b['samples']} samples"
+        ),
+        met=in_time and b["fanned_out"] <= 3 and b["everywhere"] and not b["regressions"],
+    )
+
+
 def burst(stack: DemoStack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]:
     ssm = stack.aws.client("ssm")
     name = f"{stack.aws.prefix}bench/burst/key"
@@ -278,20 +301,7 @@ def run(
                     f" final everywhere {b['everywhere']},"
                     f" regressions {len(b['regressions'])} in {b['samples']} samples, {b['reads']} reads"
                 )
-                result.checks.append(
-                    Check(
-                        what="100 writes to one key in 1 s",
-                        target="≤ 3 fan-outs, final value everywhere, no regression",
-                        measured=(
-                            f"{b['fanned_out']} fan-outs ({b['rollouts']} ConfigRefreshes:"
-                            f" {', '.join(f'{k} {v}' for k, v in b['phases'].items())}); final value on"
-                            f" {'every' if b['everywhere'] else 'NOT every'} instance;"
-                            f" {len(b['regressions'])} regressions in {b['samples']} samples;"
-                            f" writes took {b['seconds']:.2f} s"
-                        ),
-                        met=b["fanned_out"] <= 3 and b["everywhere"] and not b["regressions"],
-                    )
-                )
+                result.checks.append(burst_check(b))
         finally:
             rollouts.close()
             stack.stop()
