@@ -32,7 +32,7 @@ def say(text: str) -> None:
 
 @dataclass
 class Check:
-    """One DESIGN.md target and what was measured against it."""
+    """One target of the targets table (bench/targets.py) and what was measured against it."""
 
     what: str
     target: str

@@ -1,12 +1,12 @@
 """GetConfig latency, quiet versus during a refresh storm, measured in one run.
 
-Why: the service promises that readers never wait on a refresh (DESIGN.md: GetConfig p99 during a refresh
-storm <= 1.1 x quiet p99). This starts the local AWS stack and one real `config-service` process, loads it
-with parameters, then measures GetConfig from a client process twice for the same duration: once quiet,
-once while a second client process pushes refreshes (VALUE mode, new versions across all parameters) as
-fast as the instance acknowledges them. Quiet and storm phases alternate (the storm process is paused with
-SIGSTOP between them) so that load from elsewhere on the machine hits both alike. It prints p50/p90/p99/max
-for both and the ratios.
+Why: the service promises that readers never wait on a refresh (targets table, docs/benchmarks.md:
+GetConfig p99 during a refresh storm <= 1.1 x quiet p99). This starts the local AWS stack and one real
+`config-service` process, loads it with parameters, then measures GetConfig from a client process twice
+for the same duration: once quiet, once while a second client process pushes refreshes (VALUE mode, new
+versions across all parameters) as fast as the instance acknowledges them. Quiet and storm phases
+alternate (the storm process is paused with SIGSTOP between them) so that load from elsewhere on the
+machine hits both alike. It prints p50/p90/p99/max for both and the ratios.
 
     .venv/bin/python bench/getconfig_latency.py [--rounds 5] [--seconds 2] [--readers 8] [--parameters 500]
 

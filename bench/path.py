@@ -6,7 +6,7 @@ The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real conf
 - whole path: PutParameter → the ConfigRefresh's last acknowledgment, over sequential changes. The
   operator's `status.latencyMs` is commit (Parameter Store's LastModifiedDate, ms resolution) → last ack;
   "after PutParameter returned" subtracts the moment the benchmark's PutParameter call returned (same
-  machine clock), which is what DESIGN.md's row names.
+  machine clock), which is what the targets table's row names.
 - Parameter Store calls per change, and during an idle window, counted at the local AWS endpoint
   (`call_counts()`), by action; instances run with their default TTL safety net (600 s).
 - burst: 100 PutParameter to one key as fast as moto takes them (aimed at 1 s): rollouts started for it,
@@ -29,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
+from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
 from devstack.demo_stack import DemoStack
 
 NOTE = (
@@ -121,6 +122,26 @@ def idle(stack: DemoStack, seconds: float) -> dict[str, int]:
     stack.aws.reset_call_counts()
     time.sleep(seconds)
     return stack.aws.call_counts()
+
+
+def burst_check(b: dict[str, Any]) -> Check:
+    """The burst row against its target. The row is about a burst of at most BURST_SECONDS: writes that
+    took longer (a stalled machine, a slow moto) do not show the bound, so the row is then not met, and
+    says why, whatever the fan-outs."""
+    in_time = b["seconds"] <= BURST_SECONDS
+    return Check(
+        what=f"{b['writes']} writes to one key in 1-{BURST_SECONDS:g} s",
+        target=f"≤ {BURST_FAN_OUTS} fan-outs, final value everywhere, no regression",
+        measured=(
+            f"writes took {b['seconds']:.2f} s"
+            f"{'' if in_time else f' (longer than {BURST_SECONDS:g} s: not the burst the row names)'};"
+            f" {b['fanned_out']} fan-outs ({b['rollouts']} ConfigRefreshes:"
+            f" {', '.join(f'{k} {v}' for k, v in b['phases'].items())}); final value on"
+            f" {'every' if b['everywhere'] else 'NOT every'} instance;"
+            f" {len(b['regressions'])} regressions in {b['samples']} samples"
+        ),
+        met=in_time and b["fanned_out"] <= BURST_FAN_OUTS and b["everywhere"] and not b["regressions"],
+    )
 
 
 def burst(stack: DemoStack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]:
@@ -243,7 +264,9 @@ def run(
             )
             extra.setdefault("reads_per_change", {})[size] = path["reads"] / count
             if largest:
-                target = "p50 ≤ 100 ms, p99 ≤ 250 ms" + ("" if size == 100 else f" (at 100; run at {size})")
+                target = f"p50 ≤ {PATH_100_P50_MS:g} ms, p99 ≤ {PATH_100_P99_MS:g} ms" + (
+                    "" if size == 100 else f" (at 100; run at {size})"
+                )
                 result.checks.append(
                     Check(
                         what=f"PutParameter returns → last of {size} instances applied (local stack)",
@@ -251,7 +274,7 @@ def run(
                         measured=(
                             f"p50 {fmt_ms(p[50])}, p90 {fmt_ms(p[90])}, p99 {fmt_ms(p[99])} ({count} changes)"
                         ),
-                        met=p[50] <= 100 and p[99] <= 250,
+                        met=p[50] <= PATH_100_P50_MS and p[99] <= PATH_100_P99_MS,
                     )
                 )
                 extra["push_p99_ms"] = p[99]
@@ -278,20 +301,7 @@ def run(
                     f" final everywhere {b['everywhere']},"
                     f" regressions {len(b['regressions'])} in {b['samples']} samples, {b['reads']} reads"
                 )
-                result.checks.append(
-                    Check(
-                        what="100 writes to one key in 1 s",
-                        target="≤ 3 fan-outs, final value everywhere, no regression",
-                        measured=(
-                            f"{b['fanned_out']} fan-outs ({b['rollouts']} ConfigRefreshes:"
-                            f" {', '.join(f'{k} {v}' for k, v in b['phases'].items())}); final value on"
-                            f" {'every' if b['everywhere'] else 'NOT every'} instance;"
-                            f" {len(b['regressions'])} regressions in {b['samples']} samples;"
-                            f" writes took {b['seconds']:.2f} s"
-                        ),
-                        met=b["fanned_out"] <= 3 and b["everywhere"] and not b["regressions"],
-                    )
-                )
+                result.checks.append(burst_check(b))
         finally:
             rollouts.close()
             stack.stop()
@@ -318,8 +328,8 @@ def run(
     for size, values in series.items():
         ordered = sorted(values)
         axis.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=f"{size} instances")
-    axis.axvline(100, color="grey", linestyle=":", label="p50 target")
-    axis.axvline(250, color="red", linestyle=":", label="p99 target")
+    axis.axvline(PATH_100_P50_MS, color="grey", linestyle=":", label="p50 target")
+    axis.axvline(PATH_100_P99_MS, color="red", linestyle=":", label="p99 target")
     axis.set_xlabel("PutParameter returned → last instance applied (ms)")
     axis.set_ylabel("fraction of changes")
     axis.set_title("Whole path, local stack (CDF)")

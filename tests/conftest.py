@@ -1,8 +1,8 @@
 """Shared test set-up: fixtures come from the dev stack's pytest plugins, tiers from folders.
 
-Each folder is a tier (see DESIGN.md): tests/unit, tests/integration, tests/e2e, tests/reliability.
-The marker of a tier is added here from the folder, so `-m "not e2e"` selects by tier without every test
-repeating it.
+Each folder is a tier (README.md, "The two commands"): tests/unit, tests/integration, tests/e2e,
+tests/reliability. The marker of a tier is added here from the folder, so `-m "not e2e"` selects by tier
+without every test repeating it.
 """
 
 from __future__ import annotations

@@ -291,8 +291,9 @@ def consumer_with(parts: dict[str, Any], timing: Timing) -> Consumer:
 async def test_a_fast_burst_is_read_and_recorded_a_few_times_and_ends_at_the_last_version(
     parts: dict[str, Any],
 ) -> None:
-    # 100 writes to one key in about a second, each read answering a newer version, as in DESIGN.md's
-    # burst row; a generous quiet time keeps the loaded test machine's hiccups from splitting the burst
+    # 100 writes to one key in about a second, each read answering a newer version, as in the burst row of
+    # the targets table (docs/benchmarks.md); a generous quiet time keeps the loaded test machine's
+    # hiccups from splitting the burst
     parts["ssm"] = FakeSsm(delay=0.002, bump=True)
     subject = consumer_with(parts, Timing(quiet_seconds=0.5))
     tasks = []
