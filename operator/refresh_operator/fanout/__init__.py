@@ -5,7 +5,7 @@ The handlers build a ``RefreshPolicy`` from the route, ``discover_instances`` fr
 lifetime so connections and breaker state carry over between rollouts. See docs/fanout.md.
 """
 
-from refresh_operator.fanout.backoff import backoff_bound, backoff_delays
+from refresh_operator.backoff import backoff_bound, backoff_delays
 from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.discovery import DiscoveryError, discover_instances

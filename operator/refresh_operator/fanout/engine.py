@@ -26,8 +26,8 @@ from typing import Protocol
 import grpc
 
 from configrefresh.v1 import refresh_service_pb2 as pb
+from refresh_operator.backoff import backoff_delays
 from refresh_operator.fanout import metrics
-from refresh_operator.fanout.backoff import backoff_delays
 from refresh_operator.fanout.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.plaintext import plaintext_refusal
