@@ -87,7 +87,6 @@ class PodSyncController:
         self._settings = settings
         self._cloudmap = cloudmap
         self._kube = kube
-        self._events = events
         self._routes: dict[RouteKey, RouteState] = {}
         self._flusher = StatusFlusher(self._routes, kube=kube, events=events, debounce=status_debounce)
         self._pod_routes: dict[tuple[str, str], set[RouteKey]] = {}
