@@ -100,11 +100,11 @@ def measure(*, runs: int, builds: dict[str, Path], log_dir: Path) -> dict[tuple[
         plane.create_namespace(NAMESPACE)
         for round_number in range(runs):
             for pod_sync in (True, False):
-                for build, executable in builds.items():
+                for index, (build, executable) in enumerate(builds.items()):
                     env = operator_environment(
                         plane, aws, {"CONFIG_REFRESH_POD_SYNC": str(pod_sync).lower()}, namespace=NAMESPACE
                     )
-                    process = _launch(executable, env, log_dir / f"operator-{build}.log")
+                    process = _launch(executable, env, log_dir / f"operator-{index}.log")
                     try:
                         sample = settle(process.pid)
                     finally:
@@ -129,8 +129,10 @@ def _mib(values: list[int]) -> str:
 def run(*, runs: int, base_operator: Path | None = None) -> RowResult:
     builds = {"this tree": operator_executable()}
     if base_operator is not None:
-        builds = {f"base ({base_operator})": base_operator, **builds}
+        builds = {"base": base_operator, **builds}
     result = RowResult(title="Operator idle memory", method=__doc__ or "")
+    if base_operator is not None:
+        result.notes.append(f"base: {base_operator}")
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as scratch:
         samples = measure(runs=runs, builds=builds, log_dir=Path(scratch))
     rows = []
