@@ -206,26 +206,27 @@ async def list_attributes(call: Call, service_id: str) -> dict[str, dict[str, st
 
 async def health_statuses(call: Call, service_id: str) -> dict[str, str]:
     """The health status (HEALTHY, UNHEALTHY, UNKNOWN) of every instance of the service, by id."""
-    statuses: dict[str, str] = {}
+    replies = _page_replies(call, "GetInstancesHealthStatus", ServiceId=service_id, MaxResults=100)
+    return {
+        str(instance_id): str(status)
+        async for page in replies
+        for instance_id, status in (page.get("Status") or {}).items()
+    }
+
+
+async def _page_replies(call: Call, api: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+    """Every reply of a paginated API, following NextToken."""
     token: str | None = None
     while True:
-        params: dict[str, Any] = {"ServiceId": service_id, "MaxResults": 100}
-        if token:
-            params["NextToken"] = token
-        page = await call("GetInstancesHealthStatus", **params)
-        statuses.update({str(k): str(v) for k, v in (page.get("Status") or {}).items()})
+        page = await call(api, **params, **({"NextToken": token} if token else {}))
+        yield page
         token = page.get("NextToken")
         if not token:
-            return statuses
+            return
 
 
 async def _pages(call: Call, api: str, key: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
     """The items under ``key`` of every page of a paginated API."""
-    token: str | None = None
-    while True:
-        page = await call(api, **params, **({"NextToken": token} if token else {}))
+    async for page in _page_replies(call, api, **params):
         for item in page.get(key, []):
             yield item
-        token = page.get("NextToken")
-        if not token:
-            return
