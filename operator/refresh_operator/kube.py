@@ -122,19 +122,34 @@ class Kube:
         return result
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        body = {"status": dict(status)}
+        self._patch_status(f"patch {plural}/status", plural, namespace, name, body, _content_type=MERGE_PATCH)
+
+    def apply_status(
+        self, plural: str, namespace: str, name: str, body: Mapping[str, Any], *, field_manager: str
+    ) -> None:
+        """Server-side apply of `body` (apiVersion, kind, metadata, status) to the object's status, owning
+        (and forcing) the fields it holds as `field_manager`."""
+        self._patch_status(
+            f"apply {plural}/status",
+            plural,
+            namespace,
+            name,
+            dict(body),
+            _content_type=APPLY_PATCH,
+            field_manager=field_manager,
+            force=True,
+        )
+
+    def _patch_status(
+        self, operation: str, plural: str, namespace: str, name: str, body: dict[str, Any], **options: Any
+    ) -> None:
         try:
             self._custom().patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": dict(status)},
-                _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
+                GROUP, VERSION, namespace, plural, name, body, _request_timeout=REQUEST_TIMEOUT, **options
             )
         except Exception as error:
-            raise _wrap(f"patch {plural}/status", error) from None
+            raise _wrap(operation, error) from None
 
     def patch(self, plural: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         try:
@@ -248,24 +263,3 @@ class Kube:
             token = (page.get("metadata") or {}).get("continue") or None
             if token is None:
                 return pods
-
-    def apply_status(
-        self, plural: str, namespace: str, name: str, body: Mapping[str, Any], *, field_manager: str
-    ) -> None:
-        """Server-side apply of `body` (apiVersion, kind, metadata, status) to the object's status, owning
-        (and forcing) the fields it holds as `field_manager`."""
-        try:
-            self._custom().patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                dict(body),
-                field_manager=field_manager,
-                force=True,
-                _content_type=APPLY_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except Exception as error:
-            raise _wrap(f"apply {plural}/status", error) from None
