@@ -27,8 +27,8 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml constraints.txt ./
 # What the images never run is removed right after the dependencies are installed (about 150 MB):
-# - kubernetes.aio, an asyncio copy of the whole kubernetes client (68 MB; the operator uses
-#   kubernetes_asyncio), and the test modules shipped inside packages;
+# - kubernetes.aio, an asyncio copy of the whole kubernetes client (68 MB; the operator uses the
+#   synchronous client on its thread pool), and the test modules shipped inside packages;
 # - botocore's API models of services the code never calls: kept are the ones it calls (ssm, sqs,
 #   servicediscovery) and the ones credential providers call (sts for IRSA, sso and sso-oidc);
 # - type stubs and caches; pip, setuptools and wheel go once the project is installed.

@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
 Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,getconfig,polling` runs a
-subset (the report then lists the others as not measured).
+windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling` runs
+a subset (the report then lists the others as not measured). `--base-operator PATH` adds another build's
+operator to the idle-memory row, measured side by side.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "getconfig", "polling")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -61,14 +62,15 @@ class Plan:
     scale_changes: int
     rss_routes: int
     rss_rollouts: int
+    idle_runs: int
     getconfig_rounds: int
     getconfig_seconds: float
     poll_instances: int
     poll_plan: dict[float, int]
 
 
-FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 5, 2.0, 20, {5.0: 8, 45.0: 3})
-QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 2, 1.0, 10, {5.0: 3, 45.0: 1})
+FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
+QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1})
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -118,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument(
         "--merge", action="store_true", help="report the rows not run now from the last run's cached results"
+    )
+    parser.add_argument(
+        "--base-operator", type=Path, help="another build's config-refresh-operator, for the idle-memory row"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="report to write")
     args = parser.parse_args(argv)
@@ -179,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)])
 
+    def idle_row() -> Row:
+        from bench import operator_memory
+
+        return Row([operator_memory.run(runs=plan.idle_runs, base_operator=args.base_operator)])
+
     def getconfig_row() -> Row:
         from bench import getconfig
 
@@ -195,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("path", path_row)
     attempt("scale", scale_row)
     attempt("rss", rss_row)
+    attempt("idle", idle_row)
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config_service.backoff import equal_jitter
 from config_service.cache import ConfigCache, Entry
 from config_service.parameter_store import ParameterStore, error_code, is_throttling
 
@@ -51,8 +51,7 @@ async def bootstrap(
             for prefix in prefixes:
                 entries.extend(await store.get_parameters_by_path(prefix))
         except (ClientError, BotoCoreError) as error:
-            ceiling = min(backoff_max_seconds, backoff_seconds * 2 ** (attempt - 1))
-            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter": never less than half
+            delay = equal_jitter(attempt, base_seconds=backoff_seconds, max_seconds=backoff_max_seconds)
             log.warning(
                 "bootstrap attempt failed; retrying",
                 extra={

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config_service.backoff import equal_jitter
 from config_service.parameter_store import error_code
 from config_service.settings import Settings
 
@@ -63,8 +63,7 @@ class CloudMapRegistration:
                 )
                 break
             except (ClientError, BotoCoreError) as error:
-                ceiling = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
-                delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+                delay = equal_jitter(attempt, base_seconds=self._backoff, max_seconds=self._backoff_max)
                 log.warning(
                     "Cloud Map registration failed; retrying",
                     extra={

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +17,8 @@ import kopf
 from refresh_operator import logs
 from refresh_operator.handlers import register
 from refresh_operator.logs import LogFormat
+from refresh_operator.podsync import handlers as podsync
+from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.runtime import Runtime
 from refresh_operator.settings import SettingsError, load_settings
 
@@ -74,10 +75,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
     namespaces = None if args.all_namespaces else list(args.namespace)
     registry = kopf.get_default_registry()
+    runtime = Runtime(settings=settings, namespaces=namespaces)
     if settings.pod_sync:
-        # Importing it registers podSync's handlers (issue 6) on the default registry, beside ours.
-        importlib.import_module("refresh_operator.podsync.handlers")
-    register(registry, Runtime(settings=settings, namespaces=namespaces))
+        # podSync (issue 6), a peer on the same registry: the operator's Kubernetes client and thread pool.
+        podsync.register(
+            registry, PodSyncSettings.from_env(), kube_api=runtime.kube, run=runtime.blocking.call
+        )
+    register(registry, runtime)
     asyncio.run(
         kopf.operator(
             registry=registry,

@@ -26,13 +26,13 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-import random
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.backoff import equal_jitter
 from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import Kube, KubeError
@@ -149,7 +149,7 @@ class Consumer:
                 except Exception as error:
                     metrics.SQS_RECEIVE_ERRORS.inc()
                     failures += 1
-                    delay = min(20.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                    delay = equal_jitter(failures, base_seconds=1.0, max_seconds=20.0)
                     logger.warning(
                         "SQS ReceiveMessage failed (%s); retrying in %.1fs", type(error).__name__, delay
                     )

@@ -9,6 +9,7 @@ the in-cluster ServiceAccount, as kopf's own login does.
 from __future__ import annotations
 
 import builtins
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,7 @@ VERSION = "v1alpha1"
 REFRESHES = "configrefreshes"
 ROUTES = "configroutes"
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = (5, 15)
 LIST_PAGE_SIZE = 100
 
@@ -120,19 +122,34 @@ class Kube:
         return result
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        body = {"status": dict(status)}
+        self._patch_status(f"patch {plural}/status", plural, namespace, name, body, _content_type=MERGE_PATCH)
+
+    def apply_status(
+        self, plural: str, namespace: str, name: str, body: Mapping[str, Any], *, field_manager: str
+    ) -> None:
+        """Server-side apply of `body` (apiVersion, kind, metadata, status) to the object's status, owning
+        (and forcing) the fields it holds as `field_manager`."""
+        self._patch_status(
+            f"apply {plural}/status",
+            plural,
+            namespace,
+            name,
+            dict(body),
+            _content_type=APPLY_PATCH,
+            field_manager=field_manager,
+            force=True,
+        )
+
+    def _patch_status(
+        self, operation: str, plural: str, namespace: str, name: str, body: dict[str, Any], **options: Any
+    ) -> None:
         try:
             self._custom().patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": dict(status)},
-                _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
+                GROUP, VERSION, namespace, plural, name, body, _request_timeout=REQUEST_TIMEOUT, **options
             )
         except Exception as error:
-            raise _wrap(f"patch {plural}/status", error) from None
+            raise _wrap(operation, error) from None
 
     def patch(self, plural: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         try:
@@ -218,3 +235,31 @@ class Kube:
                 raise _wrap(f"delete {plural}", error) from None
         except Exception as error:
             raise _wrap(f"delete {plural}", error) from None
+
+    def list_pods(
+        self, namespace: str, *, label_selector: str, page_size: int = 500
+    ) -> builtins.list[dict[str, Any]]:
+        """Every pod the selector picks in `namespace`, as plain dicts (the shape kopf hands to handlers):
+        read as JSON, not deserialised into the client's models."""
+        # Typed as Any: the generated stubs do not know a raw (_preload_content=False) response.
+        core: Any = kubernetes.client.CoreV1Api(self._custom().api_client)
+        pods: builtins.list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"_continue": token} if token else {}
+            try:
+                response = core.list_namespaced_pod(
+                    namespace,
+                    label_selector=label_selector,
+                    limit=page_size,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT,
+                    **extra,
+                )
+                page = json.loads(response.data)
+            except Exception as error:
+                raise _wrap("list pods", error) from None
+            pods.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return pods

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from refresh_operator import kube, metrics, retention
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking, make_clients
+from refresh_operator.backoff import doubling
 from refresh_operator.boundary import admission_from_settings
 from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
@@ -122,7 +123,7 @@ class Runtime:
 
     async def _load_routes(self) -> None:
         """Index existing routes before the first message is consumed, so none is taken as unrouted."""
-        delay = 0.5
+        delays = doubling(0.5, max_seconds=10)
         while True:
             try:
                 objects = []
@@ -131,8 +132,7 @@ class Runtime:
                 break
             except KubeError as error:
                 logger.warning("Listing ConfigRoutes failed (%s); retrying", error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+                await asyncio.sleep(next(delays))
         for obj in objects:
             try:
                 route = self.admission.admit(obj)

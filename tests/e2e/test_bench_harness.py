@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import path, polling, scale  # noqa: E402
+from bench import operator_memory, path, polling, scale  # noqa: E402
 
 
 @pytest.fixture(params=[3, 6], ids=lambda n: f"{n}-instances")
@@ -86,6 +86,21 @@ def test_polling_fleet_reads_each_write_at_least_once_per_instance(tmp_path: Pat
     outcome = polling.measure(ttl=1.0, instances=2, writes=2, workdir=tmp_path)
     assert len(outcome["staleness_s"]) == 2
     assert outcome["reads"] >= 2 * 2  # no instance can serve a write it never read
+
+
+@pytest.mark.timeout(400)
+def test_idle_memory_settles_for_both_podsync_settings(control_plane: ControlPlane, tmp_path: Path) -> None:
+    # control_plane: the binaries exist; the row runs its own apiserver, as make bench does.
+    build = operator_memory.operator_executable()
+    samples = operator_memory.measure(runs=1, builds={"this tree": build}, log_dir=tmp_path)
+    assert sorted(samples) == [("this tree", False), ("this tree", True)]
+    for (_, _), found in samples.items():
+        (sample,) = found
+        assert (
+            10 * 1024 < sample.rss_kib <= sample.hwm_kib
+        )  # a live Python operator, its peak at least as high
+        assert sample.settle_seconds < operator_memory.SETTLE_LIMIT_SECONDS + 5
+    assert (tmp_path / "operator-0.log").read_text().count("ConfigRoute(s)") == 2  # two started operators
 
 
 def test_bench_command_line_refuses_an_unknown_row() -> None:

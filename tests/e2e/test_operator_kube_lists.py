@@ -102,3 +102,42 @@ def test_as_many_threads_as_the_pool_keep_their_connections(
         _lists_at_once(Kube(pool=24), seeded, threads=24)
 
     assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
+
+
+def _pod(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app, "tier": "web"}},
+        "spec": {"containers": [{"name": "main", "image": "example.invalid/none:1"}]},
+    }
+
+
+def test_pods_are_listed_page_by_page_as_plain_dicts(seeded: str, control_plane: ControlPlane) -> None:
+    # podSync's reconcile list: the shape kopf hands to handlers (camelCase keys), not the client's models.
+    for index in range(5):
+        apply(control_plane, seeded, _pod(f"orders-{index}", "orders"))
+    apply(control_plane, seeded, _pod("billing-0", "billing"))
+
+    pods = Kube().list_pods(seeded, label_selector="app=orders,tier=web", page_size=2)
+
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"orders-{i}" for i in range(5)]
+    assert {p["spec"]["containers"][0]["name"] for p in pods} == {"main"}
+    assert all(isinstance(p["metadata"]["creationTimestamp"], str) for p in pods)
+
+
+def test_status_is_applied_server_side_under_a_field_manager(seeded: str) -> None:
+    body = {
+        "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
+        "kind": "ConfigRefresh",
+        "metadata": {"name": "orders-v1", "namespace": seeded},
+        "status": {"latencyMs": 1234},
+    }
+    Kube().apply_status(kube.REFRESHES, seeded, "orders-v1", body, field_manager="kube-lists-test")
+
+    found = Kube().get(kube.REFRESHES, seeded, "orders-v1")
+    assert found is not None
+    assert found["status"]["latencyMs"] == 1234
+    assert found["status"]["phase"] == "Succeeded"  # fields of other managers stay
+    managers = {entry["manager"] for entry in found["metadata"]["managedFields"]}
+    assert "kube-lists-test" in managers

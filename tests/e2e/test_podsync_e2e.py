@@ -2,7 +2,7 @@
 
 There is no kubelet: each test creates Pod objects and patches ``pods/status`` itself (podIP 127.0.0.x,
 the Ready condition), exactly what a kubelet would report. The operator runs as a separate process
-(``kopf run --standalone -n NS -m refresh_operator.podsync.handlers``) pointed at the test's namespace
+(``kopf run --standalone -n NS -m refresh_operator.podsync.standalone``) pointed at the test's namespace
 and the local AWS endpoint. Every wait polls a condition with a generous bound; timings are printed,
 never asserted.
 """
@@ -192,7 +192,7 @@ def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., O
                     "-n",
                     cluster.namespace,
                     "-m",
-                    "refresh_operator.podsync.handlers",
+                    "refresh_operator.podsync.standalone",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -147,7 +147,7 @@ def fleet(control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws)
 
 @pytest.fixture
 def start_operator(fleet: Fleet, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``kopf run -m refresh_operator.podsync.handlers`` watching the given namespaces."""
+    """Start ``kopf run -m refresh_operator.podsync.standalone`` watching the given namespaces."""
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(*namespaces: str, interval: float = 1.0) -> subprocess.Popen[bytes]:
@@ -159,7 +159,7 @@ def start_operator(fleet: Fleet, tmp_path: Path) -> Iterator[Callable[..., subpr
         env.pop("KUBERNETES_SERVICE_HOST", None)
         watch = [arg for namespace in namespaces for arg in ("-n", namespace)]
         command = [sys.executable, "-m", "kopf", "run", "--standalone", *watch]
-        command += ["-m", "refresh_operator.podsync.handlers"]
+        command += ["-m", "refresh_operator.podsync.standalone"]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command,

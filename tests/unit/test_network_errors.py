@@ -24,8 +24,10 @@ from config_service.bootstrap import bootstrap
 from config_service.cache import ConfigCache, Entry, ValueType, utcnow
 from config_service.parameter_store import error_code, is_throttling
 from config_service.registration import CloudMapRegistration
+from refresh_operator.backoff import Backoff
+from refresh_operator.cloudmap import CloudMapError
+from refresh_operator.cloudmap import Registrar as CloudMap
 from refresh_operator.parameter_store import ParameterStoreError, list_parameters, read_parameter
-from refresh_operator.podsync.cloudmap import Backoff, CloudMap, CloudMapError
 
 URL = "http://127.0.0.1:1/"
 
@@ -152,7 +154,7 @@ def test_the_operators_read_succeeds_once_the_network_answers() -> None:
     assert snapshot.version == 4
 
 
-NO_WAIT = Backoff(base_seconds=0.0, cap_seconds=0.0)
+NO_WAIT = Backoff(base_seconds=0.0, max_seconds=0.0)
 
 
 async def test_podsync_retries_network_errors_then_registers() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
+from refresh_operator.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
 from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.reconcile import ActualInstance

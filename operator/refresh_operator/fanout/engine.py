@@ -26,8 +26,8 @@ from typing import Protocol
 import grpc
 
 from configrefresh.v1 import refresh_service_pb2 as pb
+from refresh_operator.backoff import backoff_delays
 from refresh_operator.fanout import metrics
-from refresh_operator.fanout.backoff import backoff_delays
 from refresh_operator.fanout.breaker import (
     ENDPOINT_FAILURE_CODES,
     BreakerRegistry,

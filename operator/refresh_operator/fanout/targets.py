@@ -1,14 +1,22 @@
 """What a fan-out works on and what it reports: a target instance and the outcome of refreshing it.
 
 These are plain frozen values so the operator's handlers can keep them in status, compare them across a
-restart (``already_done``) and hand them between tasks without copying or locking.
+restart (``already_done``) and hand them between tasks without copying or locking. ``discover_instances``
+turns the HEALTHY Cloud Map instances of a route (``refresh_operator.cloudmap.discovery``) into targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from refresh_operator.cloudmap.client import IPV4_ATTRIBUTE, PORT_ATTRIBUTE, Instance
+from refresh_operator.cloudmap.discovery import healthy_instances
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,3 +59,48 @@ class TargetOutcome:
     attempts: int
     error: str | None
     acknowledged_at: float | None
+
+
+async def discover_instances(
+    client: Any,
+    *,
+    namespace: str,
+    service: str,
+    query_parameters: Mapping[str, str],
+    default_port: int | None = None,
+) -> list[Target]:
+    """The HEALTHY instances of ``namespace``/``service`` whose attributes match every query parameter,
+    as targets sorted by instance id. An instance without ``AWS_INSTANCE_PORT`` gets ``default_port``; one
+    without an address is skipped (and logged). Raises ``cloudmap.DiscoveryError`` when Cloud Map fails."""
+    found = await healthy_instances(
+        client, namespace=namespace, service=service, query_parameters=query_parameters
+    )
+    return targets_of(found, default_port)
+
+
+def targets_of(instances: Iterable[Instance], default_port: int | None) -> list[Target]:
+    """One target per instance with a usable address, sorted by instance id."""
+    found: dict[str, Target] = {}
+    for instance in instances:
+        target = _target(instance.instance_id, instance.attributes, default_port)
+        if target is not None:
+            found.setdefault(target.instance_id, target)
+    return sorted(found.values(), key=lambda target: target.instance_id)
+
+
+def _target(instance_id: str, attributes: Mapping[str, str], default_port: int | None) -> Target | None:
+    host = attributes.get(IPV4_ATTRIBUTE)
+    port_text = attributes.get(PORT_ATTRIBUTE)
+    if not host:
+        log.warning("Cloud Map instance %s has no %s; skipped", instance_id, IPV4_ATTRIBUTE)
+        return None
+    port: int | None
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        log.warning("Cloud Map instance %s has a bad %s %r; skipped", instance_id, PORT_ATTRIBUTE, port_text)
+        return None
+    if port is None or not 0 < port < 65536:
+        log.warning("Cloud Map instance %s has no usable port; skipped", instance_id)
+        return None
+    return Target(instance_id=instance_id, address=f"{host}:{port}", attributes=dict(attributes))

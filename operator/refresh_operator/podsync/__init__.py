@@ -9,8 +9,11 @@ Layers, each importable without the one above it:
 
 - ``model``: pure functions from a pod and a route to the instance Cloud Map should hold.
 - ``reconcile``: pure planning (desired vs. actual → actions) and the executor that applies a plan.
-- ``cloudmap``: the only module that talks to Cloud Map (async, throttling backoff, operation tracking).
-- ``status``: the route's ``CloudMapSynced`` condition and counts, written by server-side apply.
-- ``controller``: in-memory state (route index, known instances, locks) tying the above together.
-- ``handlers``: the kopf registration; importing it is what wires podSync into an operator.
+- ``refresh_operator.cloudmap``: the only code that talks to Cloud Map (``Registrar`` for podSync).
+- ``status``: the route's ``CloudMapSynced`` condition and counts, as a server-side apply body.
+- ``kube``: the pod list and the status apply, over the operator's one Kubernetes client.
+- ``state``, ``flusher``, ``controller``: per-route state, the debounced status writes, and the
+  controller (route index, pod fast path, reconcile) tying the above together.
+- ``handlers``: ``register(registry, settings, …)``, called by the operator's composition root (or by
+  ``standalone``, which runs podSync alone); nothing is registered or read at import.
 """

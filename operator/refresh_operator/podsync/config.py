@@ -1,7 +1,7 @@
 """podSync's settings, read once from the environment.
 
 Kept apart from the operator core's settings on purpose: podSync must run (and be tested) on its own with
-``kopf run -m refresh_operator.podsync.handlers``. ``PodSyncSettings.from_env`` reads the same AWS keys as
+``kopf run -m refresh_operator.podsync.standalone``. ``PodSyncSettings.from_env`` reads the same AWS keys as
 the core's settings, so every AWS client of the operator uses one endpoint and one region.
 """
 

@@ -16,23 +16,24 @@ Why the pieces:
 - Everything is keyed by Cloud Map instance id (``<namespace>.<pod>``, see ``model.instance_id_for``),
   and a route only ever acts on instances its own namespace owns: routes of other namespaces sharing the
   service (in this operator or in another release of it) are never seen as drift.
-- Status is flushed at most every ``status_debounce`` seconds per route, so a rollout of 100 pods is a
-  handful of status writes, not 300.
+- Status is written by ``flusher.StatusFlusher``, debounced per route (``status_debounce`` seconds).
+
+Per-route state and the bookkeeping of writes live in ``state``; the status writes in ``flusher``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, ServiceRef
 from refresh_operator.podsync import metrics
-from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
 from refresh_operator.podsync.config import PodSyncSettings
+from refresh_operator.podsync.flusher import StatusFlusher
 from refresh_operator.podsync.kube import Kube
 from refresh_operator.podsync.model import (
     InvalidPodSync,
@@ -47,71 +48,28 @@ from refresh_operator.podsync.reconcile import (
     Action,
     ActualInstance,
     Deregister,
-    InstanceWriter,
     Outcome,
-    Register,
-    SetHealth,
     execute,
     plan_gone,
     plan_pod,
     plan_route,
 )
-from refresh_operator.podsync.status import (
-    SyncState,
-    apply_body,
-    build_condition,
-    existing_condition,
-    now_rfc3339,
+from refresh_operator.podsync.state import (
+    CloudMapApi,
+    EventSink,
+    RouteKey,
+    RouteState,
+    counts,
+    record,
+    shares,
 )
+from refresh_operator.podsync.status import existing_condition
 
 log = logging.getLogger(__name__)
 
-RouteKey = tuple[str, str]
-EventSink = Callable[[Mapping[str, Any], str, str], None]
-"""(route body, reason, message) → post a Warning Event on the route."""
 
-
-class CloudMapApi(InstanceWriter, Protocol):
-    """What the controller needs from Cloud Map (``cloudmap.CloudMap`` implements it)."""
-
-    async def resolve_service(self, namespace_name: str, service_name: str) -> ServiceRef: ...
-
-    async def list_instances(self, service_id: str) -> dict[str, ActualInstance]: ...
-
-
-@dataclasses.dataclass
-class RouteState:
-    route: RouteSync | None
-    body: Mapping[str, Any]
-    invalid: str | None = None
-    service: ServiceRef | None = None
-    service_checked_at: float = 0.0
-    known: dict[str, ActualInstance] = dataclasses.field(default_factory=dict)
-    seeded: bool = False
-    pods: set[str] = dataclasses.field(default_factory=set)
-    """Instance ids of the route's selected pods."""
-    touched_at: dict[str, float] = dataclasses.field(default_factory=dict)
-    error: CloudMapError | None = None
-    last_condition: dict[str, Any] | None = None
-    last_event: tuple[str, str] | None = None
-    written_counts: tuple[int, int] | None = None
-    flush: asyncio.Task[None] | None = None
-    dirty: bool = False
-    """Something changed since the counts were last computed for a status write (see _schedule_flush)."""
-    seed_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-
-
-def _shares(one: RouteSync, other: RouteSync) -> bool:
-    """Whether two routes can back the same instances: same Cloud Map service, same Kubernetes namespace."""
-    return one.target == other.target and one.namespace == other.namespace
-
-
-def _action_name(action: Action) -> str:
-    if isinstance(action, Register):
-        return "register"
-    if isinstance(action, SetHealth):
-        return "set_health"
-    return "deregister"
+def _actual(instances: Mapping[str, Instance]) -> dict[str, ActualInstance]:
+    return {instance_id: ActualInstance.of(instance) for instance_id, instance in instances.items()}
 
 
 class PodSyncController:
@@ -129,9 +87,8 @@ class PodSyncController:
         self._settings = settings
         self._cloudmap = cloudmap
         self._kube = kube
-        self._events = events
-        self._debounce = status_debounce
         self._routes: dict[RouteKey, RouteState] = {}
+        self._flusher = StatusFlusher(self._routes, kube=kube, events=events, debounce=status_debounce)
         self._pod_routes: dict[tuple[str, str], set[RouteKey]] = {}
         self._pod_locks: dict[tuple[RouteKey, str], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -151,7 +108,7 @@ class PodSyncController:
             state = self._routes.setdefault(key, RouteState(route=None, body=body))
             state.route, state.body, state.invalid = None, body, str(error)
             state.error = CloudMapError("InvalidPodSync", str(error))
-            self._schedule_flush(key)
+            self._flusher.schedule(key)
             return
         if route is None:
             self._forget_route(key)
@@ -168,12 +125,12 @@ class PodSyncController:
             state.route, state.body = route, body
             if state.invalid is not None:
                 state.invalid, state.error = None, None
-                self._schedule_flush(key)
+                self._flusher.schedule(key)
             elif self._status_overwritten(state):
                 # Someone else's write (e.g. a merge patch of the whole conditions list from a stale copy)
                 # replaced what podSync wrote: write it again.
                 state.written_counts = None
-                self._schedule_flush(key)
+                self._flusher.schedule(key)
 
     @staticmethod
     def _status_overwritten(state: RouteState) -> bool:
@@ -212,7 +169,7 @@ class PodSyncController:
         others = {
             instance_id
             for other in self._routes.values()
-            if other is not state and other.route is not None and _shares(other.route, route)
+            if other is not state and other.route is not None and shares(other.route, route)
             for instance_id in other.pods
         }
         mine = state.pods - others
@@ -314,7 +271,7 @@ class PodSyncController:
                 self._record_error(state, CloudMapError("PodSyncFailed", f"{type(error).__name__}: {error}"))
         if not selected and not lock.locked():
             self._pod_locks.pop((key, instance_id), None)
-        self._schedule_flush(key)
+        self._flusher.schedule(key)
 
     # ---- reconcile (slow path) ----------------------------------------------------------------------
 
@@ -329,7 +286,7 @@ class PodSyncController:
             service = await self._service(state, force=True)
             # Only routes of the same namespace can back this namespace's instances.
             siblings = [
-                s.route for s in self._routes.values() if s.route is not None and _shares(s.route, route)
+                s.route for s in self._routes.values() if s.route is not None and shares(s.route, route)
             ]
             intents: dict[str, PodIntent] = {}
             elsewhere: set[str] = set()
@@ -344,7 +301,7 @@ class PodSyncController:
                         intents[intent.instance_id] = intent
                     else:
                         elsewhere.add(intent.instance_id)
-            actual = await self._cloudmap.list_instances(service.service_id)
+            actual = _actual(await self._cloudmap.list_instances(service.service_id))
             # A pod whose event arrived while we listed is the event path's: our view of it may be stale
             # (a deleted pod brought back, a pod turned not-Ready marked HEALTHY again, a new one removed).
             touched = {name for name, at in state.touched_at.items() if at >= started}
@@ -375,7 +332,7 @@ class PodSyncController:
             self._record_error(state, CloudMapError("PodSyncFailed", f"{type(error).__name__}: {error}"))
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        await self._flush_now(key)
+        await self._flusher.now(key)
 
     # ---- helpers ------------------------------------------------------------------------------------
 
@@ -397,7 +354,7 @@ class PodSyncController:
         async with state.seed_lock:
             service = await self._service(state)
             if not state.seeded:
-                state.known = await self._cloudmap.list_instances(service.service_id)
+                state.known = _actual(await self._cloudmap.list_instances(service.service_id))
                 state.seeded = True
             return service
 
@@ -408,23 +365,7 @@ class PodSyncController:
         if not planned:
             return []
         outcomes = await execute(self._cloudmap, service_id=service.service_id, actions=planned)
-        for outcome in outcomes:
-            action = outcome.action
-            metrics.ACTIONS.labels(_action_name(action), source, "error" if outcome.error else "ok").inc()
-            if outcome.error is not None:
-                if isinstance(outcome.error, InstanceNotFound):
-                    state.known.pop(action.instance_id, None)
-                continue
-            if isinstance(action, Register):
-                state.known[action.instance_id] = ActualInstance(
-                    action.instance_id, dict(action.attributes), action.healthy
-                )
-            elif isinstance(action, SetHealth):
-                current = state.known.get(action.instance_id)
-                if current is not None:
-                    state.known[action.instance_id] = dataclasses.replace(current, healthy=action.healthy)
-            else:
-                state.known.pop(action.instance_id, None)
+        record(state, outcomes, source=source)
         return outcomes
 
     def _record_error(self, state: RouteState, error: CloudMapError) -> None:
@@ -435,88 +376,4 @@ class PodSyncController:
     def counts(self, key: RouteKey) -> tuple[int, int]:
         """(registered, healthy) instances of the route's pods as podSync last saw them."""
         state = self._routes.get(key)
-        if state is None:
-            return (0, 0)
-        if state.route is None:
-            return (0, 0)
-        namespace = state.route.namespace
-        mine = [
-            state.known[instance_id]
-            for instance_id in state.pods
-            if instance_id in state.known and state.known[instance_id].owned_by(namespace)
-        ]
-        return (len(mine), sum(1 for instance in mine if instance.healthy))
-
-    def _schedule_flush(self, key: RouteKey) -> None:
-        """Write the route's status within the debounce. A change that lands while a flush is already
-        under way (its counts computed, its write in flight) marks the route dirty, and that flush loops
-        once more: without it, the registrations of a burst of pods that follow the first write were never
-        written until the next reconcile (the INSTANCES column read 0 while 20 pods were registered)."""
-        state = self._routes.get(key)
-        if state is None:
-            return
-        state.dirty = True
-        if state.flush is not None and not state.flush.done():
-            return
-        state.flush = asyncio.create_task(self._flush_later(key))
-
-    async def _flush_later(self, key: RouteKey) -> None:
-        while True:
-            await asyncio.sleep(self._debounce)
-            state = self._routes.get(key)
-            if state is None or not state.dirty:
-                return
-            state.dirty = False
-            await self._flush_now(key)
-
-    async def _flush_now(self, key: RouteKey) -> None:
-        """Write the route's podSync status (and an Event when a new error appears); never raises."""
-        state = self._routes.get(key)
-        if state is None:
-            return
-        registered, healthy = self.counts(key)
-        route_label = f"{key[0]}/{key[1]}"
-        metrics.INSTANCES.labels(route_label, "registered").set(registered)
-        metrics.INSTANCES.labels(route_label, "healthy").set(healthy)
-        error = state.error
-        if error is None and state.route is not None:
-            sync = SyncState(
-                registered,
-                healthy,
-                ok=True,
-                reason="Synced",
-                message=f"{registered} pods registered ({healthy} healthy) in Cloud Map service "
-                f"{state.route.cloudmap_namespace}/{state.route.cloudmap_service}",
-            )
-        else:
-            reason = error.reason if error is not None else "InvalidPodSync"
-            message = error.message if error is not None else (state.invalid or "invalid podSync")
-            sync = SyncState(registered, healthy, ok=False, reason=reason, message=message)
-            if state.last_event != (sync.reason, sync.message):
-                state.last_event = (sync.reason, sync.message)
-                try:
-                    self._events(state.body, sync.reason, sync.message)
-                except Exception:
-                    log.exception("podSync could not post an Event on route %s/%s", *key)
-        if sync.ok:
-            state.last_event = None
-        generation = int((state.body.get("metadata") or {}).get("generation") or 0)
-        condition = build_condition(
-            sync, generation=generation, previous=state.last_condition, now=now_rfc3339()
-        )
-        comparable_old = {k: v for k, v in (state.last_condition or {}).items() if k != "lastTransitionTime"}
-        comparable_new = {k: v for k, v in condition.items() if k != "lastTransitionTime"}
-        if comparable_old == comparable_new and getattr(state, "written_counts", None) == (
-            registered,
-            healthy,
-        ):
-            return
-        try:
-            await self._kube.apply_route_status(
-                key[0], key[1], apply_body(namespace=key[0], name=key[1], state=sync, condition=condition)
-            )
-        except Exception as error:
-            log.warning("podSync could not write status of route %s/%s: %s", key[0], key[1], error)
-            return
-        state.last_condition = condition
-        state.written_counts = (registered, healthy)
+        return (0, 0) if state is None else counts(state)

@@ -1,24 +1,33 @@
 """The Kubernetes calls podSync makes outside kopf's watches: list pods, apply route status.
 
+They go through the operator's one Kubernetes client (``refresh_operator.kube.Kube``: one connection pool,
+one login) and run on the operator's blocking thread pool, never on the event loop.
+
 The reconcile lists pods from the API server rather than trusting what the watch has delivered so far,
 so an operator that just started never mistakes "not seen yet" for "gone" and deregisters live pods.
-Responses are read as plain dicts, the same shape kopf hands to handlers, so ``model`` sees one shape.
+Pods are read as plain dicts, the same shape kopf hands to handlers, so ``model`` sees one shape.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from kubernetes_asyncio import client, config
-
+from refresh_operator import kube
 from refresh_operator.podsync.config import FIELD_MANAGER
 
-GROUP = "configrefresh.io"
-VERSION = "v1alpha1"
-PLURAL = "configroutes"
+GROUP = kube.GROUP
+VERSION = kube.VERSION
+PLURAL = kube.ROUTES
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Runs a blocking call off the event loop (``aws.Blocking.call``, or ``asyncio.to_thread``)."""
+
+    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]: ...
 
 
 class Kube(Protocol):
@@ -30,50 +39,15 @@ class Kube(Protocol):
 
 
 class KubeClient:
-    """``Kube`` over kubernetes_asyncio, authenticated in-cluster or from KUBECONFIG."""
+    """``Kube`` over the operator's ``kube.Kube``, each call on ``run``'s threads."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: kube.Kube, run: Runner) -> None:
         self._api = api
-        # Typed as Any: the generated stubs lack the raw-response and content-type keywords used here.
-        self._core: Any = client.CoreV1Api(api)
-        self._custom: Any = client.CustomObjectsApi(api)
-
-    @classmethod
-    async def connect(cls) -> KubeClient:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            configuration = client.Configuration()
-            load_incluster: Any = config.load_incluster_config
-            load_incluster(client_configuration=configuration)
-            return cls(client.ApiClient(configuration))
-        return cls(await config.new_client_from_config(persist_config=False))
-
-    async def close(self) -> None:
-        await self._api.close()
+        self._run = run
 
     async def list_pods(self, namespace: str, match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
-        pods: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"label_selector": selector, "limit": 500, "_preload_content": False}
-            if token:
-                kwargs["_continue"] = token
-            response = await self._core.list_namespaced_pod(namespace, **kwargs)
-            page = json.loads(await response.read())
-            pods.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return pods
+        return await self._run(self._api.list_pods, namespace, label_selector=selector)
 
     async def apply_route_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        await self._custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            dict(body),
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
+        await self._run(self._api.apply_status, PLURAL, namespace, name, body, field_manager=FIELD_MANAGER)

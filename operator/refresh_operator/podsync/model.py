@@ -25,11 +25,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from refresh_operator.cloudmap.client import INIT_HEALTH_ATTRIBUTE, IPV4_ATTRIBUTE, PORT_ATTRIBUTE
 from refresh_operator.podsync.config import MANAGED_BY
 
-ATTR_IPV4 = "AWS_INSTANCE_IPV4"
-ATTR_PORT = "AWS_INSTANCE_PORT"
-ATTR_INIT_HEALTH = "AWS_INIT_HEALTH_STATUS"
+ATTR_IPV4 = IPV4_ATTRIBUTE
+ATTR_PORT = PORT_ATTRIBUTE
+ATTR_INIT_HEALTH = INIT_HEALTH_ATTRIBUTE
 ATTR_NAMESPACE = "k8s-namespace"
 ATTR_POD = "k8s-pod"
 ATTR_MANAGED_BY = "managed-by"

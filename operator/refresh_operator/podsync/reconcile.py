@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from refresh_operator.cloudmap.client import Instance
 from refresh_operator.podsync.model import (
     PodIntent,
     comparable,
@@ -30,12 +31,14 @@ from refresh_operator.podsync.model import (
 
 
 @dataclasses.dataclass(frozen=True)
-class ActualInstance:
-    """An instance as Cloud Map holds it. ``healthy`` is None when Cloud Map reported no status."""
+class ActualInstance(Instance):
+    """An instance as Cloud Map holds it, seen by podSync: whose it is, and where a legacy one moves."""
 
-    instance_id: str
-    attributes: Mapping[str, str]
-    healthy: bool | None
+    @classmethod
+    def of(cls, instance: Instance) -> ActualInstance:
+        if isinstance(instance, ActualInstance):
+            return instance
+        return cls(instance.instance_id, instance.attributes, instance.healthy)
 
     @property
     def managed(self) -> bool:
@@ -158,7 +161,7 @@ def plan_route(
 
 
 class InstanceWriter(Protocol):
-    """The Cloud Map calls a plan needs (``cloudmap.CloudMap`` implements it)."""
+    """The Cloud Map calls a plan needs (``cloudmap.Registrar`` implements it)."""
 
     async def register(
         self,

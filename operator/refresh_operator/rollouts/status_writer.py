@@ -17,6 +17,7 @@ from typing import Any
 
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import Blocking
+from refresh_operator.backoff import backoff_bound
 from refresh_operator.fanout import Target, TargetOutcome
 from refresh_operator.kube import Kube, KubeError
 from refresh_operator.refresh_objects import LABEL_HALTED
@@ -56,7 +57,7 @@ class StatusWriter:
                         raise RetryLater(f"status patch failed: {error}", delay=5) from None
                     logger.warning("Progress patch of %s/%s failed: %s", namespace, name, error)
                     return
-                await asyncio.sleep(min(0.5 * 2**attempt, 5))
+                await asyncio.sleep(backoff_bound(attempt + 1, base_seconds=0.5, max_seconds=5))
 
     async def label_halted(self, namespace: str, name: str, halted: bool) -> None:
         """Best effort (see LABEL_HALTED): a failure only means a successor may not find this rollout."""

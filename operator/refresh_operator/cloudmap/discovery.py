@@ -1,0 +1,97 @@
+"""Discovery: the HEALTHY instances of a service whose attributes match a route's query parameters.
+
+``DiscoverInstances`` is Cloud Map's data-plane call made for exactly this (filters by attribute and by
+health, high request quota), but it returns at most 100 instances and has no pagination. When a reply is
+full, this module switches to the control-plane listing (``ListInstances``, paginated) filtered here by
+the same attributes, with health from ``GetInstancesHealthStatus``, so a fleet of 1,000 instances is not
+silently cut at 100.
+
+The client is the operator's (its own retry configuration applies); every call runs in a worker thread.
+It must be built with ``Config(inject_host_prefix=False)`` against a local endpoint (the real API
+prefixes the host with ``data-``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from refresh_operator.cloudmap.client import (
+    Call,
+    Instance,
+    describe,
+    error_code,
+    find_service,
+    health_statuses,
+    list_attributes,
+    plain_call,
+)
+
+log = logging.getLogger(__name__)
+
+DISCOVER_MAX_RESULTS = 100
+"""The most DiscoverInstances returns in one reply (the API's limit; it has no next page)."""
+
+
+class DiscoveryError(Exception):
+    """Cloud Map could not say which instances to refresh; the message names the service and the cause."""
+
+
+async def healthy_instances(
+    client: Any, *, namespace: str, service: str, query_parameters: Mapping[str, str]
+) -> list[Instance]:
+    """The HEALTHY instances of ``namespace``/``service`` whose attributes match every query parameter,
+    in Cloud Map's order. Raises ``DiscoveryError`` when Cloud Map fails."""
+    where = f"Cloud Map service {namespace}/{service}"
+    try:
+        reply = await asyncio.to_thread(
+            client.discover_instances,
+            NamespaceName=namespace,
+            ServiceName=service,
+            QueryParameters=dict(query_parameters),
+            HealthStatus="HEALTHY",
+            MaxResults=DISCOVER_MAX_RESULTS,
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise DiscoveryError(f"DiscoverInstances failed for {where}: {describe(exc)}") from exc
+    found = reply.get("Instances", [])
+    if len(found) < DISCOVER_MAX_RESULTS:
+        return [Instance(item["InstanceId"], item.get("Attributes", {}), True) for item in found]
+    log.info("%s has %d+ healthy instances; listing them all", where, DISCOVER_MAX_RESULTS)
+    try:
+        return await _list_healthy(plain_call(client), namespace, service, query_parameters)
+    except (ClientError, BotoCoreError) as exc:
+        raise DiscoveryError(f"listing instances failed for {where}: {describe(exc)}") from exc
+
+
+async def _list_healthy(
+    call: Call, namespace: str, service: str, query_parameters: Mapping[str, str]
+) -> list[Instance]:
+    """The full listing, filtered by attributes and health here."""
+    lookup = await find_service(call, namespace, service)
+    if not lookup.namespace_ids:
+        raise DiscoveryError(f"Cloud Map namespace {namespace} not found")
+    if lookup.service is None:
+        raise DiscoveryError(f"Cloud Map service {service} not found in namespace {namespace}")
+    service_id = str(lookup.service["Id"])
+    matching = {
+        instance_id: attributes
+        for instance_id, attributes in (await list_attributes(call, service_id)).items()
+        if all(attributes.get(key) == value for key, value in query_parameters.items())
+    }
+    health: dict[str, str] | None
+    try:
+        health = await health_statuses(call, service_id) if matching else {}
+    except ClientError as exc:
+        if error_code(exc) != "CustomHealthNotFound":
+            raise
+        health = None  # no health check: all count as healthy, as DiscoverInstances treats them
+    return [
+        Instance(instance_id, attributes, True)
+        for instance_id, attributes in matching.items()
+        if health is None or health.get(instance_id) == "HEALTHY"
+    ]
