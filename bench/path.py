@@ -1,4 +1,4 @@
-"""Rows on the whole local stack (devstack.demo_stack, the one `make demo` uses): latency, reads, idle, burst.
+"""Rows on the whole local stack (devstack.stack, the one `make demo` uses): latency, reads, idle, burst.
 
 The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real config-service processes on
 127.0.0.x, Ready Pod objects, a ConfigRoute with podSync, the operator as it ships. Measured:
@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
-from devstack.demo_stack import DemoStack
+from devstack.stack.builder import DemoStack
 
 NOTE = (
     '"All ssm calls by action" includes the benchmark\'s own GetParameter per change (it reads'

@@ -29,10 +29,10 @@ from typing import Any
 
 from bench import fanout_latency
 from bench.common import Check, RowResult, fmt_ms, percentile, rss_kib, say
-from devstack import controlplane_build
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import launch_operator, operator_environment, stop_process
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import launch_operator, operator_environment, stop_process
 
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")

@@ -4,7 +4,7 @@
     hack/demo.py up       start the stack and leave it running; prints how to use it
     hack/demo.py down     stop what `up` started (state file in the control-plane cache)
 
-The stack (devstack.demo_stack): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
+The stack (devstack.stack.builder): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
 the Parameter Store change emitter), DEMO_INSTANCES real `config-service` processes (default 20) on
 127.0.0.x, one Ready Pod object per instance, a ConfigRoute with podSync (so Cloud Map is filled from the
 pods), and the operator as it ships. The demo then runs `configctl apply --wait` on examples/config/,
@@ -32,8 +32,8 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devstack import controlplane_build
-from devstack.demo_stack import DemoStack, StackError, stop_described
+from devstack.controlplane import build as controlplane_build
+from devstack.stack.builder import DemoStack, StackError, stop_described
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TREE = ROOT / "examples" / "config" / "tenants"

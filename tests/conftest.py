@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
-    "devstack.pytest_aws",
-    "devstack.pytest_kube",
-    "devstack.pytest_services",
+    "devstack.fixtures.aws",
+    "devstack.fixtures.kube",
+    "devstack.fixtures.services",
 ]
 
 _TIER_BY_FOLDER = {

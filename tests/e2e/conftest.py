@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import OPERATOR_IMAGE_ENV
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import OPERATOR_IMAGE_ENV
 
 OPERATOR = [str(Path(sys.executable).parent / "config-refresh-operator")]
 _LOGS_KEY = pytest.StashKey[list[Path]]()
@@ -310,7 +310,7 @@ class Stack:
         """Send a Parameter Store Change envelope straight to the queue (as EventBridge would)."""
         import datetime
 
-        from devstack.aws_events import new_event_id, parameter_change_event
+        from devstack.aws.events import new_event_id, parameter_change_event
 
         body = parameter_change_event(
             name=name,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import DemoStack
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import DemoStack
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package

@@ -16,10 +16,10 @@ from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import ServiceFleet
 
 AUDIENCE = "config-service"
 

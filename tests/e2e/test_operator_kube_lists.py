@@ -16,7 +16,7 @@ import kubernetes
 import pytest
 from conftest import apply
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
 from refresh_operator import kube
 from refresh_operator.kube import Kube
 

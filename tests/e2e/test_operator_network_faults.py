@@ -1,7 +1,7 @@
 """The operator's AWS connections break (reset) and come back: the operator keeps running and catches up.
 
 The operator reaches the local AWS endpoint (SQS, Parameter Store, Cloud Map) through
-`devstack.fault_proxy.FaultProxy`; the test writes to Parameter Store directly. While the proxy resets
+`devstack.network.fault_proxy.FaultProxy`; the test writes to Parameter Store directly. While the proxy resets
 every connection, the SQS long poll, the reads and the discoveries fail with `ConnectionClosedError`
 (a `BotoCoreError` with no AWS answer); once it passes traffic again, the change written during the
 outage is received, read, and rolled out to every instance.
@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.fault_proxy import FaultProxy
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.network.fault_proxy import FaultProxy
 
 
 def test_the_operator_rides_out_an_outage_of_its_aws_connections(

@@ -26,9 +26,9 @@ import pytest
 from conftest import wait_until
 from kubernetes import client
 
-from devstack.controlplane import ControlPlane
-from devstack.fault_proxy import FaultProxy
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.network.fault_proxy import FaultProxy
 
 ROUTE = "orders"
 PORT = 50051

@@ -26,8 +26,8 @@ import pytest
 from conftest import wait_until
 from kubernetes import client
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
 
 PORT = 50051
 MANAGED_BY = "config-refresh-operator"

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import OperatorProcess, Stack, apply, get_json, route_object, wait_for, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 INTERVAL = 10

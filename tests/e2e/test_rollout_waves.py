@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}

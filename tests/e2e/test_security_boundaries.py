@@ -23,8 +23,8 @@ from refresh_operator.routes import route_from_object
 if TYPE_CHECKING:
     from conftest import OperatorProcess
 
-    from devstack.controlplane import ControlPlane
-    from devstack.local_aws import LocalAws
+    from devstack.aws.local_aws import LocalAws
+    from devstack.controlplane.plane import ControlPlane
 
 FINAL = {"Succeeded", "PartiallyFailed", "Failed"}
 

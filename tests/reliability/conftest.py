@@ -27,9 +27,9 @@ from typing import Any
 import grpc
 import pytest
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.services import Instance
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.services.fleet import Instance
 
 
 def _load_e2e_support() -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import VersionWatch, assert_converged
 
-from devstack.aws_events import new_event_id, parameter_change_event
+from devstack.aws.events import new_event_id, parameter_change_event
 
 UNICODE = ["ünïcödé", "💥", "名前", "\u202eevil", "\ufeffbom", "ø/ø/ø", "ключ"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import VersionWatch, apply, assert_converged, get_json, route_object, wait_for
 
-from devstack.controlplane import CommandError
+from devstack.controlplane.plane import CommandError
 
 REJECTED_BY_THE_API = {
     "prefix-root": ({"parameterPrefix": "/"}, 'must not be just "/"'),

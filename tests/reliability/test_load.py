@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import FINISHED, VersionWatch, assert_converged, percentile, refreshes, rss_kib, wait_for
 
-from devstack.controlplane import CommandError
+from devstack.controlplane.plane import CommandError
 
 
 def _write_steadily(stack: Any, name: str, rate: float, started: float, seconds: float) -> int:

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.services import CLIENT_IDENTITY, Instance
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.services.fleet import CLIENT_IDENTITY, Instance
 
 AUDIENCE = "config-service"
 

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from devstack.controlplane_build import binaries
+from devstack.controlplane.build import binaries
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
 SERVICE_CHART = ROOT / "charts" / "config-service"
 NAMESPACE = "config-refresh"

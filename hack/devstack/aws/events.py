@@ -1,7 +1,7 @@
 """The AWS "Parameter Store Change" event, built as a pure function.
 
 Real Parameter Store publishes this envelope to the EventBridge default bus after a parameter is created,
-updated, deleted or labelled; moto does not. The local stack's emitter (devstack.aws_emitter) builds it
+updated, deleted or labelled; moto does not. The local stack's emitter (devstack.aws.emitter) builds it
 here so that the shape can be checked field by field without a server, and so that every producer of
 local events agrees on one definition. Nothing here reads the clock or draws random ids: callers pass
 them in, which keeps the function pure and the unit test exact.

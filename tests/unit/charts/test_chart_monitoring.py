@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.controlplane_build import binaries
+from devstack.controlplane.build import binaries
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
 SERVICE_CHART = ROOT / "charts" / "config-service"
 ALERTS = {

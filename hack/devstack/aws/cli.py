@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack.local_aws import DEFAULT_PREFIX, LocalAws, LocalAwsError
+from devstack.aws.local_aws import DEFAULT_PREFIX, LocalAws, LocalAwsError
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def default_state_file() -> Path:

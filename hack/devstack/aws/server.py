@@ -1,6 +1,6 @@
 """The moto server process of the local AWS stack: moto, the change emitter, counting and faults.
 
-Run as its own process (`python -m devstack.local_aws serve`) so that tests, the operator and the config
+Run as its own process (`python -m devstack.aws.local_aws serve`) so that tests, the operator and the config
 service never share a GIL or a crash with it. It binds 127.0.0.1 (port 0 picks a free one), installs the
 Parameter Store emitter, the Cloud Map patches and the SQS receive patch into moto, puts the control
 layer in front, then prints one JSON line `{"host": ..., "port": ..., "pid": ...}` on stdout: the signal
@@ -23,10 +23,12 @@ import time
 from types import FrameType
 from typing import NoReturn
 
-from devstack import aws_cloudmap, aws_emitter, aws_sqs
-from devstack.aws_control import ControlMiddleware, ControlState
+from devstack.aws import cloudmap as aws_cloudmap
+from devstack.aws import emitter as aws_emitter
+from devstack.aws import sqs as aws_sqs
+from devstack.aws.control import ControlMiddleware, ControlState
 
-_log = logging.getLogger("devstack.aws_server")
+_log = logging.getLogger("devstack.aws.server")
 
 
 def serve(*, host: str, port: int, parent_pid: int | None, verbose: bool) -> NoReturn:

@@ -85,7 +85,7 @@ def test_the_command_line_reports_a_bad_setting_and_exits_2() -> None:
 
 
 def test_the_docs_list_every_setting() -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "config-service.md").read_text()
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "config-service.md").read_text()
     for field in FIELDS:
         assert f"`{env_name(field)}`" in docs, field.name
         assert f"`{flag_name(field)}`" in docs, field.name

@@ -16,11 +16,11 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Info, start_http_server
 
-from devstack.controlplane_build import binaries
+from devstack.controlplane.build import binaries
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"
 SERVICE_CHART = ROOT / "charts" / "config-service"
 

@@ -42,7 +42,7 @@ from configrefresh.v1 import (
     refresh_service_pb2,
     refresh_service_pb2_grpc,
 )
-from devstack.controlplane_procs import free_ports
+from devstack.controlplane.procs import free_ports
 
 AuthMode = Literal["insecure", "token", "mtls", "serviceaccount"]
 CLIENT_IDENTITY = "config-refresh-operator"
@@ -54,7 +54,7 @@ class ServiceError(RuntimeError):
 
 
 class AwsEndpoint(Protocol):
-    """What the fleet needs from devstack.local_aws.LocalAws."""
+    """What the fleet needs from devstack.aws.local_aws.LocalAws."""
 
     endpoint_url: str
     region: str

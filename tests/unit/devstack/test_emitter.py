@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from devstack.aws_events import (
+from devstack.aws.events import (
     OPERATIONS,
     Operation,
     event_time,
@@ -14,7 +14,7 @@ from devstack.aws_events import (
     parameter_arn,
     parameter_change_event,
 )
-from devstack.aws_provision import event_pattern
+from devstack.aws.provision import event_pattern
 
 MOMENT = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
 NAME = "/config-service/acme/orders/db_url"

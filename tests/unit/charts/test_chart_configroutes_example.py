@@ -12,11 +12,11 @@ import jsonschema
 import pytest
 import yaml
 
-from devstack.controlplane_build import binaries
+from devstack.controlplane.build import binaries
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "config-refresh-operator"
 EXAMPLE = CHART / "ci" / "configroutes-values.yaml"
 

@@ -1,12 +1,12 @@
 """The local AWS stack as a Python object: start the moto process, provision, steer it, stop it.
 
-`LocalAws.start()` launches `python -m devstack.local_aws serve` (devstack.aws_server) as a child
+`LocalAws.start()` launches `python -m devstack.aws.local_aws serve` (devstack.aws.server) as a child
 process on 127.0.0.1 with a free port, waits for its ready line, and provisions the queue, DLQ, rule and
-Cloud Map resources (devstack.aws_provision). The object then hands out boto3 clients configured for
+Cloud Map resources (devstack.aws.provision). The object then hands out boto3 clients configured for
 the endpoint, resets state between tests, reads request counts and arms faults over the small control
-API the server adds (devstack.aws_control), and registers Cloud Map instances for tests.
+API the server adds (devstack.aws.control), and registers Cloud Map instances for tests.
 
-The pytest fixtures (devstack.pytest_aws), the `hack/local-aws` command (devstack.aws_cli) and
+The pytest fixtures (devstack.fixtures.aws), the `hack/local-aws` command (devstack.aws.cli) and
 `hack/demo.py` are thin layers over this class.
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Self
 import boto3
 from botocore.config import Config
 
-from devstack.aws_provision import Provisioned, provision
+from devstack.aws.provision import Provisioned, provision
 
 DEFAULT_PREFIX = "/config-service/"
 REGION = "us-east-1"
@@ -42,7 +42,7 @@ ACCOUNT_ID = "123456789012"
 FAKE_ACCESS_KEY_ID = "testing"
 FAKE_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - moto accepts any key; never a real one
 HOST = "127.0.0.1"
-_HACK_DIR = Path(__file__).resolve().parent.parent
+_HACK_DIR = Path(__file__).resolve().parents[2]
 
 
 class LocalAwsError(RuntimeError):
@@ -126,7 +126,16 @@ class LocalAws:
             os.close(handle)
             log_path = Path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "devstack.local_aws", "serve", "--host", HOST, "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "devstack.aws.local_aws",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ]
         if not detach:
             command += ["--parent-pid", str(os.getpid())]
         if verbose:
@@ -507,8 +516,8 @@ def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m devstack.local_aws serve ...`: the server process itself."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.local_aws")
+    """`python -m devstack.aws.local_aws serve ...`: the server process itself."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.aws.local_aws")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the moto server process (used by LocalAws)")
     serve_parser.add_argument("--host", default=HOST)
@@ -516,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--parent-pid", type=int, default=None)
     serve_parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from devstack.aws_server import serve
+    from devstack.aws.server import serve
 
     serve(host=args.host, port=args.port, parent_pid=args.parent_pid, verbose=args.verbose)
 

@@ -1,4 +1,5 @@
-"""devstack.rendered_pods: a rendered pod spec becomes the podman command line a kubelet's choices imply.
+"""devstack.services.rendered_pods: a rendered pod spec becomes the podman command line a kubelet's
+choices imply.
 
 The e2e image test (tests/e2e/test_images.py) runs the charts' real output; these cases pin the
 translation itself, including what the charts do not render today (Secret volumes of the rendered output,
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from devstack.rendered_pods import PodSpecError, RenderedPod, load_manifests
+from devstack.services.rendered_pods import PodSpecError, RenderedPod, load_manifests
 
 SECRET = {
     "apiVersion": "v1",

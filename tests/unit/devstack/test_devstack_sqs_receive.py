@@ -1,4 +1,4 @@
-"""The local stack's SQS receive patch (devstack.aws_sqs): same answers as moto, without the per-message
+"""The local stack's SQS receive patch (devstack.aws.sqs): same answers as moto, without the per-message
 scan of the whole queue, so a backlog does not make moto the bottleneck of a load test."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import SQSBackend, sqs_backends
 
-from devstack import aws_sqs
+from devstack.aws import sqs as aws_sqs
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

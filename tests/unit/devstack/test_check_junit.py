@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "hack" / "check-junit.py"
+_SCRIPT = Path(__file__).resolve().parents[3] / "hack" / "check-junit.py"
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 moto's Parameter Store keeps parameters but publishes nothing. This module wraps four methods of moto's
 SSM backend (PutParameter, DeleteParameter, DeleteParameters, LabelParameterVersion) so that after a
-successful call the exact AWS "Parameter Store Change" envelope (devstack.aws_events) goes to the
+successful call the exact AWS "Parameter Store Change" envelope (devstack.aws.events) goes to the
 EventBridge default bus of the same account and region. From there moto's own rule matching and moto's
 SQS target delivery take over, as they would for a real AWS service event.
 
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from devstack.aws_events import Operation, new_event_id, parameter_change_event
+from devstack.aws.events import Operation, new_event_id, parameter_change_event
 
 _log = logging.getLogger("devstack.emitter")
 _INSTALLED_MARK = "_devstack_emitter_installed"

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from devstack import controlplane_build, controlplane_pki
-from devstack.controlplane_build import Binaries
-from devstack.controlplane_procs import (
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane import pki as controlplane_pki
+from devstack.controlplane.build import Binaries
+from devstack.controlplane.procs import (
     ControlPlaneError,
     free_ports,
     http_ok,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CommandError", "ControlPlane", "ControlPlaneError", "down", "running_kubeconfig", "up"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_TIMEOUT = 180.0
@@ -378,7 +379,7 @@ def _read_state() -> dict[str, Any] | None:
 
 
 def _alive(state: dict[str, Any]) -> bool:
-    from devstack.controlplane_procs import pid_runs
+    from devstack.controlplane.procs import pid_runs
 
     return all(pid_runs(pid, Path(state["executables"][name])) for name, pid in state["pids"].items())
 

@@ -14,7 +14,7 @@ import fcntl
 import sys
 from pathlib import Path
 
-from devstack.controlplane_build import ControlPlaneBuildError, _go, _go_env, _install, cache_root
+from devstack.controlplane.build import ControlPlaneBuildError, _go, _go_env, _install, cache_root
 
 PROMETHEUS_MODULE_VERSION = "0.316.0"
 """Prometheus 3.16.0 (checked with `go list -m -versions github.com/prometheus/prometheus`)."""

@@ -31,11 +31,11 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack import controlplane_build
-from devstack.controlplane import ControlPlane
-from devstack.controlplane_procs import stop_pid
-from devstack.local_aws import LocalAws
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane.plane import ControlPlane
+from devstack.controlplane.procs import stop_pid
+from devstack.services.fleet import ServiceFleet
 from refresh_operator.podsync.model import instance_id_for
 
 APP_LABEL = "config-service"
@@ -465,7 +465,7 @@ def stop_described(description: dict[str, Any]) -> list[str]:
     if count:
         stopped.append(f"{count} config-service processes")
     aws = description.get("aws") or {}
-    if aws.get("pid") and _stop_python_pid(int(aws["pid"]), "devstack.local_aws"):
+    if aws.get("pid") and _stop_python_pid(int(aws["pid"]), "devstack.aws.local_aws"):
         stopped.append(f"local AWS (pid {aws['pid']})")
     plane = description.get("controlplane") or {}
     for name in ("kube-apiserver", "etcd"):
