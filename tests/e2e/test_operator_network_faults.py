@@ -14,11 +14,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
-
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane.plane import ControlPlane
 from devstack.network.fault_proxy import FaultProxy
+from devstack.stack.builder import Stack
+from devstack.stack.kube import apply, route_object, wait_route_ready
+from devstack.stack.operator import OperatorProcess
 
 
 def test_the_operator_rides_out_an_outage_of_its_aws_connections(

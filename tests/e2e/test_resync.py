@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OperatorProcess, Stack, apply, get_json, route_object, wait_for, wait_route_ready
 
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import Stack
+from devstack.stack.kube import apply, get_json, route_object, wait_for, wait_route_ready
+from devstack.stack.operator import OperatorProcess
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 INTERVAL = 10

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
 
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import Stack
+from devstack.stack.kube import apply, route_object, wait_route_ready
+from devstack.stack.operator import OperatorProcess
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}

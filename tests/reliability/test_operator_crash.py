@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, assert_converged
+
+from tests.reliability.checks import VersionWatch, assert_converged
 
 RESYNC_SECONDS = 20
 

@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FINISHED, VersionWatch, assert_converged, wait_for
+from devstack.stack.kube import wait_for
+from tests.reliability.checks import FINISHED, VersionWatch, assert_converged
 
 KEYS = 4
 WRITES_PER_KEY = 3

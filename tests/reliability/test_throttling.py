@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import VersionWatch, assert_converged
+from tests.reliability.checks import VersionWatch, assert_converged
 
 THROTTLES = 12  # botocore gives up after 5 attempts: two calls fail outright, the third succeeds
 
