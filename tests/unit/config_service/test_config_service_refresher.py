@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,29 +13,11 @@ from config_service.errors import InvalidArgument
 from config_service.refresh_servicer import change_from_request
 from config_service.refresher import Change, Operation, PayloadMode, Refresher, Result
 from configrefresh.v1 import refresh_service_pb2 as pb
+from tests.unit.fakes.parameter_store import FakeStore
 
 PREFIX = "/config-service/"
 NAME = "/config-service/acme/orders/db_url"
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-
-
-class FakeStore:
-    """Parameter Store as the refresher sees it: counts reads, and can hold them until released."""
-
-    def __init__(self, entry: Entry | None) -> None:
-        self.entry = entry
-        self.reads = 0
-        self.release = asyncio.Event()
-        self.release.set()
-
-    async def get_parameter(self, name: str) -> Entry | None:
-        self.reads += 1
-        answer = self.entry  # what Parameter Store holds when the read reaches it
-        await self.release.wait()
-        return answer
-
-    async def get_parameters(self, names: Sequence[str]) -> tuple[list[Entry], list[str]]:
-        raise NotImplementedError
 
 
 def stored(version: int, minutes: int = 0) -> Entry:
@@ -145,7 +126,7 @@ async def test_a_delete_tombstones_and_a_late_upsert_stays_stale() -> None:
 
 
 async def test_invalidate_reads_once_for_refreshes_that_arrive_together() -> None:
-    store = FakeStore(stored(5, 5))
+    store = FakeStore({NAME: stored(5, 5)})
     store.release.clear()
     cache = ConfigCache()
     refresher = Refresher(cache=cache, store=store, prefixes=[PREFIX])  # type: ignore[arg-type]
@@ -163,7 +144,7 @@ async def test_invalidate_reads_once_for_refreshes_that_arrive_together() -> Non
 
 
 async def test_invalidate_rejects_a_read_older_than_requested() -> None:
-    store = FakeStore(stored(4, 4))
+    store = FakeStore({NAME: stored(4, 4)})
     refresher = Refresher(cache=ConfigCache(), store=store, prefixes=[PREFIX])  # type: ignore[arg-type]
     outcome = await refresher.refresh(change(5, mode=PayloadMode.INVALIDATE))
     assert outcome.result is Result.REJECTED
@@ -171,20 +152,20 @@ async def test_invalidate_rejects_a_read_older_than_requested() -> None:
 
 
 async def test_invalidate_of_a_missing_parameter_is_rejected() -> None:
-    refresher = Refresher(cache=ConfigCache(), store=FakeStore(None), prefixes=[PREFIX])  # type: ignore[arg-type]
+    refresher = Refresher(cache=ConfigCache(), store=FakeStore(), prefixes=[PREFIX])  # type: ignore[arg-type]
     outcome = await refresher.refresh(change(1, mode=PayloadMode.INVALIDATE))
     assert outcome.result is Result.REJECTED
 
 
 async def test_a_joined_read_that_is_too_old_is_followed_by_one_fresh_read() -> None:
-    store = FakeStore(stored(4, 4))
+    store = FakeStore({NAME: stored(4, 4)})
     store.release.clear()
     refresher = Refresher(cache=ConfigCache(), store=store, prefixes=[PREFIX])  # type: ignore[arg-type]
     early = asyncio.create_task(refresher.refresh(change(4, mode=PayloadMode.INVALIDATE)))
     await asyncio.sleep(0.01)
     late = asyncio.create_task(refresher.refresh(change(5, mode=PayloadMode.INVALIDATE)))
     await asyncio.sleep(0.01)
-    store.entry = stored(5, 5)  # version 5 is written while the first read is in flight
+    store.entries[NAME] = stored(5, 5)  # version 5 is written while the first read is in flight
     store.release.set()
     first, second = await asyncio.gather(early, late)
     assert store.reads == 2

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from config_service.cache import ConfigCache, Entry, ValueType
 from config_service.ttl import TtlRefresher
+from tests.unit.fakes.parameter_store import FakeStore
 
 P = "/config-service/acme/"
 LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class FakeStore:
-    def __init__(self, entries: dict[str, Entry]) -> None:
-        self.entries = entries
-        self.batches: list[list[str]] = []
-
-    async def get_parameters(self, names: Sequence[str]) -> tuple[list[Entry], list[str]]:
-        self.batches.append(list(names))
-        now = datetime.now(UTC)
-        found = [
-            Entry(e.name, e.value, e.value_type, e.version, e.last_modified, now)
-            for n in names
-            if (e := self.entries.get(n)) is not None
-        ]
-        return found, [n for n in names if n not in self.entries]
 
 
 def held(name: str, version: int, *, loaded_at: datetime = LONG_AGO, minutes: int = 0) -> Entry:

@@ -9,6 +9,7 @@ import pytest
 from configctl.exitcodes import ConfigctlError, ExitCode
 from configctl.naming import parameter_hash
 from configctl.wait import Expectation, Target, existing_names, expectations, wait_for
+from tests.unit.fakes.kube import FakeKube
 
 NAME = "/config-service/acme/orders/db_url"
 
@@ -51,24 +52,6 @@ def refresh(
         "spec": {"route": route_name, "parameter": {"name": NAME, "version": version}},
         "status": status,
     }
-
-
-class FakeKube:
-    """Serves a scripted sequence of ConfigRefresh lists, one per poll."""
-
-    namespace = "test"
-
-    def __init__(self, routes: list[dict[str, Any]], polls: list[list[dict[str, Any]]]) -> None:
-        self.routes = routes
-        self.polls = polls
-        self.selectors: list[str | None] = []
-
-    def list_routes(self) -> list[dict[str, Any]]:
-        return self.routes
-
-    def list_refreshes(self, *, label_selector: str | None = None) -> list[dict[str, Any]]:
-        self.selectors.append(label_selector)
-        return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
 
 
 class Clock:

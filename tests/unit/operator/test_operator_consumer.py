@@ -6,93 +6,23 @@ import asyncio
 import datetime
 import json
 import math
-import threading
 import time
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.coalescing import Timing
 from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
-from refresh_operator.kube import KubeError
 from refresh_operator.ordering import VersionKey, parse_time
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
 from refresh_operator.values import ValueCache
+from tests.unit.fakes.aws import FakeSqs, FakeSsm
+from tests.unit.fakes.kube import FakeKube
 
 PREFIX = "/config-service/"
 T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, 250000, tzinfo=datetime.UTC)
-
-
-class FakeSqs:
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-        self.visibility: list[tuple[str, int]] = []
-
-    def delete_message(self, **kwargs: Any) -> None:
-        self.deleted.append(kwargs["ReceiptHandle"])
-
-    def change_message_visibility(self, **kwargs: Any) -> None:
-        self.visibility.append((kwargs["ReceiptHandle"], kwargs["VisibilityTimeout"]))
-
-
-class FakeSsm:
-    """One parameter at version `version`; each read takes `delay` seconds (a thread is blocked)."""
-
-    def __init__(self, *, version: int | None = 3, delay: float = 0.0, bump: bool = False) -> None:
-        self.version = version
-        self.delay = delay
-        self.bump = bump
-        self.reads = 0
-        self._lock = threading.Lock()
-
-    def get_parameter(self, **kwargs: Any) -> dict[str, Any]:
-        with self._lock:
-            self.reads += 1
-        time.sleep(self.delay)
-        if self.bump and self.version is not None:
-            with self._lock:
-                self.version += 1
-        if self.version is None:
-            raise ClientError({"Error": {"Code": "ParameterNotFound", "Message": "x"}}, "GetParameter")
-        return {
-            "Parameter": {
-                "Name": kwargs["Name"],
-                "Version": self.version,
-                "LastModifiedDate": T0,
-                "Type": "SecureString",
-                "Value": "s3cr3t",
-            }
-        }
-
-
-class FakeKube:
-    """Creates objects; with `values`, each object's rollout finishes `fan_out_seconds` after it was created
-    (at once by default), as the rollout handler reports it."""
-
-    def __init__(
-        self, *, down: bool = False, values: ValueCache | None = None, fan_out_seconds: float = 0.0
-    ) -> None:
-        self.down = down
-        self.values = values
-        self.fan_out_seconds = fan_out_seconds
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def create_refresh(self, namespace: str, body: dict[str, Any]) -> bool:
-        if self.down:
-            raise KubeError("create ConfigRefresh: connection refused", status=0)
-        key = (namespace, body["metadata"]["name"])
-        if key in self.objects:
-            return False
-        self.objects[key] = body
-        if self.values is not None:
-            values = self.values
-            timer = threading.Timer(self.fan_out_seconds, values.fan_out_done, key)
-            timer.daemon = True
-            timer.start()
-        return True
 
 
 def message(body: Any, receipt: str = "r-1") -> dict[str, Any]:

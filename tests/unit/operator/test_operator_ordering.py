@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from refresh_operator.ordering import Operation, VersionKey, canonical_time, is_newer, parse_time
 from refresh_operator.parameter_store import ParameterStoreError, read_parameter
+from tests.unit.fakes.aws import FakeSsm
 
 T0 = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)
 
 
 def at(seconds: float) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=seconds)
-
-
-class FakeSsm:
-    """Stands in for boto3's SSM client: a scripted history of one parameter."""
-
-    def __init__(self, parameter: dict[str, Any] | None, error: str = "ParameterNotFound") -> None:
-        self.parameter = parameter
-        self.error = error
-        self.calls: list[dict[str, Any]] = []
-
-    def get_parameter(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(kwargs)
-        if self.parameter is None:
-            raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, "GetParameter")
-        return {"Parameter": self.parameter}
 
 
 def test_delete_and_recreate_orders_by_time_not_version() -> None:
@@ -48,7 +32,7 @@ def test_the_version_breaks_ties_within_one_timestamp() -> None:
 
 
 def test_a_missing_parameter_is_a_delete_at_the_event_time() -> None:
-    ssm = FakeSsm(None)
+    ssm = FakeSsm(version=None)
     snapshot = read_parameter(ssm, name="/p", with_value=True, deleted_at=at(10))
     assert snapshot.operation is Operation.DELETE
     assert snapshot.key == VersionKey(at(10), 0)
@@ -71,7 +55,7 @@ def test_a_read_asks_for_decryption_only_when_pushing_values() -> None:
 def test_a_failed_read_names_the_code_and_never_a_value() -> None:
     with pytest.raises(ParameterStoreError) as caught:
         read_parameter(
-            FakeSsm(None, error="ThrottlingException"), name="/p", with_value=True, deleted_at=at(0)
+            FakeSsm(version=None, error="ThrottlingException"), name="/p", with_value=True, deleted_at=at(0)
         )
     assert "ThrottlingException" in str(caught.value)
 

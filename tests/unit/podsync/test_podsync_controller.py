@@ -13,61 +13,14 @@ from typing import Any
 
 import pytest
 
-from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
+from refresh_operator.podsync.cloudmap import ServiceRef
 from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.reconcile import ActualInstance
+from tests.unit.fakes.aws import FakeCloudMap
+from tests.unit.fakes.kube import FakeKube
 
 SERVICE = ServiceRef("srv-1", "ns-1", "config-refresh", "config-service")
-
-
-class FakeCloudMap:
-    def __init__(self) -> None:
-        self.instances: dict[str, ActualInstance] = {}
-        self.missing_service = False
-        self.calls: list[str] = []
-
-    async def resolve_service(self, namespace_name: str, service_name: str) -> ServiceRef:
-        if self.missing_service:
-            raise CloudMapError("ServiceNotFound", f'Cloud Map service "{service_name}" does not exist')
-        return SERVICE
-
-    async def list_instances(self, service_id: str) -> dict[str, ActualInstance]:
-        return dict(self.instances)
-
-    async def register(
-        self,
-        service_id: str,
-        instance_id: str,
-        attributes: Mapping[str, str],
-        *,
-        healthy: bool,
-        replace: bool = False,
-    ) -> None:
-        self.calls.append(f"register {instance_id}")
-        self.instances[instance_id] = ActualInstance(instance_id, dict(attributes), healthy)
-
-    async def set_health(self, service_id: str, instance_id: str, healthy: bool) -> None:
-        self.calls.append(f"health {instance_id} {healthy}")
-        if instance_id not in self.instances:
-            raise InstanceNotFound("InstanceNotFound", instance_id)
-        self.instances[instance_id] = dataclasses.replace(self.instances[instance_id], healthy=healthy)
-
-    async def deregister(self, service_id: str, instance_id: str) -> None:
-        self.calls.append(f"deregister {instance_id}")
-        self.instances.pop(instance_id, None)
-
-
-class FakeKube:
-    def __init__(self) -> None:
-        self.pods: list[dict[str, Any]] = []
-        self.applied: list[dict[str, Any]] = []
-
-    async def list_pods(self, namespace: str, match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        return list(self.pods)
-
-    async def apply_route_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        self.applied.append(dict(body))
 
 
 ROUTE: dict[str, Any] = {
@@ -112,7 +65,7 @@ class Harness:
 
 @pytest.fixture
 def harness() -> Harness:
-    cloudmap, kube, events = FakeCloudMap(), FakeKube(), []
+    cloudmap, kube, events = FakeCloudMap(SERVICE), FakeKube(), []
     controller = PodSyncController(
         settings=PodSyncSettings(),
         cloudmap=cloudmap,
