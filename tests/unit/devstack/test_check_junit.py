@@ -33,7 +33,7 @@ def _report(tmp_path: Path, cases: list[tuple[str, bool]]) -> str:
 
 
 ALL_TIERS = [
-    ("tests.unit.test_a", False),
+    ("tests.unit.operator.test_a", False),  # unit tests sit in folders by subject
     ("tests.integration.test_b", False),
     ("tests.e2e.test_images", False),
     ("tests.reliability.test_d", False),
@@ -51,8 +51,12 @@ def test_a_missing_reliability_tier_fails(check_junit: ModuleType, tmp_path: Pat
 
 
 def test_a_skipped_test_fails(check_junit: ModuleType, tmp_path: Path) -> None:
-    ran, skipped = check_junit.executed_cases(_report(tmp_path, [*ALL_TIERS, ("tests.unit.test_e", True)]))
-    assert check_junit.problems_of(ran, skipped, expected=5) == ["skipped: tests.unit.test_e::t4"]
+    ran, skipped = check_junit.executed_cases(
+        _report(tmp_path, [*ALL_TIERS, ("tests.unit.config_service.test_e", True)])
+    )
+    assert check_junit.problems_of(ran, skipped, expected=5) == [
+        "skipped: tests.unit.config_service.test_e::t4"
+    ]
 
 
 def test_a_missing_image_test_fails_even_when_the_e2e_tier_ran(
