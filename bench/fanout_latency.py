@@ -6,7 +6,7 @@ first (cold, channels being opened) run on its own line. Nothing here asserts a 
 
 The backends, said in the output as well:
 
-- ``real``: that many real ``config-service`` processes (devstack.services, token auth) on 127.0.0.x,
+- ``real``: that many real ``config-service`` processes (devstack.services.fleet, token auth) on 127.0.0.x,
   bootstrapped from a local AWS stack (moto server process). Default for fleets of up to ``--real-max``
   (10) instances.
 - above ``--real-max``, NOT config-service processes (100 real ones do not fit on a 2-core machine):
@@ -152,8 +152,8 @@ class RealBackend:
     description = "real config-service processes (token auth) on a local AWS stack"
 
     def __init__(self, count: int, workdir: Path) -> None:
-        from devstack.local_aws import LocalAws
-        from devstack.services import ServiceFleet
+        from devstack.aws.local_aws import LocalAws
+        from devstack.services.fleet import ServiceFleet
 
         self._aws = LocalAws.start(log_path=workdir / "moto.log")
         self._fleet = ServiceFleet(count, local_aws=self._aws, workdir=workdir / "fleet", auth="token")

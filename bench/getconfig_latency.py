@@ -167,8 +167,8 @@ def summary(label: str, samples: list[float], seconds: float) -> dict[str, float
 
 
 def run(args: argparse.Namespace) -> int:
-    from devstack.local_aws import LocalAws
-    from devstack.services import ServiceFleet
+    from devstack.aws.local_aws import LocalAws
+    from devstack.services.fleet import ServiceFleet
 
     workdir = Path(tempfile.mkdtemp(prefix="getconfig-bench-"))
     aws = LocalAws.start(log_path=workdir / "moto.log")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,16 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import RowResult, rss_kib, say
-from devstack import controlplane_build
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import (
-    OPERATOR_READY_MARK,
-    StackError,
-    operator_environment,
-    operator_executable,
-    stop_process,
-)
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.operator import OperatorProcess, operator_environment, operator_executable
 
 NAMESPACE = "bench-idle"
 SAMPLE_SECONDS = 0.5
@@ -48,30 +41,6 @@ class Sample:
     rss_kib: int
     hwm_kib: int
     settle_seconds: float
-
-
-def _launch(executable: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start one operator and return once it has indexed the (no) routes."""
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(executable), "--standalone", "--namespace", NAMESPACE],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        text = log_path.read_bytes()[offset:].decode("utf-8", "replace")
-        if process.poll() is not None:
-            raise StackError(f"the operator exited with {process.returncode}:\n{text[-4000:]}")
-        if OPERATOR_READY_MARK in text:
-            return process
-        time.sleep(0.1)
-    stop_process(process)
-    raise StackError(f"the operator was not ready after 180 s:\n{text[-4000:]}")
 
 
 def settle(pid: int) -> Sample:
@@ -104,11 +73,19 @@ def measure(*, runs: int, builds: dict[str, Path], log_dir: Path) -> dict[tuple[
                     env = operator_environment(
                         plane, aws, {"CONFIG_REFRESH_POD_SYNC": str(pod_sync).lower()}, namespace=NAMESPACE
                     )
-                    process = _launch(executable, env, log_dir / f"operator-{index}.log")
+                    operator = OperatorProcess.launch(
+                        namespace=NAMESPACE,
+                        env=env,
+                        log_path=log_dir / f"operator-{index}.log",
+                        timeout=180,
+                        executable=executable,
+                    )
                     try:
-                        sample = settle(process.pid)
+                        if operator.pid is None:
+                            raise RuntimeError("the operator has no process")
+                        sample = settle(operator.pid)
                     finally:
-                        stop_process(process)
+                        operator.stop()
                     samples.setdefault((build, pod_sync), []).append(sample)
                     say(
                         f"  run {round_number + 1}/{runs} {build}, podSync {'on' if pod_sync else 'off'}: "

@@ -1,4 +1,4 @@
-"""Rows on the whole local stack (devstack.demo_stack, the one `make demo` uses): latency, reads, idle, burst.
+"""Rows on the whole local stack (devstack.stack, the one `make demo` uses): latency, reads, idle, burst.
 
 The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real config-service processes on
 127.0.0.x, Ready Pod objects, a ConfigRoute with podSync, the operator as it ships. Measured:
@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
-from devstack.demo_stack import DemoStack
+from devstack.stack.builder import Stack
 
 NOTE = (
     '"All ssm calls by action" includes the benchmark\'s own GetParameter per change (it reads'
@@ -44,10 +44,10 @@ READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 class Rollouts:
     """Reads ConfigRefresh objects with the kubernetes client (faster than kubectl in a poll loop)."""
 
-    def __init__(self, stack: DemoStack) -> None:
+    def __init__(self, stack: Stack) -> None:
         from kubernetes import client
 
-        self._api_client = stack.plane.api_client()
+        self._api_client = stack.control_plane.api_client()
         self._api = client.CustomObjectsApi(self._api_client)
         self._namespace = stack.namespace
 
@@ -85,13 +85,13 @@ def ssm_only(counts: dict[str, int]) -> dict[str, int]:
     return {key: value for key, value in sorted(counts.items()) if key.startswith("ssm:") and value}
 
 
-def whole_path(stack: DemoStack, rollouts: Rollouts, changes: int) -> dict[str, Any]:
-    ssm = stack.aws.client("ssm")
-    name = f"{stack.aws.prefix}bench/path/flag"
+def whole_path(stack: Stack, rollouts: Rollouts, changes: int) -> dict[str, Any]:
+    ssm = stack.local_aws.client("ssm")
+    name = f"{stack.local_aws.prefix}bench/path/flag"
     ssm.put_parameter(Name=name, Value="warm-up", Type="String", Overwrite=True)
     version = int(ssm.get_parameter(Name=name)["Parameter"]["Version"])
     rollouts.wait_final(name, version)
-    stack.aws.reset_call_counts()
+    stack.local_aws.reset_call_counts()
     commit_ms: list[float] = []
     put_ms: list[float] = []
     phases: Counter[str] = Counter()
@@ -106,7 +106,7 @@ def whole_path(stack: DemoStack, rollouts: Rollouts, changes: int) -> dict[str, 
         modified = ssm.get_parameter(Name=name)["Parameter"]["LastModifiedDate"].timestamp()
         commit_ms.append(latency)
         put_ms.append(modified * 1000 + latency - returned * 1000)
-    counts = stack.aws.call_counts()
+    counts = stack.local_aws.call_counts()
     # the loop's own get_parameter (for LastModifiedDate) is one GetParameter per change: subtract it
     operator_reads = reads(counts) - changes
     return {
@@ -118,10 +118,10 @@ def whole_path(stack: DemoStack, rollouts: Rollouts, changes: int) -> dict[str, 
     }
 
 
-def idle(stack: DemoStack, seconds: float) -> dict[str, int]:
-    stack.aws.reset_call_counts()
+def idle(stack: Stack, seconds: float) -> dict[str, int]:
+    stack.local_aws.reset_call_counts()
     time.sleep(seconds)
-    return stack.aws.call_counts()
+    return stack.local_aws.call_counts()
 
 
 def burst_check(b: dict[str, Any]) -> Check:
@@ -144,9 +144,9 @@ def burst_check(b: dict[str, Any]) -> Check:
     )
 
 
-def burst(stack: DemoStack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]:
-    ssm = stack.aws.client("ssm")
-    name = f"{stack.aws.prefix}bench/burst/key"
+def burst(stack: Stack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]:
+    ssm = stack.local_aws.client("ssm")
+    name = f"{stack.local_aws.prefix}bench/burst/key"
     samplers = [stack.fleet[0], stack.fleet[len(stack.fleet) // 2], stack.fleet[-1]]
     stop = threading.Event()
     regressions: list[str] = []
@@ -170,7 +170,7 @@ def burst(stack: DemoStack, rollouts: Rollouts, writes: int = 100) -> dict[str, 
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stack.aws.reset_call_counts()
+    stack.local_aws.reset_call_counts()
     started = time.monotonic()
     last = 0
     for index in range(writes):
@@ -196,7 +196,7 @@ def burst(stack: DemoStack, rollouts: Rollouts, writes: int = 100) -> dict[str, 
     time.sleep(1.0)
     stop.set()
     sampler.join(10)
-    counts = stack.aws.call_counts()
+    counts = stack.local_aws.call_counts()
     items = rollouts.of(name)
     values = []
     for instance in stack.fleet:
@@ -228,7 +228,7 @@ def run(
         largest = position == len(sizes) - 1
         say(f"  starting the whole stack with {size} config-service instances ...")
         started = time.monotonic()
-        stack = DemoStack.start(instances=size, namespace=f"bench-{size}")
+        stack = Stack.start(instances=size, namespace=f"bench-{size}")
         say(f"  stack up in {time.monotonic() - started:.0f} s")
         rollouts = Rollouts(stack)
         try:

@@ -28,8 +28,8 @@ from typing import Any
 import grpc
 
 from bench.common import percentile, say
-from devstack.local_aws import LocalAws
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.services.fleet import ServiceFleet
 
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 

@@ -30,10 +30,10 @@ from typing import Any
 from bench import fanout_latency
 from bench.common import Check, RowResult, fmt_ms, percentile, rss_kib, say
 from bench.targets import RSS_BYTES, WHOLE_1000_P99_MS
-from devstack import controlplane_build
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import launch_operator, operator_environment, stop_process
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.operator import OperatorProcess, operator_environment
 
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
@@ -81,7 +81,7 @@ class ScaleStack:
         env = operator_environment(
             self.plane, self.aws, {"CONFIG_REFRESH_POD_SYNC": "false"}, namespace=self.namespace
         )
-        self.operator = launch_operator(
+        self.operator = OperatorProcess.launch(
             env=env, namespace=self.namespace, log_path=self.workdir / "operator.log", timeout=180
         )
 
@@ -106,7 +106,8 @@ class ScaleStack:
         )
 
     def close(self) -> None:
-        stop_process(self.operator)
+        if self.operator is not None:
+            self.operator.stop(grace=5.0)
         if self.backend is not None:
             self.backend.close()
         self.api_client.close()  # type: ignore[no-untyped-call]
@@ -252,7 +253,7 @@ def operator_memory(*, routes: int, per_route: int, rollouts: int) -> RowResult:
             stack.start_operator()
             time.sleep(5)
             base_rss, _ = rss_kib(stack.operator.pid)
-            stop_process(stack.operator)
+            stack.operator.stop(grace=5.0)
             say(f"  operator with no routes: RSS {base_rss / 1024:.0f} MiB")
             prefix = stack.aws.prefix
             stack.apply_routes(

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Checks the operator chart's PrometheusRule with promtool (built from its Go module, cached per version:
-# hack/devstack/promtool_build.py): the chart renders the rule with every alert on, `promtool check rules`
+# hack/devstack/controlplane/promtool.py): the chart renders the rule with every alert on, `promtool check rules`
 # validates its syntax and PromQL, and `promtool test rules` runs tests/prometheus/rules-test.yaml (a unit
 # test per alert). Run by `make lint`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HELM=${HELM:-$(PYTHONPATH=hack .venv/bin/python -c 'from devstack.controlplane_build import binaries; print(binaries().helm)')}
-PROMTOOL=${PROMTOOL:-$(PYTHONPATH=hack .venv/bin/python -m devstack.promtool_build | tail -1)}
+HELM=${HELM:-$(PYTHONPATH=hack .venv/bin/python -c 'from devstack.controlplane.build import binaries; print(binaries().helm)')}
+PROMTOOL=${PROMTOOL:-$(PYTHONPATH=hack .venv/bin/python -m devstack.controlplane.promtool | tail -1)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -4,7 +4,7 @@
     hack/demo.py up       start the stack and leave it running; prints how to use it
     hack/demo.py down     stop what `up` started (state file in the control-plane cache)
 
-The stack (devstack.demo_stack): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
+The stack (devstack.stack.builder): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
 the Parameter Store change emitter), DEMO_INSTANCES real `config-service` processes (default 20) on
 127.0.0.x, one Ready Pod object per instance, a ConfigRoute with podSync (so Cloud Map is filled from the
 pods), and the operator as it ships. The demo then runs `configctl apply --wait` on examples/config/,
@@ -32,8 +32,8 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devstack import controlplane_build
-from devstack.demo_stack import DemoStack, StackError, stop_described
+from devstack.controlplane import build as controlplane_build
+from devstack.stack.builder import Stack, StackError, stop_described
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TREE = ROOT / "examples" / "config" / "tenants"
@@ -78,15 +78,15 @@ def ensure_control_plane() -> None:
     controlplane_build.ensure_built()
 
 
-def start(instances: int, *, detach: bool) -> DemoStack:
+def start(instances: int, *, detach: bool) -> Stack:
     step(1, f"Starting the local stack with {instances} config-service instances")
     ensure_control_plane()
-    return DemoStack.start(
+    return Stack.start(
         instances=instances, namespace=NAMESPACE, detach=detach, say=lambda line: say(f"   {line}")
     )
 
 
-def configctl(stack: DemoStack, tree: Path, *extra: str) -> tuple[int, float]:
+def configctl(stack: Stack, tree: Path, *extra: str) -> tuple[int, float]:
     """`configctl apply TREE --prefix /config-service/ --wait`, output shown as it comes; (exit, seconds)."""
     command = [
         str(Path(sys.executable).parent / "configctl"),
@@ -111,13 +111,13 @@ def configctl(stack: DemoStack, tree: Path, *extra: str) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
-def watch(stack: DemoStack, log: Path) -> subprocess.Popen[bytes]:
+def watch(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     """`kubectl get configrefresh -w` in the background, its lines captured to `log`."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [
-                str(stack.plane.binaries.kubectl),
-                f"--kubeconfig={stack.plane.kubeconfig}",
+                str(stack.control_plane.binaries.kubectl),
+                f"--kubeconfig={stack.control_plane.kubeconfig}",
                 "-n",
                 NAMESPACE,
                 "get",
@@ -143,7 +143,7 @@ def changed_tree(workdir: Path) -> Path:
     return tree
 
 
-def rollout_of(stack: DemoStack, name: str, version: int) -> dict[str, Any] | None:
+def rollout_of(stack: Stack, name: str, version: int) -> dict[str, Any] | None:
     for item in stack.refreshes():
         parameter = item["spec"]["parameter"]
         if parameter["name"] == name and parameter.get("version") == version:
@@ -151,7 +151,7 @@ def rollout_of(stack: DemoStack, name: str, version: int) -> dict[str, Any] | No
     return None
 
 
-def read_back(stack: DemoStack, version: int) -> bool:
+def read_back(stack: Stack, version: int) -> bool:
     """GetConfig from the first, middle and last instance: the new value and the secret."""
     ok = True
     picks = [stack.fleet[0], stack.fleet[len(stack.fleet) // 2], stack.fleet[-1]]
@@ -170,7 +170,7 @@ def read_back(stack: DemoStack, version: int) -> bool:
     return ok
 
 
-def run_demo(stack: DemoStack, scratch: Path) -> bool:
+def run_demo(stack: Stack, scratch: Path) -> bool:
     step(2, "What Kubernetes sees: Ready pods (their podIP is a local config-service) and the route")
     say(stack.kubectl("get", "pods", "-o", "wide").stdout.rstrip())
     say(stack.kubectl("get", "configroute").stdout.rstrip())
@@ -205,7 +205,7 @@ def run_demo(stack: DemoStack, scratch: Path) -> bool:
     say("\n   and every rollout of this demo, final (`kubectl get configrefresh`):")
     say(stack.kubectl("get", "configrefresh").stdout.rstrip())
 
-    version = int(stack.aws.client("ssm").get_parameter(Name=CHANGED)["Parameter"]["Version"])
+    version = int(stack.local_aws.client("ssm").get_parameter(Name=CHANGED)["Parameter"]["Version"])
     rollout = rollout_of(stack, CHANGED, version)
     status = (rollout or {}).get("status") or {}
     phase = status.get("phase")
@@ -230,7 +230,7 @@ def run_demo(stack: DemoStack, scratch: Path) -> bool:
 
 def run() -> int:
     instances = instance_count()
-    stack: DemoStack | None = None
+    stack: Stack | None = None
     scratch = Path(tempfile.mkdtemp(prefix="config-refresh-demo-run-"))
     ok = False
     try:
@@ -260,8 +260,8 @@ def up() -> int:
     stack = start(instance_count(), detach=True)
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(stack.describe(), indent=2))
-    aws = stack.aws
-    kubeconfig = stack.plane.kubeconfig
+    aws = stack.local_aws
+    kubeconfig = stack.control_plane.kubeconfig
     say("\n[bold green]The stack is running.[/] Use it from another shell:\n")
     say(f"  export KUBECONFIG={kubeconfig}")
     for key, value in aws.env().items():
@@ -269,7 +269,7 @@ def up() -> int:
             say(f"  export {key}={value}")
     say(f"\n  queue       {aws.queue_url}")
     say(f"  namespace   {NAMESPACE} (ConfigRoute config-service, podSync on pods app=config-service)")
-    say(f"  operator    pid {stack.operator_pid}, log {stack.operator_log}")
+    say(f"  operator    pid {stack.operator.pid}, log {stack.operator.log_path}")
     say(f"  instances   GetConfig at {stack.fleet[0].config_address} ... {stack.fleet[-1].config_address}")
     say("\n  Try:")
     say(

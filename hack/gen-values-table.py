@@ -2,7 +2,7 @@
 """Writes the values tables of docs/install-eks.md from the `# --` comments of the charts' values.yaml.
 
 Why a script and not helm-docs: it is twenty lines of parsing, needs no Go tool, and the same pass checks
-what the chart style asks for, so `--check` (run by tests/unit/test_chart_render.py) fails when:
+what the chart style asks for, so `--check` (run by tests/unit/charts/test_chart_render.py) fails when:
 - a key has no `# --` comment (on itself or on a parent documented as a whole, like `resources`);
 - a key with an empty default ("", [], {}) has no example ("e.g." / "Example") and does not say what
   empty means;

@@ -27,7 +27,7 @@ say() { printf '\n== %s\n' "$*"; }
 # Helm prints a line per followed symlink (the chart's CRDs); it is expected, so keep it out of the output.
 quiet_links() { grep -v 'found symbolic link in path' >&2 || true; }
 
-HELM=${HELM:-$(PYTHONPATH=hack .venv/bin/python -c 'from devstack.controlplane_build import binaries; print(binaries().helm)')}
+HELM=${HELM:-$(PYTHONPATH=hack .venv/bin/python -c 'from devstack.controlplane.build import binaries; print(binaries().helm)')}
 if [ ! -x "$HELM" ]; then
   echo "error: helm not found at $HELM; build it with 'make controlplane' (or set HELM=/path/to/helm)" >&2
   exit 2

@@ -2,7 +2,10 @@
 
 Each folder is a tier (README.md, "The two commands"): tests/unit, tests/integration, tests/e2e,
 tests/reliability. The marker of a tier is added here from the folder, so `-m "not e2e"` selects by tier
-without every test repeating it.
+without every test repeating it. tests/unit is grouped by subject (config_service/, configctl/, operator/,
+podsync/, fanout/, charts/, devstack/, common/); its in-memory fakes of AWS, Kubernetes and Parameter Store
+are in tests/unit/fakes/. Every folder is a package, so helpers are imported by their full name
+(`tests.unit.fakes.kube`, `tests.reliability.checks`), never from a conftest.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
-    "devstack.pytest_aws",
-    "devstack.pytest_kube",
-    "devstack.pytest_services",
+    "devstack.fixtures.aws",
+    "devstack.fixtures.kube",
+    "devstack.fixtures.services",
+    "devstack.fixtures.stack",
 ]
 
 _TIER_BY_FOLDER = {

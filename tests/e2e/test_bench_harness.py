@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from devstack.controlplane import ControlPlane
-from devstack.demo_stack import DemoStack
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
@@ -29,9 +29,9 @@ from bench import operator_memory, path, polling, scale  # noqa: E402
 
 
 @pytest.fixture(params=[3, 6], ids=lambda n: f"{n}-instances")
-def whole_stack(request: pytest.FixtureRequest, control_plane: ControlPlane) -> Iterator[DemoStack]:
+def whole_stack(request: pytest.FixtureRequest, control_plane: ControlPlane) -> Iterator[Stack]:
     # control_plane: the binaries exist; the stack runs its own apiserver, as make bench does.
-    stack = DemoStack.start(instances=request.param, namespace="bench-test")
+    stack = Stack.start(instances=request.param, namespace="bench-test")
     try:
         yield stack
     finally:
@@ -40,7 +40,7 @@ def whole_stack(request: pytest.FixtureRequest, control_plane: ControlPlane) -> 
 
 @pytest.mark.timeout(400)
 def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
-    whole_stack: DemoStack,
+    whole_stack: Stack,
 ) -> None:
     rollouts = path.Rollouts(whole_stack)
     try:
@@ -66,7 +66,7 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert item["status"]["refreshed"] == len(whole_stack.fleet)
 
 
-def rollouts_for(stack: DemoStack, name: str) -> list[dict[str, Any]]:
+def rollouts_for(stack: Stack, name: str) -> list[dict[str, Any]]:
     return [item for item in stack.refreshes() if item["spec"]["parameter"]["name"] == name]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS_CHART = ROOT / "charts" / "config-refresh-crds"

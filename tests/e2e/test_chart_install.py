@@ -28,9 +28,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.services import FleetFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_CHART = ROOT / "charts" / "config-refresh-operator"

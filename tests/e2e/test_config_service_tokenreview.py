@@ -6,7 +6,6 @@ of TokenReview calls (counted by the service's own metrics)."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import secrets
 import time
 
@@ -16,10 +15,10 @@ from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import ServiceFleet
 
 AUDIENCE = "config-service"
 
@@ -35,34 +34,11 @@ def get_state_code(address: str, token: str | None) -> grpc.StatusCode:
 
 
 def test_serviceaccount_tokens_are_checked_with_tokenreview(
-    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, service_fleet: FleetFactory
+    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, tokenreview_fleet: FleetFactory
 ) -> None:
     namespace = kube_namespace
     # The service's own identity may create TokenReviews and nothing else (system:auth-delegator).
-    reviewer_token = control_plane.issue_token(namespace, "config-service")
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{namespace}-config-service-auth-delegator"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:auth-delegator",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "config-service", "namespace": namespace}],
-    }
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(binding))
-    operator_user = f"system:serviceaccount:{namespace}:operator"
-    fleet = service_fleet(
-        1,
-        local_aws=local_aws,
-        auth="serviceaccount",
-        env={
-            "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": AUDIENCE,
-            "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": operator_user,
-            "CONFIG_SERVICE_KUBECONFIG": str(control_plane.kubeconfig_for_token(reviewer_token)),
-        },
-    )
+    fleet = tokenreview_fleet(1, audience=AUDIENCE)
     address = fleet[0].refresh_address
 
     operator_token = control_plane.issue_token(namespace, "operator", audiences=[AUDIENCE])
@@ -99,46 +75,20 @@ def counter(metrics: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def delegate_tokenreview(control_plane: ControlPlane, namespace: str) -> str:
-    """A kubeconfig for a ServiceAccount that may create TokenReviews (system:auth-delegator)."""
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{namespace}-config-service-auth-delegator"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:auth-delegator",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "config-service", "namespace": namespace}],
-    }
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(binding))
-    return str(control_plane.kubeconfig_for_token(control_plane.issue_token(namespace, "config-service")))
-
-
 def test_a_token_for_one_service_is_refused_by_another_and_a_flood_of_bogus_tokens_is_bounded(
-    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, service_fleet: FleetFactory
+    control_plane: ControlPlane, kube_namespace: str, tokenreview_fleet: FleetFactory
 ) -> None:
     namespace = kube_namespace
-    kubeconfig = delegate_tokenreview(control_plane, namespace)
-    operator_user = f"system:serviceaccount:{namespace}:operator"
     audience_a = f"configrefresh.io/{namespace}/orders"
     audience_b = f"configrefresh.io/{namespace}/billing"
     rate, burst = 5, 10
 
     def fleet_for(audience: str) -> ServiceFleet:
-        return service_fleet(
-            1,
-            local_aws=local_aws,
-            auth="serviceaccount",
-            env={
-                "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": audience,
-                "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": operator_user,
-                "CONFIG_SERVICE_KUBECONFIG": kubeconfig,
-                "CONFIG_SERVICE_TOKENREVIEW_RATE": str(rate),
-                "CONFIG_SERVICE_TOKENREVIEW_BURST": str(burst),
-            },
-        )
+        limits = {
+            "CONFIG_SERVICE_TOKENREVIEW_RATE": str(rate),
+            "CONFIG_SERVICE_TOKENREVIEW_BURST": str(burst),
+        }
+        return tokenreview_fleet(1, audience=audience, env=limits)
 
     service_a = fleet_for(audience_a)[0]
     service_b = fleet_for(audience_b)[0]
@@ -211,27 +161,17 @@ def test_a_token_for_one_service_is_refused_by_another_and_a_flood_of_bogus_toke
 
 
 def test_config_reads_take_serviceaccount_tokens_of_the_allowed_namespace_only(
-    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, service_fleet: FleetFactory
+    control_plane: ControlPlane, kube_namespace: str, local_aws: LocalAws, tokenreview_fleet: FleetFactory
 ) -> None:
     namespace = kube_namespace
-    kubeconfig = delegate_tokenreview(control_plane, namespace)
     audience = f"configrefresh.io/{namespace}/orders"
     other = control_plane.create_namespace(f"{namespace}-x")
     try:
         local_aws.client("ssm").put_parameter(
             Name=f"{local_aws.prefix}acme/db/password", Value="s3cret", Type="SecureString"
         )
-        instance = service_fleet(
-            1,
-            local_aws=local_aws,
-            auth="serviceaccount",
-            env={
-                "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": audience,
-                "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": f"system:serviceaccount:{namespace}:operator",
-                "CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_GROUPS": f"system:serviceaccounts:{namespace}",
-                "CONFIG_SERVICE_KUBECONFIG": kubeconfig,
-            },
-        )[0]
+        groups = {"CONFIG_SERVICE_CONFIG_TOKENREVIEW_ALLOWED_GROUPS": f"system:serviceaccounts:{namespace}"}
+        instance = tokenreview_fleet(1, audience=audience, env=groups)[0]
         app = control_plane.issue_token(namespace, "orders", audiences=[audience])
         stranger = control_plane.issue_token(other, "orders", audiences=[audience])
         operator = control_plane.issue_token(namespace, "operator", audiences=[audience])

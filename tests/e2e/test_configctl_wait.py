@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from devstack.stack.builder import Stack
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 SECRET = "e2e-S3CRET-d41c"

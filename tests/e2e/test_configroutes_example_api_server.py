@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 

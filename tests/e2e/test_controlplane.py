@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devstack.controlplane import ControlPlane
-from devstack.controlplane_build import build_dir
-from devstack.controlplane_procs import pid_runs
+from devstack.controlplane.build import build_dir
+from devstack.controlplane.plane import ControlPlane
+from devstack.controlplane.procs import pid_runs
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -268,7 +268,7 @@ def test_ctrl_c_stops_the_servers(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, signal, sys, time
-        from devstack.controlplane import ControlPlane
+        from devstack.controlplane.plane import ControlPlane
         # As in an interactive session, whatever started the suite: a background job (`make test &`)
         # inherits SIGINT ignored, and Python then raises no KeyboardInterrupt on Ctrl-C.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -309,7 +309,7 @@ def test_a_failing_test_prints_log_tails_and_stops_the_servers(tmp_path: Path) -
         )
     )
     result = subprocess.run(
-        [PYTHON, "-m", "pytest", "-p", "devstack.pytest_kube", "-q", "-p", "no:cacheprovider"],
+        [PYTHON, "-m", "pytest", "-p", "devstack.fixtures.kube", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert result.returncode == 1
@@ -330,7 +330,7 @@ def test_fixture_fails_rather_than_skips_without_go_or_binaries(tmp_path: Path) 
     assert shutil.which("go", path=go_free_path) is None
     env = _env(PATH=go_free_path, XDG_CACHE_HOME=str(tmp_path / "empty-cache"))
     result = subprocess.run(
-        [PYTHON, "-m", "pytest", "-p", "devstack.pytest_kube", "-q", "-rs", "-p", "no:cacheprovider"],
+        [PYTHON, "-m", "pytest", "-p", "devstack.fixtures.kube", "-q", "-rs", "-p", "no:cacheprovider"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 1

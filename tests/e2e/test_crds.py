@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, str(ROOT / "hack" / "demo.py")]

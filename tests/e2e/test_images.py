@@ -4,9 +4,9 @@ Both images are built with `hack/build-images.sh` (podman, the Debian-built base
 charts are installed with `helm install` into the test namespace: their ServiceAccounts, RBAC, the
 config-service's ConfigRoute and any Secret they render are real objects. Every container is then
 started from the release's rendered Deployment (`helm get manifest`, the same text `helm template`
-prints) by devstack.rendered_pods: user, groups, read-only root filesystem, no-new-privileges, dropped
-capabilities, environment, arguments, limits, and every mount (emptyDir, Secrets, projected tokens from
-the TokenRequest API, the automounted API credentials) come from there.
+prints) by devstack.services.rendered_pods: user, groups, read-only root filesystem, no-new-privileges,
+dropped capabilities, environment, arguments, limits, and every mount (emptyDir, Secrets, projected tokens
+from the TokenRequest API, the automounted API credentials) come from there.
 
 What is overridden, because there is no cluster network or IAM here, and nothing else:
 - networking: `--network host`, so the containers reach the local stack and the API server on 127.0.0.1;
@@ -39,9 +39,9 @@ import grpc
 import pytest
 
 from configrefresh.v1 import config_service_pb2, config_service_pb2_grpc
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
-from devstack.rendered_pods import PODMAN, RenderedPod, find, load_manifests
+from devstack.aws.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.services.rendered_pods import PODMAN, RenderedPod, find, load_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "e2e"

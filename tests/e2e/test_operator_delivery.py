@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from devstack.stack.builder import Stack
 
 FINISHED = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
 

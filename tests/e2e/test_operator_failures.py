@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from devstack.stack.builder import Stack
 
 
 def test_two_stopped_instances_make_a_partially_failed_rollout_naming_exactly_them(stack: Stack) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 import kubernetes
 import pytest
-from conftest import apply
 
-from devstack.controlplane import ControlPlane
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.kube import apply
 from refresh_operator import kube
 from refresh_operator.kube import Kube
 

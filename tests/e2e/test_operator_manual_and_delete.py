@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conftest import apply
+from devstack.stack.kube import apply
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from devstack.stack.builder import Stack
 
 
 def test_a_manual_config_refresh_pushes_the_current_version(stack: Stack) -> None:

@@ -1,7 +1,7 @@
 """The operator's AWS connections break (reset) and come back: the operator keeps running and catches up.
 
 The operator reaches the local AWS endpoint (SQS, Parameter Store, Cloud Map) through
-`devstack.fault_proxy.FaultProxy`; the test writes to Parameter Store directly. While the proxy resets
+`devstack.network.fault_proxy.FaultProxy`; the test writes to Parameter Store directly. While the proxy resets
 every connection, the SQS long poll, the reads and the discoveries fail with `ConnectionClosedError`
 (a `BotoCoreError` with no AWS answer); once it passes traffic again, the change written during the
 outage is received, read, and rolled out to every instance.
@@ -12,44 +12,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlparse
 
-from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
-
-from devstack.controlplane import ControlPlane
-from devstack.fault_proxy import FaultProxy
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.network.fault_proxy import FaultProxy
+from devstack.stack.builder import Stack
 
 
 def test_the_operator_rides_out_an_outage_of_its_aws_connections(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    local_aws: LocalAws, make_stack: Callable[..., Stack]
 ) -> None:
     endpoint = urlparse(local_aws.endpoint_url)
     assert endpoint.hostname is not None
     assert endpoint.port is not None
     with FaultProxy((endpoint.hostname, endpoint.port)) as proxy:
-        fleet = service_fleet(3, local_aws=local_aws)
-        for instance in fleet:
-            local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
-        route = "services"
-        apply(
-            control_plane, kube_namespace, route_object(route, local_aws=local_aws, prefix=local_aws.prefix)
-        )
-        operator = operator_process(CONFIG_REFRESH_AWS_ENDPOINT_URL=proxy.url)
-        wait_route_ready(control_plane, kube_namespace, route)
-        stack = Stack(
-            control_plane=control_plane,
-            local_aws=local_aws,
-            namespace=kube_namespace,
-            fleet=fleet,
-            route=route,
-            operator=operator,
-        )
+        stack = make_stack(3, operator_env={"CONFIG_REFRESH_AWS_ENDPOINT_URL": proxy.url})
+        operator = stack.operator
         name = f"{local_aws.prefix}outage/key"
         before = stack.put(name, "before")
         stack.wait_phase(name, before, {"Succeeded"}, timeout=90)
@@ -80,34 +58,21 @@ RESYNC_OK = 'config_refresh_resync_passes_total{outcome="ok"}'
 
 
 def test_a_resync_pass_that_loses_its_connection_is_retried_and_recovers_a_dropped_event(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    local_aws: LocalAws, make_stack: Callable[..., Stack]
 ) -> None:
     endpoint = urlparse(local_aws.endpoint_url)
     assert endpoint.hostname is not None
     assert endpoint.port is not None
     with FaultProxy((endpoint.hostname, endpoint.port)) as proxy:
-        fleet = service_fleet(3, local_aws=local_aws)
-        for instance in fleet:
-            local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
-        route = route_object("services", local_aws=local_aws, prefix=local_aws.prefix)
-        route["spec"]["resync"] = {"intervalSeconds": 5}
-        apply(control_plane, kube_namespace, route)
-        operator = operator_process(
-            CONFIG_REFRESH_AWS_ENDPOINT_URL=proxy.url, CONFIG_REFRESH_RESYNC_GRACE_SECONDS="2"
+        stack = make_stack(
+            3,
+            resync_seconds=5,
+            operator_env={
+                "CONFIG_REFRESH_AWS_ENDPOINT_URL": proxy.url,
+                "CONFIG_REFRESH_RESYNC_GRACE_SECONDS": "2",
+            },
         )
-        wait_route_ready(control_plane, kube_namespace, "services")
-        stack = Stack(
-            control_plane=control_plane,
-            local_aws=local_aws,
-            namespace=kube_namespace,
-            fleet=fleet,
-            route="services",
-            operator=operator,
-        )
+        operator = stack.operator
         stack.wait_for(lambda: stack.metric(RESYNC_OK) >= 1, timeout=60, what="a first resync pass")
 
         proxy.set_mode("reset")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conftest import OperatorProcess, Stack
+    from devstack.stack.builder import Stack
+    from devstack.stack.operator import OperatorProcess
 
 
 def test_a_put_parameter_is_applied_on_every_instance_and_the_rollout_succeeds(stack: Stack) -> None:

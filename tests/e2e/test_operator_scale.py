@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import OperatorProcess, apply, route_object, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.kube import apply, route_object, wait_route_ready
+from devstack.stack.operator import OperatorProcess
 
 
 @pytest.mark.slow

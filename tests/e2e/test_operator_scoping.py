@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conftest import apply, get_json, route_object
+from devstack.stack.kube import apply, get_json, route_object
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from devstack.stack.builder import Stack
 
 
 def test_the_scope_in_the_name_selects_the_instances_of_that_tenant(stack: Stack) -> None:

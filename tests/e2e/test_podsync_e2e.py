@@ -23,12 +23,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import wait_until
 from kubernetes import client
 
-from devstack.controlplane import ControlPlane
-from devstack.fault_proxy import FaultProxy
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.network.fault_proxy import FaultProxy
+from devstack.stack.kube import wait_until
 
 ROUTE = "orders"
 PORT = 50051

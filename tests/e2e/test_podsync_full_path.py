@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
 
 WAIT = 90.0
 

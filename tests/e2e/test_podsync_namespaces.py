@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
 from kubernetes import client
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.kube import wait_until
 
 PORT = 50051
 MANAGED_BY = "config-refresh-operator"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
 
 INSTANCES = 100
 CALLS = 200

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OperatorProcess, Stack, apply, get_json, route_object, wait_for, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.stack.builder import Stack
+from devstack.stack.kube import apply, get_json, route_object, wait_for
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 INTERVAL = 10
@@ -46,13 +46,7 @@ def resync_route(name: str, *, local_aws: LocalAws, interval: int) -> dict[str, 
 
 
 @pytest.fixture
-def resync_stack(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
-) -> Stack:
+def resync_stack(local_aws: LocalAws, make_stack: Callable[..., Stack]) -> Stack:
     """Three instances that bootstrapped BASELINE parameters written before the route existed, a route
     with a 10 s resync, and the operator (grace period 2 s)."""
     ssm = local_aws.client("ssm")
@@ -61,20 +55,9 @@ def resync_stack(
     for index in range(BASELINE):
         ssm.put_parameter(Name=f"{local_aws.prefix}base/p{index:02d}", Value=f"v{index}", Type="String")
     events.enable_rule(Name=local_aws.rule_name)
-    fleet = service_fleet(3, local_aws=local_aws)
-    for instance in fleet:
-        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
     time.sleep(1.1)  # creationTimestamp has whole seconds: the route is strictly newer than the baseline
-    apply(control_plane, kube_namespace, resync_route("services", local_aws=local_aws, interval=INTERVAL))
-    operator = operator_process(CONFIG_REFRESH_RESYNC_GRACE_SECONDS=str(GRACE))
-    wait_route_ready(control_plane, kube_namespace, "services")
-    return Stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        fleet=fleet,
-        route="services",
-        operator=operator,
+    return make_stack(
+        3, resync_seconds=INTERVAL, operator_env={"CONFIG_REFRESH_RESYNC_GRACE_SECONDS": str(GRACE)}
     )
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OperatorProcess, Stack, apply, route_object, wait_route_ready
 
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.stack.builder import Stack
+from devstack.stack.kube import route_object
+from devstack.stack.operator import OperatorProcess
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}
@@ -31,25 +33,22 @@ def waves_stack(
     operator_process: Callable[..., OperatorProcess],
     rollout: dict[str, Any],
 ) -> Stack:
-    fleet = service_fleet(4, local_aws=local_aws)
-    for instance in fleet:
-        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
     route = route_object(
         "waves", local_aws=local_aws, prefix=local_aws.prefix, maxAttempts=1, deadlineSeconds=10
     )
     route["spec"]["rollout"] = rollout
-    apply(control_plane, namespace, route)
     # The health gates here are local test servers: the admin allows that loopback host explicitly.
     operator = operator_process(
-        CONFIG_REFRESH_HEALTH_GATE_HOSTS="127.0.0.1", CONFIG_REFRESH_HEALTH_GATE_ALLOW_LOOPBACK="true"
+        start=False,
+        CONFIG_REFRESH_HEALTH_GATE_HOSTS="127.0.0.1",
+        CONFIG_REFRESH_HEALTH_GATE_ALLOW_LOOPBACK="true",
     )
-    wait_route_ready(control_plane, namespace, "waves")
-    return Stack(
+    return Stack.deploy(
         control_plane=control_plane,
         local_aws=local_aws,
         namespace=namespace,
-        fleet=fleet,
-        route="waves",
+        fleet=service_fleet(4, local_aws=local_aws),
+        route=route,
         operator=operator,
     )
 

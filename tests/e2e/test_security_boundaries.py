@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from conftest import Stack, apply, get_json, refreshes, route_object, wait_for, wait_route_ready
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
+from devstack.stack.builder import Stack
+from devstack.stack.kube import apply, get_json, refreshes, route_object, wait_for, wait_route_ready
 from refresh_operator.routes import route_from_object
 
 if TYPE_CHECKING:
-    from conftest import OperatorProcess
-
-    from devstack.controlplane import ControlPlane
-    from devstack.local_aws import LocalAws
+    from devstack.aws.local_aws import LocalAws
+    from devstack.controlplane.plane import ControlPlane
+    from devstack.fixtures.services import FleetFactory
+    from devstack.stack.operator import OperatorProcess
 
 FINAL = {"Succeeded", "PartiallyFailed", "Failed"}
 
@@ -210,53 +211,17 @@ def test_the_backtracking_pattern_routes_a_crafted_name_in_linear_time_while_the
     assert stack.operator.returncode is None
 
 
-def _token_review_instance(
-    control_plane: ControlPlane,
-    namespace: str,
-    local_aws: LocalAws,
-    service_fleet: Callable[..., Any],
-    audience: str,
-) -> Any:
-    """One config-service over TLS that accepts the operator's ServiceAccount tokens for `audience` only."""
-    reviewer_token = control_plane.issue_token(namespace, "config-service")
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{namespace}-config-service-auth-delegator"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:auth-delegator",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "config-service", "namespace": namespace}],
-    }
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(binding))
-    return service_fleet(
-        1,
-        local_aws=local_aws,
-        auth="serviceaccount",
-        tls=True,
-        env={
-            "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": audience,
-            "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": f"system:serviceaccount:{namespace}:operator",
-            "CONFIG_SERVICE_KUBECONFIG": str(control_plane.kubeconfig_for_token(reviewer_token)),
-        },
-    )
-
-
 @pytest.mark.timeout(600)
 def test_a_token_taken_from_service_a_is_refused_by_service_b(
     control_plane: ControlPlane,
     local_aws: LocalAws,
     kube_namespace: str,
-    service_fleet: Callable[..., Any],
+    tokenreview_fleet: FleetFactory,
     operator_process: Callable[..., OperatorProcess],
 ) -> None:
     audiences = {"a": "configrefresh.io/test/service-a", "b": "configrefresh.io/test/service-b"}
-    fleets = {
-        key: _token_review_instance(control_plane, kube_namespace, local_aws, service_fleet, audience)
-        for key, audience in audiences.items()
-    }
+    # One config-service per audience, over TLS, accepting the operator's ServiceAccount tokens for it only.
+    fleets = {key: tokenreview_fleet(1, audience=audience, tls=True) for key, audience in audiences.items()}
     control_plane.issue_token(kube_namespace, "operator")  # creates the operator's ServiceAccount
     for key, fleet in fleets.items():
         instance = fleet[0]

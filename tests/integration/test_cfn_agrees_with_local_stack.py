@@ -1,6 +1,6 @@
 """The local AWS stack provisions what deploy/aws/config-refresh.yaml provisions on real AWS.
 
-The local stack (hack/devstack/aws_provision.py) builds its resources from code, so nothing forces the two
+The local stack (hack/devstack/aws/provision.py) builds its resources from code, so nothing forces the two
 to stay alike. This test reads what the local stack actually provisioned back through the AWS APIs and
 compares it with the template at its default parameters: the rule's pattern and target, the queue's
 redrive policy and visibility timeout, the queue policy that lets only the rule send, and the Cloud Map
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "config-refresh.yaml"
 STACK_NAME = "config-refresh"  # the stack name docs/install-eks.md deploys with

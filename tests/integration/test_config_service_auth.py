@@ -11,9 +11,9 @@ import pytest
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
-from devstack.services import Instance, ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import Instance, ServiceFleet
 
 
 def code_of_get_state(

@@ -7,8 +7,8 @@ import time
 import grpc
 import pytest
 
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
 
 
 def put_parameters(local_aws: LocalAws, count: int) -> list[str]:

@@ -14,9 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import ServiceFleet
 
 
 def list_code(

@@ -1,6 +1,6 @@
 """Read timeouts and broken connections between a real config-service process and Parameter Store.
 
-The instance talks to the local AWS endpoint through `devstack.fault_proxy.FaultProxy`, which a test
+The instance talks to the local AWS endpoint through `devstack.network.fault_proxy.FaultProxy`, which a test
 switches to "blackhole" (accepts, never answers: botocore's `ReadTimeoutError`) or "reset" (connection
 reset: `ConnectionClosedError`) and back. Neither may end the process: the bootstrap keeps retrying until
 Parameter Store answers, then reports SERVING; the TTL re-read keeps running and picks the value up once
@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from devstack.fault_proxy import FaultProxy, Mode
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
+from devstack.network.fault_proxy import FaultProxy, Mode
 
 # Short timeouts so each black-holed attempt ends in about a second; one botocore attempt per call, so
 # every failure reaches the service's own retry loop (the code path that crashed on a read timeout).

@@ -11,9 +11,9 @@ import pytest
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
-from devstack.services import Instance
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import Instance
 
 
 def request(name: str, version: int, **fields: Any) -> pb.RefreshRequest:

@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from configrefresh.v1 import refresh_service_pb2 as pb
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
 
 
 def test_secure_string_values_never_reach_logs_metrics_or_errors(

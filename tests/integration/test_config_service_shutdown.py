@@ -7,8 +7,8 @@ from concurrent.futures import Future
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
 
 
 def in_flight(metrics_text: str) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from devstack.local_aws import LocalAws
-from devstack.pytest_services import FleetFactory
+from devstack.aws.local_aws import LocalAws
+from devstack.fixtures.services import FleetFactory
 
 
 def test_a_missed_change_is_picked_up_by_the_ttl_reread(

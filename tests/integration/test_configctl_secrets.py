@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import configctl.cli
 from configctl.exitcodes import ExitCode
 from configctl.masking import MASK
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
 
 PREFIX = "/config-service/"
 OLD = "old-S3CRET-4f9a"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
 from refresh_operator.fanout import DiscoveryError, Target, discover_instances
 
 

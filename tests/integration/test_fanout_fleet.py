@@ -19,8 +19,8 @@ import grpc
 import pytest
 
 from configrefresh.v1 import refresh_service_pb2 as pb
-from devstack.local_aws import LocalAws
-from devstack.services import ServiceFleet
+from devstack.aws.local_aws import LocalAws
+from devstack.services.fleet import ServiceFleet
 from refresh_operator.fanout import (
     BreakerRegistry,
     ChannelPool,

@@ -24,7 +24,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack.local_aws import LocalAws, LocalAwsError
+from devstack.aws.local_aws import LocalAws, LocalAwsError
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "/config-service/"
@@ -471,7 +471,7 @@ def test_a_server_that_cannot_start_fails_loudly_with_its_log(tmp_path: Path) ->
 def test_server_stops_by_itself_when_its_parent_dies_without_cleanup() -> None:
     script = (
         "import os, sys\n"
-        "from devstack.local_aws import LocalAws\n"
+        "from devstack.aws.local_aws import LocalAws\n"
         "stack = LocalAws.start()\n"
         "print(stack.pid, stack.endpoint_url, flush=True)\n"
         "os._exit(0)\n"  # no atexit, no stop(): as if the test process were killed

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, assert_converged
+
+from tests.reliability.checks import VersionWatch, assert_converged
 
 
 def _outage(stack: Any, watch: VersionWatch, seconds: float, keys: int) -> None:

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, assert_converged
+
+from tests.reliability.checks import VersionWatch, assert_converged
 
 DEADLINE = 15
 

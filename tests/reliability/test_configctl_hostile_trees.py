@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import configctl.cli
 from configctl.exitcodes import ExitCode
-from devstack.local_aws import LocalAws
+from devstack.aws.local_aws import LocalAws
 
 PREFIX = "/config-service/team/"
 SIBLING = "/config-service/other/keep"

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, assert_converged
 
-from devstack.aws_events import new_event_id, parameter_change_event
+from devstack.aws.events import new_event_id, parameter_change_event
+from tests.reliability.checks import VersionWatch, assert_converged
 
 UNICODE = ["ünïcödé", "💥", "名前", "\u202eevil", "\ufeffbom", "ø/ø/ø", "ключ"]
 

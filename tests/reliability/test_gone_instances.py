@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FINISHED, VersionWatch, assert_converged
+from tests.reliability.checks import FINISHED, VersionWatch, assert_converged
 
 
 def test_an_instance_listed_but_gone_is_named_and_delays_no_one(

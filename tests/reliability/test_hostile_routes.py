@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, apply, assert_converged, get_json, route_object, wait_for
 
-from devstack.controlplane import CommandError
+from devstack.controlplane.plane import CommandError
+from devstack.stack.kube import apply, get_json, route_object, wait_for
+from tests.reliability.checks import VersionWatch, assert_converged
 
 REJECTED_BY_THE_API = {
     "prefix-root": ({"parameterPrefix": "/"}, 'must not be just "/"'),

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import FINISHED, VersionWatch, assert_converged, percentile, refreshes, rss_kib, wait_for
 
-from devstack.controlplane import CommandError
+from devstack.controlplane.plane import CommandError
+from devstack.stack.kube import refreshes, wait_for
+from tests.reliability.checks import FINISHED, VersionWatch, assert_converged, percentile, rss_kib
 
 
 def _write_steadily(stack: Any, name: str, rate: float, started: float, seconds: float) -> int:

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from conftest import VersionWatch, apply, assert_converged, get_json, refreshes, route_object
+from devstack.stack.kube import apply, get_json, refreshes, route_object
+from tests.reliability.checks import VersionWatch, assert_converged
 
 
 def test_a_namespaced_operator_leaves_other_namespaces_alone(

@@ -33,7 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, apply, assert_converged, get_json, route_object, wait_for
+
+from devstack.stack.kube import apply, get_json, route_object, wait_for
+from tests.reliability.checks import VersionWatch, assert_converged
 
 RESYNC_SECONDS = 20
 

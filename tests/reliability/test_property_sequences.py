@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VersionWatch, assert_converged
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+
+from tests.reliability.checks import VersionWatch, assert_converged
 
 KEYS = 3
 OPERATIONS = st.lists(

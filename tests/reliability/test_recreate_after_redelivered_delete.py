@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conftest import VersionWatch, assert_converged, wait_for
+from devstack.stack.kube import wait_for
+from tests.reliability.checks import VersionWatch, assert_converged
 
 ROUNDS = 3
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FINISHED, VersionWatch, assert_converged, wait_for
+from devstack.stack.kube import wait_for
+from tests.reliability.checks import FINISHED, VersionWatch, assert_converged
 
 KEYS = 4
 WRITES_PER_KEY = 3

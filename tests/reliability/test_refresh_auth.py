@@ -19,15 +19,16 @@ from typing import Any
 
 import grpc
 import trustme
-from conftest import instance_state
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-from devstack.controlplane import ControlPlane
-from devstack.local_aws import LocalAws
-from devstack.services import CLIENT_IDENTITY, Instance
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.services import FleetFactory
+from devstack.services.fleet import CLIENT_IDENTITY, Instance
+from tests.reliability.checks import instance_state
 
 AUDIENCE = "config-service"
 
@@ -90,44 +91,17 @@ def resigned(token: str, signing_key: Path, *, expired: bool) -> str:
     return f"{signing_input}.{_b64url(signature)}"
 
 
-def _serviceaccount_fleet(
-    control_plane: ControlPlane, namespace: str, local_aws: LocalAws, service_fleet: Callable[..., Any]
-) -> Any:
-    reviewer_token = control_plane.issue_token(namespace, "config-service")
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{namespace}-config-service-auth-delegator"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:auth-delegator",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "config-service", "namespace": namespace}],
-    }
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(binding))
-    return service_fleet(
-        1,
-        local_aws=local_aws,
-        auth="serviceaccount",
-        env={
-            "CONFIG_SERVICE_TOKENREVIEW_AUDIENCE": AUDIENCE,
-            "CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS": f"system:serviceaccount:{namespace}:operator",
-            "CONFIG_SERVICE_KUBECONFIG": str(control_plane.kubeconfig_for_token(reviewer_token)),
-        },
-    )
-
-
 def test_no_unauthenticated_or_unauthorised_refresh_is_ever_accepted(
     control_plane: ControlPlane,
     kube_namespace: str,
     local_aws: LocalAws,
-    service_fleet: Callable[..., Any],
+    service_fleet: FleetFactory,
+    tokenreview_fleet: FleetFactory,
 ) -> None:
     name = f"{local_aws.prefix}auth/seeded"
     local_aws.client("ssm").put_parameter(Name=name, Value="loaded", Type="String")
     token_fleet = service_fleet(1, local_aws=local_aws, auth="token")
-    sa_fleet = _serviceaccount_fleet(control_plane, kube_namespace, local_aws, service_fleet)
+    sa_fleet = tokenreview_fleet(1, audience=AUDIENCE)
     mtls_fleet = service_fleet(1, local_aws=local_aws, auth="mtls")
     instances = [token_fleet[0], sa_fleet[0], mtls_fleet[0]]
     assert [instance_state(i, name) for i in instances] == [("loaded", 1)] * 3

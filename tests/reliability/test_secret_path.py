@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from conftest import VersionWatch, assert_converged, leak_surfaces, leaked_in
+from tests.reliability.checks import VersionWatch, assert_converged, leak_surfaces, leaked_in
 
 
 def test_a_secure_string_reaches_the_instances_and_nowhere_else(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from conftest import VersionWatch, assert_converged
+from tests.reliability.checks import VersionWatch, assert_converged
 
 KEYS = 5
 ATTEMPTS = 3  # botocore's total_max_attempts for the operator's clients (CONFIG_REFRESH_AWS_MAX_ATTEMPTS)

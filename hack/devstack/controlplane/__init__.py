@@ -1,0 +1,1 @@
+"""The test control plane: kube-apiserver + etcd built from Go modules, its PKI and processes; promtool."""

@@ -1,0 +1,530 @@
+"""The one stack builder: the whole local stack in one object, for `make demo`, the benchmarks and the tests.
+
+Why one builder: the demo, the benchmarks and every test tier must exercise the same path a user runs,
+not hand-assembled variants. A stack is a namespace with the CRDs, `count` real `config-service`
+processes on 127.0.0.(10+i) registered in Cloud Map, one ConfigRoute, and the operator as it ships
+(`config-refresh-operator --standalone`, devstack.stack.operator). `Stack.deploy()` puts the route, the
+instances' registration and the operator onto a control plane, a local AWS stack and a fleet it is
+given (the pytest plugin devstack.fixtures.stack gives it the session's); either the instances are
+registered in Cloud Map directly, or (`pod_sync=True`) one Pod object per instance is created, Ready with
+the instance's address as podIP, and podSync registers them.
+
+`Stack.start()` (the demo and the benchmarks) first brings up the parts too: the control plane
+(kube-apiserver + etcd, built once and cached), the local AWS stack (moto with the change emitter), the
+fleet all listening on one refresh port (as a pod template's container port would), then deploys with
+podSync. It returns once podSync has put every instance in Cloud Map as HEALTHY and the route is Ready;
+`stop()` stops everything it started.
+
+`detach=True` (for `demo-up`) starts every process in its own session and without parent watches, so
+the stack outlives this Python process; `describe()` gives what `stop_described()` needs to stop it
+again from another process (the `demo-down` state file). Every pid is checked against its command line
+before it is signalled, so a recycled pid is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from devstack.aws.events import new_event_id, parameter_change_event
+from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import build as controlplane_build
+from devstack.controlplane.plane import ControlPlane
+from devstack.controlplane.procs import stop_pid
+from devstack.services.fleet import ServiceFleet
+from devstack.stack import kube
+from devstack.stack.operator import (
+    OperatorProcess,
+    StackError,
+    operator_environment,
+    operator_executable,
+)
+from refresh_operator.podsync.model import instance_id_for
+
+APP_LABEL = "config-service"
+ROUTE_NAME = "config-service"
+Say = Callable[[str], None]
+
+__all__ = ["APP_LABEL", "ROUTE_NAME", "Stack", "StackError", "port_free_on_every", "stop_described"]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def port_free_on_every(hosts: Sequence[str], *, taken: Collection[int] = ()) -> int:
+    """A port free on each host right now and not in `taken` (ports already promised to instances)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = int(probe.getsockname()[1])
+        if port in taken:
+            continue
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise StackError(f"no port free on all {len(hosts)} instance addresses")
+
+
+def _ready_pod(instance_id: str, host: str) -> tuple[Any, dict[str, Any]]:
+    """A Pod object named after an instance, and the status that makes it Running and Ready at `host`."""
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": instance_id, "labels": {"app": APP_LABEL}},
+        "spec": {"nodeName": "local", "containers": [{"name": "app", "image": "config-service:local"}]},
+    }
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": host,
+            "podIPs": [{"ip": host}],
+            # what kubectl's READY column counts (the Ready condition is what podSync reads)
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 0,
+                    "image": "config-service:local",
+                    "imageID": "",
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                }
+            ],
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        }
+    }
+    return pod, status
+
+
+class Stack:
+    """A namespace with one ConfigRoute, a fleet of config-service processes and the operator."""
+
+    def __init__(
+        self,
+        *,
+        control_plane: ControlPlane,
+        local_aws: LocalAws,
+        namespace: str,
+        fleet: ServiceFleet,
+        route: str,
+        operator: OperatorProcess,
+        workdir: Path | None = None,
+    ) -> None:
+        self.control_plane = control_plane
+        self.local_aws = local_aws
+        self.namespace = namespace
+        self.fleet = fleet
+        self.route = route
+        self.operator = operator
+        self.workdir = workdir
+        self.ssm = local_aws.client("ssm")
+        self.sqs = local_aws.client("sqs")
+        self._owns_parts = False  # set by start(): stop() then stops the fleet, local AWS and the plane
+
+    # ----- building -------------------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(
+        cls,
+        *,
+        control_plane: ControlPlane,
+        local_aws: LocalAws,
+        namespace: str,
+        fleet: ServiceFleet,
+        route: dict[str, Any],
+        operator: OperatorProcess,
+        pod_sync: bool = False,
+        workdir: Path | None = None,
+    ) -> Stack:
+        """Register the fleet (directly in Cloud Map, or as Ready pods podSync registers), apply `route`,
+        start `operator` (not yet started) and wait until the route is Ready (and, with podSync, every
+        instance HEALTHY in Cloud Map). The namespace must exist, with the CRDs."""
+        if not pod_sync:
+            for instance in fleet:
+                local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+        kube.apply(control_plane, namespace, route)
+        stack = cls(
+            control_plane=control_plane,
+            local_aws=local_aws,
+            namespace=namespace,
+            fleet=fleet,
+            route=route["metadata"]["name"],
+            operator=operator,
+            workdir=workdir,
+        )
+        operator.start()
+        operator.wait_ready(90.0)
+        if pod_sync:
+            stack.create_pods()
+            stack.wait_synced(len(fleet))
+        else:
+            kube.wait_route_ready(control_plane, namespace, stack.route)
+        return stack
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        instances: int,
+        workdir: Path | None = None,
+        namespace: str = "demo",
+        detach: bool = False,
+        service_args: Sequence[str] = (),
+        operator_env: dict[str, str] | None = None,
+        say: Say = _quiet,
+    ) -> Stack:
+        """Bring the whole stack up (see the module docstring); on any failure, stop what was started."""
+        if instances < 1:
+            raise StackError("instances must be at least 1")
+        workdir = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-demo-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        bins = controlplane_build.ensure_built(quiet=True)
+        started = time.monotonic()
+        plane = ControlPlane.start(binaries=bins, detached=detach)
+        say(f"control plane   {plane.server}  ({time.monotonic() - started:.1f} s)")
+        aws: LocalAws | None = None
+        fleet: ServiceFleet | None = None
+        operator: OperatorProcess | None = None
+        try:
+            aws = LocalAws.start(log_path=workdir / "local-aws.log", detach=detach)
+            say(f"local AWS       {aws.endpoint_url}  queue {aws.queue_url.rsplit('/', 1)[-1]}")
+            started = time.monotonic()
+            fleet = ServiceFleet(instances, local_aws=aws, workdir=workdir / "fleet", extra_args=service_args)
+            promised = {p for i in fleet for p in (i.config_port, i.metrics_port)}
+            port = port_free_on_every([instance.host for instance in fleet], taken=promised)
+            for instance in fleet:
+                # One container port on every "pod", as a pod template has (ServiceFleet has no option).
+                instance.refresh_port = port
+                instance._env["CONFIG_SERVICE_REFRESH_PORT"] = str(port)
+            fleet.start()
+            fleet.wait_serving(max(120.0, 3.0 * instances))
+            say(
+                f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
+                f" {port}  ({time.monotonic() - started:.1f} s)"
+            )
+            plane.ensure_crds()
+            plane.create_namespace(namespace)
+            env = operator_environment(
+                plane, aws, {"CONFIG_REFRESH_POD_SYNC": "true", **(operator_env or {})}, namespace=namespace
+            )
+            operator = OperatorProcess(namespace=namespace, env=env, log_path=workdir / "operator.log")
+            started = time.monotonic()
+            stack = cls.deploy(
+                control_plane=plane,
+                local_aws=aws,
+                namespace=namespace,
+                fleet=fleet,
+                route=kube.route_object(
+                    ROUTE_NAME, local_aws=aws, port=port, pod_sync_labels={"app": APP_LABEL}
+                ),
+                operator=operator,
+                pod_sync=True,
+                workdir=workdir,
+            )
+            stack._owns_parts = True
+            say(
+                f"operator        pid {operator.pid}; podSync registered {instances} Ready pods in"
+                f" Cloud Map ({time.monotonic() - started:.1f} s)"
+            )
+            return stack
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if operator is not None:
+                    operator.stop(grace=5.0)
+            with contextlib.suppress(Exception):
+                if fleet is not None:
+                    fleet.close()
+            with contextlib.suppress(Exception):
+                if aws is not None:
+                    aws.stop()
+            plane.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+    def create_pods(self) -> None:
+        """One Pod per instance (name = instance id), then its status: Running, Ready, podIP = its host."""
+        from kubernetes import client
+
+        with self.control_plane.api_client() as api_client:
+            core = client.CoreV1Api(api_client)
+            for instance in self.fleet:
+                pod, status = _ready_pod(instance.instance_id, instance.host)
+                core.create_namespaced_pod(self.namespace, pod)
+                core.patch_namespaced_pod_status(instance.instance_id, self.namespace, status)
+
+    def healthy_in_cloud_map(self) -> set[str]:
+        """Instance ids Cloud Map returns for a HEALTHY discovery of the route's service."""
+        found = self.local_aws.client("servicediscovery").discover_instances(
+            NamespaceName=self.local_aws.namespace_name,
+            ServiceName=self.local_aws.service_name,
+            HealthStatus="HEALTHY",
+            MaxResults=1000,
+        )
+        return {item["InstanceId"] for item in found["Instances"]}
+
+    def wait_synced(self, count: int, timeout: float = 120.0) -> None:
+        """Until podSync has every instance HEALTHY in Cloud Map and the route reports Ready and counts them
+        (its INSTANCES column, `status.registered`)."""
+        # podSync names each pod's instance <namespace>.<pod> (the pods here are named after instances)
+        wanted = {instance_id_for(self.namespace, instance.instance_id) for instance in self.fleet}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.operator.is_running():
+                raise StackError(f"the operator exited:\n{self.operator.log_tail(60)}")
+            if (
+                wanted <= self.healthy_in_cloud_map()
+                and self.route_ready()
+                and self.route_counts() == (len(wanted), len(wanted))
+            ):
+                return
+            time.sleep(0.2)
+        raise StackError(
+            f"podSync did not register all {count} pods within {timeout:.0f} s "
+            f"(healthy: {len(self.healthy_in_cloud_map())}):\n{self.operator.log_tail(60)}"
+        )
+
+    def route_counts(self) -> tuple[int | None, int | None]:
+        """The route's (status.registered, status.healthy) as podSync last wrote them."""
+        obj = kube.get_json(self.control_plane, "configroute", self.route, "-n", self.namespace)
+        status = obj.get("status") or {}
+        return (status.get("registered"), status.get("healthy"))
+
+    def route_ready(self) -> bool:
+        return kube.route_ready(self.control_plane, self.namespace, self.route)
+
+    def set_refresh(self, **refresh: Any) -> None:
+        """Change the route's spec.refresh and wait until the operator has indexed the new generation."""
+        obj = kube.route_object(self.route, local_aws=self.local_aws, **refresh)
+        kube.apply(self.control_plane, self.namespace, obj)
+
+        def indexed() -> bool:
+            current = kube.get_json(self.control_plane, "configroute", self.route, "-n", self.namespace)
+            return bool(
+                (current.get("status") or {}).get("observedGeneration") == current["metadata"]["generation"]
+            )
+
+        kube.wait_for(indexed, timeout=30, what="the route's new generation indexed")
+
+    # ----- using ------------------------------------------------------------------------------------
+
+    wait_for = staticmethod(kube.wait_for)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl in the stack's namespace with the admin kubeconfig."""
+        return self.control_plane.kubectl("-n", self.namespace, *args, input=input, check=check)
+
+    def kubectl_get(self) -> str:
+        return str(self.control_plane.kubectl("get", "configrefresh", "-n", self.namespace).stdout)
+
+    def client_env(self) -> dict[str, str]:
+        """What configctl, kubectl and AWS SDKs need to use this stack (KUBECONFIG, endpoint, keys)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.local_aws.env())
+        env["KUBECONFIG"] = str(self.control_plane.kubeconfig)
+        return env
+
+    def put(self, name: str, value: str, *, kind: str = "String") -> int:
+        """PutParameter (overwrite); returns the new version."""
+        answer = self.ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True)
+        return int(answer["Version"])
+
+    def refreshes(self) -> list[dict[str, Any]]:
+        """Every ConfigRefresh in the namespace."""
+        return kube.refreshes(self.control_plane, self.namespace)
+
+    def refreshes_of(self, parameter: str) -> list[dict[str, Any]]:
+        return kube.refreshes_of(self.control_plane, self.namespace, parameter)
+
+    def wait_phase(
+        self, parameter: str, version: int | None, phases: set[str], timeout: float = 90.0
+    ) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            for item in self.refreshes_of(parameter):
+                spec_version = item["spec"]["parameter"].get("version")
+                if version is not None and spec_version != version:
+                    continue
+                if (item.get("status") or {}).get("phase") in phases:
+                    return item
+            return None
+
+        found: dict[str, Any] = kube.wait_for(
+            done, timeout=timeout, what=f"{parameter} v{version} in {phases}"
+        )
+        return found
+
+    def values(self, name: str) -> list[tuple[str, int]]:
+        """(value, version) of `name` on every instance ('<missing>', 0 when an instance does not have it)."""
+        seen = []
+        for instance in self.fleet:
+            try:
+                entry = instance.get_config(name)
+                seen.append((entry.value, int(entry.version)))
+            except grpc.RpcError:
+                seen.append(("<missing>", 0))
+        return seen
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(visible, in flight) messages on the change queue."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.local_aws.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def send_event(self, name: str, *, operation: str = "Update", event_id: str | None = None) -> str:
+        """Send a Parameter Store Change envelope straight to the queue (as EventBridge would)."""
+        body = parameter_change_event(
+            name=name,
+            parameter_type="String",
+            operation=operation,  # type: ignore[arg-type]
+            account_id=self.local_aws.account_id,
+            region=self.local_aws.region,
+            event_id=event_id or new_event_id(),
+            moment=datetime.datetime.now(datetime.UTC),
+        )
+        return self.send_raw(json.dumps(body))
+
+    def send_raw(self, body: str) -> str:
+        return str(self.sqs.send_message(QueueUrl=self.local_aws.queue_url, MessageBody=body)["MessageId"])
+
+    def metric(self, sample: str) -> float:
+        """The value of one Prometheus sample line (e.g. 'x_total{outcome="unrouted"}') or 0."""
+        url = f"http://127.0.0.1:{self.operator.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def events_for(self, name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kube.get_json(
+            self.control_plane,
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+        )["items"]
+        return items
+
+    # ----- stopping ---------------------------------------------------------------------------------
+
+    def stop_operator(self) -> None:
+        """Stop the operator (SIGTERM, SIGKILL after 5 s)."""
+        self.operator.stop(grace=5.0)
+
+    def stop(self) -> None:
+        """Stop the operator and, for a stack from `start()`, everything else it started; never raises."""
+        with contextlib.suppress(Exception):
+            self.stop_operator()
+        if not self._owns_parts:
+            return
+        with contextlib.suppress(Exception):
+            self.fleet.close()
+        with contextlib.suppress(Exception):
+            self.local_aws.stop()
+        with contextlib.suppress(Exception):
+            self.control_plane.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def describe(self) -> dict[str, Any]:
+        """What another process needs to use or stop this stack (the demo-up state file)."""
+        return {
+            "workdir": str(self.workdir),
+            "namespace": self.namespace,
+            "kubeconfig": str(self.control_plane.kubeconfig),
+            "server": self.control_plane.server,
+            "controlplane": self.control_plane.state(),
+            "aws": self.local_aws.describe(),
+            "operator": {
+                "pid": self.operator.pid,
+                "executable": str(operator_executable()),
+                "log": str(self.operator.log_path),
+                "metrics": f"http://127.0.0.1:{self.operator.metrics_port}/metrics",
+            },
+            "instances": [
+                {
+                    "id": instance.instance_id,
+                    "pid": instance.pid,
+                    "refresh": instance.refresh_address,
+                    "config": instance.config_address,
+                    "log": str(instance.log_path),
+                }
+                for instance in self.fleet
+            ],
+            "python": sys.executable,
+        }
+
+
+def stop_described(description: dict[str, Any]) -> list[str]:
+    """Stop a detached stack from its `describe()` record; returns what was stopped (never raises)."""
+    stopped: list[str] = []
+    operator = description.get("operator") or {}
+    if operator.get("pid") and _stop_python_pid(int(operator["pid"]), "config-refresh-operator"):
+        stopped.append(f"operator (pid {operator['pid']})")
+    count = sum(
+        1
+        for item in description.get("instances", [])
+        if item.get("pid") and _stop_python_pid(int(item["pid"]), "config_service")
+    )
+    if count:
+        stopped.append(f"{count} config-service processes")
+    aws = description.get("aws") or {}
+    if aws.get("pid") and _stop_python_pid(int(aws["pid"]), "devstack.aws.local_aws"):
+        stopped.append(f"local AWS (pid {aws['pid']})")
+    plane = description.get("controlplane") or {}
+    for name in ("kube-apiserver", "etcd"):
+        pid = (plane.get("pids") or {}).get(name)
+        executable = (plane.get("executables") or {}).get(name)
+        if pid and executable and stop_pid(int(pid), Path(executable)):
+            stopped.append(f"{name} (pid {pid})")
+    workdir = description.get("workdir")
+    if workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return stopped
+
+
+def _stop_python_pid(pid: int, marker: str, timeout: float = 10.0) -> bool:
+    """SIGTERM then SIGKILL `pid`, only if its command line contains `marker` (no recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    if marker not in cmdline:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    return True

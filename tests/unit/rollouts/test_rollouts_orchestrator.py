@@ -1,0 +1,291 @@
+"""The rollout orchestrator's phases, with in-process fakes for the API, Cloud Map, SSM and the fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from refresh_operator import status
+from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.fanout import Result, Target
+from refresh_operator.ordering import Operation, canonical_time
+from refresh_operator.parameter_store import ParameterSnapshot
+from refresh_operator.refresh_objects import LABEL_HALTED
+from refresh_operator.rollouts import Rollouts
+from refresh_operator.routes import RouteIndex, route_from_object
+from refresh_operator.settings import OperatorSettings
+from refresh_operator.values import ValueCache
+from tests.unit.fakes.rollouts import T0, FakeDiscovery, FakeFanOut, FakeKube, FakeSsm, targets
+
+NS = "team-a"
+PARAMETER = "/config-service/acme/orders/db_url"
+
+
+class Harness:
+    def __init__(
+        self, *, found: list[Target], answer: Callable[[Target], Result], rollout: Any = None
+    ) -> None:
+        spec: dict[str, Any] = {
+            "parameterPrefix": "/config-service/",
+            "discovery": {"cloudMap": {"namespace": "apps.local", "service": "config-service"}},
+        }
+        if rollout is not None:
+            spec["rollout"] = rollout
+        self.routes = RouteIndex()
+        self.routes.upsert(
+            route_from_object(
+                {"metadata": {"name": "orders", "namespace": NS, "uid": "u", "generation": 1}, "spec": spec}
+            )
+        )
+        self.kube = FakeKube()
+        self.values = ValueCache()
+        self.fanout = FakeFanOut(answer)
+        self.discovery = FakeDiscovery(found)
+        self.ssm = FakeSsm(PARAMETER, 3, T0)
+        self.blocking = Blocking(threads=2)
+        self.events: dict[str, list[tuple[str, str, str]]] = {}
+        self.rollouts = Rollouts(
+            settings=OperatorSettings(queue_url="https://sqs.example/q", region="us-east-1"),
+            clients=AwsClients(sqs=None, ssm=self.ssm, servicediscovery=None),
+            blocking=self.blocking,
+            kube_api=self.kube,  # type: ignore[arg-type]
+            routes=self.routes,
+            values=self.values,
+            fanout=self.fanout,  # type: ignore[arg-type]
+            discover=self.discovery,
+        )
+
+    def spec(self, version: int, *, modified: datetime.datetime = T0) -> dict[str, Any]:
+        return {
+            "route": "orders",
+            "parameter": {
+                "name": PARAMETER,
+                "version": version,
+                "lastModified": canonical_time(modified),
+                "operation": "Upsert",
+                "type": "String",
+            },
+            "source": {"trigger": "event"},
+        }
+
+    def cache(self, name: str, version: int, *, modified: datetime.datetime = T0) -> None:
+        """The consumer's read, handed over (so the rollout reads nothing itself)."""
+        snapshot = ParameterSnapshot(
+            PARAMETER, Operation.UPSERT, version, modified, "String", f"value-{version}"
+        )
+        self.values.put(NS, name, snapshot)
+
+    async def run(
+        self, name: str, version: int, *, current: dict[str, Any] | None = None, resume: bool = False
+    ) -> None:
+        await self.rollouts.run(
+            namespace=NS,
+            name=name,
+            spec=self.spec(version),
+            current=current or {},
+            generation=1,
+            post_event=lambda kind, reason, message: self.events.setdefault(name, []).append(
+                (kind, reason, message)
+            ),
+            resume=resume,
+        )
+
+    def reasons(self, name: str) -> list[str]:
+        return [reason for _, reason, _ in self.events.get(name, [])]
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def build(**kwargs: Any) -> Harness:
+        harness = Harness(**kwargs)
+        made.append(harness)
+        return harness
+
+    yield build
+    for harness in made:
+        harness.blocking.shutdown()
+
+
+async def test_every_instance_applied_is_succeeded_with_the_latency_from_commit(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(found=targets(3), answer=lambda _: Result.APPLIED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.SUCCEEDED
+    assert (final["targets"], final["refreshed"], final["failed"], final["progress"]) == (3, 3, 0, "3/3")
+    assert final["latencyMs"] == 50
+    assert [c["reason"] for c in final["conditions"]] == ["Succeeded"]
+    assert h.kube.patches_of("r-v3")[0]["phase"] == status.IN_PROGRESS
+    assert h.fanout.calls == [["i-00", "i-01", "i-02"]]
+    assert h.fanout.requests[0].value == "value-3"
+    assert h.reasons("r-v3") == ["Started", "Succeeded"]
+
+
+async def test_some_instances_failing_is_partially_failed_naming_them(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(4), answer=lambda t: Result.FAILED if t.instance_id == "i-02" else Result.APPLIED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.PARTIALLY_FAILED
+    assert (final["refreshed"], final["failed"]) == (3, 1)
+    assert final["conditions"][0]["reason"] == "SomeTargetsFailed"
+    assert final["conditions"][0]["message"] == "1/4 failed: i-02"
+
+
+async def test_every_instance_failing_is_failed_with_the_error(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(2), answer=lambda _: Result.FAILED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.FAILED
+    assert final["conditions"][0]["reason"] == "AllTargetsFailed"
+    assert "UNAVAILABLE: down" in final["conditions"][0]["message"]
+    assert h.reasons("r-v3")[-1] == status.FAILED
+
+
+async def test_no_healthy_instance_is_succeeded_with_no_targets(make: Callable[..., Harness]) -> None:
+    h = make(found=[], answer=lambda _: Result.APPLIED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.SUCCEEDED
+    assert {c["type"] for c in final["conditions"]} == {"NoTargets", "Ready"}
+    assert h.fanout.calls == []
+
+
+async def test_a_missing_route_fails_the_rollout_without_a_fan_out(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(1), answer=lambda _: Result.APPLIED)
+    h.routes.remove(NS, "orders")
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.FAILED
+    assert final["conditions"][0]["reason"] == "RouteNotFound"
+    assert h.fanout.calls == []
+
+
+async def test_a_failed_first_wave_halts_before_the_next_and_resume_runs_it(
+    make: Callable[..., Harness],
+) -> None:
+    rollout = {"waves": ["1", "100%"], "bakeSeconds": 0, "failureThreshold": 0}
+    h = make(
+        found=targets(4),
+        answer=lambda t: Result.FAILED if t.instance_id == "i-00" else Result.APPLIED,
+        rollout=rollout,
+    )
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    halted = h.kube.final("r-v3")
+    assert halted["phase"] == "Halted"
+    assert (halted["waves"], halted["currentWave"], halted["failed"]) == ([1, 4], 1, 1)
+    assert {c["type"]: c["reason"] for c in halted["conditions"]} == {
+        "Ready": "WaveFailed",
+        "Halted": "WaveFailed",
+    }
+    assert h.fanout.calls == [["i-00"]]
+    assert ("r-v3", {"metadata": {"labels": {LABEL_HALTED: "true"}}}) in h.kube.patches
+    assert h.reasons("r-v3")[-1] == "Halted"
+
+    # `configctl rollout resume`: the next wave runs; the first wave's failure stays counted.
+    await h.run("r-v3", 3, current=halted, resume=True)
+    final = h.kube.final("r-v3")
+    assert h.fanout.calls[1] == ["i-01", "i-02", "i-03"]
+    assert final["phase"] == status.PARTIALLY_FAILED
+    assert (final["refreshed"], final["failed"], final["currentWave"]) == (3, 1, 2)
+    assert ("r-v3", {"metadata": {"labels": {LABEL_HALTED: None}}}) in h.kube.patches
+
+
+async def test_a_halted_rollout_waits_and_abort_fails_it(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(1), answer=lambda _: Result.APPLIED)
+    await h.run("r-v3", 3, current={"phase": "Halted"})
+    assert h.kube.status_patches == []
+    await h.rollouts.abort(
+        namespace=NS, name="r-v3", current={"phase": "Halted"}, generation=1, post_event=lambda *_: None
+    )
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.FAILED
+    assert {c["type"]: c["reason"] for c in final["conditions"]} == {"Ready": "Aborted", "Halted": "Aborted"}
+
+
+async def test_a_newer_rollout_supersedes_the_running_older_one(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(2), answer=lambda _: Result.APPLIED)
+    h.fanout.hold = True
+    h.cache("r-v3", 3)
+    h.cache("r-v4", 4, modified=T0 + datetime.timedelta(seconds=1))
+    older = asyncio.create_task(h.run("r-v3", 3))
+    await asyncio.wait_for(h.fanout.started.wait(), timeout=10)
+    spec = h.spec(4, modified=T0 + datetime.timedelta(seconds=1))
+    newer = asyncio.create_task(
+        h.rollouts.run(
+            namespace=NS, name="r-v4", spec=spec, current={}, generation=1, post_event=lambda *_: None
+        )
+    )
+    await asyncio.wait_for(older, timeout=10)  # ends only once cancelled: nothing releases it
+    h.fanout.release.set()
+    await asyncio.wait_for(newer, timeout=10)
+    superseded = h.kube.final("r-v3")
+    assert superseded["phase"] == status.SUPERSEDED
+    assert superseded["supersededBy"] == "r-v4"
+    assert superseded["refreshed"] == 0  # cancelled calls are not counted as failures
+    assert h.kube.final("r-v4")["phase"] == status.SUCCEEDED
+    assert h.reasons("r-v3")[-1] == "Superseded"
+
+
+async def test_an_older_rollout_starting_after_a_newer_one_is_superseded_at_once(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(found=targets(2), answer=lambda _: Result.APPLIED)
+    h.fanout.hold = True
+    h.cache("r-v4", 4, modified=T0 + datetime.timedelta(seconds=1))
+    h.cache("r-v3", 3)
+    spec = h.spec(4, modified=T0 + datetime.timedelta(seconds=1))
+    newer = asyncio.create_task(
+        h.rollouts.run(
+            namespace=NS, name="r-v4", spec=spec, current={}, generation=1, post_event=lambda *_: None
+        )
+    )
+    await asyncio.wait_for(h.fanout.started.wait(), timeout=10)
+    await h.run("r-v3", 3)
+    assert h.kube.final("r-v3")["phase"] == status.SUPERSEDED
+    assert h.kube.final("r-v3")["supersededBy"] == "r-v4"
+    assert len(h.fanout.calls) == 1
+    h.fanout.release.set()
+    await asyncio.wait_for(newer, timeout=10)
+    assert h.kube.final("r-v4")["phase"] == status.SUCCEEDED
+
+
+async def test_a_newer_version_in_the_store_gets_its_rollout_and_this_one_steps_aside(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(found=targets(2), answer=lambda _: Result.APPLIED)
+    h.ssm.parameter.update(Version=5, LastModifiedDate=T0 + datetime.timedelta(seconds=5))
+    await h.run("r-v3", 3)  # nothing cached: the rollout reads Parameter Store, which holds v5
+    assert [body["spec"]["parameter"]["version"] for body in h.kube.created] == [5]
+    successor = h.kube.created[0]["metadata"]["name"]
+    final = h.kube.final("r-v3")
+    assert (final["phase"], final["supersededBy"]) == (status.SUPERSEDED, successor)
+    assert h.fanout.calls == []
+
+
+async def test_an_older_halted_rollout_is_superseded_by_a_newer_one(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(1), answer=lambda _: Result.APPLIED)
+    h.kube.items = [
+        {
+            "metadata": {"name": "r-v2", "generation": 1},
+            "spec": h.spec(2, modified=T0 - datetime.timedelta(seconds=5)),
+            "status": {"phase": "Halted"},
+        }
+    ]
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    assert h.kube.final("r-v2")["phase"] == status.SUPERSEDED
+    assert h.kube.final("r-v2")["supersededBy"] == "r-v3"
+    assert "TookOver" in h.reasons("r-v3")
+    assert h.kube.final("r-v3")["phase"] == status.SUCCEEDED

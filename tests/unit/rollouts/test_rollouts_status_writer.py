@@ -1,0 +1,142 @@
+"""The status writer: progress patches are throttled, stop is cooperative, final patches must land."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from refresh_operator import status
+from refresh_operator.fanout import Result, TargetOutcome
+from refresh_operator.kube import KubeError
+from refresh_operator.rollouts.model import RetryLater, Subject
+from refresh_operator.rollouts.status_writer import Progress, ProgressWriter, StatusWriter
+from refresh_operator.values import ValueCache
+from tests.unit.fakes.rollouts import FakeKube, targets
+
+SUBJECT = Subject("team-a", "r-v3", 1, {}, lambda *_: None)
+
+
+class InlineBlocking:
+    """Runs the "blocking" call on the loop and tells waiters a call finished."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Condition()
+
+    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            async with self.called:
+                self.called.notify_all()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10), self.called:
+            await self.called.wait_for(predicate)
+
+
+@pytest.fixture
+def blocking() -> InlineBlocking:
+    return InlineBlocking()
+
+
+def applied(n: int) -> TargetOutcome:
+    return TargetOutcome(targets(10)[n], Result.APPLIED, 3, 1, None, 0.0)
+
+
+async def test_progress_is_patched_at_most_once_per_interval(blocking: InlineBlocking) -> None:
+    kube = FakeKube()
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    progress = Progress(targets(10), {}, cap=200)
+    progress_writer = ProgressWriter(writer, SUBJECT, progress, interval=3600)
+    progress_writer.start({"phase": status.IN_PROGRESS})
+    progress_writer.record(applied(0))
+    await blocking.until(lambda: len(kube.status_patches) == 2)
+    for n in range(1, 10):  # within the interval: no patch until it has passed (here: never)
+        progress_writer.record(applied(n))
+    await asyncio.sleep(0.1)
+    await progress_writer.stop()
+    patches = kube.patches_of("r-v3")
+    assert [patch.get("phase") for patch in patches] == [status.IN_PROGRESS, None]
+    assert patches[1]["progress"] == "1/10"
+    assert progress.status()["progress"] == "10/10"
+
+
+async def test_with_a_short_interval_each_change_is_patched_in_turn(blocking: InlineBlocking) -> None:
+    kube = FakeKube()
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    progress = Progress(targets(3), {}, cap=200, waves=[1, 3])
+    progress_writer = ProgressWriter(writer, SUBJECT, progress, interval=0.01)
+    progress_writer.start({"phase": status.IN_PROGRESS})
+    for n in range(3):
+        progress_writer.record(applied(n))
+        await blocking.until(
+            lambda n=n: any(p.get("progress") == f"{n + 1}/3" for p in kube.patches_of("r-v3"))
+        )
+    await progress_writer.stop()
+    assert kube.patches_of("r-v3")[-1]["waves"] == [1, 3]
+
+
+async def test_stop_waits_for_the_initial_patch_and_sends_nothing_after(blocking: InlineBlocking) -> None:
+    kube = FakeKube()
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    progress_writer = ProgressWriter(writer, SUBJECT, Progress(targets(2), {}, cap=200), interval=3600)
+    progress_writer.start({"phase": status.IN_PROGRESS})
+    await progress_writer.stop()
+    progress_writer.record(applied(0))
+    await asyncio.sleep(0.05)
+    assert kube.patches_of("r-v3") == [{"phase": status.IN_PROGRESS}]
+
+
+class FailingKube(FakeKube):
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+        self.attempts = 0
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Any) -> None:
+        self.attempts += 1
+        raise KubeError(f"HTTP {self.code}", status=self.code)
+
+
+async def test_a_final_patch_that_keeps_failing_asks_for_a_retry(
+    blocking: InlineBlocking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    kube = FailingKube(500)
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    with pytest.raises(RetryLater):
+        await writer.finish(SUBJECT, phase=status.SUCCEEDED, extra={}, conditions=[])
+    assert kube.attempts == 5
+
+
+async def test_a_vanished_object_and_a_failed_progress_patch_are_not_errors(blocking: InlineBlocking) -> None:
+    gone = FailingKube(404)
+    writer = StatusWriter(blocking=blocking, kube_api=gone, values=ValueCache())  # type: ignore[arg-type]
+    await writer.finish(SUBJECT, phase=status.SUCCEEDED, extra={}, conditions=[])
+    flaky = FailingKube(500)
+    writer = StatusWriter(blocking=blocking, kube_api=flaky, values=ValueCache())  # type: ignore[arg-type]
+    await writer.patch("team-a", "r-v3", {"progress": "1/2"})
+    assert (gone.attempts, flaky.attempts) == (1, 1)
+
+
+async def test_finish_sets_started_at_once_and_clears_the_halted_label(blocking: InlineBlocking) -> None:
+    kube = FakeKube()
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    halted = Subject("team-a", "r-v3", 2, {"phase": "Halted", "startedAt": "then"}, lambda *_: None)
+    await writer.finish(halted, phase=status.FAILED, extra={}, conditions=[])
+    final = kube.final("r-v3")
+    assert "startedAt" not in final
+    assert final["observedGeneration"] == 2
+    assert kube.patches == [("r-v3", {"metadata": {"labels": {"configrefresh.io/halted": None}}})]
+    await writer.finish(SUBJECT, phase=status.SUCCEEDED, extra={}, conditions=[])
+    assert kube.final("r-v3")["startedAt"] == kube.final("r-v3")["completedAt"]
+
+
+_real_sleep = asyncio.sleep
+
+
+async def _no_sleep(delay: float, result: Any = None) -> Any:
+    return await _real_sleep(0, result)

@@ -1,0 +1,141 @@
+"""The wave loop: waves run in order, a failed wave or a failing health gate halts the later ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+from configrefresh.v1 import refresh_service_pb2 as pb
+from refresh_operator.boundary import HealthGateRefused
+from refresh_operator.fanout import RefreshPolicy, Result, TargetOutcome
+from refresh_operator.rollouts.wave_runner import Halt, WavePlan, WaveRunner
+from refresh_operator.waves import RolloutSpec, plan_waves
+from tests.unit.fakes.rollouts import FakeFanOut, targets
+
+
+class Gate:
+    def __init__(self, answers: list[bool] | None = None, *, refuse: bool = False) -> None:
+        self.answers = answers or []
+        self.refuse = refuse
+        self.probes = 0
+
+    def probe(self, url: str) -> bool:
+        self.probes += 1
+        if self.refuse:
+            raise HealthGateRefused(f"{url} is not on the allow-list")
+        return self.answers.pop(0) if self.answers else True
+
+
+def spec(*, threshold: float = 0.0, gate: str | None = None, bake: float = 0.0) -> RolloutSpec:
+    return RolloutSpec(
+        waves=("1", "50%", "100%"), bake_seconds=bake, failure_threshold=threshold, health_gate=gate
+    )
+
+
+async def run(
+    fanout: FakeFanOut, plan: WavePlan, gate: Gate | None = None, count: int = 10
+) -> tuple[Halt | None, dict[str, TargetOutcome], list[int]]:
+    outcomes: dict[str, TargetOutcome] = {}
+    waves: list[int] = []
+    halt = await WaveRunner(fanout=fanout, health_gates=gate or Gate()).run(  # type: ignore[arg-type]
+        targets=targets(count),
+        plan=plan,
+        request=pb.RefreshRequest(refresh_id="r", version=3),
+        policy=RefreshPolicy(),
+        outcomes=outcomes,
+        on_outcome=lambda _: None,
+        on_wave=waves.append,
+        cancel=asyncio.Event(),
+    )
+    return halt, outcomes, waves
+
+
+async def test_waves_run_in_order_over_disjoint_slices_of_the_targets() -> None:
+    fanout = FakeFanOut()
+    halt, outcomes, waves = await run(fanout, WavePlan(plan_waves(spec().waves, 10), spec()))
+    assert halt is None
+    assert [len(call) for call in fanout.calls] == [1, 4, 5]
+    assert sorted(i for call in fanout.calls for i in call) == [f"i-{n:02d}" for n in range(10)]
+    assert waves == [1, 2, 3]
+    assert len(outcomes) == 10
+
+
+async def test_a_wave_over_the_failure_threshold_halts_the_later_waves() -> None:
+    fanout = FakeFanOut(lambda t: Result.FAILED if t.instance_id in ("i-01", "i-02") else Result.APPLIED)
+    halt, outcomes, waves = await run(fanout, WavePlan([1, 5, 10], spec(threshold=0.25)))
+    assert halt is not None
+    assert halt.reason == "WaveFailed"
+    assert halt.message.startswith("wave 2/3: 2/4 instance(s) failed, above the failure threshold 0.25")
+    assert len(fanout.calls) == 2
+    assert waves == [1, 2]
+    assert len(outcomes) == 5
+
+
+async def test_failures_within_the_threshold_go_on_to_the_next_wave() -> None:
+    fanout = FakeFanOut(lambda t: Result.FAILED if t.instance_id == "i-01" else Result.APPLIED)
+    halt, _, _ = await run(fanout, WavePlan([1, 5, 10], spec(threshold=0.25)))
+    assert halt is None
+    assert len(fanout.calls) == 3
+
+
+async def test_the_last_wave_never_halts_however_it_ends() -> None:
+    fanout = FakeFanOut(lambda t: Result.FAILED if t.instance_id != "i-00" else Result.APPLIED)
+    halt, outcomes, _ = await run(fanout, WavePlan([1, 10], spec()))
+    assert halt is None
+    assert sum(o.result is Result.FAILED for o in outcomes.values()) == 9
+
+
+async def test_without_waves_everything_goes_at_once_and_failures_never_halt() -> None:
+    fanout = FakeFanOut(lambda _: Result.FAILED)
+    halt, _, waves = await run(fanout, WavePlan([10], None))
+    assert halt is None
+    assert [len(call) for call in fanout.calls] == [10]
+    assert waves == []
+
+
+async def test_a_failing_health_gate_while_baking_halts() -> None:
+    gate = Gate([True, False])
+    fanout = FakeFanOut()
+    halt, _, _ = await run(fanout, WavePlan([1, 5, 10], spec(gate="http://gate.svc/ok", bake=0.0)), gate)
+    assert halt == Halt(
+        "HealthGateFailed", "the health gate failed while wave 2/3 baked; later waves not started"
+    )
+    assert len(fanout.calls) == 2
+
+
+async def test_a_health_gate_off_the_allow_list_halts_after_the_first_wave() -> None:
+    fanout = FakeFanOut()
+    halt, _, _ = await run(
+        fanout, WavePlan([1, 5, 10], spec(gate="http://169.254.169.254/")), Gate(refuse=True)
+    )
+    assert halt is not None
+    assert halt.reason == "HealthGateNotAllowed"
+    assert len(fanout.calls) == 1
+
+
+async def test_a_resumed_plan_starts_at_its_first_wave() -> None:
+    fanout = FakeFanOut()
+    halt, _, waves = await run(fanout, WavePlan([1, 5, 10], spec(), first=2))
+    assert halt is None
+    assert fanout.calls == [[f"i-{n:02d}" for n in range(1, 5)], [f"i-{n:02d}" for n in range(5, 10)]]
+    assert waves == [2, 3]
+
+
+async def test_a_cancelled_rollout_stops_after_the_wave_in_flight() -> None:
+    fanout = FakeFanOut()
+    cancel = asyncio.Event()
+
+    def cancel_on_first(_: TargetOutcome) -> None:
+        cancel.set()
+
+    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(  # type: ignore[arg-type]
+        targets=targets(10),
+        plan=WavePlan([1, 5, 10], spec(threshold=1.0)),
+        request=pb.RefreshRequest(refresh_id="r", version=3),
+        policy=RefreshPolicy(),
+        outcomes={},
+        on_outcome=cancel_on_first,
+        on_wave=lambda _: None,
+        cancel=cancel,
+    )
+    assert halt is None
+    assert len(fanout.calls) == 1
