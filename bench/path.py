@@ -29,6 +29,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
+from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
+from configrefresh_api.phases import TERMINAL_PHASES
 from devstack.demo_stack import DemoStack
 
 NOTE = (
@@ -36,7 +38,7 @@ NOTE = (
     ' LastModifiedDate to time the change); "Parameter Store reads" subtracts it: what remains is the'
     " operator's and the instances' reads."
 )
-FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
+FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 
 
@@ -51,9 +53,7 @@ class Rollouts:
         self._namespace = stack.namespace
 
     def all(self) -> list[dict[str, Any]]:
-        answer: Any = self._api.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self._namespace, "configrefreshes"
-        )
+        answer: Any = self._api.list_namespaced_custom_object(GROUP, VERSION, self._namespace, REFRESHES)
         items: list[dict[str, Any]] = answer["items"]
         return items
 

@@ -29,12 +29,14 @@ from typing import Any
 
 from bench import fanout_latency
 from bench.common import Check, RowResult, fmt_ms, percentile, rss_kib, say
+from configrefresh_api.groupversion import API_VERSION, GROUP, REFRESHES, ROUTE_KIND, ROUTES, VERSION
+from configrefresh_api.phases import TERMINAL_PHASES
 from devstack import controlplane_build
 from devstack.controlplane import ControlPlane
 from devstack.demo_stack import launch_operator, operator_environment, stop_process
 from devstack.local_aws import LocalAws
 
-FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
+FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 
 
@@ -85,16 +87,12 @@ class ScaleStack:
         )
 
     def rollouts(self) -> list[dict[str, Any]]:
-        answer: Any = self.custom.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self.namespace, "configrefreshes"
-        )
+        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REFRESHES)
         items: list[dict[str, Any]] = answer["items"]
         return items
 
     def routes_ready(self) -> int:
-        answer: Any = self.custom.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self.namespace, "configroutes"
-        )
+        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, ROUTES)
         return sum(
             1
             for item in answer["items"]
@@ -120,8 +118,8 @@ def route(
     if query:
         cloud_map["queryParameters"] = query
     return {
-        "apiVersion": "configrefresh.io/v1alpha1",
-        "kind": "ConfigRoute",
+        "apiVersion": API_VERSION,
+        "kind": ROUTE_KIND,
         "metadata": {"name": name},
         "spec": {
             "parameterPrefix": prefix,

@@ -9,10 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from configctl.kube import ANNOTATION_PARAMETER_NAME, LABEL_PARAMETER_HASH, LABEL_ROUTE, LABEL_VERSION
+from configrefresh_api.labels import (
+    ANNOTATION_PARAMETER_NAME,
+    LABEL_PARAMETER_HASH,
+    LABEL_ROUTE,
+    LABEL_VERSION,
+)
+from configrefresh_api.phases import FAILED, HALTED, PARTIALLY_FAILED, TERMINAL_PHASES
 
-FINAL_PHASES = frozenset({"Succeeded", "PartiallyFailed", "Failed", "Superseded", "Halted"})
-FAILED_PHASES = frozenset({"PartiallyFailed", "Failed", "Halted"})
+FINAL_PHASES = TERMINAL_PHASES | {HALTED}
+"""Where a pipeline stops waiting: the operator's terminal phases, and Halted (it waits for a person)."""
+FAILED_PHASES = frozenset({PARTIALLY_FAILED, FAILED, HALTED})
 """Halted (a progressive rollout stopped between waves) fails a --wait: a pipeline must not go on."""
 _OK_RESULTS = frozenset({"Applied", "Stale"})
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from configrefresh_api.groupversion import API_VERSION, REFRESHES, ROUTE_KIND
 from devstack import controlplane_build
 from devstack.controlplane import ControlPlane
 from devstack.controlplane_procs import stop_pid
@@ -84,8 +85,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def route_manifest(*, aws: LocalAws, port: int, name: str = ROUTE_NAME) -> dict[str, Any]:
     """The ConfigRoute: every parameter under the stack's prefix goes to the pods labelled app=APP_LABEL."""
     return {
-        "apiVersion": "configrefresh.io/v1alpha1",
-        "kind": "ConfigRoute",
+        "apiVersion": API_VERSION,
+        "kind": ROUTE_KIND,
         "metadata": {"name": name},
         "spec": {
             "parameterPrefix": aws.prefix,
@@ -388,9 +389,7 @@ class DemoStack:
 
     def refreshes(self) -> list[dict[str, Any]]:
         """Every ConfigRefresh in the namespace."""
-        items: list[dict[str, Any]] = json.loads(self.kubectl("get", "configrefreshes", "-o", "json").stdout)[
-            "items"
-        ]
+        items: list[dict[str, Any]] = json.loads(self.kubectl("get", REFRESHES, "-o", "json").stdout)["items"]
         return items
 
     @property

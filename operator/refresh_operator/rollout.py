@@ -25,6 +25,11 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from configrefresh.v1 import refresh_service_pb2 as pb
+from configrefresh_api.labels import LABEL_HALTED, refresh_selector
+from configrefresh_api.phases import HALTED
+from configrefresh_api.refresh import ConfigRefreshSpec
+from configrefresh_api.times import canonical_time, parse_time
+from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import HealthGateRefused, admission_from_settings
@@ -39,14 +44,12 @@ from refresh_operator.fanout import (
     discover_instances,
 )
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.naming import parameter_hash
-from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
-from refresh_operator.refresh_objects import LABEL_HALTED, LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
+from refresh_operator.recorder import refresh_body
 from refresh_operator.routes import Route, RouteError, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
-from refresh_operator.waves import HALTED, RolloutSpec, plan_waves
+from refresh_operator.waves import RolloutSpec, plan_waves
 
 logger = logging.getLogger("refresh_operator.rollout")
 
@@ -77,39 +80,6 @@ class _Running:
     name: str
     cancel: asyncio.Event
     superseded_by: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class SpecParameter:
-    name: str
-    version: int | None
-    last_modified: datetime.datetime | None
-    operation: Operation
-    value_type: str
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> SpecParameter:
-        parameter = spec.get("parameter") or {}
-        raw_version = parameter.get("version")
-        raw_modified = parameter.get("lastModified")
-        return cls(
-            name=str(parameter.get("name", "")),
-            version=int(raw_version) if raw_version is not None else None,
-            last_modified=parse_time(str(raw_modified)) if raw_modified else None,
-            operation=Operation(parameter.get("operation") or "Upsert"),
-            value_type=str(parameter.get("type") or "String"),
-        )
-
-    @property
-    def key(self) -> VersionKey | None:
-        """The version this object names; None for a manual refresh of "whatever is current"."""
-        if self.last_modified is None:
-            return None
-        if self.operation is Operation.DELETE:
-            return VersionKey(self.last_modified, 0)
-        if self.version is None:
-            return None
-        return VersionKey(self.last_modified, self.version)
 
 
 def _timestamp(moment: datetime.datetime) -> Timestamp:
@@ -306,11 +276,12 @@ class Rollouts:
             return
         if current.get("phase") == HALTED and not resume:
             return  # waits for `configctl rollout resume|abort`
-        parameter = SpecParameter.from_spec(spec)
-        route_name = str(spec.get("route", ""))
-        scope = {str(k): str(v) for k, v in (spec.get("scope") or {}).items()}
-        trigger = str((spec.get("source") or {}).get("trigger") or "manual")
-        only = {str(target) for target in spec.get("targets") or []} or None
+        typed = ConfigRefreshSpec.from_body(spec)
+        parameter = typed.parameter
+        route_name = typed.route
+        scope = dict(typed.scope)
+        trigger = str(typed.source.trigger)
+        only = set(typed.targets) or None
         try:
             route = await self._route(namespace, route_name)
             if not parameter.name.startswith(route.prefix):
@@ -490,10 +461,7 @@ class Rollouts:
         keep it in front of whoever watches `kubectl get cfgr`. Best effort: a failed list is logged and
         the rollout goes on.
         """
-        selector = (
-            f"{LABEL_ROUTE}={route.name[:63]},{LABEL_PARAMETER_HASH}={parameter_hash(parameter_name)},"
-            f"{LABEL_HALTED}=true"
-        )
+        selector = refresh_selector(route=route.name, parameter_name=parameter_name, halted=True)
         try:
             items = await self._blocking.call(
                 self._kube.list, kube.REFRESHES, namespace, label_selector=selector
@@ -503,14 +471,14 @@ class Rollouts:
             return
         for item in items:
             current = item.get("status") or {}
-            spec = item.get("spec") or {}
-            older = SpecParameter.from_spec(spec)
+            spec = ConfigRefreshSpec.from_body(item.get("spec") or {})
+            older = spec.parameter
             name = str((item.get("metadata") or {}).get("name", ""))
             if (
                 current.get("phase") != HALTED
                 or name == successor
                 or older.name != parameter_name
-                or spec.get("targets")
+                or spec.targets
                 or older.key is None
                 or older.key >= key
             ):

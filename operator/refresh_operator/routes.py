@@ -1,11 +1,9 @@
 """ConfigRoutes in memory: validated once, indexed by prefix, matched per event without touching the API.
 
-A route's scopePattern is user input run against every parameter name the consumer sees, so it is
-compiled with RE2 (google-re2), whose matching time is linear in the name's length whatever the pattern:
-no pattern can backtrack, so no route can stall the event loop. Patterns RE2 cannot compile
-(backreferences, lookaround) are refused with a condition, as are patterns longer than
-MAX_PATTERN_LENGTH. Names longer than Parameter Store's own limit (MAX_PARAMETER_NAME_LENGTH) are never
-matched at all.
+A route's scopePattern is user input run against every parameter name the consumer sees; the matching
+rule (prefix, then an RE2 pattern, linear-time whatever the pattern) is the API package's
+(`configrefresh_api.matching`), shared with configctl. Patterns RE2 cannot compile are refused with a
+condition (reason InvalidScopePattern).
 
 A route also says how its instances are called. The refresh channel never carries a bearer token in
 clear: a route with TLS off whose auth sends a token is refused (reason PlaintextCredentials) unless it
@@ -23,29 +21,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import re2
-
+from configrefresh_api import matching
+from configrefresh_api.labels import VERIFY_ANNOTATION, default_audience
+from configrefresh_api.matching import ScopePattern, ScopePatternError
 from refresh_operator.waves import RolloutSpec, rollout_from_spec
 
-MAX_PATTERN_LENGTH = 512
-MAX_PARAMETER_NAME_LENGTH = 2048
-"""Parameter Store's own limit on a parameter name (the API's Name is 1..2048 characters)."""
-RE2_MAX_MEMORY = 8 << 20
-"""Memory RE2 may use for one compiled pattern (bounds the automaton a huge pattern could build)."""
 MAX_CA_BUNDLE_BYTES = 64 * 1024
 DEFAULT_RESYNC_SECONDS = 300
-VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
-AUDIENCE_PREFIX = "configrefresh.io"
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-ScopePattern = Any
-"""A compiled RE2 pattern (google-re2's ``re2._Regexp``, which ships no type information)."""
-
-
-def default_audience(cloud_map_namespace: str, cloud_map_service: str) -> str:
-    """The token audience of a route's instances unless `spec.refresh.auth.audience` says otherwise:
-    one per Cloud Map service, so a token captured at one service is refused by every other."""
-    return f"{AUDIENCE_PREFIX}/{cloud_map_namespace}/{cloud_map_service}"
 
 
 class RouteError(ValueError):
@@ -116,14 +99,7 @@ class Route:
 
     def scope_of(self, parameter_name: str) -> dict[str, str] | None:
         """The named groups of scopePattern for this name; None if the route does not claim the name."""
-        if len(parameter_name) > MAX_PARAMETER_NAME_LENGTH or not parameter_name.startswith(self.prefix):
-            return None
-        if self.scope_pattern is None:
-            return {}
-        found = self.scope_pattern.search(parameter_name)
-        if found is None:
-            return None
-        return {str(key): str(value) for key, value in found.groupdict().items() if value is not None}
+        return matching.scope_of(self.prefix, self.scope_pattern, parameter_name)
 
     def query_for(self, scope: Mapping[str, str]) -> dict[str, str]:
         """Cloud Map query parameters with `{group}` placeholders filled from the scope."""
@@ -138,24 +114,10 @@ class Route:
 
 def compile_scope_pattern(pattern: str) -> ScopePattern:
     """Compile with RE2 (linear-time matching); raise RouteError for what RE2 refuses."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise RouteError(
-            "InvalidScopePattern", f"scopePattern is longer than {MAX_PATTERN_LENGTH} characters"
-        )
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = RE2_MAX_MEMORY
     try:
-        return re2.compile(pattern, options=options)
-    except re2.error as error:
-        detail = error.args[0] if error.args else error
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        raise RouteError(
-            "InvalidScopePattern",
-            f"scopePattern is not a valid RE2 expression ({detail}); backreferences and lookaround are "
-            "not supported, since they need a backtracking matcher",
-        ) from None
+        return matching.compile_scope_pattern(pattern)
+    except ScopePatternError as error:
+        raise RouteError(error.reason, str(error)) from None
 
 
 def decode_ca_bundle(raw: object) -> bytes | None:

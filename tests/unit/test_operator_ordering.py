@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from refresh_operator.ordering import Operation, VersionKey, canonical_time, is_newer, parse_time
+from configrefresh_api.times import canonical_time, parse_time
+from configrefresh_api.versions import Operation, VersionKey, is_newer
 from refresh_operator.parameter_store import ParameterStoreError, read_parameter
 
 T0 = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)

@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config
 
+from configrefresh_api.groupversion import GROUP as GROUP
+from configrefresh_api.groupversion import ROUTES as PLURAL
+from configrefresh_api.groupversion import VERSION as VERSION
 from refresh_operator.podsync.config import FIELD_MANAGER
 
-GROUP = "configrefresh.io"
-VERSION = "v1alpha1"
-PLURAL = "configroutes"
+__all__ = ["GROUP", "PLURAL", "VERSION", "Kube", "KubeClient"]
 
 
 class Kube(Protocol):
