@@ -19,11 +19,12 @@ import dataclasses
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from configrefresh_api import matching
 from configrefresh_api.labels import VERIFY_ANNOTATION, default_audience
 from configrefresh_api.matching import ScopePattern, ScopePatternError
+from configrefresh_api.route import AuthSettings, ConfigRoute, RefreshSettings, TlsSettings
 from refresh_operator.waves import RolloutSpec, rollout_from_spec
 
 MAX_CA_BUNDLE_BYTES = 64 * 1024
@@ -149,31 +150,20 @@ def check_plaintext(refresh: RefreshSpec) -> None:
         )
 
 
-def _get(mapping: Mapping[str, Any], *path: str) -> Any:
-    current: Any = mapping
-    for part in path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
-
-
 def route_from_object(obj: Mapping[str, Any]) -> Route:
     """Validate a ConfigRoute object (as a dict) into a Route; raise RouteError. Pure: no API, no settings
-    (the cluster admin's allowances are checked by `boundary.RoutingPolicy`)."""
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    prefix = spec.get("parameterPrefix")
-    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix == "/":
+    (the cluster admin's allowances are checked by `boundary.RoutingPolicy`). The CRD's defaults apply to
+    what the object leaves unset."""
+    typed = ConfigRoute.from_body(obj)
+    metadata, spec = typed.metadata, typed.spec
+    prefix = spec.parameter_prefix
+    if not prefix.startswith("/") or prefix == "/":
         raise RouteError("InvalidPrefix", "spec.parameterPrefix must start with '/' and not be just '/'")
-    raw_pattern = spec.get("scopePattern")
-    pattern = compile_scope_pattern(raw_pattern) if raw_pattern else None
-    cloud_map = _get(spec, "discovery", "cloudMap") or {}
-    namespace = cloud_map.get("namespace")
-    service = cloud_map.get("service")
+    pattern = compile_scope_pattern(spec.scope_pattern) if spec.scope_pattern else None
+    namespace, service = spec.discovery.namespace, spec.discovery.service
     if not namespace or not service:
         raise RouteError("InvalidDiscovery", "spec.discovery.cloudMap.namespace and .service are required")
-    query = {str(k): str(v) for k, v in (cloud_map.get("queryParameters") or {}).items()}
+    query = dict(spec.discovery.query_parameters or {})
     groups = set(pattern.groupindex) if pattern is not None else set()
     for key, template in query.items():
         unknown = [name for name in _TEMPLATE.findall(template) if name not in groups]
@@ -182,45 +172,53 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
                 "InvalidQueryParameters",
                 f"queryParameters.{key} uses {unknown}, which scopePattern does not capture",
             )
-    refresh = spec.get("refresh") or {}
-    interval = _get(spec, "resync", "intervalSeconds")
-    tls = refresh.get("tls") or {}
-    auth = refresh.get("auth") or {}
-    tls_enabled = bool(tls.get("enabled", False))
-    ca_bundle = decode_ca_bundle(tls.get("caBundle"))
+    refresh = spec.refresh or RefreshSettings()
+    tls = refresh.tls or TlsSettings()
+    auth = refresh.auth or AuthSettings()
+    tls_enabled = bool(tls.enabled)
+    ca_bundle = decode_ca_bundle(tls.ca_bundle)
     if ca_bundle is not None and not tls_enabled:
         raise RouteError("InvalidCABundle", "spec.refresh.tls.caBundle needs tls.enabled: true")
     refresh_spec = RefreshSpec(
-        port=int(refresh["port"]) if refresh.get("port") else None,
-        timeout_seconds=float(refresh.get("timeoutSeconds", 2)),
-        max_concurrency=int(refresh.get("maxConcurrency", 64)),
-        max_attempts=int(refresh.get("maxAttempts", 3)),
-        deadline_seconds=float(refresh.get("deadlineSeconds", 300)),
-        payload=str(refresh.get("payload", "value")),
+        port=refresh.port or None,
+        timeout_seconds=float(_default(refresh.timeout_seconds, 2)),
+        max_concurrency=_default(refresh.max_concurrency, 64),
+        max_attempts=_default(refresh.max_attempts, 3),
+        deadline_seconds=float(_default(refresh.deadline_seconds, 300)),
+        payload=_default(refresh.payload, "value"),
         tls_enabled=tls_enabled,
-        tls_server_name=tls.get("serverName") or None,
-        auth_type=str(auth.get("type", "none")),
-        audience=str(auth.get("audience") or default_audience(str(namespace), str(service))),
+        tls_server_name=tls.server_name or None,
+        auth_type=_default(auth.type, "none"),
+        audience=auth.audience or default_audience(namespace, service),
         ca_bundle=ca_bundle,
-        insecure_allow_plaintext=bool(refresh.get("insecureAllowPlaintext", False)),
+        insecure_allow_plaintext=bool(refresh.insecure_allow_plaintext),
     )
     check_plaintext(refresh_spec)
+    interval = spec.resync.interval_seconds if spec.resync is not None else None
     return Route(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        uid=str(metadata.get("uid", "")),
-        generation=int(metadata.get("generation") or 0),
+        namespace=metadata.namespace,
+        name=metadata.name,
+        uid=metadata.uid,
+        generation=metadata.generation or 0,
         prefix=prefix,
         scope_pattern=pattern,
-        cloud_map_namespace=str(namespace),
-        cloud_map_service=str(service),
+        cloud_map_namespace=namespace,
+        cloud_map_service=service,
         query_parameters=query,
         refresh=refresh_spec,
-        resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, int(interval)),
-        created_at=str(metadata.get("creationTimestamp") or ""),
-        verify_requested=str((metadata.get("annotations") or {}).get(VERIFY_ANNOTATION) or ""),
-        rollout=rollout_from_spec(spec),
+        resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, interval),
+        created_at=metadata.creation_timestamp,
+        verify_requested=metadata.annotations.get(VERIFY_ANNOTATION, ""),
+        rollout=rollout_from_spec(obj.get("spec") or {}),
     )
+
+
+T = TypeVar("T")
+
+
+def _default(value: T | None, default: T) -> T:
+    """The CRD's default for a field the object leaves unset (the API server fills them on write)."""
+    return default if value is None else value
 
 
 class RouteIndex:
