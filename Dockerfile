@@ -53,6 +53,7 @@ COPY protos/ protos/
 COPY operator/ operator/
 COPY config_service/ config_service/
 COPY configctl/ configctl/
+COPY configrefresh_api/ configrefresh_api/
 RUN --mount=type=cache,target=/root/.cache/pip \
     set -eu; \
     /opt/venv/bin/pip install --no-compile --no-deps --constraint constraints.txt .; \
@@ -61,7 +62,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     rm -rf "$site"/_distutils_hack "$site"/distutils-precedence.pth; \
     find "$site" -type f -name '*.pyi' -delete; \
     /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
-       "$site/refresh_operator" "$site/config_service" "$site/configctl" "$site/configrefresh"
+       "$site/refresh_operator" "$site/config_service" "$site/configctl" "$site/configrefresh" "$site/configrefresh_api"
 
 # ---------------------------------------------------------------------------------------------------------
 # runtime: the slim base, the venv copied in, an unprivileged numeric user (the charts set runAsNonRoot).

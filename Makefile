@@ -38,10 +38,11 @@ containers: ## podman, runc, debootstrap, the rlimits and the local base image (
 image: ## Build both images (operator, config-service): Docker with the pinned base, else podman with the Debian-built one
 	hack/build-images.sh
 
-lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
+lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, import contracts, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	hack/check-proto-drift.sh
 	$(BIN)/python hack/gen-values-table.py --check
 	hack/lint-deploy.sh
@@ -69,4 +70,4 @@ bench: $(STAMP) controlplane ## Run the benchmarks; rewrites docs/benchmarks.md 
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv and caches (the control-plane build cache is kept)
-	rm -rf $(VENV) .venv-lint .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lint .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -30,6 +30,8 @@ import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
+from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
+from configrefresh_api.phases import TERMINAL_PHASES
 from devstack.stack.builder import Stack
 
 NOTE = (
@@ -37,7 +39,7 @@ NOTE = (
     ' LastModifiedDate to time the change); "Parameter Store reads" subtracts it: what remains is the'
     " operator's and the instances' reads."
 )
-FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
+FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 
 
@@ -52,9 +54,7 @@ class Rollouts:
         self._namespace = stack.namespace
 
     def all(self) -> list[dict[str, Any]]:
-        answer: Any = self._api.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self._namespace, "configrefreshes"
-        )
+        answer: Any = self._api.list_namespaced_custom_object(GROUP, VERSION, self._namespace, REFRESHES)
         items: list[dict[str, Any]] = answer["items"]
         return items
 

@@ -30,12 +30,14 @@ from typing import Any
 from bench import fanout_latency
 from bench.common import Check, RowResult, fmt_ms, percentile, rss_kib, say
 from bench.targets import RSS_BYTES, WHOLE_1000_P99_MS
+from configrefresh_api.groupversion import API_VERSION, GROUP, REFRESHES, ROUTE_KIND, ROUTES, VERSION
+from configrefresh_api.phases import TERMINAL_PHASES
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane import build as controlplane_build
 from devstack.controlplane.plane import ControlPlane
 from devstack.stack.operator import OperatorProcess, operator_environment
 
-FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Superseded"}
+FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 
 
@@ -86,16 +88,12 @@ class ScaleStack:
         )
 
     def rollouts(self) -> list[dict[str, Any]]:
-        answer: Any = self.custom.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self.namespace, "configrefreshes"
-        )
+        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REFRESHES)
         items: list[dict[str, Any]] = answer["items"]
         return items
 
     def routes_ready(self) -> int:
-        answer: Any = self.custom.list_namespaced_custom_object(
-            "configrefresh.io", "v1alpha1", self.namespace, "configroutes"
-        )
+        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, ROUTES)
         return sum(
             1
             for item in answer["items"]
@@ -122,8 +120,8 @@ def route(
     if query:
         cloud_map["queryParameters"] = query
     return {
-        "apiVersion": "configrefresh.io/v1alpha1",
-        "kind": "ConfigRoute",
+        "apiVersion": API_VERSION,
+        "kind": ROUTE_KIND,
         "metadata": {"name": name},
         "spec": {
             "parameterPrefix": prefix,

@@ -29,6 +29,8 @@ from configctl.status import list_rollouts
 from configctl.verify import request_verify, wait_answered
 from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
 from configctl.wait import Expectation, Target, Tracked, existing_names, expectations, wait_for
+from configrefresh_api.labels import ROLLOUT_ACTION_ANNOTATION
+from configrefresh_api.phases import HALTED
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in help_table().splitlines())
@@ -518,12 +520,12 @@ def _rollout_action(action: str, name: str, output: Output, settings: KubeSettin
             f"ConfigRefresh {name} not found in {kube.namespace}", exit_code=ExitCode.NOT_FOUND
         )
     phase = (found.get("status") or {}).get("phase")
-    if phase != "Halted":
+    if phase != HALTED:
         raise ConfigctlError(
             f"ConfigRefresh {name} is {phase or 'Pending'}, not Halted", exit_code=ExitCode.USAGE
         )
     token = f"{action}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
-    kube.annotate_refresh(name, {"configrefresh.io/rollout-action": token})
+    kube.annotate_refresh(name, {ROLLOUT_ACTION_ANNOTATION: token})
     output.info(f"{name}: {action} requested")
     if output.machine:
         output.document({"namespace": kube.namespace, "refresh": name, "action": action})

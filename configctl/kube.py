@@ -9,19 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import re2
-
 from configctl.exitcodes import ConfigctlError, ExitCode
-
-GROUP = "configrefresh.io"
-VERSION = "v1alpha1"
-REFRESHES = "configrefreshes"
-ROUTES = "configroutes"
-
-LABEL_ROUTE = "configrefresh.io/route"
-LABEL_PARAMETER_HASH = "configrefresh.io/parameter-hash"
-LABEL_VERSION = "configrefresh.io/version"
-ANNOTATION_PARAMETER_NAME = "configrefresh.io/parameter-name"
+from configrefresh_api.groupversion import GROUP, REFRESHES, ROUTES, VERSION
+from configrefresh_api.matching import route_scope
 
 REQUEST_TIMEOUT = 15
 
@@ -152,46 +142,9 @@ class Kube:
         return created
 
 
-MAX_PARAMETER_NAME_LENGTH = 2048
-"""Parameter Store's own limit on a name; the operator never matches a longer one."""
-
-
-def _is_refused(route: dict[str, Any]) -> bool:
-    """Whether the operator refused the route (Ready=False for its current generation): it routes nothing."""
-    status = route.get("status") or {}
-    generation = (route.get("metadata") or {}).get("generation")
-    if status.get("observedGeneration") != generation:
-        return False
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "False" for c in status.get("conditions") or []
-    )
-
-
-def route_scope(route: dict[str, Any], parameter_name: str) -> dict[str, str] | None:
-    """The scope groups if `route` claims the parameter, else None (same rule as the operator: RE2, so a
-    hostile pattern cannot stall configctl either)."""
-    spec = route.get("spec", {})
-    prefix = spec.get("parameterPrefix")
-    if not isinstance(prefix, str) or not parameter_name.startswith(prefix):
-        return None
-    if len(parameter_name) > MAX_PARAMETER_NAME_LENGTH or _is_refused(route):
-        return None
-    pattern = spec.get("scopePattern")
-    if not pattern:
-        return {}
-    options = re2.Options()
-    options.log_errors = False
-    try:
-        found = re2.compile(pattern, options=options).search(parameter_name)
-    except re2.error:
-        return None
-    if found is None:
-        return None
-    return {str(k): str(v) for k, v in found.groupdict().items() if v is not None}
-
-
 def routes_for(routes: list[dict[str, Any]], parameter_name: str) -> list[tuple[str, dict[str, str]]]:
-    """(route name, scope) of every route that claims the parameter, sorted by name."""
+    """(route name, scope) of every route that claims the parameter, sorted by name (the operator's rule:
+    `configrefresh_api.matching.route_scope`)."""
     matched = []
     for route in routes:
         scope = route_scope(route, parameter_name)

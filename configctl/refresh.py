@@ -3,7 +3,8 @@
 The version, type and modification time are read from Parameter Store (GetParameter without
 decryption: the value itself is not needed and never leaves AWS here). One ConfigRefresh is created per
 route that claims the parameter (or for the route named with --route), with `spec.source.trigger:
-manual` and a fresh name, so it never collides with the event-driven object for the same version.
+manual` and a fresh name, so it never collides with the event-driven object for the same version. The
+object is built by the API package's `new_refresh`, the builder the operator's recorder uses.
 """
 
 from __future__ import annotations
@@ -16,18 +17,12 @@ import botocore.exceptions
 
 from configctl.aws import describe_read_error, error_code
 from configctl.exitcodes import ConfigctlError, ExitCode
-from configctl.kube import (
-    ANNOTATION_PARAMETER_NAME,
-    GROUP,
-    LABEL_PARAMETER_HASH,
-    LABEL_ROUTE,
-    LABEL_VERSION,
-    VERSION,
-    Kube,
-    route_scope,
-    routes_for,
-)
-from configctl.naming import parameter_hash, refresh_name
+from configctl.kube import Kube, routes_for
+from configrefresh_api.matching import route_scope
+from configrefresh_api.naming import refresh_name
+from configrefresh_api.phases import Trigger
+from configrefresh_api.refresh import ParameterRef, Source, new_refresh
+from configrefresh_api.versions import Operation
 
 
 def read_version(ssm: Any, name: str) -> dict[str, Any]:
@@ -66,47 +61,33 @@ def claiming_routes(kube: Kube, *, name: str, route: str | None) -> list[tuple[s
 
 def refresh_body(
     *,
+    namespace: str,
     route: str,
     scope: dict[str, str],
     name: str,
     parameter: dict[str, Any],
     now: datetime.datetime,
 ) -> dict[str, Any]:
+    """The manual ConfigRefresh of `parameter` (a GetParameter answer) on `route`, created at `now`."""
     version = int(parameter["Version"])
     modified = parameter.get("LastModifiedDate")
-    spec_parameter: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "operation": "Upsert",
-        "type": parameter.get("Type", "String"),
-    }
-    if isinstance(modified, datetime.datetime):
-        spec_parameter["lastModified"] = modified.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ConfigRefresh",
-        "metadata": {
-            # Named like the operator's objects, with the creation time in place of LastModifiedDate,
-            # so it never collides with the event-driven object for the same version.
-            "name": refresh_name(route=route, parameter_name=name, version=version, last_modified=now),
-            "labels": {
-                LABEL_ROUTE: route[:63],
-                LABEL_PARAMETER_HASH: parameter_hash(name),
-                LABEL_VERSION: str(version),
-            },
-            "annotations": {ANNOTATION_PARAMETER_NAME: name},
-        },
-        "spec": {
-            "route": route,
-            "parameter": spec_parameter,
-            "scope": scope,
-            "source": {
-                "trigger": "manual",
-                "eventId": f"configctl-{uuid.uuid4()}",
-                "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        },
-    }
+    refresh = new_refresh(
+        namespace=namespace,
+        route=route,
+        parameter=ParameterRef(
+            name=name,
+            version=version,
+            last_modified=modified if isinstance(modified, datetime.datetime) else None,
+            operation=Operation.UPSERT,
+            value_type=str(parameter.get("Type", "String")),
+        ),
+        scope=scope,
+        source=Source(trigger=Trigger.MANUAL, event_id=f"configctl-{uuid.uuid4()}", event_time=now),
+        # Named like the operator's objects, with the creation time in place of LastModifiedDate,
+        # so it never collides with the event-driven object for the same version.
+        name=refresh_name(route=route, parameter_name=name, version=version, last_modified=now),
+    )
+    return refresh.to_body()
 
 
 def create_refreshes(kube: Kube, ssm: Any, *, name: str, route: str | None) -> list[dict[str, Any]]:
@@ -114,6 +95,10 @@ def create_refreshes(kube: Kube, ssm: Any, *, name: str, route: str | None) -> l
     parameter = read_version(ssm, name)
     now = datetime.datetime.now(datetime.UTC)
     return [
-        kube.create_refresh(refresh_body(route=r, scope=scope, name=name, parameter=parameter, now=now))
+        kube.create_refresh(
+            refresh_body(
+                namespace=kube.namespace, route=r, scope=scope, name=name, parameter=parameter, now=now
+            )
+        )
         for r, scope in claiming_routes(kube, name=name, route=route)
     ]

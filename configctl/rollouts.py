@@ -1,4 +1,5 @@
-"""A ConfigRefresh object read back as a rollout: the fields configctl shows and decides on.
+"""A ConfigRefresh object read back (as the API package's typed ConfigRefresh) as a rollout: the fields
+configctl shows and decides on.
 
 ConfigRefresh objects never contain parameter values (the operator keeps them out), so nothing here
 needs masking; the parameter name comes from the `configrefresh.io/parameter-name` annotation.
@@ -9,10 +10,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from configctl.kube import ANNOTATION_PARAMETER_NAME, LABEL_PARAMETER_HASH, LABEL_ROUTE, LABEL_VERSION
+from configrefresh_api.labels import (
+    ANNOTATION_PARAMETER_NAME,
+    LABEL_PARAMETER_HASH,
+    LABEL_ROUTE,
+    LABEL_VERSION,
+)
+from configrefresh_api.phases import FAILED, HALTED, PARTIALLY_FAILED, PENDING, TERMINAL_PHASES
+from configrefresh_api.refresh import ConfigRefresh, ConfigRefreshStatus
 
-FINAL_PHASES = frozenset({"Succeeded", "PartiallyFailed", "Failed", "Superseded", "Halted"})
-FAILED_PHASES = frozenset({"PartiallyFailed", "Failed", "Halted"})
+FINAL_PHASES = TERMINAL_PHASES | {HALTED}
+"""Where a pipeline stops waiting: the operator's terminal phases, and Halted (it waits for a person)."""
+FAILED_PHASES = frozenset({PARTIALLY_FAILED, FAILED, HALTED})
 """Halted (a progressive rollout stopped between waves) fails a --wait: a pipeline must not go on."""
 _OK_RESULTS = frozenset({"Applied", "Stale"})
 
@@ -64,55 +73,40 @@ class Rollout:
         return data
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _opt_int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def from_object(obj: dict[str, Any]) -> Rollout:
-    metadata = obj.get("metadata", {})
-    labels = metadata.get("labels") or {}
-    annotations = metadata.get("annotations") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    parameter = spec.get("parameter") or {}
-    instances = tuple(
-        InstanceResult(
-            id=str(i.get("id", "")),
-            address=str(i.get("address", "")),
-            result=str(i.get("result", "")),
-            version=_opt_int(i.get("version")),
-            attempts=_int(i.get("attempts")),
-            error=str(i.get("error") or ""),
-        )
-        for i in status.get("instances") or []
-    )
+    refresh = ConfigRefresh.from_body(obj)
+    metadata, spec = refresh.metadata, refresh.spec
+    status = refresh.status or ConfigRefreshStatus()
+    version = spec.parameter.version
+    if version is None and metadata.labels.get(LABEL_VERSION, "").isdigit():
+        version = int(metadata.labels[LABEL_VERSION])  # a deletion names no version; its label says 0
     return Rollout(
-        object_name=str(metadata.get("name", "")),
-        route=str(spec.get("route") or labels.get(LABEL_ROUTE, "")),
-        parameter=str(annotations.get(ANNOTATION_PARAMETER_NAME) or parameter.get("name", "")),
-        parameter_hash=str(labels.get(LABEL_PARAMETER_HASH, "")),
-        version=_opt_int(parameter.get("version", labels.get(LABEL_VERSION))),
-        trigger=str((spec.get("source") or {}).get("trigger", "")),
-        phase=str(status.get("phase") or "Pending"),
-        targets=_int(status.get("targets")),
-        refreshed=_int(status.get("refreshed")),
-        failed=_int(status.get("failed")),
-        stale=_int(status.get("stale")),
-        latency_ms=_opt_int(status.get("latencyMs")),
-        created=str(metadata.get("creationTimestamp", "")),
-        superseded_by=status.get("supersededBy") or None,
-        instances=instances,
-        instances_truncated=bool(status.get("instancesTruncated")),
+        object_name=metadata.name,
+        route=spec.route or metadata.labels.get(LABEL_ROUTE, ""),
+        parameter=metadata.annotations.get(ANNOTATION_PARAMETER_NAME) or spec.parameter.name,
+        parameter_hash=metadata.labels.get(LABEL_PARAMETER_HASH, ""),
+        version=version,
+        trigger=str(spec.source.trigger),
+        phase=str(status.phase or PENDING),
+        targets=status.targets or 0,
+        refreshed=status.refreshed or 0,
+        failed=status.failed or 0,
+        stale=status.stale or 0,
+        latency_ms=status.latency_ms,
+        created=metadata.creation_timestamp,
+        superseded_by=status.superseded_by or None,
+        instances=tuple(
+            InstanceResult(
+                id=entry.id,
+                address=entry.address or "",
+                result=entry.result or "",
+                version=entry.version,
+                attempts=entry.attempts or 0,
+                error=entry.error or "",
+            )
+            for entry in status.instances or ()
+        ),
+        instances_truncated=bool(status.instances_truncated),
     )
 
 

@@ -17,8 +17,7 @@ from typing import Any
 
 from configctl.exitcodes import ConfigctlError, ExitCode
 from configctl.kube import Kube
-
-VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
+from configrefresh_api.labels import VERIFY_ANNOTATION
 
 
 def request_verify(kube: Kube, routes: Sequence[str] | None) -> dict[str, str]:

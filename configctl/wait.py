@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from configctl.exitcodes import ConfigctlError, ExitCode
-from configctl.kube import LABEL_PARAMETER_HASH, Kube, routes_for
-from configctl.naming import parameter_hash
+from configctl.kube import Kube, routes_for
 from configctl.rollouts import FAILED_PHASES, Rollout, from_object
+from configrefresh_api.labels import LABEL_PARAMETER_HASH
+from configrefresh_api.naming import parameter_hash
 
 _SELECTOR_LIMIT = 40
 

@@ -33,7 +33,16 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("service", "operator", "cli")
 # What the distribution is built from: copied out so the build leaves no build/ or *.egg-info behind.
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "operator", "protos", "config_service", "configctl")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "operator",
+    "protos",
+    "config_service",
+    "configctl",
+    "configrefresh_api",
+)
 # The programs' dependencies, which embedding the cache must not pull.
 PROGRAM_ONLY = ("kopf", "kubernetes", "typer", "rich")
 
@@ -51,7 +60,7 @@ print("core: the embedding API imports; none of", sys.argv[1:], "installed")
 IMPORT_ALL = """
 import importlib, pkgutil
 count = 0
-for top in ("config_service", "configctl", "refresh_operator", "configrefresh"):
+for top in ("config_service", "configctl", "refresh_operator", "configrefresh", "configrefresh_api"):
     package = importlib.import_module(top)
     count += 1
     for info in pkgutil.walk_packages(package.__path__, prefix=top + "."):

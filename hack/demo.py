@@ -30,6 +30,8 @@ from typing import Any
 
 from rich.console import Console
 
+from configrefresh_api.phases import SUCCEEDED
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from devstack.controlplane import build as controlplane_build
@@ -210,7 +212,7 @@ def run_demo(stack: Stack, scratch: Path) -> bool:
     status = (rollout or {}).get("status") or {}
     phase = status.get("phase")
     say(f"\n   {CHANGED} v{version}: phase {phase}, refreshed {status.get('progress')}")
-    if phase != "Succeeded":
+    if phase != SUCCEEDED:
         say(f"[red]FAILED: the rollout of {CHANGED} v{version} is {phase}, not Succeeded[/]")
         return False
 

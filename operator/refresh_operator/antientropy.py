@@ -23,16 +23,17 @@ import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from configrefresh_api.phases import Trigger
+from configrefresh_api.times import canonical_time
+from configrefresh_api.versions import Operation
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import routing_from_settings
 from refresh_operator.fanout import DiscoveryError, FanOut, RefreshPolicy, discover_instances
 from refresh_operator.fanout.states import Held, InstanceState
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.naming import refresh_name
-from refresh_operator.ordering import Operation, canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot
-from refresh_operator.refresh_objects import refresh_body
+from refresh_operator.recorder import Recorder
 from refresh_operator.resync import Known
 from refresh_operator.routes import Route, RouteError
 from refresh_operator.settings import OperatorSettings
@@ -83,6 +84,7 @@ class AntiEntropy:
         self._kube = kube_api
         self._values = values
         self._fanout = fanout
+        self._recorder = Recorder(kube_api=kube_api, blocking=blocking, values=values)
         self._policy_for = policy_for
         self._routing = routing_from_settings(settings)
 
@@ -150,26 +152,20 @@ class AntiEntropy:
     async def _record(
         self, route: Route, snapshot: ParameterSnapshot, behind: list[str], now: datetime.datetime
     ) -> int:
-        scope = route.scope_of(snapshot.name) or {}
-        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
-        name = refresh_name(
-            route=route.name,
-            parameter_name=snapshot.name,
-            version=snapshot.version,
-            last_modified=snapshot.last_modified,
-            repair=f"{canonical_time(now)} {','.join(behind)}",
-        )
-        body["metadata"]["name"] = name
-        body["spec"]["targets"] = behind
-        if route.refresh.payload == "value" and snapshot.operation is Operation.UPSERT:
-            self._values.put(route.namespace, name, snapshot)
         try:
-            created = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
+            recorded = await self._recorder.record(
+                route,
+                snapshot,
+                trigger=Trigger.RESYNC,
+                targets=behind,
+                repair=f"{canonical_time(now)} {','.join(behind)}",
+            )
         except KubeError as error:
-            metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
-            logger.warning("Repair ConfigRefresh %s/%s not created: %s", route.namespace, name, error)
+            logger.warning(
+                "Repair ConfigRefresh on %s/%s not created: %s", route.namespace, route.name, error
+            )
             return 0
-        if not created:
+        if not recorded.created:
             return 0
         metrics.RESYNC_REPAIRED_INSTANCES.inc(len(behind))
         logger.warning(
@@ -179,7 +175,7 @@ class AntiEntropy:
             snapshot.operation,
             snapshot.version,
             route.namespace,
-            name,
+            recorded.name,
             ", ".join(behind[:10]) + (f" and {len(behind) - 10} more" if len(behind) > 10 else ""),
         )
         return len(behind)

@@ -30,15 +30,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from configrefresh_api.phases import Trigger
+from configrefresh_api.versions import Operation
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.backoff import equal_jitter
 from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.ordering import Operation
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
-from refresh_operator.refresh_objects import name_for, refresh_body
+from refresh_operator.recorder import Recorder
 from refresh_operator.routes import Route, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
@@ -127,9 +128,9 @@ class Consumer:
         self._settings = settings
         self._clients = clients
         self._blocking = blocking
-        self._kube = kube
         self._routes = routes
         self._values = values
+        self._recorder = Recorder(kube_api=kube, blocking=blocking, values=values)
         self._slots = asyncio.Semaphore(settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
@@ -321,42 +322,36 @@ class Consumer:
         event: ParameterChangeEvent,
     ) -> bool | None:
         """True if created, False if it existed, None if the API stayed unreachable (message kept)."""
-        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="event", event=event)
-        name = name_for(route, snapshot)
-        if route.refresh.payload == "value":
-            self._values.put(route.namespace, name, snapshot)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + CREATE_RETRY_SECONDS
         delay = 0.25
+        what = f"the ConfigRefresh of {snapshot.name} v{snapshot.version} on {route.namespace}/{route.name}"
         while True:
             try:
-                created: bool = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
+                recorded = await self._recorder.record(
+                    route, snapshot, trigger=Trigger.EVENT, scope=scope, event=event
+                )
             except KubeError as error:
-                metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
                 if 400 <= error.status < 500 and error.status not in (404, 408, 429):
-                    logger.error("ConfigRefresh %s/%s refused: %s", route.namespace, name, error)
+                    logger.error("%s refused: %s", what, error)
                     return None
                 if loop.time() + delay > give_up:
-                    logger.error(
-                        "ConfigRefresh %s/%s not created (%s); message kept", route.namespace, name, error
-                    )
+                    logger.error("%s not created (%s); message kept", what, error)
                     return None
-                logger.warning(
-                    "ConfigRefresh %s/%s not created yet (%s); retrying", route.namespace, name, error
-                )
+                logger.warning("%s not created yet (%s); retrying", what, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if created:
-                self._created.setdefault(snapshot.name, []).append((route.namespace, name))
+            if recorded.created:
+                self._created.setdefault(snapshot.name, []).append((route.namespace, recorded.name))
                 logger.info(
                     "Created ConfigRefresh %s/%s for %s v%s",
                     route.namespace,
-                    name,
+                    recorded.name,
                     snapshot.name,
                     snapshot.version,
                 )
-            return created
+            return recorded.created
 
     async def _extend_visibility(self, receipt: str) -> None:
         extension = self._settings.visibility_extension_seconds

@@ -22,15 +22,16 @@ from typing import Any
 import aiohttp
 import kopf
 
-from refresh_operator import kube, status
+from configrefresh_api import groupversion as api
+from configrefresh_api.conditions import condition, merge_conditions
+from configrefresh_api.labels import KOPF_PREFIX, ROLLOUT_ACTION_ANNOTATION
+from configrefresh_api.phases import HALTED
 from refresh_operator.rollouts import RetryLater
 from refresh_operator.routes import RouteError
 from refresh_operator.runtime import Runtime
-from refresh_operator.waves import ACTION_ANNOTATION, HALTED
 
-KOPF_PREFIX = "kopf.configrefresh.io"
-ROUTES = (kube.GROUP, kube.VERSION, kube.ROUTES)
-REFRESHES = (kube.GROUP, kube.VERSION, kube.REFRESHES)
+ROUTES = (api.GROUP, api.VERSION, api.ROUTES)
+REFRESHES = (api.GROUP, api.VERSION, api.REFRESHES)
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -88,11 +89,11 @@ def channel_condition(obj: dict[str, Any], generation: int) -> dict[str, Any]:
     tls = bool((refresh.get("tls") or {}).get("enabled"))
     payload = refresh.get("payload", "value")
     if tls:
-        return status.condition(
+        return condition(
             "SecureChannel", status=True, reason="TLS", message="Refresh calls use TLS", generation=generation
         )
     if refresh.get("insecureAllowPlaintext"):
-        return status.condition(
+        return condition(
             "SecureChannel",
             status=False,
             reason="InsecureAllowPlaintext",
@@ -103,7 +104,7 @@ def channel_condition(obj: dict[str, Any], generation: int) -> dict[str, Any]:
     message = "TLS is off: no token is sent"
     if payload == "value":
         message += "; SecureStrings are pushed as invalidate (instances re-read them with their own IAM)"
-    return status.condition(
+    return condition(
         "SecureChannel",
         status=False,
         reason="SecureStringsAsInvalidate" if payload == "value" else "Plaintext",
@@ -150,7 +151,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             route = runtime.admission.admit(obj)
         except RouteError as error:
             runtime.routes.remove(meta.namespace or "", meta.name or "")
-            condition = status.condition(
+            ready = condition(
                 "Ready", status=False, reason=error.reason, message=str(error), generation=generation
             )
             logger.warning("ConfigRoute rejected: %s", error)
@@ -160,13 +161,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             message = f"claims parameters under {route.prefix}"
             if route.refresh.secure_strings_invalidated:
                 message += "; SecureStrings are pushed as invalidate (TLS is off)"
-            condition = status.condition(
-                "Ready", status=True, reason="Indexed", message=message, generation=generation
-            )
+            ready = condition("Ready", status=True, reason="Indexed", message=message, generation=generation)
         existing = (body.get("status") or {}).get("conditions") or []
-        patch.status["conditions"] = status.merge_conditions(
-            existing, [condition, channel_condition(obj, generation)]
-        )
+        patch.status["conditions"] = merge_conditions(existing, [ready, channel_condition(obj, generation)])
         patch.status["observedGeneration"] = generation
 
     @kopf.on.delete(*ROUTES, registry=registry, optional=True, id="route-deleted")
@@ -202,8 +199,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         *REFRESHES,
         registry=registry,
         id="rollout-action",
-        annotations={ACTION_ANNOTATION: kopf.PRESENT},
-        field=("metadata", "annotations", ACTION_ANNOTATION),
+        annotations={ROLLOUT_ACTION_ANNOTATION: kopf.PRESENT},
+        field=("metadata", "annotations", ROLLOUT_ACTION_ANNOTATION),
     )
     async def rollout_action(
         body: kopf.Body,

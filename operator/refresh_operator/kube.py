@@ -16,10 +16,10 @@ from typing import Any
 
 import kubernetes
 
-GROUP = "configrefresh.io"
-VERSION = "v1alpha1"
-REFRESHES = "configrefreshes"
-ROUTES = "configroutes"
+from configrefresh_api.groupversion import GROUP, VERSION
+from configrefresh_api.groupversion import REFRESHES as REFRESHES
+from configrefresh_api.groupversion import ROUTES as ROUTES
+
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = (5, 15)

@@ -3,7 +3,7 @@
 The value is read only in `value` payload mode (WithDecryption only then) and lives only in memory: it is
 never logged, never put in an exception message and never written to a Kubernetes object. A parameter
 that no longer exists is a DELETE at the time the caller supplies (the event's time), which orders it
-after everything that came before it (see ordering.py).
+after everything that came before it (see configrefresh_api/versions.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from refresh_operator.ordering import Operation, VersionKey
+from configrefresh_api.versions import Operation, VersionKey
 
 
 @dataclasses.dataclass(frozen=True)

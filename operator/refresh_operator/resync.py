@@ -35,17 +35,17 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from refresh_operator import kube, metrics, status
+from configrefresh_api.groupversion import REFRESHES, ROUTES
+from configrefresh_api.labels import ANNOTATION_PARAMETER_NAME, refresh_selector
+from configrefresh_api.phases import TERMINAL_PHASES, Trigger
+from configrefresh_api.refresh import ConfigRefresh
+from configrefresh_api.times import canonical_time, now_text, parse_time
+from configrefresh_api.versions import Operation, VersionKey
+from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.ordering import Operation, VersionKey, canonical_time, parse_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, list_parameters
-from refresh_operator.refresh_objects import (
-    ANNOTATION_PARAMETER_NAME,
-    LABEL_ROUTE,
-    name_for,
-    refresh_body,
-)
+from refresh_operator.recorder import Recorder
 from refresh_operator.routes import Route, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
@@ -87,27 +87,18 @@ def known_versions(objects: list[dict[str, Any]]) -> dict[str, Known]:
     mark the parameter busy while they run."""
     known: dict[str, Known] = {}
     for obj in objects:
-        spec = obj.get("spec") or {}
-        parameter = spec.get("parameter") or {}
-        name = str(
-            ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PARAMETER_NAME)
-            or parameter.get("name")
-            or ""
-        )
+        refresh = ConfigRefresh.from_body(obj)
+        parameter = refresh.spec.parameter
+        name = refresh.metadata.annotations.get(ANNOTATION_PARAMETER_NAME) or parameter.name
         if not name:
             continue
-        phase = (obj.get("status") or {}).get("phase")
-        busy = phase not in status.TERMINAL_PHASES
-        raw_modified = parameter.get("lastModified")
+        busy = refresh.status is None or refresh.status.phase not in TERMINAL_PHASES
+        key = parameter.key
         entry = known.get(name)
-        if raw_modified:
-            operation = Operation(parameter.get("operation") or "Upsert")
-            version = 0 if operation is Operation.DELETE else int(parameter.get("version") or 0)
-            key = VersionKey(parse_time(str(raw_modified)), version)
-            if entry is None or key > entry.newest:
-                entry = known[name] = Known(
-                    newest=key, operation=operation, busy=entry.busy if entry else False
-                )
+        if key is not None and (entry is None or key > entry.newest):
+            entry = known[name] = Known(
+                newest=key, operation=parameter.operation, busy=entry.busy if entry else False
+            )
         if busy and entry is not None:
             entry.busy = True
     return known
@@ -153,6 +144,7 @@ class Resync:
         self._kube = kube_api
         self._routes = routes
         self._values = values
+        self._recorder = Recorder(kube_api=kube_api, blocking=blocking, values=values)
         self._repair = repair
         self._due: dict[tuple[str, str], float] = {}
         self._verify_seen: dict[tuple[str, str], str] = {}
@@ -213,14 +205,14 @@ class Resync:
     async def _record(self, route: Route, fields: Mapping[str, Any]) -> None:
         """Write the pass's outcome to the route's status.resync (best effort: the next pass writes again)."""
         resync = {
-            "lastPassTime": status.now_text(),
+            "lastPassTime": now_text(),
             "verifyRequest": route.verify_requested[:128],
             "error": None,
             **fields,
         }
         try:
             await self._blocking.call(
-                self._kube.patch_status, kube.ROUTES, route.namespace, route.name, {"resync": resync}
+                self._kube.patch_status, ROUTES, route.namespace, route.name, {"resync": resync}
             )
         except KubeError as error:
             metrics.KUBE_API_ERRORS.labels("patch_route_status").inc()
@@ -277,9 +269,9 @@ class Resync:
         report.listed, report.calls = len(claimed), calls
         objects = await self._blocking.call(
             self._kube.list,
-            kube.REFRESHES,
+            REFRESHES,
             route.namespace,
-            label_selector=f"{LABEL_ROUTE}={route.name[:63]}",
+            label_selector=refresh_selector(route=route.name),
         )
         known = known_versions(objects)
         now = datetime.datetime.now(datetime.UTC)
@@ -324,25 +316,16 @@ class Resync:
         return recovered
 
     async def _recover(self, route: Route, snapshot: ParameterSnapshot) -> bool:
-        scope = route.scope_of(snapshot.name) or {}
-        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
-        name = name_for(route, snapshot)
-        if route.refresh.payload == "value" and snapshot.operation is Operation.UPSERT:
-            self._values.put(route.namespace, name, snapshot)
-        try:
-            created: bool = await self._blocking.call(self._kube.create_refresh, route.namespace, body)
-        except KubeError:
-            metrics.KUBE_API_ERRORS.labels("create_refresh").inc()
-            raise
-        if created:
+        recorded = await self._recorder.record(route, snapshot, trigger=Trigger.RESYNC)
+        if recorded.created:
             metrics.RESYNC_RECOVERED.inc()
             logger.warning(
                 "Resync recovered a missed change: ConfigRefresh %s/%s for %s %s v%d of %s",
                 route.namespace,
-                name,
+                recorded.name,
                 snapshot.name,
                 snapshot.operation,
                 snapshot.version,
                 canonical_time(snapshot.last_modified),
             )
-        return created
+        return recorded.created

@@ -16,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from refresh_operator import kube
+from configrefresh_api.groupversion import REFRESHES
+from configrefresh_api.labels import ANNOTATION_PARAMETER_NAME
+from configrefresh_api.phases import TERMINAL_PHASES
+from configrefresh_api.times import parse_time
 from refresh_operator.aws import Blocking
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.ordering import parse_time
-from refresh_operator.refresh_objects import ANNOTATION_PARAMETER_NAME
-from refresh_operator.status import TERMINAL_PHASES
 
 logger = logging.getLogger("refresh_operator.retention")
 DELETES_AT_ONCE = 4
@@ -68,7 +68,7 @@ async def sweep(
 ) -> int:
     objects: list[dict[str, Any]] = []
     for namespace in namespaces if namespaces is not None else [None]:
-        objects.extend(await blocking.call(kube_api.list, kube.REFRESHES, namespace))
+        objects.extend(await blocking.call(kube_api.list, REFRESHES, namespace))
     doomed = expired(
         objects, now=datetime.datetime.now(datetime.UTC), max_age_seconds=max_age_seconds, keep=keep
     )
@@ -78,7 +78,7 @@ async def sweep(
 
     async def delete(namespace: str, name: str) -> None:
         async with gate:
-            await blocking.call(kube_api.delete, kube.REFRESHES, namespace, name)
+            await blocking.call(kube_api.delete, REFRESHES, namespace, name)
 
     outcomes = await asyncio.gather(
         *(delete(namespace, name) for namespace, name in doomed), return_exceptions=True

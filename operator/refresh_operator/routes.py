@@ -1,11 +1,9 @@
 """ConfigRoutes in memory: validated once, indexed by prefix, matched per event without touching the API.
 
-A route's scopePattern is user input run against every parameter name the consumer sees, so it is
-compiled with RE2 (google-re2), whose matching time is linear in the name's length whatever the pattern:
-no pattern can backtrack, so no route can stall the event loop. Patterns RE2 cannot compile
-(backreferences, lookaround) are refused with a condition, as are patterns longer than
-MAX_PATTERN_LENGTH. Names longer than Parameter Store's own limit (MAX_PARAMETER_NAME_LENGTH) are never
-matched at all.
+A route's scopePattern is user input run against every parameter name the consumer sees; the matching
+rule (prefix, then an RE2 pattern, linear-time whatever the pattern) is the API package's
+(`configrefresh_api.matching`), shared with configctl. Patterns RE2 cannot compile are refused with a
+condition (reason InvalidScopePattern).
 
 A route also says how its instances are called. The refresh channel never carries a bearer token in
 clear: a route with TLS off whose auth sends a token is refused (reason PlaintextCredentials) unless it
@@ -21,31 +19,17 @@ import dataclasses
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-import re2
-
+from configrefresh_api import matching
+from configrefresh_api.labels import VERIFY_ANNOTATION, default_audience
+from configrefresh_api.matching import ScopePattern, ScopePatternError
+from configrefresh_api.route import AuthSettings, ConfigRoute, RefreshSettings, TlsSettings
 from refresh_operator.waves import RolloutSpec, rollout_from_spec
 
-MAX_PATTERN_LENGTH = 512
-MAX_PARAMETER_NAME_LENGTH = 2048
-"""Parameter Store's own limit on a parameter name (the API's Name is 1..2048 characters)."""
-RE2_MAX_MEMORY = 8 << 20
-"""Memory RE2 may use for one compiled pattern (bounds the automaton a huge pattern could build)."""
 MAX_CA_BUNDLE_BYTES = 64 * 1024
 DEFAULT_RESYNC_SECONDS = 300
-VERIFY_ANNOTATION = "configrefresh.io/verify-requested"
-AUDIENCE_PREFIX = "configrefresh.io"
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-ScopePattern = Any
-"""A compiled RE2 pattern (google-re2's ``re2._Regexp``, which ships no type information)."""
-
-
-def default_audience(cloud_map_namespace: str, cloud_map_service: str) -> str:
-    """The token audience of a route's instances unless `spec.refresh.auth.audience` says otherwise:
-    one per Cloud Map service, so a token captured at one service is refused by every other."""
-    return f"{AUDIENCE_PREFIX}/{cloud_map_namespace}/{cloud_map_service}"
 
 
 class RouteError(ValueError):
@@ -116,14 +100,7 @@ class Route:
 
     def scope_of(self, parameter_name: str) -> dict[str, str] | None:
         """The named groups of scopePattern for this name; None if the route does not claim the name."""
-        if len(parameter_name) > MAX_PARAMETER_NAME_LENGTH or not parameter_name.startswith(self.prefix):
-            return None
-        if self.scope_pattern is None:
-            return {}
-        found = self.scope_pattern.search(parameter_name)
-        if found is None:
-            return None
-        return {str(key): str(value) for key, value in found.groupdict().items() if value is not None}
+        return matching.scope_of(self.prefix, self.scope_pattern, parameter_name)
 
     def query_for(self, scope: Mapping[str, str]) -> dict[str, str]:
         """Cloud Map query parameters with `{group}` placeholders filled from the scope."""
@@ -138,24 +115,10 @@ class Route:
 
 def compile_scope_pattern(pattern: str) -> ScopePattern:
     """Compile with RE2 (linear-time matching); raise RouteError for what RE2 refuses."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise RouteError(
-            "InvalidScopePattern", f"scopePattern is longer than {MAX_PATTERN_LENGTH} characters"
-        )
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = RE2_MAX_MEMORY
     try:
-        return re2.compile(pattern, options=options)
-    except re2.error as error:
-        detail = error.args[0] if error.args else error
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        raise RouteError(
-            "InvalidScopePattern",
-            f"scopePattern is not a valid RE2 expression ({detail}); backreferences and lookaround are "
-            "not supported, since they need a backtracking matcher",
-        ) from None
+        return matching.compile_scope_pattern(pattern)
+    except ScopePatternError as error:
+        raise RouteError(error.reason, str(error)) from None
 
 
 def decode_ca_bundle(raw: object) -> bytes | None:
@@ -187,31 +150,20 @@ def check_plaintext(refresh: RefreshSpec) -> None:
         )
 
 
-def _get(mapping: Mapping[str, Any], *path: str) -> Any:
-    current: Any = mapping
-    for part in path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
-
-
 def route_from_object(obj: Mapping[str, Any]) -> Route:
     """Validate a ConfigRoute object (as a dict) into a Route; raise RouteError. Pure: no API, no settings
-    (the cluster admin's allowances are checked by `boundary.RoutingPolicy`)."""
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    prefix = spec.get("parameterPrefix")
-    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix == "/":
+    (the cluster admin's allowances are checked by `boundary.RoutingPolicy`). The CRD's defaults apply to
+    what the object leaves unset."""
+    typed = ConfigRoute.from_body(obj)
+    metadata, spec = typed.metadata, typed.spec
+    prefix = spec.parameter_prefix
+    if not prefix.startswith("/") or prefix == "/":
         raise RouteError("InvalidPrefix", "spec.parameterPrefix must start with '/' and not be just '/'")
-    raw_pattern = spec.get("scopePattern")
-    pattern = compile_scope_pattern(raw_pattern) if raw_pattern else None
-    cloud_map = _get(spec, "discovery", "cloudMap") or {}
-    namespace = cloud_map.get("namespace")
-    service = cloud_map.get("service")
+    pattern = compile_scope_pattern(spec.scope_pattern) if spec.scope_pattern else None
+    namespace, service = spec.discovery.namespace, spec.discovery.service
     if not namespace or not service:
         raise RouteError("InvalidDiscovery", "spec.discovery.cloudMap.namespace and .service are required")
-    query = {str(k): str(v) for k, v in (cloud_map.get("queryParameters") or {}).items()}
+    query = dict(spec.discovery.query_parameters or {})
     groups = set(pattern.groupindex) if pattern is not None else set()
     for key, template in query.items():
         unknown = [name for name in _TEMPLATE.findall(template) if name not in groups]
@@ -220,45 +172,53 @@ def route_from_object(obj: Mapping[str, Any]) -> Route:
                 "InvalidQueryParameters",
                 f"queryParameters.{key} uses {unknown}, which scopePattern does not capture",
             )
-    refresh = spec.get("refresh") or {}
-    interval = _get(spec, "resync", "intervalSeconds")
-    tls = refresh.get("tls") or {}
-    auth = refresh.get("auth") or {}
-    tls_enabled = bool(tls.get("enabled", False))
-    ca_bundle = decode_ca_bundle(tls.get("caBundle"))
+    refresh = spec.refresh or RefreshSettings()
+    tls = refresh.tls or TlsSettings()
+    auth = refresh.auth or AuthSettings()
+    tls_enabled = bool(tls.enabled)
+    ca_bundle = decode_ca_bundle(tls.ca_bundle)
     if ca_bundle is not None and not tls_enabled:
         raise RouteError("InvalidCABundle", "spec.refresh.tls.caBundle needs tls.enabled: true")
     refresh_spec = RefreshSpec(
-        port=int(refresh["port"]) if refresh.get("port") else None,
-        timeout_seconds=float(refresh.get("timeoutSeconds", 2)),
-        max_concurrency=int(refresh.get("maxConcurrency", 64)),
-        max_attempts=int(refresh.get("maxAttempts", 3)),
-        deadline_seconds=float(refresh.get("deadlineSeconds", 300)),
-        payload=str(refresh.get("payload", "value")),
+        port=refresh.port or None,
+        timeout_seconds=float(_default(refresh.timeout_seconds, 2)),
+        max_concurrency=_default(refresh.max_concurrency, 64),
+        max_attempts=_default(refresh.max_attempts, 3),
+        deadline_seconds=float(_default(refresh.deadline_seconds, 300)),
+        payload=_default(refresh.payload, "value"),
         tls_enabled=tls_enabled,
-        tls_server_name=tls.get("serverName") or None,
-        auth_type=str(auth.get("type", "none")),
-        audience=str(auth.get("audience") or default_audience(str(namespace), str(service))),
+        tls_server_name=tls.server_name or None,
+        auth_type=_default(auth.type, "none"),
+        audience=auth.audience or default_audience(namespace, service),
         ca_bundle=ca_bundle,
-        insecure_allow_plaintext=bool(refresh.get("insecureAllowPlaintext", False)),
+        insecure_allow_plaintext=bool(refresh.insecure_allow_plaintext),
     )
     check_plaintext(refresh_spec)
+    interval = spec.resync.interval_seconds if spec.resync is not None else None
     return Route(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        uid=str(metadata.get("uid", "")),
-        generation=int(metadata.get("generation") or 0),
+        namespace=metadata.namespace,
+        name=metadata.name,
+        uid=metadata.uid,
+        generation=metadata.generation or 0,
         prefix=prefix,
         scope_pattern=pattern,
-        cloud_map_namespace=str(namespace),
-        cloud_map_service=str(service),
+        cloud_map_namespace=namespace,
+        cloud_map_service=service,
         query_parameters=query,
         refresh=refresh_spec,
-        resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, int(interval)),
-        created_at=str(metadata.get("creationTimestamp") or ""),
-        verify_requested=str((metadata.get("annotations") or {}).get(VERIFY_ANNOTATION) or ""),
-        rollout=rollout_from_spec(spec),
+        resync_interval_seconds=DEFAULT_RESYNC_SECONDS if interval is None else max(0, interval),
+        created_at=metadata.creation_timestamp,
+        verify_requested=metadata.annotations.get(VERIFY_ANNOTATION, ""),
+        rollout=rollout_from_spec(obj.get("spec") or {}),
     )
+
+
+T = TypeVar("T")
+
+
+def _default(value: T | None, default: T) -> T:
+    """The CRD's default for a field the object leaves unset (the API server fills them on write)."""
+    return default if value is None else value
 
 
 class RouteIndex:

@@ -1,33 +1,32 @@
-"""ConfigRefresh status: counts, the capped instance list, the phase and conditions, as plain dicts.
+"""ConfigRefresh status: counts, the capped instance list and the final phase, as plain dicts.
 
 Counts are always exact; `instances[]` is capped (failures first, so the ones a person must look at are
 never cut) with `instancesTruncated` saying so. These helpers are pure so the phase rules can be tested
 without an API server; handlers.py sends what they return as merge patches to the /status subresource.
+Phases, conditions and times are the API package's (`configrefresh_api`); the names imported here as
+`status.X` are kept for the rollout code.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from configrefresh_api.conditions import condition as condition
+from configrefresh_api.conditions import merge_conditions as merge_conditions
+from configrefresh_api.phases import FAILED as FAILED
+from configrefresh_api.phases import IN_PROGRESS as IN_PROGRESS
+from configrefresh_api.phases import PARTIALLY_FAILED as PARTIALLY_FAILED
+from configrefresh_api.phases import PENDING as PENDING
+from configrefresh_api.phases import SUCCEEDED as SUCCEEDED
+from configrefresh_api.phases import SUPERSEDED as SUPERSEDED
+from configrefresh_api.phases import TERMINAL_PHASES as TERMINAL_PHASES
+from configrefresh_api.phases import Phase
+from configrefresh_api.times import now_text as now_text
 from refresh_operator.fanout import Result, Target, TargetOutcome
-from refresh_operator.ordering import canonical_time
-
-PENDING = "Pending"
-IN_PROGRESS = "InProgress"
-SUCCEEDED = "Succeeded"
-PARTIALLY_FAILED = "PartiallyFailed"
-FAILED = "Failed"
-SUPERSEDED = "Superseded"
-TERMINAL_PHASES = frozenset({SUCCEEDED, PARTIALLY_FAILED, FAILED, SUPERSEDED})
 
 _ORDER = {Result.FAILED: 0, Result.REJECTED: 1, "Pending": 2, Result.STALE: 3, Result.APPLIED: 4}
-
-
-def now_text() -> str:
-    return canonical_time(datetime.datetime.now(datetime.UTC)).replace(".000000Z", "Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +86,7 @@ def instance_entries(
     return entries[:cap], len(entries) > cap
 
 
-def final_phase(counts: Counts) -> str:
+def final_phase(counts: Counts) -> Phase:
     if counts.targets == 0 or counts.failed == 0:
         return SUCCEEDED
     if counts.refreshed == 0:
@@ -103,37 +102,6 @@ def failed_ids(targets: Sequence[Target], outcomes: Mapping[str, TargetOutcome])
         for target in targets
         if (outcome := outcomes.get(target.instance_id)) is not None and outcome.result in bad
     )
-
-
-def condition(
-    type_: str,
-    *,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int,
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True" if status else "False",
-        "reason": reason,
-        "message": message[:1024],
-        "lastTransitionTime": now_text(),
-        "observedGeneration": generation,
-    }
-
-
-def merge_conditions(
-    existing: Iterable[Mapping[str, Any]], new: Iterable[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Replace conditions by type; keep lastTransitionTime when the status did not change."""
-    result = {str(item.get("type")): dict(item) for item in existing}
-    for item in new:
-        old = result.get(item["type"])
-        if old is not None and old.get("status") == item["status"]:
-            item = {**item, "lastTransitionTime": old.get("lastTransitionTime", item["lastTransitionTime"])}
-        result[item["type"]] = item
-    return list(result.values())
 
 
 def outcomes_from_status(status: Mapping[str, Any], targets: Sequence[Target]) -> dict[str, TargetOutcome]:

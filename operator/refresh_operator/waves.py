@@ -17,11 +17,6 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-ACTION_ANNOTATION = "configrefresh.io/rollout-action"
-"""`resume-<token>` or `abort-<token>`, set by `configctl rollout resume|abort` on a Halted ConfigRefresh."""
-
-HALTED = "Halted"
-
 
 @dataclasses.dataclass(frozen=True)
 class RolloutSpec:

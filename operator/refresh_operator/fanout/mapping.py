@@ -15,9 +15,9 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from configrefresh.v1 import refresh_service_pb2 as pb
+from configrefresh_api.versions import Operation
 from refresh_operator.fanout.policy import RefreshPolicy, TlsSettings
 from refresh_operator.fanout.targets import Result, Target, TargetOutcome
-from refresh_operator.ordering import Operation
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.routes import RefreshSpec, Route
 

@@ -19,12 +19,12 @@ from typing import Any
 import grpc
 
 from configrefresh.v1 import refresh_service_pb2 as pb
+from configrefresh_api.versions import VersionKey
 from refresh_operator.fanout.breaker import ENDPOINT_FAILURE_CODES, BreakerRegistry
 from refresh_operator.fanout.channels import ChannelPool
 from refresh_operator.fanout.credentials import Metadata
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.targets import Target
-from refresh_operator.ordering import VersionKey
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,13 @@ from typing import Any
 
 import kopf
 
+from configrefresh_api.groupversion import GROUP, VERSION
+from configrefresh_api.groupversion import ROUTES as PLURAL
 from refresh_operator import kube
 from refresh_operator.cloudmap import Registrar, make_client
 from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
-from refresh_operator.podsync.kube import GROUP, PLURAL, VERSION, KubeClient, Runner
+from refresh_operator.podsync.kube import KubeClient, Runner
 
 
 def _post_warning(body: Mapping[str, Any], reason: str, message: str) -> None:

@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from configrefresh_api.groupversion import ROUTES
 from refresh_operator import kube
 from refresh_operator.podsync.config import FIELD_MANAGER
-
-GROUP = kube.GROUP
-VERSION = kube.VERSION
-PLURAL = kube.ROUTES
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,4 +47,4 @@ class KubeClient:
         return await self._run(self._api.list_pods, namespace, label_selector=selector)
 
     async def apply_route_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        await self._run(self._api.apply_status, PLURAL, namespace, name, body, field_manager=FIELD_MANAGER)
+        await self._run(self._api.apply_status, ROUTES, namespace, name, body, field_manager=FIELD_MANAGER)

@@ -13,9 +13,10 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from configrefresh_api.conditions import condition, find
+from configrefresh_api.groupversion import API_VERSION, ROUTE_KIND
+
 CONDITION_TYPE = "CloudMapSynced"
-API_VERSION = "configrefresh.io/v1alpha1"
-KIND = "ConfigRoute"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +36,7 @@ def now_rfc3339() -> str:
 
 def existing_condition(body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The route's current CloudMapSynced condition, if any (keeps lastTransitionTime across restarts)."""
-    for condition in (body.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == CONDITION_TYPE:
-            return dict(condition)
-    return None
+    return find((body.get("status") or {}).get("conditions") or (), CONDITION_TYPE)
 
 
 def build_condition(
@@ -49,18 +47,15 @@ def build_condition(
     now: str,
 ) -> dict[str, Any]:
     """The condition in the standard shape; lastTransitionTime moves only when the status flips."""
-    status = "True" if state.ok else "False"
-    transition = now
-    if previous and previous.get("status") == status and previous.get("lastTransitionTime"):
-        transition = str(previous["lastTransitionTime"])
-    return {
-        "type": CONDITION_TYPE,
-        "status": status,
-        "reason": state.reason,
-        "message": state.message,
-        "lastTransitionTime": transition,
-        "observedGeneration": generation,
-    }
+    return condition(
+        CONDITION_TYPE,
+        status=state.ok,
+        reason=state.reason,
+        message=state.message,
+        generation=generation,
+        now=now,
+        previous=previous,
+    )
 
 
 def apply_body(
@@ -69,7 +64,7 @@ def apply_body(
     """The server-side apply configuration for the route's /status subresource."""
     return {
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": ROUTE_KIND,
         "metadata": {"name": name, "namespace": namespace},
         "status": {
             "registered": state.registered,

@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from configrefresh_api.phases import HALTED
+from configrefresh_api.times import parse_time
 from refresh_operator import metrics, status
 from refresh_operator.boundary import RoutingPolicy
 from refresh_operator.fanout import (
@@ -20,7 +22,6 @@ from refresh_operator.fanout import (
     TargetOutcome,
 )
 from refresh_operator.fanout.mapping import build_request, effective_payload, recorded_outcome
-from refresh_operator.ordering import parse_time
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.rollouts.conclusion import conclude
 from refresh_operator.rollouts.model import RetryLater, Subject
@@ -28,7 +29,7 @@ from refresh_operator.rollouts.status_writer import Progress, ProgressWriter, St
 from refresh_operator.rollouts.supersession import Running, Supersession
 from refresh_operator.rollouts.wave_runner import Halt, WavePlan, WaveRunner
 from refresh_operator.routes import Route, RouteError
-from refresh_operator.waves import HALTED, plan_waves
+from refresh_operator.waves import plan_waves
 
 logger = logging.getLogger("refresh_operator.rollouts")
 

@@ -11,23 +11,24 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from configrefresh_api.phases import HALTED, Trigger
+from configrefresh_api.refresh import ConfigRefreshSpec
+from configrefresh_api.times import canonical_time
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import admission_from_settings
 from refresh_operator.fanout import FanOut, RefreshPolicy, discover_instances
 from refresh_operator.fanout.mapping import OperatorCredentials, effective_payload, policy_for
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.ordering import canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.rollouts.execution import Change, Discover, Execution, ExecutionSettings
-from refresh_operator.rollouts.model import ConfigRefreshSpec, EventPoster, RetryLater, Subject
+from refresh_operator.rollouts.model import EventPoster, RetryLater, Subject
 from refresh_operator.rollouts.status_writer import StatusWriter
 from refresh_operator.rollouts.supersession import Supersession
 from refresh_operator.rollouts.wave_runner import WaveRunner
 from refresh_operator.routes import Route, RouteError, RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
-from refresh_operator.waves import HALTED
 
 
 def credentials_from_settings(settings: OperatorSettings) -> OperatorCredentials:
@@ -103,7 +104,7 @@ class Rollouts:
             return
         if subject.phase == HALTED and not resume:
             return  # waits for `configctl rollout resume|abort`
-        order = ConfigRefreshSpec.from_spec(spec)
+        order = ConfigRefreshSpec.from_body(spec)
         parameter = order.parameter
         try:
             route = await self._route(namespace, order.route)
@@ -125,7 +126,7 @@ class Rollouts:
         snapshot = self._values.take(namespace, name)
         spec_key = parameter.key
         if snapshot is None or spec_key is None or snapshot.key != spec_key:
-            manual = order.trigger == "manual"
+            manual = order.source.trigger is Trigger.MANUAL
             deleted_at = (
                 datetime.datetime.now(datetime.UTC)
                 if manual or parameter.last_modified is None
@@ -148,7 +149,7 @@ class Rollouts:
                 return
 
         # A targeted repair (anti-entropy) runs beside the rollouts of its parameter, never superseding one.
-        only = order.targets
+        only = frozenset(order.targets) or None
         run_key = (namespace, route.name, parameter.name if only is None else f"{parameter.name} repair")
         with self._supersession.running(run_key, snapshot.key, name) as mine:
             if isinstance(mine, str):

@@ -15,15 +15,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from configrefresh_api.labels import LABEL_HALTED
+from configrefresh_api.phases import HALTED
 from refresh_operator import kube, metrics, status
 from refresh_operator.aws import Blocking
 from refresh_operator.backoff import backoff_bound
 from refresh_operator.fanout import Target, TargetOutcome
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.refresh_objects import LABEL_HALTED
 from refresh_operator.rollouts.model import RetryLater, Subject
 from refresh_operator.values import ValueCache
-from refresh_operator.waves import HALTED
 
 logger = logging.getLogger("refresh_operator.rollouts")
 

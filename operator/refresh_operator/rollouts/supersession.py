@@ -16,18 +16,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from configrefresh_api.labels import refresh_selector
+from configrefresh_api.phases import HALTED, Trigger
+from configrefresh_api.refresh import ConfigRefreshSpec
+from configrefresh_api.versions import VersionKey
 from refresh_operator import kube, status
 from refresh_operator.aws import Blocking
 from refresh_operator.kube import Kube, KubeError
-from refresh_operator.naming import parameter_hash
-from refresh_operator.ordering import VersionKey
 from refresh_operator.parameter_store import ParameterSnapshot
-from refresh_operator.refresh_objects import LABEL_HALTED, LABEL_PARAMETER_HASH, LABEL_ROUTE, refresh_body
-from refresh_operator.rollouts.model import EventPoster, RetryLater, SpecParameter, Subject
+from refresh_operator.recorder import Recorder
+from refresh_operator.rollouts.model import EventPoster, RetryLater, Subject
 from refresh_operator.rollouts.status_writer import StatusWriter
 from refresh_operator.routes import Route
 from refresh_operator.values import ValueCache
-from refresh_operator.waves import HALTED
 
 logger = logging.getLogger("refresh_operator.rollouts")
 
@@ -54,7 +55,7 @@ class Supersession:
         self._writer = writer
         self._blocking = blocking
         self._kube = kube_api
-        self._values = values
+        self._recorder = Recorder(kube_api=kube_api, blocking=blocking, values=values)
         self._running: dict[RunKey, Running] = {}
 
     @contextmanager
@@ -109,10 +110,7 @@ class Supersession:
         keep it in front of whoever watches `kubectl get cfgr`. Best effort: a failed list is logged and
         the rollout goes on.
         """
-        selector = (
-            f"{LABEL_ROUTE}={route.name[:63]},{LABEL_PARAMETER_HASH}={parameter_hash(parameter_name)},"
-            f"{LABEL_HALTED}=true"
-        )
+        selector = refresh_selector(route=route.name, parameter_name=parameter_name, halted=True)
         try:
             items = await self._blocking.call(
                 self._kube.list, kube.REFRESHES, namespace, label_selector=selector
@@ -122,14 +120,14 @@ class Supersession:
             return
         for item in items:
             current = item.get("status") or {}
-            spec = item.get("spec") or {}
-            older = SpecParameter.from_spec(spec)
+            spec = ConfigRefreshSpec.from_body(item.get("spec") or {})
+            older = spec.parameter
             name = str((item.get("metadata") or {}).get("name", ""))
             if (
                 current.get("phase") != HALTED
                 or name == successor
                 or older.name != parameter_name
-                or spec.get("targets")
+                or spec.targets
                 or older.key is None
                 or older.key >= key
             ):
@@ -143,13 +141,8 @@ class Supersession:
         self, subject: Subject, route: Route, scope: Mapping[str, str], snapshot: ParameterSnapshot
     ) -> None:
         """Parameter Store already holds a newer version: make sure it has a rollout, and step aside."""
-        namespace = subject.namespace
-        body = refresh_body(route=route, scope=scope, snapshot=snapshot, trigger="resync", event=None)
-        successor = str(body["metadata"]["name"])
-        if route.refresh.payload == "value":
-            self._values.put(namespace, successor, snapshot)
         try:
-            await self._blocking.call(self._kube.create_refresh, namespace, body)
+            recorded = await self._recorder.record(route, snapshot, trigger=Trigger.RESYNC, scope=scope)
         except KubeError as error:
             raise RetryLater(f"cannot create the successor rollout: {error}", delay=5) from None
-        await self.mark_superseded(subject, successor)
+        await self.mark_superseded(subject, recorded.name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from configctl.kube import route_scope
-from configctl.naming import parameter_hash
 from configctl.refresh import refresh_body
-from configctl.status import selector
+from configrefresh_api.labels import refresh_selector
+from configrefresh_api.matching import route_scope
+from configrefresh_api.naming import parameter_hash
 
 NAME = "/config-service/acme/orders/db_url"
 NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
@@ -16,6 +16,7 @@ NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
 
 def test_manual_refresh_carries_the_labels_the_operator_and_wait_use() -> None:
     body = refresh_body(
+        namespace="team-a",
         route="orders",
         scope={"tenant": "acme"},
         name=NAME,
@@ -33,7 +34,7 @@ def test_manual_refresh_carries_the_labels_the_operator_and_wait_use() -> None:
         "version": 7,
         "operation": "Upsert",
         "type": "SecureString",
-        "lastModified": "2026-11-26T10:00:00Z",
+        "lastModified": "2026-11-26T10:00:00.000000Z",
     }
     assert body["spec"]["source"]["trigger"] == "manual"
     assert body["spec"]["scope"] == {"tenant": "acme"}
@@ -54,8 +55,8 @@ def test_routes_claim_by_prefix_and_scope_pattern() -> None:
 
 
 def test_status_filters_by_parameter_hash_and_route() -> None:
-    assert selector(parameter=None, route=None) == ""
-    assert selector(parameter=NAME, route="orders") == (
+    assert refresh_selector() == ""
+    assert refresh_selector(parameter_name=NAME, route="orders") == (
         f"configrefresh.io/parameter-hash={parameter_hash(NAME)},configrefresh.io/route=orders"
     )
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from configctl.exitcodes import ConfigctlError, ExitCode
-from configctl.naming import parameter_hash
 from configctl.wait import Expectation, Target, existing_names, expectations, wait_for
+from configrefresh_api.naming import parameter_hash
 from tests.unit.fakes.kube import FakeKube
 
 NAME = "/config-service/acme/orders/db_url"

@@ -14,9 +14,9 @@ import pytest
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
+from configrefresh_api.versions import VersionKey
 from refresh_operator.fanout import BreakerRegistry, BreakerState, ChannelPool, FanOut, RefreshPolicy, Target
 from refresh_operator.fanout.states import Held
-from refresh_operator.ordering import VersionKey
 
 T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
 

@@ -6,11 +6,11 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
+from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.fanout import RefreshPolicy, Target
 from refresh_operator.fanout.states import Held, InstanceState
-from refresh_operator.ordering import Operation, VersionKey
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.routes import route_from_object
 from refresh_operator.settings import OperatorSettings

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from configrefresh_api.times import parse_time
+from configrefresh_api.versions import VersionKey
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.coalescing import Timing
 from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
-from refresh_operator.ordering import VersionKey, parse_time
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
 from refresh_operator.values import ValueCache

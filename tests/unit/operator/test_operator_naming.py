@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from refresh_operator.naming import MAX_LENGTH, refresh_name
+from configrefresh_api.naming import MAX_LENGTH, refresh_name
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=datetime.UTC)

@@ -6,7 +6,8 @@ import datetime
 
 import pytest
 
-from refresh_operator.ordering import Operation, VersionKey, canonical_time, is_newer, parse_time
+from configrefresh_api.times import canonical_time, parse_time
+from configrefresh_api.versions import Operation, VersionKey, is_newer
 from refresh_operator.parameter_store import ParameterStoreError, read_parameter
 from tests.unit.fakes.aws import FakeSsm
 

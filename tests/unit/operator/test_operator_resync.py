@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from configrefresh_api.naming import refresh_name
+from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator.antientropy import Held, is_behind, settled
-from refresh_operator.naming import refresh_name
-from refresh_operator.ordering import Operation, VersionKey
 from refresh_operator.parameter_store import ParameterSnapshot, hierarchy_path
 from refresh_operator.resync import Known, is_missed, known_versions
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from configrefresh_api.matching import MAX_PARAMETER_NAME_LENGTH
 from refresh_operator.fanout.mapping import effective_payload
-from refresh_operator.routes import MAX_PARAMETER_NAME_LENGTH, RouteError, RouteIndex, route_from_object
+from refresh_operator.routes import RouteError, RouteIndex, route_from_object
 
 
 def route_object(name: str = "orders", namespace: str = "team-a", **spec: Any) -> dict[str, Any]:

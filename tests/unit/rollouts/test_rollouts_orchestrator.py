@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from configrefresh_api.labels import LABEL_HALTED
+from configrefresh_api.times import canonical_time
+from configrefresh_api.versions import Operation
 from refresh_operator import status
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.fanout import Result, Target
-from refresh_operator.ordering import Operation, canonical_time
 from refresh_operator.parameter_store import ParameterSnapshot
-from refresh_operator.refresh_objects import LABEL_HALTED
 from refresh_operator.rollouts import Rollouts
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import OperatorSettings

@@ -14,6 +14,8 @@ import enum
 
 
 class Operation(enum.StrEnum):
+    """`spec.parameter.operation`."""
+
     UPSERT = "Upsert"
     DELETE = "Delete"
 
@@ -28,20 +30,6 @@ class VersionKey:
     def __post_init__(self) -> None:
         if self.last_modified.tzinfo is None:
             raise ValueError("last_modified must be timezone-aware")
-
-
-def canonical_time(moment: datetime.datetime) -> str:
-    """The one textual form of a timestamp: UTC, microseconds, 'Z' (RFC 3339, as the CRD stores it)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime.datetime:
-    parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC)
 
 
 def is_newer(candidate: VersionKey, than: VersionKey | None) -> bool:

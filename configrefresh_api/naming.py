@@ -13,9 +13,10 @@ import datetime
 import hashlib
 import re
 
-from refresh_operator.ordering import canonical_time
+from configrefresh_api.times import canonical_time
 
 MAX_LENGTH = 63
+"""Of an object name here (a DNS-1123 label) and of a label value."""
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
 
@@ -26,6 +27,11 @@ def short_hash(text: str, length: int) -> str:
 def parameter_hash(name: str) -> str:
     """The label value identifying a parameter (16 hex chars; the name keeps the first 8)."""
     return short_hash(name, 16)
+
+
+def label_value(text: str) -> str:
+    """A name as a label value: label values hold at most 63 characters (route names are DNS labels)."""
+    return text[:MAX_LENGTH]
 
 
 def _label_safe(text: str) -> str:
@@ -41,7 +47,9 @@ def refresh_name(
     repair: str | None = None,
 ) -> str:
     """`repair` (anti-entropy) adds `-r<hash5(repair)>`: a targeted refresh of a version already rolled out
-    needs a name of its own, one per repair pass (the caller passes the pass time and the targets)."""
+    needs a name of its own, one per repair pass (the caller passes the pass time and the targets).
+    `configctl refresh` passes its own creation time as `last_modified`, so a manual refresh never
+    collides with the event-driven object for the same version."""
     suffix = f"-{short_hash(parameter_name, 8)}-v{version}-{short_hash(canonical_time(last_modified), 6)}"
     if repair is not None:
         suffix += f"-r{short_hash(repair, 5)}"
