@@ -60,8 +60,16 @@ QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes")
 put GetParameter's (decrypted) values in the log."""
 
 
-def configure_logging(*, verbose: bool, quiet: bool, log_format: LogFormat = LogFormat.TEXT) -> None:
-    logs.configure(log_format=log_format, verbose=verbose, quiet=quiet, quiet_libraries=QUIET_LIBRARIES)
+def configure_logging(
+    *, verbose: bool, quiet: bool, log_format: LogFormat = LogFormat.TEXT, instance_id: str | None = None
+) -> None:
+    logs.configure(
+        log_format=log_format,
+        verbose=verbose,
+        quiet=quiet,
+        quiet_libraries=QUIET_LIBRARIES,
+        instance_id=instance_id,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -71,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
+    configure_logging(
+        verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, instance_id=settings.pod_id
+    )
     namespaces = None if args.all_namespaces else list(args.namespace)
     registry = kopf.get_default_registry()
     if settings.pod_sync:

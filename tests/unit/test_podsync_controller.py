@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.reconcile import ActualInstance
+from refresh_operator.settings import load_settings
 
 SERVICE = ServiceRef("srv-1", "ns-1", "config-refresh", "config-service")
 
@@ -114,7 +114,7 @@ class Harness:
 def harness() -> Harness:
     cloudmap, kube, events = FakeCloudMap(), FakeKube(), []
     controller = PodSyncController(
-        settings=PodSyncSettings(),
+        settings=load_settings({"CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1/q", "AWS_REGION": "us-east-1"}),
         cloudmap=cloudmap,
         kube=kube,
         events=lambda body, reason, message: events.append((reason, message)),

@@ -28,9 +28,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from refresh_operator.podsync import metrics
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.model import ATTR_INIT_HEALTH
 from refresh_operator.podsync.reconcile import ActualInstance
+from refresh_operator.settings import OperatorSettings
 
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "Throttling"}
@@ -72,7 +72,7 @@ class Backoff:
         return rng(0.0, min(self.cap_seconds, self.base_seconds * (2**attempt)))
 
 
-def make_client(settings: PodSyncSettings) -> Any:
+def make_client(settings: OperatorSettings) -> Any:
     """A servicediscovery client using the standard credential chain (IRSA on EKS)."""
     config = Config(
         retries={"mode": "standard", "total_max_attempts": 1},
@@ -83,7 +83,7 @@ def make_client(settings: PodSyncSettings) -> Any:
     )
     return boto3.client(
         "servicediscovery",
-        region_name=settings.aws_region,
+        region_name=settings.region,
         endpoint_url=settings.aws_endpoint_url,
         config=config,
     )
@@ -112,13 +112,8 @@ class CloudMap:
         self._operation_timeout = operation_timeout_seconds
 
     @classmethod
-    def from_settings(cls, settings: PodSyncSettings) -> CloudMap:
-        return cls(
-            make_client(settings),
-            region=settings.aws_region,
-            max_retries=settings.max_throttle_retries,
-            operation_timeout_seconds=settings.operation_timeout_seconds,
-        )
+    def from_settings(cls, settings: OperatorSettings) -> CloudMap:
+        return cls(make_client(settings), region=settings.region)
 
     async def _call(self, api: str, **params: Any) -> dict[str, Any]:
         """One API call in a thread, with backoff on throttling, transient server and network errors."""

@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 from refresh_operator.podsync import metrics
 from refresh_operator.podsync.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.kube import Kube
 from refresh_operator.podsync.model import (
     InvalidPodSync,
@@ -63,6 +62,7 @@ from refresh_operator.podsync.status import (
     existing_condition,
     now_rfc3339,
 )
+from refresh_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class PodSyncController:
     def __init__(
         self,
         *,
-        settings: PodSyncSettings,
+        settings: OperatorSettings,
         cloudmap: CloudMapApi,
         kube: Kube,
         events: EventSink,
@@ -382,7 +382,7 @@ class PodSyncController:
     async def _service(self, state: RouteState, *, force: bool = False) -> ServiceRef:
         assert state.route is not None
         now = time.monotonic()
-        stale = now - state.service_checked_at > self._settings.reconcile_interval_seconds
+        stale = now - state.service_checked_at > self._settings.podsync_interval_seconds
         if state.service is None or force or stale:
             try:
                 state.service = await self._cloudmap.resolve_service(*state.route.target)

@@ -18,11 +18,11 @@ from typing import Any
 import kopf
 
 from refresh_operator.podsync.cloudmap import CloudMap
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.kube import GROUP, PLURAL, VERSION, KubeClient
+from refresh_operator.settings import load_settings
 
-SETTINGS = PodSyncSettings.from_env()
+SETTINGS = load_settings()
 
 
 def _post_warning(body: Mapping[str, Any], reason: str, message: str) -> None:
@@ -82,7 +82,7 @@ async def podsync_pod_event(event: Mapping[str, Any], body: kopf.Body, memo: kop
     VERSION,
     PLURAL,
     id="podsync-reconcile",
-    interval=SETTINGS.reconcile_interval_seconds,
+    interval=SETTINGS.podsync_interval_seconds,
     when=_has_pod_sync,
 )
 async def podsync_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

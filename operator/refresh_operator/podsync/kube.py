@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config
 
-from refresh_operator.podsync.config import FIELD_MANAGER
+from refresh_operator.podsync.model import FIELD_MANAGER
 
 GROUP = "configrefresh.io"
 VERSION = "v1alpha1"

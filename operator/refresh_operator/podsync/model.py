@@ -25,7 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from refresh_operator.podsync.config import MANAGED_BY
+MANAGED_BY = "config-refresh-operator"
+FIELD_MANAGER = "config-refresh-podsync"
 
 ATTR_IPV4 = "AWS_INSTANCE_IPV4"
 ATTR_PORT = "AWS_INSTANCE_PORT"
