@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, FilePath, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from config_service.envsource import EnvSettings, environment, first_problem
 
 ENV_PREFIX = "CONFIG_REFRESH_"
 
@@ -28,7 +29,7 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the key."""
 
 
-class OperatorSettings(BaseSettings):
+class OperatorSettings(EnvSettings):
     """Settings of one operator process (see docs/operator.md for the table)."""
 
     model_config = SettingsConfigDict(
@@ -156,37 +157,10 @@ def env_key(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def describe(error: ValidationError) -> str:
-    """The first problem of a validation error, as one line that starts with the environment variable."""
-    first = error.errors()[0]
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, SettingsError):
-        return str(cause)
-    key = env_key(str(first["loc"][0])) if first["loc"] else "settings"
-    if first["type"] == "missing":
-        return f"{key} is required"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{key}: {message}, got {first['input']!r}"
-
-
-class _MappingEnv(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> OperatorSettings:
     """Build the settings from the environment (or `env`), raising SettingsError naming the first bad key."""
     try:
-        if env is None:
+        with environment(env):
             return OperatorSettings()
-        return OperatorSettings.model_validate(_MappingEnv(OperatorSettings, env)())
     except ValidationError as error:
-        raise SettingsError(describe(error)) from None
+        raise SettingsError(first_problem(error, env_key)) from None
