@@ -6,12 +6,12 @@ a ConfigctlError with exit code KUBE_ERROR and a message saying what was attempt
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import re2
 
 from configctl.exitcodes import ConfigctlError, ExitCode
+from configctl.settings import ConfigctlSettings
 
 GROUP = "configrefresh.io"
 VERSION = "v1alpha1"
@@ -26,13 +26,6 @@ ANNOTATION_PARAMETER_NAME = "configrefresh.io/parameter-name"
 REQUEST_TIMEOUT = 15
 
 
-@dataclasses.dataclass(frozen=True)
-class KubeSettings:
-    kubeconfig: str | None = None
-    context: str | None = None
-    namespace: str | None = None
-
-
 def _kube_error(what: str, exc: BaseException) -> ConfigctlError:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None)
@@ -43,7 +36,7 @@ def _kube_error(what: str, exc: BaseException) -> ConfigctlError:
 class Kube:
     """The few API calls configctl makes, in one namespace."""
 
-    def __init__(self, settings: KubeSettings) -> None:
+    def __init__(self, settings: ConfigctlSettings) -> None:
         from kubernetes import client as kube_client
         from kubernetes import config as kube_config
 

@@ -1,0 +1,53 @@
+"""configctl's settings: flags over the AWS SDK's and kubectl's variables over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from configctl.cli import app
+from configctl.exitcodes import ExitCode
+from configctl.settings import ConfigctlSettings, load_settings
+
+
+def test_defaults_are_unset() -> None:
+    settings = load_settings({})
+    assert (settings.region, settings.endpoint_url, settings.profile) == (None, None, None)
+    assert (settings.kubeconfig, settings.context, settings.namespace) == (None, None, None)
+
+
+def test_the_environment_fills_what_no_flag_gives() -> None:
+    env = {
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        "AWS_PROFILE": "ci",
+        "KUBECONFIG": "/tmp/kubeconfig",
+        "CONFIGCTL_CONTEXT": "staging",
+        "CONFIGCTL_NAMESPACE": "apps",
+        "REGION": "not-read",
+    }
+    settings = load_settings(env, region=None, namespace="shop")
+    assert settings == ConfigctlSettings(
+        region="eu-west-1",
+        endpoint_url="http://127.0.0.1:5000",
+        profile="ci",
+        kubeconfig="/tmp/kubeconfig",
+        context="staging",
+        namespace="shop",
+    )
+
+
+def test_an_empty_variable_means_unset() -> None:
+    assert load_settings({"AWS_REGION": "", "KUBECONFIG": ""}).region is None
+
+
+def test_the_command_line_reads_kubeconfig_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "no-such-kubeconfig"
+    monkeypatch.setenv("KUBECONFIG", str(broken))
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == int(ExitCode.KUBE_ERROR)
+    assert str(broken) in result.output
