@@ -320,9 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
             default = ",".join(f"{key}={value}" for key, value in default.items())
         elif isinstance(default, tuple):
             default = ",".join(default)
-        help_text = (
-            f"{' '.join(str(field.description).split())} [env {env_name(name)}; default {default or 'none'}]"
-        )
+        shown = "none" if default is None or default == "" else default
+        help_text = f"{' '.join(str(field.description).split())} [env {env_name(name)}; default {shown}]"
         kind = (
             {"action": argparse.BooleanOptionalAction}
             if field.annotation is bool
