@@ -1,16 +1,20 @@
 """`configctl`: apply a config tree to Parameter Store and wait until it is live on every instance.
 
 This module is wiring only: it declares the commands and their flags, builds the one settings object
-(`settings.load_settings`: the AWS and Kubernetes flags over the environment), calls the command's body in
-`commands` (or `waiting`), and maps every outcome to an exit code from `exitcodes`.
+(`with_settings`: the AWS and Kubernetes flags, generated from `ConfigctlSettings`, over the environment),
+calls the command's body in `commands` (or `waiting`), and maps every outcome to an exit code from
+`exitcodes`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +22,7 @@ from configctl import commands
 from configctl.exitcodes import ConfigctlError, ExitCode, help_table
 from configctl.kube import Kube
 from configctl.output import Mode, Output
-from configctl.settings import ConfigctlSettings, load_settings
+from configctl.settings import AWS, KUBE, ConfigctlSettings, load_settings, variable
 from configctl.waiting import run_status
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
@@ -44,26 +48,6 @@ OutputOpt = Annotated[
     Mode,
     typer.Option(
         "--output", "-o", help="auto (table on a terminal, plain otherwise), table, plain, json, yaml."
-    ),
-]
-# The settings' flags: no envvar here, the fallback to the environment is the settings model's.
-RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region [env AWS_REGION].")]
-EndpointOpt = Annotated[
-    str | None, typer.Option("--endpoint-url", help="AWS endpoint (a local stack) [env AWS_ENDPOINT_URL].")
-]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile [env AWS_PROFILE].")]
-KubeconfigOpt = Annotated[
-    str | None, typer.Option("--kubeconfig", help="kubeconfig file (for --wait/status) [env KUBECONFIG].")
-]
-ContextOpt = Annotated[
-    str | None, typer.Option("--context", help="kubeconfig context [env CONFIGCTL_CONTEXT].")
-]
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace",
-        "-n",
-        help="Namespace of the ConfigRoutes/ConfigRefreshes (default: context's) [env CONFIGCTL_NAMESPACE].",
     ),
 ]
 TimeoutOpt = Annotated[str, typer.Option("--timeout", help="How long --wait waits: 90s, 2m, 1h.")]
@@ -94,28 +78,41 @@ def _run(output: Output, body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
-def _everything(
-    region: str | None,
-    endpoint_url: str | None,
-    profile: str | None,
-    kubeconfig: str | None,
-    context: str | None,
-    namespace: str | None,
-) -> ConfigctlSettings:
-    """The settings from every AWS and Kubernetes flag (None: not given, the environment decides)."""
-    return load_settings(
-        region=region,
-        endpoint_url=endpoint_url,
-        profile=profile,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-    )
+def with_settings(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the flags of these settings (generated from `ConfigctlSettings`' fields, so each is
+    declared once), and call it with `settings=` the flags given over the environment."""
 
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)
+        parameters = [
+            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"
+        ]
+        for name in names:
+            field = ConfigctlSettings.model_fields[name]
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            flags = [f"--{name.replace('_', '-')}", *([str(extra["short"])] if "short" in extra else [])]
+            option = typer.Option(*flags, help=f"{field.description} [env {variable(name)}]")
+            kind = inspect.Parameter.KEYWORD_ONLY
+            parameters.append(
+                inspect.Parameter(name, kind, default=None, annotation=Annotated[str | None, option])
+            )
 
-def _kube(kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:
-    """A Kubernetes client from the Kubernetes flags over the environment."""
-    return Kube(load_settings(kubeconfig=kubeconfig, context=context, namespace=namespace))
+        @functools.wraps(command)
+        def run(**arguments: Any) -> None:
+            given = {name: arguments.pop(name) for name in names}
+            try:
+                settings = load_settings(**given)
+            except ConfigctlError as exc:
+                typer.echo(exc.message, err=True)
+                raise typer.Exit(int(exc.exit_code)) from None
+            command(settings=settings, **arguments)
+
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+        return run
+
+    return decorate
 
 
 # ---- apply / diff -------------------------------------------------------------------------------------
@@ -125,6 +122,7 @@ def _kube(kubeconfig: str | None, context: str | None, namespace: str | None) ->
     epilog="\b\nExample:\n  configctl apply config/tenants --prefix /config-service/ --wait --timeout 2m\n\n"
     + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def apply(
     path: PathArg,
     prefix: PrefixOpt,
@@ -137,12 +135,8 @@ def apply(
     ] = False,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Apply a config tree: validate, plan, write only what changed (and with --wait, wait until live)."""
     output = Output(output_mode)
@@ -151,7 +145,7 @@ def apply(
         output,
         lambda: commands.run_apply(
             output,
-            _everything(region, endpoint_url, profile, kubeconfig, context, namespace),
+            settings,
             path=path,
             prefix=prefix,
             prune=prune,
@@ -165,6 +159,7 @@ def apply(
 @app.command(
     epilog="\b\nExample:\n  configctl diff config/tenants --prefix /config-service/ --prune\n\n" + EPILOG
 )
+@with_settings(*AWS)
 def diff(
     path: PathArg,
     prefix: PrefixOpt,
@@ -174,9 +169,8 @@ def diff(
         typer.Option("--exit-code", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."),
     ] = False,
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Show what apply would change, as a diff (secret values masked); writes nothing."""
     output = Output(output_mode)
@@ -184,7 +178,7 @@ def diff(
         output,
         lambda: commands.run_diff(
             output,
-            load_settings(region=region, endpoint_url=endpoint_url, profile=profile),
+            settings,
             path=path,
             prefix=prefix,
             prune=prune,
@@ -200,6 +194,7 @@ def diff(
     epilog="\b\nExamples:\n  configctl status /config-service/acme/orders/db_url\n"
     "  configctl status --route orders --watch\n  configctl status -o json\n\n" + EPILOG
 )
+@with_settings(*KUBE)
 def status(
     parameter: Annotated[str | None, typer.Argument(help="Full parameter name (default: all).")] = None,
     route: Annotated[str | None, typer.Option("--route", help="Only rollouts of this ConfigRoute.")] = None,
@@ -209,9 +204,8 @@ def status(
     limit: Annotated[int, typer.Option("--limit", help="Show at most this many rollouts.")] = 20,
     timeout: TimeoutOpt = "10m",
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Show rollouts (ConfigRefreshes), newest first."""
     output = Output(output_mode)
@@ -220,7 +214,7 @@ def status(
         output,
         lambda: run_status(
             output,
-            _kube(kubeconfig, context, namespace),
+            Kube(settings),
             parameter=parameter,
             route=route,
             limit=limit,
@@ -234,6 +228,7 @@ def status(
     epilog="\b\nExample:\n  configctl refresh /config-service/acme/orders/db_url --route orders --wait\n\n"
     + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def refresh(
     parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
     route: Annotated[
@@ -242,12 +237,8 @@ def refresh(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Push the current version of a parameter again (a manual ConfigRefresh), e.g. after a failed rollout."""
     output = Output(output_mode)
@@ -256,7 +247,7 @@ def refresh(
         output,
         lambda: commands.run_refresh(
             output,
-            _everything(region, endpoint_url, profile, kubeconfig, context, namespace),
+            settings,
             parameter=parameter,
             route=route,
             wait=wait,
@@ -268,6 +259,7 @@ def refresh(
 @app.command(
     epilog="\b\nExamples:\n  configctl verify --route orders\n  configctl verify --no-wait\n\n" + EPILOG
 )
+@with_settings(*KUBE)
 def verify(
     route: Annotated[
         list[str] | None, typer.Option("--route", help="This ConfigRoute (repeatable; default: all).")
@@ -277,9 +269,8 @@ def verify(
     ] = True,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Run a route's resync now: recover missed changes and repair instances behind the newest version."""
     output = Output(output_mode)
@@ -288,7 +279,7 @@ def verify(
         output,
         lambda: commands.run_verify(
             output,
-            _kube(kubeconfig, context, namespace),
+            Kube(settings),
             routes=route,
             wait=wait,
             timeout=timeout,
@@ -300,20 +291,17 @@ def verify(
 @app.command(
     epilog="\b\nExample:\n  configctl rollback /config-service/acme/orders/db_url --wait\n\n" + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def rollback(
     parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
+    timeout: TimeoutOpt = "2m",
     to_version: Annotated[
         int | None, typer.Option("--to-version", help="Version to restore (default: the one before current).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
-    timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Write the previous version's value back to Parameter Store as a new version (then rolled out)."""
     output = Output(output_mode)
@@ -322,7 +310,7 @@ def rollback(
         output,
         lambda: commands.run_rollback(
             output,
-            _everything(region, endpoint_url, profile, kubeconfig, context, namespace),
+            settings,
             parameter=parameter,
             to_version=to_version,
             wait=wait,
@@ -343,38 +331,34 @@ RefreshNameArg = Annotated[str, typer.Argument(help="The ConfigRefresh name (kub
 
 
 @rollout_app.command("resume")
+@with_settings(*KUBE)
 def rollout_resume(
     name: RefreshNameArg,
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Start the next wave of a Halted rollout."""
     output = Output(output_mode)
     _run(
         output,
-        lambda: commands.run_rollout_action(
-            output, _kube(kubeconfig, context, namespace), action="resume", name=name
-        ),
+        lambda: commands.run_rollout_action(output, Kube(settings), action="resume", name=name),
     )
 
 
 @rollout_app.command("abort")
+@with_settings(*KUBE)
 def rollout_abort(
     name: RefreshNameArg,
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Give up a Halted rollout (phase Failed, reason Aborted); instances keep what they hold."""
     output = Output(output_mode)
     _run(
         output,
-        lambda: commands.run_rollout_action(
-            output, _kube(kubeconfig, context, namespace), action="abort", name=name
-        ),
+        lambda: commands.run_rollout_action(output, Kube(settings), action="abort", name=name),
     )
 
 

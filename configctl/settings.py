@@ -1,10 +1,10 @@
 """configctl's one settings object: where AWS and Kubernetes are, from flags over the environment.
 
 Each field is declared once here with the variable it falls back to: the AWS SDK's and kubectl's own
-(`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, `KUBECONFIG`) or `CONFIGCTL_<FIELD>`. The typer options
-in `cli.py` carry the flags only; `load_settings` lays the flags given over what this model reads from the
-environment. This is the only configctl module that reads the environment for settings (`layout` reads
-`valueFrom: {env: ...}` values, which are data, not settings).
+(`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, `KUBECONFIG`) or `CONFIGCTL_<FIELD>`. `cli.py` generates
+each command's flags for these settings from the fields (`with_settings`), and `load_settings` lays the
+flags given over what this model reads from the environment. This is the only configctl module that reads
+the environment for settings (`layout` reads `valueFrom: {env: ...}` values, which are data).
 """
 
 from __future__ import annotations
@@ -42,8 +42,20 @@ class ConfigctlSettings(EnvSettings):
     """kubeconfig file (default: ~/.kube/config)."""
     context: str | None = None
     """kubeconfig context (default: the current one)."""
-    namespace: str | None = None
+    namespace: str | None = Field(None, json_schema_extra={"short": "-n"})
     """Namespace of the ConfigRoutes/ConfigRefreshes (default: the context's)."""
+
+
+AWS = ("region", "endpoint_url", "profile")
+"""The settings of the commands that reach Parameter Store."""
+KUBE = ("kubeconfig", "context", "namespace")
+"""The settings of the commands that reach Kubernetes."""
+
+
+def variable(name: str) -> str:
+    """The environment variable a setting falls back to."""
+    alias = ConfigctlSettings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + name.upper()
 
 
 def load_settings(env: Mapping[str, str] | None = None, **flags: str | None) -> ConfigctlSettings:

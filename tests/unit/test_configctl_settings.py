@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from configctl.cli import app
 from configctl.exitcodes import ExitCode
-from configctl.settings import ConfigctlSettings, load_settings
+from configctl.settings import AWS, KUBE, ConfigctlSettings, load_settings, variable
 
 
 def test_defaults_are_unset() -> None:
@@ -51,3 +51,25 @@ def test_the_command_line_reads_kubeconfig_from_the_environment(
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == int(ExitCode.KUBE_ERROR)
     assert str(broken) in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        (["apply"], (*AWS, *KUBE)),
+        (["diff"], AWS),
+        (["status"], KUBE),
+        (["refresh"], (*AWS, *KUBE)),
+        (["verify"], KUBE),
+        (["rollback"], (*AWS, *KUBE)),
+        (["rollout", "resume"], KUBE),
+    ],
+)
+def test_each_command_gets_the_flags_of_its_settings(command: list[str], names: tuple[str, ...]) -> None:
+    shown = " ".join(CliRunner().invoke(app, [*command, "--help"]).output.split())
+    for name in (*AWS, *KUBE):
+        flag = f"--{name.replace('_', '-')}"
+        assert (flag in shown) is (name in names), (command, flag)
+        if name in names:
+            assert f"[env {variable(name)}]" in shown, (command, name)
+    assert ("-n, --namespace" in shown) is ("namespace" in names)
