@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
@@ -38,8 +39,16 @@ class MappingEnvSource(EnvSettingsSource):
         )
 
 
+_MODELS: dict[str, type[BaseSettings]] = {}
+
+
 class EnvSettings(BaseSettings):
     """Keyword arguments over the environment (see `environment`) over defaults; no dotenv, no secrets dir."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _MODELS[cls.__name__] = cls  # so that an error (titled with the model's name) finds its fields
 
     @classmethod
     def settings_customise_sources(
@@ -64,6 +73,17 @@ def first_problem(error: ValidationError, key_of: Callable[[str], str]) -> str:
         return str(cause)
     key = key_of(str(first["loc"][0])) if first["loc"] else "settings"
     if first["type"] == "missing":
-        return f"{key} is required"
+        description = _description(error, key, key_of)
+        return f"{key} is required" + (f": {description}" if description else "")
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"{key}: {message}, got {first['input']!r}"
+
+
+def _description(error: ValidationError, key: str, key_of: Callable[[str], str]) -> str | None:
+    """The doc of the field read from `key` (by its own variable or an alias), for a missing value."""
+    model = _MODELS.get(error.title)
+    for name, field in model.model_fields.items() if model is not None else ():
+        alias = field.validation_alias
+        if key in {key_of(name), str(alias), *getattr(alias, "choices", ())}:
+            return field.description
+    return None

@@ -36,8 +36,11 @@ class OperatorSettings(EnvSettings):
         env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, validate_by_name=True, extra="ignore"
     )
 
-    queue_url: HttpUrl = Field(description="The SQS queue the change events arrive on (required).")
-    region: str = Field(validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    queue_url: HttpUrl = Field(description="the SQS queue the change events arrive on")
+    region: str = Field(
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="the region of the queue, Parameter Store and Cloud Map (or AWS_DEFAULT_REGION)",
+    )
     aws_endpoint_url: HttpUrl | None = Field(
         None, validation_alias=AliasChoices(f"{ENV_PREFIX}AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
     )

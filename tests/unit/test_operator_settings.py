@@ -99,3 +99,10 @@ def test_the_docs_list_every_variable() -> None:
         if field.validation_alias is None and f"`{env_key(name)}`" not in docs
     ]
     assert not missing
+
+
+def test_a_missing_key_says_what_it_is_for() -> None:
+    with pytest.raises(SettingsError, match=r"AWS_REGION is required: .*AWS_DEFAULT_REGION"):
+        load_settings({"CONFIG_REFRESH_QUEUE_URL": BASE["CONFIG_REFRESH_QUEUE_URL"]})
+    with pytest.raises(SettingsError, match="CONFIG_REFRESH_QUEUE_URL is required: the SQS queue"):
+        load_settings({"AWS_REGION": "us-east-1"})
