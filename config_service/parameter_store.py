@@ -10,7 +10,6 @@ with exponential backoff; the bootstrap adds its own outer backoff on top. Value
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -109,7 +108,6 @@ class ParameterStore:
 
 def make_client(settings: Settings) -> Any:
     """An SSM client with the configured region, endpoint and retry mode."""
-    region = settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     config = Config(
         retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
         connect_timeout=5,
@@ -117,7 +115,7 @@ def make_client(settings: Settings) -> Any:
     )
     return boto3.session.Session().client(
         "ssm",
-        region_name=region or "us-east-1",
+        region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         config=config,
     )

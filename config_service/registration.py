@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,10 +89,6 @@ class CloudMapRegistration:
             log.warning("Cloud Map deregistration failed", extra={"error": type(error).__name__})
 
 
-NAMESPACE_ENV = "POD_NAMESPACE"
-"""The pod's namespace (downward API `metadata.namespace`); registered as attribute `k8s-namespace`."""
-
-
 def owned_attributes(attributes: Mapping[str, str], namespace: str | None) -> dict[str, str]:
     """The configured attributes plus `k8s-namespace`: the operator refreshes an instance only for routes
     of the namespace that owns it (unless the admin marked the Cloud Map service shared)."""
@@ -107,10 +102,9 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
     """The registration the settings ask for, or None (the default)."""
     if settings.cloudmap_service_id is None:
         return None
-    region = settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     client = boto3.session.Session().client(
         "servicediscovery",
-        region_name=region or "us-east-1",
+        region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         config=Config(
             retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
@@ -122,7 +116,7 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
         instance_id=settings.instance_id,
         ip=settings.cloudmap_advertise_ip or settings.host,
         port=refresh_port,
-        attributes=owned_attributes(settings.cloudmap_attributes, os.environ.get(NAMESPACE_ENV)),
+        attributes=owned_attributes(settings.cloudmap_attributes, settings.pod_namespace),
         client=client,
         backoff_seconds=settings.bootstrap_backoff_seconds,
         backoff_max_seconds=settings.bootstrap_backoff_max_seconds,

@@ -1,371 +1,224 @@
-"""One typed, frozen settings object, built once at start from flags and `CONFIG_SERVICE_*` variables.
+"""config-service's one typed, frozen settings object: a pydantic-settings model built once at start.
 
-Why one table: every setting is declared once in `FIELDS` (name, type, default, help). The command line
-(`config-service --help`), the environment variable names and the validation all come from that table, so
-the help text cannot drift from what the service reads. A malformed or missing value fails at start with a
-message that names the key (`CONFIG_SERVICE_REFRESH_PORT` or `--refresh-port`), never deep inside a
+Every setting is declared once, as a field of `Settings` (name, type, default, bounds, help, flag group). The
+environment variable (`CONFIG_SERVICE_<FIELD>`), the command-line flag (`--<field-with-dashes>`, generated
+from the fields by `build_parser`) and the validation all come from that declaration, so `config-service
+--help` cannot drift from what the service reads. Flags win over variables, which win over defaults; an
+empty value means the default. A malformed or missing value fails at start with a message that names the
+key (`CONFIG_SERVICE_REFRESH_PORT`, or `--refresh-port` when it came from the flag), never deep inside a
 request. The object is passed explicitly to whatever needs it; nothing reads the environment later.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import ipaddress
-import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-ENV_PREFIX = "CONFIG_SERVICE_"
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-Kind = Literal["str", "int", "float", "bool", "list", "map", "path"]
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Field:
-    """One setting: its attribute name, type, default and help text."""
-
-    name: str
-    kind: Kind
-    default: Any
-    help: str
-    group: str
-
-
-FIELDS: tuple[Field, ...] = (
-    # Identity and addresses.
-    Field(
-        "instance_id",
-        "str",
-        None,
-        "Identity of this instance in acknowledgments and logs (default: hostname).",
-        "instance",
-    ),
-    Field("host", "str", "127.0.0.1", "Address the gRPC and metrics servers bind to.", "instance"),
-    Field(
-        "refresh_port",
-        "int",
-        50051,
-        "Port of RefreshService (the port registered in Cloud Map); 0 picks one.",
-        "instance",
-    ),
-    Field(
-        "config_port",
-        "int",
-        50052,
-        "Port of ConfigService, the read API for applications; 0 picks one.",
-        "instance",
-    ),
-    Field("metrics_port", "int", 9102, "Port of the Prometheus /metrics endpoint; 0 picks one.", "instance"),
-    Field("metrics_enabled", "bool", True, "Serve Prometheus metrics.", "instance"),
-    Field(
-        "health_port",
-        "int",
-        None,
-        "Also serve grpc.health.v1 alone, in plaintext, on this port (for kubelet gRPC probes, which cannot "
-        "speak TLS); unset: off.",
-        "instance",
-    ),
-    Field(
-        "prefixes",
-        "list",
-        ("/config-service/",),
-        "Comma-separated Parameter Store path prefixes this instance loads and accepts refreshes for.",
-        "cache",
-    ),
-    # Parameter Store.
-    Field(
-        "aws_region",
-        "str",
-        None,
-        "AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).",
-        "aws",
-    ),
-    Field("aws_endpoint_url", "str", None, "Parameter Store endpoint override (local stacks only).", "aws"),
-    Field("aws_retry_mode", "str", "standard", "botocore retry mode: standard or adaptive.", "aws"),
-    Field(
-        "aws_max_attempts",
-        "int",
-        5,
-        "botocore attempts per Parameter Store call, throttling included.",
-        "aws",
-    ),
-    Field(
-        "aws_read_timeout_seconds",
-        "float",
-        10.0,
-        "How long one AWS request (Parameter Store, Cloud Map) waits for an answer before it is retried.",
-        "aws",
-    ),
-    Field(
-        "bootstrap_backoff_seconds",
-        "float",
-        0.5,
-        "First delay between bootstrap attempts; doubles up to bootstrap_backoff_max_seconds.",
-        "aws",
-    ),
-    Field("bootstrap_backoff_max_seconds", "float", 30.0, "Longest delay between bootstrap attempts.", "aws"),
-    Field(
-        "ttl_seconds",
-        "float",
-        600.0,
-        "Re-read an entry from Parameter Store in the background once it is this old; 0 disables.",
-        "cache",
-    ),
-    Field(
-        "ttl_jitter",
-        "float",
-        0.1,
-        "Fraction of ttl_seconds by which each entry's re-read is made earlier.",
-        "cache",
-    ),
-    # RefreshService authentication.
-    Field(
-        "insecure_refresh",
-        "bool",
-        False,
-        "Accept RefreshService calls without any authentication (logged as a warning).",
-        "auth",
-    ),
-    Field(
-        "refresh_accept_values",
-        "bool",
-        True,
-        "Accept PAYLOAD_MODE_VALUE refreshes; off, only invalidations (the instance re-reads from Parameter "
-        "Store), for a refresh channel that is neither authenticated nor encrypted.",
-        "auth",
-    ),
-    Field(
-        "refresh_tls_cert_file",
-        "path",
-        None,
-        "PEM certificate chain served on the refresh port (TLS).",
-        "auth",
-    ),
-    Field("refresh_tls_key_file", "path", None, "PEM private key for refresh_tls_cert_file.", "auth"),
-    Field(
-        "refresh_client_ca_file",
-        "path",
-        None,
-        "PEM CA that signs operator client certificates; enables mutual TLS (needs the TLS cert and key).",
-        "auth",
-    ),
-    Field(
-        "refresh_allowed_identities",
-        "list",
-        (),
-        "Client certificate identities (DNS/URI SAN or CN) allowed to call RefreshService.",
-        "auth",
-    ),
-    Field(
-        "refresh_token_file",
-        "path",
-        None,
-        "File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart).",
-        "auth",
-    ),
-    Field(
-        "tokenreview_audience",
-        "str",
-        None,
-        "Enables Kubernetes ServiceAccount tokens: the audience they must carry (checked with TokenReview).",
-        "auth",
-    ),
-    Field(
-        "tokenreview_allowed_users",
-        "list",
-        (),
-        "ServiceAccount usernames allowed, e.g. system:serviceaccount:config-refresh:operator.",
-        "auth",
-    ),
-    Field(
-        "tokenreview_cache_seconds",
-        "float",
-        60.0,
-        "How long a TokenReview answer (negative ones included) is reused.",
-        "auth",
-    ),
-    Field(
-        "tokenreview_cache_size",
-        "int",
-        10000,
-        "Most TokenReview answers kept (least recently used go first).",
-        "auth",
-    ),
-    Field(
-        "tokenreview_rate",
-        "float",
-        10.0,
-        "TokenReview calls per second at most (beyond the burst), so unknown tokens cannot flood the API "
-        "server; over it a call is answered UNAVAILABLE.",
-        "auth",
-    ),
-    Field(
-        "tokenreview_burst", "int", 20, "TokenReview calls allowed at once before the rate applies.", "auth"
-    ),
-    Field(
-        "insecure_plaintext_tokens",
-        "bool",
-        False,
-        "Accept bearer tokens that arrive without TLS from another host (by default refused: a token sent "
-        "in clear must be considered read on the way).",
-        "auth",
-    ),
-    Field(
-        "kubeconfig", "path", None, "Kubeconfig for TokenReview calls (default: in-cluster config).", "auth"
-    ),
-    # ConfigService transport and authentication.
-    Field(
-        "config_host",
-        "str",
-        None,
-        "Address ConfigService binds to (default: host). A loopback address (anything in 127.0.0.0/8, ::1, "
-        "localhost) is loopback mode, for sidecars: callers on the same host need no credential.",
-        "config",
-    ),
-    Field(
-        "config_tls_cert_file",
-        "path",
-        None,
-        "PEM certificate chain served on the config port; re-read when it changes.",
-        "config",
-    ),
-    Field("config_tls_key_file", "path", None, "PEM private key for config_tls_cert_file.", "config"),
-    Field(
-        "config_client_ca_file",
-        "path",
-        None,
-        "PEM CA that signs application client certificates; enables mutual TLS on the config port.",
-        "config",
-    ),
-    Field(
-        "config_allowed_identities",
-        "list",
-        (),
-        "Client certificate identities (DNS/URI SAN or CN) allowed to call ConfigService.",
-        "config",
-    ),
-    Field(
-        "config_token_file",
-        "path",
-        None,
-        "File of bearer tokens accepted by ConfigService, one per line; re-read when it changes.",
-        "config",
-    ),
-    Field(
-        "config_tokenreview_allowed_users",
-        "list",
-        (),
-        "ServiceAccount usernames allowed to call ConfigService (tokens for tokenreview_audience), e.g. "
-        "system:serviceaccount:apps:orders.",
-        "config",
-    ),
-    Field(
-        "config_tokenreview_allowed_groups",
-        "list",
-        (),
-        "Groups allowed to call ConfigService, e.g. system:serviceaccounts:apps (every ServiceAccount of "
-        "the namespace apps).",
-        "config",
-    ),
-    Field(
-        "insecure_config_api",
-        "bool",
-        False,
-        "Serve ConfigService without authentication on a non-loopback address: any caller that reaches "
-        "the port reads every String value (SecureStrings are withheld). Never in production.",
-        "config",
-    ),
-    # Operations.
-    Field("grace_seconds", "float", 20.0, "On SIGTERM, how long in-flight calls get to finish.", "ops"),
-    Field(
-        "drain_seconds",
-        "float",
-        0.0,
-        "On SIGTERM, how long to keep answering reads while health says NOT_SERVING, before refusing calls.",
-        "ops",
-    ),
-    Field("log_level", "str", "INFO", "Log level (DEBUG, INFO, WARNING, ERROR).", "ops"),
-    # Cloud Map self-registration.
-    Field(
-        "cloudmap_service_id",
-        "str",
-        None,
-        "Register this instance in this Cloud Map service at start and deregister at shutdown.",
-        "cloudmap",
-    ),
-    Field("cloudmap_advertise_ip", "str", None, "AWS_INSTANCE_IPV4 to register (default: host).", "cloudmap"),
-    Field(
-        "cloudmap_attributes",
-        "map",
-        {},
-        "Extra Cloud Map attributes, comma-separated key=value pairs.",
-        "cloudmap",
-    ),
+from config_service.envsource import EnvSettings, environment, first_problem
+from config_service.settings_rules import (
+    ENV_PREFIX,
+    SettingsError,
+    check,
+    env_name,
+    flag_name,
+    is_loopback_host,
 )
 
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "build_parser",
+    "env_name",
+    "flag_name",
+    "is_loopback_host",
+]
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service reads, typed; build it with `Settings.from_sources` or directly in tests."""
 
-    instance_id: str = dataclasses.field(default_factory=socket.gethostname)
+Port = Annotated[int, Field(ge=0, le=65535)]
+Names = Annotated[tuple[str, ...], NoDecode]
+"""Comma-separated in a variable or flag."""
+
+
+_FLAGS: ContextVar[frozenset[str]] = ContextVar("config_service_flags", default=frozenset())
+"""While `from_sources` builds the object: the settings given as flags (their errors name the flag)."""
+
+
+class Settings(EnvSettings):
+    """Everything the service reads, typed; build it with `Settings.from_sources`, or directly in tests.
+
+    Each field's docstring is its `--help` text; a field that opens a group of flags is a key of `GROUPS`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_by_name=True,
+    )
+
+    instance_id: str = Field(default_factory=socket.gethostname)
+    """Identity of this instance in acknowledgments and logs (default: hostname)."""
     host: str = "127.0.0.1"
-    refresh_port: int = 50051
-    config_port: int = 50052
-    metrics_port: int = 9102
+    """Address the gRPC and metrics servers bind to."""
+    refresh_port: Port = 50051
+    """Port of RefreshService (the port registered in Cloud Map); 0 picks one."""
+    config_port: Port = 50052
+    """Port of ConfigService, the read API for applications; 0 picks one."""
+    metrics_port: Port = 9102
+    """Port of the Prometheus /metrics endpoint; 0 picks one."""
     metrics_enabled: bool = True
-    health_port: int | None = None
-    prefixes: tuple[str, ...] = ("/config-service/",)
-    aws_region: str | None = None
+    """Serve Prometheus metrics."""
+    health_port: Port | None = None
+    """Also serve grpc.health.v1 alone, in plaintext, on this port (for kubelet gRPC probes, which cannot
+    speak TLS); unset: off."""
+    prefixes: Names = ("/config-service/",)
+    """Comma-separated Parameter Store path prefixes this instance loads and accepts refreshes for."""
+    ttl_seconds: float = Field(600.0, ge=0)
+    """Re-read an entry from Parameter Store in the background once it is this old; 0 disables."""
+    ttl_jitter: float = Field(0.1, ge=0, lt=1)
+    """Fraction of ttl_seconds by which each entry's re-read is made earlier."""
+    aws_region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices(f"{ENV_PREFIX}AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    """AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1)."""
     aws_endpoint_url: str | None = None
-    aws_retry_mode: str = "standard"
-    aws_max_attempts: int = 5
-    aws_read_timeout_seconds: float = 10.0
-    bootstrap_backoff_seconds: float = 0.5
+    """Parameter Store endpoint override (local stacks only)."""
+    aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    """botocore retry mode: standard or adaptive."""
+    aws_max_attempts: int = Field(5, ge=1)
+    """botocore attempts per Parameter Store call, throttling included."""
+    aws_read_timeout_seconds: float = Field(10.0, gt=0)
+    """How long one AWS request (Parameter Store, Cloud Map) waits for an answer before it is retried."""
+    bootstrap_backoff_seconds: float = Field(0.5, gt=0)
+    """First delay between bootstrap attempts; doubles up to bootstrap_backoff_max_seconds."""
     bootstrap_backoff_max_seconds: float = 30.0
-    ttl_seconds: float = 600.0
-    ttl_jitter: float = 0.1
+    """Longest delay between bootstrap attempts."""
     insecure_refresh: bool = False
+    """Accept RefreshService calls without any authentication (logged as a warning)."""
     refresh_accept_values: bool = True
+    """Accept PAYLOAD_MODE_VALUE refreshes; off, only invalidations (the instance re-reads from Parameter
+    Store), for a refresh channel that is neither authenticated nor encrypted."""
     refresh_tls_cert_file: Path | None = None
+    """PEM certificate chain served on the refresh port (TLS)."""
     refresh_tls_key_file: Path | None = None
+    """PEM private key for refresh_tls_cert_file."""
     refresh_client_ca_file: Path | None = None
-    refresh_allowed_identities: tuple[str, ...] = ()
+    """PEM CA that signs operator client certificates; enables mutual TLS (needs the TLS cert and key)."""
+    refresh_allowed_identities: Names = ()
+    """Client certificate identities (DNS/URI SAN or CN) allowed to call RefreshService."""
     refresh_token_file: Path | None = None
+    """File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart)."""
     tokenreview_audience: str | None = None
-    tokenreview_allowed_users: tuple[str, ...] = ()
+    """Enables Kubernetes ServiceAccount tokens: the audience they must carry (checked with TokenReview)."""
+    tokenreview_allowed_users: Names = ()
+    """ServiceAccount usernames allowed, e.g. system:serviceaccount:config-refresh:operator."""
     tokenreview_cache_seconds: float = 60.0
-    tokenreview_cache_size: int = 10000
-    tokenreview_rate: float = 10.0
-    tokenreview_burst: int = 20
+    """How long a TokenReview answer (negative ones included) is reused."""
+    tokenreview_cache_size: int = Field(10000, ge=0)
+    """Most TokenReview answers kept (least recently used go first)."""
+    tokenreview_rate: float = Field(10.0, gt=0)
+    """TokenReview calls per second at most (beyond the burst), so unknown tokens cannot flood the API
+    server; over it a call is answered UNAVAILABLE."""
+    tokenreview_burst: int = Field(20, ge=1)
+    """TokenReview calls allowed at once before the rate applies."""
     insecure_plaintext_tokens: bool = False
+    """Accept bearer tokens that arrive without TLS from another host (by default refused: a token sent in
+    clear must be considered read on the way)."""
     kubeconfig: Path | None = None
+    """Kubeconfig for TokenReview calls (default: in-cluster config)."""
     config_host: str | None = None
+    """Address ConfigService binds to (default: host). A loopback address (anything in 127.0.0.0/8, ::1,
+    localhost) is loopback mode, for sidecars: callers on the same host need no credential."""
     config_tls_cert_file: Path | None = None
+    """PEM certificate chain served on the config port; re-read when it changes."""
     config_tls_key_file: Path | None = None
+    """PEM private key for config_tls_cert_file."""
     config_client_ca_file: Path | None = None
-    config_allowed_identities: tuple[str, ...] = ()
+    """PEM CA that signs application client certificates; enables mutual TLS on the config port."""
+    config_allowed_identities: Names = ()
+    """Client certificate identities (DNS/URI SAN or CN) allowed to call ConfigService."""
     config_token_file: Path | None = None
-    config_tokenreview_allowed_users: tuple[str, ...] = ()
-    config_tokenreview_allowed_groups: tuple[str, ...] = ()
+    """File of bearer tokens accepted by ConfigService, one per line; re-read when it changes."""
+    config_tokenreview_allowed_users: Names = ()
+    """ServiceAccount usernames allowed to call ConfigService (tokens for tokenreview_audience), e.g.
+    system:serviceaccount:apps:orders."""
+    config_tokenreview_allowed_groups: Names = ()
+    """Groups allowed to call ConfigService, e.g. system:serviceaccounts:apps (every ServiceAccount of the
+    namespace apps)."""
     insecure_config_api: bool = False
-    grace_seconds: float = 20.0
-    drain_seconds: float = 0.0
+    """Serve ConfigService without authentication on a non-loopback address: any caller that reaches the
+    port reads every String value (SecureStrings are withheld). Never in production."""
+    grace_seconds: float = Field(20.0, ge=0)
+    """On SIGTERM, how long in-flight calls get to finish."""
+    drain_seconds: float = Field(0.0, ge=0)
+    """On SIGTERM, how long to keep answering reads while health says NOT_SERVING, before refusing calls."""
     log_level: str = "INFO"
+    """Log level (DEBUG, INFO, WARNING, ERROR)."""
     cloudmap_service_id: str | None = None
+    """Register this instance in this Cloud Map service at start and deregister at shutdown."""
     cloudmap_advertise_ip: str | None = None
-    cloudmap_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """AWS_INSTANCE_IPV4 to register (default: host)."""
+    cloudmap_attributes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Extra Cloud Map attributes, comma-separated key=value pairs."""
+    pod_namespace: str | None = Field(
+        None, validation_alias=AliasChoices(f"{ENV_PREFIX}POD_NAMESPACE", "POD_NAMESPACE")
+    )
+    """Kubernetes namespace of this pod, registered as the k8s-namespace attribute (default: POD_NAMESPACE,
+    which the chart sets from the downward API)."""
 
-    def __post_init__(self) -> None:
-        _check(self)
+    def __init__(self, **values: Any) -> None:
+        """Direct construction (tests, embedders): keywords over `CONFIG_SERVICE_*` variables."""
+        flags = _FLAGS.get()
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise SettingsError(
+                first_problem(error, lambda name: flag_name(name) if name in flags else env_name(name))
+            ) from None
+
+    @field_validator(
+        "prefixes",
+        "refresh_allowed_identities",
+        "tokenreview_allowed_users",
+        "config_allowed_identities",
+        "config_tokenreview_allowed_users",
+        "config_tokenreview_allowed_groups",
+        mode="before",
+    )
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("cloudmap_attributes", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, text = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected key=value pairs, got {item!r}")
+            pairs[name.strip()] = text.strip()
+        return pairs
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Settings:
+        check(self)
+        return self
 
     @property
     def refresh_tls(self) -> bool:
@@ -420,63 +273,32 @@ class Settings:
     def from_sources(
         cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
-        """Flags win over `CONFIG_SERVICE_*` variables, which win over defaults."""
-        parser = build_parser()
-        namespace = parser.parse_args(list(argv) if argv is not None else None)
-        environ = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for field in FIELDS:
-            flag_value = getattr(namespace, field.name)
-            if flag_value is not None:
-                converted = _convert(field, flag_value, key=flag_name(field))
-            elif env_name(field) in environ:
-                converted = _convert(field, environ[env_name(field)], key=env_name(field))
-            else:
-                continue
-            if converted is not None:  # an empty value means "the default"
-                values[field.name] = converted
+        """Flags (`argv`, default sys.argv) win over `CONFIG_SERVICE_*` variables (`env`, default the
+        process environment), which win over defaults."""
+        namespace = vars(build_parser().parse_args(list(argv) if argv is not None else None))
+        flags = {name: value for name, value in namespace.items() if value is not None and value != ""}
+        token = _FLAGS.set(frozenset(flags))
         try:
-            return cls(**values)
-        except SettingsError:
-            raise
-        except (TypeError, ValueError) as error:  # pragma: no cover - defensive
-            raise SettingsError(str(error)) from error
+            with environment(env):
+                return cls(**flags)
+        finally:
+            _FLAGS.reset(token)
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether binding to `host` keeps a port on this host: any address in 127.0.0.0/8 (the whole block
-    is loopback for the operating system, not just 127.0.0.1), ::1, or the name localhost."""
-    if host.strip().lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def env_name(field: Field) -> str:
-    """The environment variable of a setting, e.g. CONFIG_SERVICE_REFRESH_PORT."""
-    return ENV_PREFIX + field.name.upper()
-
-
-def flag_name(field: Field) -> str:
-    """The command-line flag of a setting, e.g. --refresh-port."""
-    return "--" + field.name.replace("_", "-")
-
-
-_GROUP_TITLES = {
-    "instance": "instance and ports",
-    "cache": "cache",
-    "aws": "Parameter Store",
-    "auth": "RefreshService authentication",
-    "config": "ConfigService transport and authentication",
-    "ops": "operations",
-    "cloudmap": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
+GROUPS = {
+    "instance_id": "instance and ports",
+    "prefixes": "cache",
+    "aws_region": "Parameter Store",
+    "insecure_refresh": "RefreshService authentication",
+    "config_host": "ConfigService transport and authentication",
+    "grace_seconds": "operations",
+    "cloudmap_service_id": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
 }
+"""The `--help` sections, each named by the field that opens it (fields keep their declaration order)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: one flag per setting, each naming its environment variable and default."""
+    """The command line, generated from the fields: one flag per setting, naming its variable and default."""
     parser = argparse.ArgumentParser(
         prog="config-service",
         description=(
@@ -485,187 +307,39 @@ def build_parser() -> argparse.ArgumentParser:
             "shown; flags win."
         ),
     )
-    groups = {key: parser.add_argument_group(title) for key, title in _GROUP_TITLES.items()}
-    for field in FIELDS:
-        default = field.default
-        if isinstance(default, tuple):
-            default = ",".join(default) or "none"
-        elif isinstance(default, dict):
-            default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f"{field.help} [env {env_name(field)}; default {default}]"
-        group = groups[field.group]
-        if field.kind == "bool":
-            group.add_argument(
-                flag_name(field),
-                dest=field.name,
-                default=None,
-                action=argparse.BooleanOptionalAction,
-                help=help_text,
-            )
-        else:
-            group.add_argument(
-                flag_name(field), dest=field.name, default=None, metavar=field.kind.upper(), help=help_text
-            )
+    group = parser.add_argument_group()
+    for name, field in Settings.model_fields.items():
+        if name in GROUPS:
+            group = parser.add_argument_group(GROUPS[name])
+        default: Any = (
+            "hostname"
+            if field.default_factory is socket.gethostname
+            else field.get_default(call_default_factory=True)
+        )
+        if isinstance(default, dict):
+            default = ",".join(f"{key}={value}" for key, value in default.items())
+        elif isinstance(default, tuple):
+            default = ",".join(default)
+        shown = "none" if default is None or default == "" else default
+        help_text = f"{' '.join(str(field.description).split())} [env {env_name(name)}; default {shown}]"
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if field.annotation is bool
+            else {"metavar": _metavar(field.annotation)}
+        )
+        group.add_argument(flag_name(name), dest=name, default=None, help=help_text, **kind)
     return parser
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _convert(field: Field, raw: Any, *, key: str) -> Any:
-    if field.kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        lowered = str(raw).strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise SettingsError(f"{key}: expected true or false, got {raw!r}")
-    text = str(raw).strip()
-    if field.kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
-    if field.kind == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
-    if field.kind == "list":
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-    if field.kind == "map":
-        pairs: dict[str, str] = {}
-        for item in (part.strip() for part in text.split(",")):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                raise SettingsError(f"{key}: expected key=value pairs, got {item!r}")
-            pairs[name.strip()] = value.strip()
-        return pairs
-    if field.kind == "path":
-        return Path(text) if text else None
-    return text or None
-
-
-def _check(settings: Settings) -> None:
-    """Cross-field rules; each message names the key at fault."""
-
-    def fail(field_name: str, message: str) -> None:
-        raise SettingsError(f"{ENV_PREFIX}{field_name.upper()}: {message}")
-
-    for name in ("refresh_port", "config_port", "metrics_port", "health_port"):
-        port = getattr(settings, name)
-        if port is not None and not 0 <= port <= 65535:
-            fail(name, f"expected a port number 0..65535, got {port}")
-    if settings.refresh_port and settings.refresh_port == settings.config_port:
-        fail(
-            "config_port", "must differ from the refresh port (RefreshService and ConfigService are separate)"
-        )
-    if not settings.prefixes:
-        fail("prefixes", "at least one prefix is required")
-    for prefix in settings.prefixes:
-        if not prefix.startswith("/") or prefix == "/":
-            fail("prefixes", f"each prefix must start with '/' and not be just '/', got {prefix!r}")
-    if settings.aws_retry_mode not in ("standard", "adaptive", "legacy"):
-        fail("aws_retry_mode", f"expected standard or adaptive, got {settings.aws_retry_mode!r}")
-    if settings.aws_max_attempts < 1:
-        fail("aws_max_attempts", "must be at least 1")
-    if settings.aws_read_timeout_seconds <= 0:
-        fail("aws_read_timeout_seconds", "must be positive")
-    if settings.ttl_seconds < 0:
-        fail("ttl_seconds", "must be 0 (disabled) or positive")
-    if not 0 <= settings.ttl_jitter < 1:
-        fail("ttl_jitter", "must be in [0, 1)")
-    if settings.bootstrap_backoff_seconds <= 0:
-        fail("bootstrap_backoff_seconds", "must be positive")
-    if settings.grace_seconds < 0:
-        fail("grace_seconds", "must not be negative")
-    if settings.drain_seconds < 0:
-        fail("drain_seconds", "must not be negative")
-    if (settings.refresh_tls_cert_file is None) != (settings.refresh_tls_key_file is None):
-        fail("refresh_tls_key_file", "refresh_tls_cert_file and refresh_tls_key_file go together")
-    if (settings.config_tls_cert_file is None) != (settings.config_tls_key_file is None):
-        fail("config_tls_key_file", "config_tls_cert_file and config_tls_key_file go together")
-    if settings.refresh_client_ca_file is not None:
-        if settings.refresh_tls_cert_file is None:
-            fail("refresh_tls_cert_file", "mutual TLS (refresh_client_ca_file) needs a server certificate")
-        if not settings.refresh_allowed_identities:
-            fail("refresh_allowed_identities", "mutual TLS needs at least one allowed client identity")
-    if settings.tokenreview_audience is not None and not (
-        settings.tokenreview_allowed_users
-        or settings.config_tokenreview_allowed_users
-        or settings.config_tokenreview_allowed_groups
+def _metavar(annotation: Any) -> str:
+    text = str(annotation)
+    for word, metavar in (
+        ("dict", "MAP"),
+        ("tuple", "LIST"),
+        ("Path", "PATH"),
+        ("int", "INT"),
+        ("float", "FLOAT"),
     ):
-        fail("tokenreview_allowed_users", "ServiceAccount authentication needs at least one allowed username")
-    if settings.tokenreview_cache_size < 0:
-        fail("tokenreview_cache_size", "must not be negative")
-    if settings.tokenreview_rate <= 0:
-        fail("tokenreview_rate", "must be positive")
-    if settings.tokenreview_burst < 1:
-        fail("tokenreview_burst", "must be at least 1")
-    if settings.config_client_ca_file is not None:
-        if settings.config_tls_cert_file is None:
-            fail("config_tls_cert_file", "mutual TLS (config_client_ca_file) needs a server certificate")
-        if not settings.config_allowed_identities:
-            fail("config_allowed_identities", "mutual TLS needs at least one allowed client identity")
-    if (
-        settings.config_tokenreview_allowed_users or settings.config_tokenreview_allowed_groups
-    ) and settings.tokenreview_audience is None:
-        fail(
-            "tokenreview_audience",
-            "config_tokenreview_allowed_users/_groups need the audience ServiceAccount tokens must carry",
-        )
-    if not settings.config_auth_modes and not settings.config_loopback and not settings.insecure_config_api:
-        fail(
-            "insecure_config_api",
-            f"ConfigService would serve every value, SecureStrings included, without authentication on "
-            f"{settings.config_bind_host!r}, which is not a loopback address: set config_client_ca_file, "
-            "config_token_file or config_tokenreview_allowed_users/_groups, bind it to 127.0.0.1 with "
-            "config_host (sidecar use), or pass --insecure-config-api",
-        )
-    bearer_modes = {"token", "serviceaccount"}
-    if not settings.insecure_plaintext_tokens:
-        if bearer_modes & set(settings.auth_modes) and not (
-            settings.refresh_tls or is_loopback_host(settings.host)
-        ):
-            fail(
-                "refresh_tls_cert_file",
-                "RefreshService takes bearer tokens but serves no TLS on a non-loopback address, so "
-                "tokens would cross the network in clear: set refresh_tls_cert_file and "
-                "refresh_tls_key_file, or pass --insecure-plaintext-tokens",
-            )
-        if bearer_modes & set(settings.config_auth_modes) and not (
-            settings.config_tls or settings.config_loopback
-        ):
-            fail(
-                "config_tls_cert_file",
-                "ConfigService takes bearer tokens but serves no TLS on a non-loopback address, so "
-                "tokens would cross the network in clear: set config_tls_cert_file and "
-                "config_tls_key_file, or pass --insecure-plaintext-tokens",
-            )
-    if not settings.auth_modes and not settings.insecure_refresh:
-        fail(
-            "insecure_refresh",
-            "no RefreshService authentication configured: set refresh_client_ca_file, refresh_token_file or "
-            "tokenreview_audience, or pass --insecure-refresh to accept unauthenticated refreshes",
-        )
-    for path_name in (
-        "refresh_tls_cert_file",
-        "refresh_tls_key_file",
-        "refresh_client_ca_file",
-        "refresh_token_file",
-        "config_tls_cert_file",
-        "config_tls_key_file",
-        "config_client_ca_file",
-        "config_token_file",
-        "kubeconfig",
-    ):
-        path = getattr(settings, path_name)
-        if path is not None and not Path(path).is_file():
-            fail(path_name, f"file not found: {path}")
-    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        fail("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+        if word in text:
+            return metavar
+    return "STR"

@@ -7,7 +7,6 @@ side rate limiting plus backoff), since Parameter Store's write throughput is sm
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import boto3
@@ -15,20 +14,12 @@ import botocore.config
 import botocore.exceptions
 
 from configctl.exitcodes import ConfigctlError, ExitCode
+from configctl.settings import ConfigctlSettings
 
 MAX_ATTEMPTS = 8
 
 
-@dataclasses.dataclass(frozen=True)
-class AwsSettings:
-    """Where to reach AWS: --region, --endpoint-url (or AWS_ENDPOINT_URL), --profile."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-
-
-def session_for(settings: AwsSettings) -> boto3.Session:
+def session_for(settings: ConfigctlSettings) -> boto3.Session:
     try:
         return boto3.Session(profile_name=settings.profile, region_name=settings.region)
     except botocore.exceptions.ProfileNotFound as exc:
@@ -57,7 +48,7 @@ def require_credentials(session: boto3.Session) -> None:
         )
 
 
-def ssm_client(session: boto3.Session, settings: AwsSettings) -> Any:
+def ssm_client(session: boto3.Session, settings: ConfigctlSettings) -> Any:
     """A Parameter Store client with adaptive retries."""
     config = botocore.config.Config(
         retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},

@@ -1,36 +1,29 @@
 """`configctl`: apply a config tree to Parameter Store and wait until it is live on every instance.
 
-This module only wires the command line to the steps (layout -> validation -> plan -> apply -> wait) and
-maps every outcome to an exit code from `exitcodes`. Each step lives in its own module.
+This module is wiring only: it declares the commands and their flags, builds the one settings object
+(`with_settings`: the AWS and Kubernetes flags, generated from `ConfigctlSettings`, over the environment),
+calls the command's body in `commands` (or `waiting`), and maps every outcome to an exit code from
+`exitcodes`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-import secrets
-import time
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import botocore.exceptions
 import typer
 
-from configctl import layout, plan, validation
-from configctl.apply import apply_plan
-from configctl.aws import AwsSettings, describe_read_error, require_credentials, session_for, ssm_client
+from configctl import commands
 from configctl.exitcodes import ConfigctlError, ExitCode, help_table
-from configctl.kube import Kube, KubeSettings
-from configctl.output import Mode, Output, apply_data, plan_data, show_apply, show_plan, show_problems
-from configctl.refresh import create_refreshes
-from configctl.rollback import rollback as rollback_parameter
-from configctl.rollouts import FAILED_PHASES, from_object
-from configctl.status import list_rollouts
-from configctl.verify import request_verify, wait_answered
-from configctl.view import ProgressView, Row, row_for, show_failed_instances, show_rollouts
-from configctl.wait import Expectation, Target, Tracked, existing_names, expectations, wait_for
-from configrefresh_api.labels import ROLLOUT_ACTION_ANNOTATION
-from configrefresh_api.phases import HALTED
+from configctl.kube import Kube
+from configctl.output import Mode, Output
+from configctl.settings import AWS, KUBE, ConfigctlSettings, load_settings, variable
+from configctl.waiting import run_status
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in help_table().splitlines())
@@ -57,22 +50,6 @@ OutputOpt = Annotated[
         "--output", "-o", help="auto (table on a terminal, plain otherwise), table, plain, json, yaml."
     ),
 ]
-RegionOpt = Annotated[str | None, typer.Option("--region", envvar="AWS_REGION", help="AWS region.")]
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint (a local stack)."),
-]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", envvar="AWS_PROFILE", help="AWS profile.")]
-KubeconfigOpt = Annotated[
-    str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig file (for --wait/status).")
-]
-ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace", "-n", help="Namespace of the ConfigRoutes/ConfigRefreshes (default: context's)."
-    ),
-]
 TimeoutOpt = Annotated[str, typer.Option("--timeout", help="How long --wait waits: 90s, 2m, 1h.")]
 
 
@@ -92,7 +69,8 @@ def _run(output: Output, body: Callable[[], ExitCode]) -> None:
     try:
         code = body()
     except ConfigctlError as exc:
-        output.error(exc.message)
+        if exc.message:  # empty: the problems are already shown
+            output.error(exc.message)
         code = exc.exit_code
     except KeyboardInterrupt:
         output.error("interrupted")
@@ -100,49 +78,51 @@ def _run(output: Output, body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
+def with_settings(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the flags of these settings (generated from `ConfigctlSettings`' fields, so each is
+    declared once), and call it with `settings=` the flags given over the environment."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)
+        parameters = [
+            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"
+        ]
+        for name in names:
+            field = ConfigctlSettings.model_fields[name]
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            flags = [f"--{name.replace('_', '-')}", *([str(extra["short"])] if "short" in extra else [])]
+            option = typer.Option(*flags, help=f"{field.description} [env {variable(name)}]")
+            kind = inspect.Parameter.KEYWORD_ONLY
+            parameters.append(
+                inspect.Parameter(name, kind, default=None, annotation=Annotated[str | None, option])
+            )
+
+        @functools.wraps(command)
+        def run(**arguments: Any) -> None:
+            given = {name: arguments.pop(name) for name in names}
+            try:
+                settings = load_settings(**given)
+            except ConfigctlError as exc:
+                typer.echo(exc.message, err=True)
+                raise typer.Exit(int(exc.exit_code)) from None
+            command(settings=settings, **arguments)
+
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+        return run
+
+    return decorate
+
+
 # ---- apply / diff -------------------------------------------------------------------------------------
-
-
-def _load_and_plan(
-    output: Output,
-    *,
-    path: Path,
-    prefix: str,
-    prune: bool,
-    aws: AwsSettings,
-) -> tuple[plan.Plan, Any]:
-    """Validate the tree, check credentials, read Parameter Store and compute the plan."""
-    normalized = layout.normalize_prefix(prefix)
-    prefix_errors = validation.prefix_problems(normalized)
-    if prefix_errors:
-        raise ConfigctlError(
-            f"--prefix {prefix}: " + "; ".join(prefix_errors), exit_code=ExitCode.INVALID_INPUT
-        )
-    source = layout.Source(path=path, prefix=normalized)
-    loaded = layout.load(source)
-    problems = list(loaded.problems) + validation.validate(loaded.parameters, scope=source.scope)
-    if problems:
-        show_problems(output, problems, scope=source.scope)
-        raise typer.Exit(int(ExitCode.INVALID_INPUT))
-    session = session_for(aws)
-    require_credentials(session)
-    ssm = ssm_client(session, aws)
-    try:
-        current = plan.read_current(
-            ssm,
-            scope=source.scope,
-            with_metadata=plan.needs_metadata(loaded.parameters),
-            tags_for=frozenset(p.name for p in loaded.parameters if p.tags),
-        )
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise describe_read_error(exc, what=f"reading {source.scope} from Parameter Store") from None
-    return plan.compute(desired=loaded.parameters, current=current, scope=source.scope, prune=prune), ssm
 
 
 @app.command(
     epilog="\b\nExample:\n  configctl apply config/tenants --prefix /config-service/ --wait --timeout 2m\n\n"
     + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def apply(
     path: PathArg,
     prefix: PrefixOpt,
@@ -155,127 +135,31 @@ def apply(
     ] = False,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Apply a config tree: validate, plan, write only what changed (and with --wait, wait until live)."""
     output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-
-    def body() -> ExitCode:
-        the_plan, ssm = _load_and_plan(
-            output, path=path, prefix=prefix, prune=prune, aws=AwsSettings(region, endpoint_url, profile)
-        )
-        if dry_run or not the_plan.has_changes:
-            if output.machine:
-                output.document({"plan": plan_data(the_plan), "dryRun": dry_run})
-            else:
-                show_plan(output, the_plan)
-                output.info("Dry run: nothing was written." if dry_run else "Nothing to do.")
-            return ExitCode.OK
-        kube = Kube(KubeSettings(kubeconfig, context, namespace)) if wait else None
-        if not output.machine:
-            show_plan(output, the_plan)
-        earlier = existing_names(kube, [c.name for c in the_plan.writes]) if kube is not None else frozenset()
-        result = apply_plan(ssm, the_plan)
-        report: dict[str, Any] = {"plan": plan_data(the_plan), "apply": apply_data(result)}
-        if not output.machine:
-            show_apply(output, the_plan, result)
-        if not result.ok:
-            if output.machine:
-                output.document(report)
-            return ExitCode.APPLY_PARTIAL
-        code = ExitCode.OK
-        if kube is not None:
-            targets = [Target(w.name, w.version) for w in result.written if w.version is not None]
-            code, report["wait"] = _wait(output, kube, targets, timeout=wait_seconds, ignore=earlier)
-        if output.machine:
-            output.document(report)
-        return code
-
-    _run(output, body)
-
-
-def _rows(tracked: Sequence[Tracked]) -> list[Row]:
-    rows = []
-    for t in tracked:
-        if t.rollout is not None:
-            rows.append(row_for(t.rollout))
-        else:
-            e = t.expectation
-            route = e.route or "any route"
-            rows.append(
-                Row(
-                    f"{e.target.name}@{e.target.version}@{route}",
-                    f"{e.target.name} v{e.target.version} [{route}]",
-                    "NotCreated",
-                    0,
-                    0,
-                )
-            )
-    return rows
-
-
-def _wait(
-    output: Output,
-    kube: Kube,
-    targets: Sequence[Target],
-    *,
-    timeout: float,
-    expected: Sequence[Expectation] | None = None,
-    ignore: frozenset[str] = frozenset(),
-) -> tuple[ExitCode, dict[str, Any]]:
-    uncovered: list[Target] = []
-    if expected is None:
-        expected, uncovered = expectations(kube, targets)
-    for target in uncovered:
-        output.info(f"warning: no ConfigRoute in {kube.namespace} claims {target.name}; nothing to wait for")
-    started = time.monotonic()
-    with ProgressView(output) as view:
-        code, tracked = wait_for(
-            kube, expected, timeout=timeout, ignore=ignore, on_progress=lambda t: view.update(_rows(t))
-        )
-    elapsed = time.monotonic() - started
-    rollouts = [t.rollout for t in tracked if t.rollout is not None]
-    failed = [r for r in rollouts if r.phase in FAILED_PHASES]
-    pending = [t for t in tracked if not t.final]
-    if code is ExitCode.OK:
-        output.info(f"Live: {len(tracked)} rollout(s) Succeeded in {elapsed:.1f}s.")
-    elif code is ExitCode.ROLLOUT_FAILED:
-        show_failed_instances(output, failed)
-        output.error(f"{len(failed)} rollout(s) did not reach every instance.")
-    else:
-        for t in pending:
-            what = t.rollout.phase if t.rollout is not None else "no ConfigRefresh yet"
-            output.error(f"timed out: {t.expectation.target.name} v{t.expectation.target.version} ({what})")
-        if failed:
-            show_failed_instances(output, failed)
-        output.error(f"timed out after {timeout:.0f}s: {len(pending)} rollout(s) not final.")
-    data = {
-        "result": code.name,
-        "elapsedSeconds": round(elapsed, 3),
-        "rollouts": [r.as_dict() for r in rollouts],
-        "missing": [
-            {
-                "name": t.expectation.target.name,
-                "version": t.expectation.target.version,
-                "route": t.expectation.route,
-            }
-            for t in tracked
-            if t.rollout is None
-        ],
-        "uncovered": [{"name": t.name, "version": t.version} for t in uncovered],
-    }
-    return code, data
+    _run(
+        output,
+        lambda: commands.run_apply(
+            output,
+            settings,
+            path=path,
+            prefix=prefix,
+            prune=prune,
+            dry_run=dry_run,
+            wait=wait,
+            wait_seconds=wait_seconds,
+        ),
+    )
 
 
 @app.command(
     epilog="\b\nExample:\n  configctl diff config/tenants --prefix /config-service/ --prune\n\n" + EPILOG
 )
+@with_settings(*AWS)
 def diff(
     path: PathArg,
     prefix: PrefixOpt,
@@ -285,30 +169,32 @@ def diff(
         typer.Option("--exit-code", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."),
     ] = False,
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Show what apply would change, as a diff (secret values masked); writes nothing."""
     output = Output(output_mode)
+    _run(
+        output,
+        lambda: commands.run_diff(
+            output,
+            settings,
+            path=path,
+            prefix=prefix,
+            prune=prune,
+            exit_code=exit_code,
+        ),
+    )
 
-    def body() -> ExitCode:
-        the_plan, _ = _load_and_plan(
-            output, path=path, prefix=prefix, prune=prune, aws=AwsSettings(region, endpoint_url, profile)
-        )
-        show_plan(output, the_plan)
-        return ExitCode.CHANGES_PENDING if exit_code and the_plan.has_changes else ExitCode.OK
 
-    _run(output, body)
-
-
-# ---- status / refresh ---------------------------------------------------------------------------------
+# ---- status / refresh / verify / rollback -------------------------------------------------------------
 
 
 @app.command(
     epilog="\b\nExamples:\n  configctl status /config-service/acme/orders/db_url\n"
     "  configctl status --route orders --watch\n  configctl status -o json\n\n" + EPILOG
 )
+@with_settings(*KUBE)
 def status(
     parameter: Annotated[str | None, typer.Argument(help="Full parameter name (default: all).")] = None,
     route: Annotated[str | None, typer.Option("--route", help="Only rollouts of this ConfigRoute.")] = None,
@@ -318,45 +204,31 @@ def status(
     limit: Annotated[int, typer.Option("--limit", help="Show at most this many rollouts.")] = 20,
     timeout: TimeoutOpt = "10m",
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Show rollouts (ConfigRefreshes), newest first."""
     output = Output(output_mode)
     watch_seconds = parse_duration(timeout)
-
-    def body() -> ExitCode:
-        kube = Kube(KubeSettings(kubeconfig, context, namespace))
-        rollouts = list_rollouts(kube, parameter=parameter, route=route, limit=limit)
-        if watch and rollouts:
-            deadline = time.monotonic() + watch_seconds
-            with ProgressView(output) as view:
-                while True:
-                    view.update([row_for(r) for r in rollouts])
-                    if all(r.final for r in rollouts):
-                        break
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(1.0)
-                    rollouts = list_rollouts(kube, parameter=parameter, route=route, limit=limit)
-        if output.machine:
-            output.document({"namespace": kube.namespace, "rollouts": [r.as_dict() for r in rollouts]})
-        elif not rollouts:
-            output.info(f"No rollouts in {kube.namespace}.")
-        else:
-            show_rollouts(output, rollouts)
-        if watch and not all(r.final for r in rollouts):
-            return ExitCode.WAIT_TIMEOUT
-        return ExitCode.OK
-
-    _run(output, body)
+    _run(
+        output,
+        lambda: run_status(
+            output,
+            Kube(settings),
+            parameter=parameter,
+            route=route,
+            limit=limit,
+            watch=watch,
+            watch_seconds=watch_seconds,
+        ),
+    )
 
 
 @app.command(
     epilog="\b\nExample:\n  configctl refresh /config-service/acme/orders/db_url --route orders --wait\n\n"
     + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def refresh(
     parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
     route: Annotated[
@@ -365,45 +237,29 @@ def refresh(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Push the current version of a parameter again (a manual ConfigRefresh), e.g. after a failed rollout."""
     output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-
-    def body() -> ExitCode:
-        aws = AwsSettings(region, endpoint_url, profile)
-        session = session_for(aws)
-        require_credentials(session)
-        kube = Kube(KubeSettings(kubeconfig, context, namespace))
-        created = [
-            from_object(o)
-            for o in create_refreshes(kube, ssm_client(session, aws), name=parameter, route=route)
-        ]
-        report: dict[str, Any] = {"created": [r.as_dict() for r in created]}
-        for r in created:
-            output.info(f"created {r.object_name} ({r.parameter} v{r.version}, route {r.route})")
-        code = ExitCode.OK
-        if wait:
-            expected = [
-                Expectation(Target(r.parameter, r.version or 0), r.route, r.object_name) for r in created
-            ]
-            code, report["wait"] = _wait(output, kube, [], timeout=wait_seconds, expected=expected)
-        if output.machine:
-            output.document(report)
-        return code
-
-    _run(output, body)
+    _run(
+        output,
+        lambda: commands.run_refresh(
+            output,
+            settings,
+            parameter=parameter,
+            route=route,
+            wait=wait,
+            wait_seconds=wait_seconds,
+        ),
+    )
 
 
 @app.command(
     epilog="\b\nExamples:\n  configctl verify --route orders\n  configctl verify --no-wait\n\n" + EPILOG
 )
+@with_settings(*KUBE)
 def verify(
     route: Annotated[
         list[str] | None, typer.Option("--route", help="This ConfigRoute (repeatable; default: all).")
@@ -413,95 +269,57 @@ def verify(
     ] = True,
     timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Run a route's resync now: recover missed changes and repair instances behind the newest version."""
     output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-
-    def body() -> ExitCode:
-        kube = Kube(KubeSettings(kubeconfig, context, namespace))
-        tokens = request_verify(kube, route)
-        report: dict[str, Any] = {"namespace": kube.namespace, "requested": sorted(tokens)}
-        code = ExitCode.OK
-        if wait:
-            answered = wait_answered(kube, tokens, timeout=wait_seconds)
-            report["routes"] = answered
-            for name in sorted(tokens):
-                resync = answered.get(name)
-                if resync is None:
-                    output.info(f"{name}: no answer from the operator within {timeout}")
-                    code = ExitCode.WAIT_TIMEOUT
-                elif resync.get("error"):
-                    output.info(f"{name}: resync failed: {resync['error']}")
-                    code = ExitCode.ERROR if code is ExitCode.OK else code
-                else:
-                    output.info(
-                        f"{name}: {resync.get('parameters', 0)} parameter(s) checked, "
-                        f"{resync.get('recovered', 0)} missed change(s) recovered, "
-                        f"{resync.get('repairedInstances', 0)} instance(s) repaired"
-                    )
-        else:
-            for name in sorted(tokens):
-                output.info(f"{name}: resync requested")
-        if output.machine:
-            output.document(report)
-        return code
-
-    _run(output, body)
+    _run(
+        output,
+        lambda: commands.run_verify(
+            output,
+            Kube(settings),
+            routes=route,
+            wait=wait,
+            timeout=timeout,
+            wait_seconds=wait_seconds,
+        ),
+    )
 
 
 @app.command(
     epilog="\b\nExample:\n  configctl rollback /config-service/acme/orders/db_url --wait\n\n" + EPILOG
 )
+@with_settings(*AWS, *KUBE)
 def rollback(
     parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
+    timeout: TimeoutOpt = "2m",
     to_version: Annotated[
         int | None, typer.Option("--to-version", help="Version to restore (default: the one before current).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
-    timeout: TimeoutOpt = "2m",
     output_mode: OutputOpt = Mode.AUTO,
-    region: RegionOpt = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Write the previous version's value back to Parameter Store as a new version (then rolled out)."""
     output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
+    _run(
+        output,
+        lambda: commands.run_rollback(
+            output,
+            settings,
+            parameter=parameter,
+            to_version=to_version,
+            wait=wait,
+            wait_seconds=wait_seconds,
+        ),
+    )
 
-    def body() -> ExitCode:
-        aws = AwsSettings(region, endpoint_url, profile)
-        session = session_for(aws)
-        require_credentials(session)
-        done = rollback_parameter(ssm_client(session, aws), parameter, to_version=to_version)
-        output.info(
-            f"{parameter}: v{done.restored_version}'s value written as v{done.new_version} "
-            f"(was v{done.from_version})"
-        )
-        report: dict[str, Any] = {
-            "parameter": parameter,
-            "fromVersion": done.from_version,
-            "restoredVersion": done.restored_version,
-            "newVersion": done.new_version,
-        }
-        code = ExitCode.OK
-        if wait:
-            kube = Kube(KubeSettings(kubeconfig, context, namespace))
-            code, report["wait"] = _wait(
-                output, kube, [Target(parameter, done.new_version)], timeout=wait_seconds
-            )
-        if output.machine:
-            output.document(report)
-        return code
 
-    _run(output, body)
-
+# ---- rollout resume / abort ---------------------------------------------------------------------------
 
 rollout_app = typer.Typer(
     help="Act on a progressive rollout that halted between waves (phase Halted).",
@@ -512,52 +330,36 @@ app.add_typer(rollout_app, name="rollout")
 RefreshNameArg = Annotated[str, typer.Argument(help="The ConfigRefresh name (kubectl get cfgr).")]
 
 
-def _rollout_action(action: str, name: str, output: Output, settings: KubeSettings) -> ExitCode:
-    kube = Kube(settings)
-    found = kube.get_refresh(name)
-    if found is None:
-        raise ConfigctlError(
-            f"ConfigRefresh {name} not found in {kube.namespace}", exit_code=ExitCode.NOT_FOUND
-        )
-    phase = (found.get("status") or {}).get("phase")
-    if phase != HALTED:
-        raise ConfigctlError(
-            f"ConfigRefresh {name} is {phase or 'Pending'}, not Halted", exit_code=ExitCode.USAGE
-        )
-    token = f"{action}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
-    kube.annotate_refresh(name, {ROLLOUT_ACTION_ANNOTATION: token})
-    output.info(f"{name}: {action} requested")
-    if output.machine:
-        output.document({"namespace": kube.namespace, "refresh": name, "action": action})
-    return ExitCode.OK
-
-
 @rollout_app.command("resume")
+@with_settings(*KUBE)
 def rollout_resume(
     name: RefreshNameArg,
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Start the next wave of a Halted rollout."""
     output = Output(output_mode)
     _run(
-        output, lambda: _rollout_action("resume", name, output, KubeSettings(kubeconfig, context, namespace))
+        output,
+        lambda: commands.run_rollout_action(output, Kube(settings), action="resume", name=name),
     )
 
 
 @rollout_app.command("abort")
+@with_settings(*KUBE)
 def rollout_abort(
     name: RefreshNameArg,
     output_mode: OutputOpt = Mode.AUTO,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
+    *,
+    settings: ConfigctlSettings,
 ) -> None:
     """Give up a Halted rollout (phase Failed, reason Aborted); instances keep what they hold."""
     output = Output(output_mode)
-    _run(output, lambda: _rollout_action("abort", name, output, KubeSettings(kubeconfig, context, namespace)))
+    _run(
+        output,
+        lambda: commands.run_rollout_action(output, Kube(settings), action="abort", name=name),
+    )
 
 
 def main() -> None:

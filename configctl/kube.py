@@ -6,21 +6,14 @@ a ConfigctlError with exit code KUBE_ERROR and a message saying what was attempt
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from configctl.exitcodes import ConfigctlError, ExitCode
+from configctl.settings import ConfigctlSettings
 from configrefresh_api.groupversion import GROUP, REFRESHES, ROUTES, VERSION
 from configrefresh_api.matching import route_scope
 
 REQUEST_TIMEOUT = 15
-
-
-@dataclasses.dataclass(frozen=True)
-class KubeSettings:
-    kubeconfig: str | None = None
-    context: str | None = None
-    namespace: str | None = None
 
 
 def _kube_error(what: str, exc: BaseException) -> ConfigctlError:
@@ -33,7 +26,7 @@ def _kube_error(what: str, exc: BaseException) -> ConfigctlError:
 class Kube:
     """The few API calls configctl makes, in one namespace."""
 
-    def __init__(self, settings: KubeSettings) -> None:
+    def __init__(self, settings: ConfigctlSettings) -> None:
         from kubernetes import client as kube_client
         from kubernetes import config as kube_config
 

@@ -58,7 +58,11 @@ print("core: the embedding API imports; none of", sys.argv[1:], "installed")
 """
 
 IMPORT_ALL = """
-import importlib, pkgutil
+import importlib, os, pkgutil
+# refresh_operator.podsync.handlers still reads the operator's settings at import (until podSync is
+# registered from the composition root, issue 19): give it the two required ones.
+os.environ.setdefault("CONFIG_REFRESH_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/1/q")
+os.environ.setdefault("AWS_REGION", "us-east-1")
 count = 0
 for top in ("config_service", "configctl", "refresh_operator", "configrefresh", "configrefresh_api"):
     package = importlib.import_module(top)

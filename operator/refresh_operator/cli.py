@@ -18,7 +18,6 @@ from refresh_operator import logs
 from refresh_operator.handlers import register
 from refresh_operator.logs import LogFormat
 from refresh_operator.podsync import handlers as podsync
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.runtime import Runtime
 from refresh_operator.settings import SettingsError, load_settings
 
@@ -61,8 +60,16 @@ QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes")
 put GetParameter's (decrypted) values in the log."""
 
 
-def configure_logging(*, verbose: bool, quiet: bool, log_format: LogFormat = LogFormat.TEXT) -> None:
-    logs.configure(log_format=log_format, verbose=verbose, quiet=quiet, quiet_libraries=QUIET_LIBRARIES)
+def configure_logging(
+    *, verbose: bool, quiet: bool, log_format: LogFormat = LogFormat.TEXT, instance_id: str | None = None
+) -> None:
+    logs.configure(
+        log_format=log_format,
+        verbose=verbose,
+        quiet=quiet,
+        quiet_libraries=QUIET_LIBRARIES,
+        instance_id=instance_id,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -72,15 +79,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
+    configure_logging(
+        verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, instance_id=settings.pod_id
+    )
     namespaces = None if args.all_namespaces else list(args.namespace)
     registry = kopf.get_default_registry()
     runtime = Runtime(settings=settings, namespaces=namespaces)
     if settings.pod_sync:
         # podSync (issue 6), a peer on the same registry: the operator's Kubernetes client and thread pool.
-        podsync.register(
-            registry, PodSyncSettings.from_env(), kube_api=runtime.kube, run=runtime.blocking.call
-        )
+        podsync.register(registry, settings, kube_api=runtime.kube, run=runtime.blocking.call)
     register(registry, runtime)
     asyncio.run(
         kopf.operator(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import socket
 
 import kopf
@@ -43,16 +42,21 @@ class OperatorJsonFormatter(JsonFormatter):
         return super().format(copy)
 
 
-def instance_id() -> str:
-    """The pod's name: the chart sets POD_ID from the downward API; the hostname is the same in a pod."""
-    return os.environ.get("POD_ID") or socket.gethostname()
+def configure(
+    *,
+    log_format: LogFormat,
+    verbose: bool,
+    quiet: bool,
+    quiet_libraries: tuple[str, ...],
+    instance_id: str | None = None,
+) -> None:
+    """kopf's logging set-up (levels, its handler on the root logger), with our formatter for JSON.
 
-
-def configure(*, log_format: LogFormat, verbose: bool, quiet: bool, quiet_libraries: tuple[str, ...]) -> None:
-    """kopf's logging set-up (levels, its handler on the root logger), with our formatter for JSON."""
+    `instance_id` names this replica in every JSON line (the settings' `pod_id`; default: the hostname).
+    """
     kopf.configure(verbose=verbose, quiet=quiet)
     if log_format is LogFormat.JSON:
-        formatter = OperatorJsonFormatter(instance_id())
+        formatter = OperatorJsonFormatter(instance_id or socket.gethostname())
         for handler in logging.getLogger().handlers:
             handler.setFormatter(formatter)
     for name in quiet_libraries:

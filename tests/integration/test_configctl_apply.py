@@ -21,6 +21,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 import configctl.cli
+import configctl.commands
 from configctl.exitcodes import ExitCode
 from devstack.aws.local_aws import LocalAws
 
@@ -248,7 +249,7 @@ def test_missing_credentials_fail_before_any_request(local_aws: LocalAws, tree: 
 
 def _fail_after(local_aws: LocalAws, successes: int) -> Callable[..., boto3.Session]:
     """A session factory whose client arms a server-side fault once `successes` writes went through."""
-    original = configctl.cli.session_for
+    original = configctl.commands.session_for
     seen = {"puts": 0}
 
     def after_put(**_: Any) -> None:
@@ -267,7 +268,7 @@ def _fail_after(local_aws: LocalAws, successes: int) -> Callable[..., boto3.Sess
 def test_failure_midway_names_written_and_unwritten(
     local_aws: LocalAws, tree: Path, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(configctl.cli, "session_for", _fail_after(local_aws, successes=2))
+    monkeypatch.setattr(configctl.commands, "session_for", _fail_after(local_aws, successes=2))
     result = invoke("apply", str(tree), "--prefix", PREFIX, "-o", "json")
     assert result.exit_code == ExitCode.APPLY_PARTIAL, result.output
     report = json.loads(result.stdout)["apply"]
@@ -291,7 +292,7 @@ def test_failure_midway_names_written_and_unwritten(
 def test_failure_midway_in_plain_mode_lists_both_sides(
     local_aws: LocalAws, tree: Path, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(configctl.cli, "session_for", _fail_after(local_aws, successes=3))
+    monkeypatch.setattr(configctl.commands, "session_for", _fail_after(local_aws, successes=3))
     result = invoke("apply", str(tree), "--prefix", PREFIX)
     assert result.exit_code == ExitCode.APPLY_PARTIAL
     assert "written: create /config-service/acme/orders/db_url version 1" in result.stdout

@@ -32,7 +32,6 @@ from typing import Any
 
 from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, ServiceRef
 from refresh_operator.podsync import metrics
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.flusher import StatusFlusher
 from refresh_operator.podsync.kube import Kube
 from refresh_operator.podsync.model import (
@@ -64,6 +63,7 @@ from refresh_operator.podsync.state import (
     shares,
 )
 from refresh_operator.podsync.status import existing_condition
+from refresh_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class PodSyncController:
     def __init__(
         self,
         *,
-        settings: PodSyncSettings,
+        settings: OperatorSettings,
         cloudmap: CloudMapApi,
         kube: Kube,
         events: EventSink,
@@ -339,7 +339,7 @@ class PodSyncController:
     async def _service(self, state: RouteState, *, force: bool = False) -> ServiceRef:
         assert state.route is not None
         now = time.monotonic()
-        stale = now - state.service_checked_at > self._settings.reconcile_interval_seconds
+        stale = now - state.service_checked_at > self._settings.podsync_interval_seconds
         if state.service is None or force or stale:
             try:
                 state.service = await self._cloudmap.resolve_service(*state.route.target)

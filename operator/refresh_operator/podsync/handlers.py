@@ -23,9 +23,9 @@ from configrefresh_api.groupversion import GROUP, VERSION
 from configrefresh_api.groupversion import ROUTES as PLURAL
 from refresh_operator import kube
 from refresh_operator.cloudmap import Registrar, make_client
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.kube import KubeClient, Runner
+from refresh_operator.settings import OperatorSettings
 
 
 def _post_warning(body: Mapping[str, Any], reason: str, message: str) -> None:
@@ -38,7 +38,7 @@ def _has_pod_sync(spec: Mapping[str, Any], **_: Any) -> bool:
 
 
 def register(
-    registry: kopf.OperatorRegistry, settings: PodSyncSettings, *, kube_api: kube.Kube, run: Runner
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, *, kube_api: kube.Kube, run: Runner
 ) -> None:
     """Add podSync's handlers to ``registry``. ``kube_api`` is the operator's Kubernetes client and ``run``
     puts a blocking call on its thread pool (``Blocking.call``; ``asyncio.to_thread`` when alone)."""
@@ -51,15 +51,13 @@ def register(
 
     @kopf.on.startup(registry=registry, id="podsync-startup")
     async def podsync_startup(**_: Any) -> None:
-        client = await run(make_client, region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        client = await run(make_client, region=settings.region, endpoint_url=settings.aws_endpoint_url)
         started[:] = [
             PodSyncController(
                 settings=settings,
                 cloudmap=Registrar(
                     client,
-                    region=settings.aws_region,
-                    max_retries=settings.max_throttle_retries,
-                    operation_timeout_seconds=settings.operation_timeout_seconds,
+                    region=settings.region,
                 ),
                 kube=KubeClient(kube_api, run),
                 events=_post_warning,
@@ -85,7 +83,7 @@ def register(
         PLURAL,
         registry=registry,
         id="podsync-reconcile",
-        interval=settings.reconcile_interval_seconds,
+        interval=settings.podsync_interval_seconds,
         when=_has_pod_sync,
     )
     async def podsync_reconcile(body: kopf.Body, **_: Any) -> None:

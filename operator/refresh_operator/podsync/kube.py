@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from configrefresh_api.groupversion import ROUTES
 from refresh_operator import kube
-from refresh_operator.podsync.config import FIELD_MANAGER
+from refresh_operator.podsync.model import FIELD_MANAGER
 
 P = ParamSpec("P")
 T = TypeVar("T")

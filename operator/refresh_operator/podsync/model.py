@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from refresh_operator.cloudmap.client import INIT_HEALTH_ATTRIBUTE, IPV4_ATTRIBUTE, PORT_ATTRIBUTE
-from refresh_operator.podsync.config import MANAGED_BY
+
+MANAGED_BY = "config-refresh-operator"
+FIELD_MANAGER = "config-refresh-podsync"
 
 ATTR_IPV4 = IPV4_ATTRIBUTE
 ATTR_PORT = PORT_ATTRIBUTE

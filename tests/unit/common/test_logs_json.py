@@ -15,9 +15,11 @@ from kopf._core.actions.loggers import ObjectLogger
 from config_service import logs as service_logs
 from refresh_operator.cli import QUIET_LIBRARIES, configure_logging, parse_args
 from refresh_operator.logs import LogFormat
+from refresh_operator.settings import load_settings
 
 pytestmark = pytest.mark.unit
 
+POD = "config-refresh-operator-5c8d-xyz12"
 COMMON = {"time": str, "level": str, "logger": str, "message": str, "instance_id": str}
 
 
@@ -53,19 +55,21 @@ def test_config_service_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert (line["parameter"], line["version"]) == ("/config-service/acme/orders/db_url", 4)
 
 
-def test_operator_line_has_the_same_fields(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("POD_ID", "config-refresh-operator-5c8d-xyz12")
+def test_operator_line_has_the_same_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings(
+        {"CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1/q", "AWS_REGION": "us-east-1", "POD_ID": POD}
+    )
     args = parse_args(["-n", "apps", "--log-format", "json"])
-    configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
+    configure_logging(
+        verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, instance_id=settings.pod_id
+    )
     logging.getLogger("refresh_operator.consumer").warning(
         "event rejected", extra={"parameter": "/config-service/acme/orders/db_url", "version": 4}
     )
     line = one_line(capsys.readouterr().err)
     assert line["level"] == "WARNING"
     assert line["logger"] == "refresh_operator.consumer"
-    assert line["instance_id"] == "config-refresh-operator-5c8d-xyz12"
+    assert line["instance_id"] == POD
     assert (line["parameter"], line["version"]) == ("/config-service/acme/orders/db_url", 4)
     assert line["time"].endswith("+00:00")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config_service.settings import FIELDS, Settings, SettingsError, env_name, flag_name, is_loopback_host
+from config_service.settings import Settings, SettingsError, env_name, flag_name, is_loopback_host
 
 
 def test_environment_and_flags_build_one_typed_object() -> None:
@@ -68,9 +68,9 @@ def test_help_documents_every_setting() -> None:
         [sys.executable, "-m", "config_service", "--help"], capture_output=True, text=True, check=True
     ).stdout
     flat = " ".join(shown.split())
-    for field in FIELDS:
-        assert flag_name(field) in shown, field.name
-        assert env_name(field) in flat, field.name
+    for name in Settings.model_fields:
+        assert flag_name(name) in shown, name
+        assert env_name(name) in flat, name
 
 
 def test_the_command_line_reports_a_bad_setting_and_exits_2() -> None:
@@ -86,9 +86,9 @@ def test_the_command_line_reports_a_bad_setting_and_exits_2() -> None:
 
 def test_the_docs_list_every_setting() -> None:
     docs = (Path(__file__).resolve().parents[3] / "docs" / "config-service.md").read_text()
-    for field in FIELDS:
-        assert f"`{env_name(field)}`" in docs, field.name
-        assert f"`{flag_name(field)}`" in docs, field.name
+    for name in Settings.model_fields:
+        assert f"`{env_name(name)}`" in docs, name
+        assert f"`{flag_name(name)}`" in docs, name
 
 
 def test_an_empty_variable_means_the_default() -> None:
@@ -180,3 +180,48 @@ def test_serviceaccount_readers_need_the_audience_and_mtls_readers_need_a_certif
         Settings(insecure_refresh=True, config_client_ca_file=ca, config_allowed_identities=("orders",))
     with pytest.raises(SettingsError, match="CONFIG_SERVICE_TOKENREVIEW_RATE"):
         Settings(insecure_refresh=True, tokenreview_rate=0)
+
+
+def test_flags_are_generated_from_the_fields() -> None:
+    settings = Settings.from_sources(
+        [
+            "--insecure-refresh",
+            "--no-metrics-enabled",
+            "--prefixes",
+            "/a/,/b/",
+            "--cloudmap-attributes",
+            "zone=a",
+            "--ttl-jitter",
+            "0.2",
+        ],
+        {"CONFIG_SERVICE_METRICS_ENABLED": "true"},
+    )
+    assert settings.metrics_enabled is False
+    assert settings.prefixes == ("/a/", "/b/")
+    assert dict(settings.cloudmap_attributes) == {"zone": "a"}
+    assert settings.ttl_jitter == 0.2
+
+
+def test_a_given_environment_replaces_the_process_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFIG_SERVICE_REFRESH_PORT", "7001")
+    monkeypatch.setenv("CONFIG_SERVICE_INSECURE_REFRESH", "true")
+    assert Settings.from_sources([], None).refresh_port == 7001
+    assert Settings.from_sources([], {"CONFIG_SERVICE_INSECURE_REFRESH": "1"}).refresh_port == 50051
+
+
+def test_region_and_namespace_fall_back_to_the_platform_variables() -> None:
+    base = {"CONFIG_SERVICE_INSECURE_REFRESH": "1"}
+    assert Settings.from_sources([], base).aws_region == "us-east-1"
+    platform = {**base, "AWS_DEFAULT_REGION": "eu-west-1", "POD_NAMESPACE": "apps"}
+    assert Settings.from_sources([], platform).aws_region == "eu-west-1"
+    assert Settings.from_sources([], platform).pod_namespace == "apps"
+    own = {**platform, "AWS_REGION": "us-west-2", "CONFIG_SERVICE_AWS_REGION": "ap-south-1"}
+    assert Settings.from_sources([], own).aws_region == "ap-south-1"
+    assert Settings.from_sources(["--aws-region", "sa-east-1"], own).aws_region == "sa-east-1"
+
+
+def test_a_malformed_map_names_its_key() -> None:
+    with pytest.raises(SettingsError, match="CONFIG_SERVICE_CLOUDMAP_ATTRIBUTES"):
+        Settings.from_sources(["--insecure-refresh"], {"CONFIG_SERVICE_CLOUDMAP_ATTRIBUTES": "novalue"})
+    with pytest.raises(SettingsError, match="--ttl-jitter"):
+        Settings.from_sources(["--insecure-refresh", "--ttl-jitter", "1.5"], {})

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from refresh_operator.cloudmap import ServiceRef
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.controller import PodSyncController
 from refresh_operator.podsync.reconcile import ActualInstance
+from refresh_operator.settings import load_settings
 from tests.unit.fakes.aws import FakeCloudMap
 from tests.unit.fakes.kube import FakeKube
 
@@ -67,7 +67,7 @@ class Harness:
 def harness() -> Harness:
     cloudmap, kube, events = FakeCloudMap(SERVICE), FakeKube(), []
     controller = PodSyncController(
-        settings=PodSyncSettings(),
+        settings=load_settings({"CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1/q", "AWS_REGION": "us-east-1"}),
         cloudmap=cloudmap,
         kube=kube,
         events=lambda body, reason, message: events.append((reason, message)),

@@ -15,8 +15,9 @@ import kopf
 
 from refresh_operator import kube
 from refresh_operator.podsync import handlers
-from refresh_operator.podsync.config import FIELD_MANAGER, PodSyncSettings
 from refresh_operator.podsync.kube import KubeClient
+from refresh_operator.podsync.model import FIELD_MANAGER
+from refresh_operator.settings import load_settings
 
 
 def handler_ids(registry: kopf.OperatorRegistry) -> set[str]:
@@ -73,15 +74,22 @@ def test_importing_the_handlers_or_the_entry_point_registers_nothing() -> None:
 
 def test_the_standalone_entry_registers_podsync_on_the_default_registry() -> None:
     script = IMPORT_ONLY.replace("refresh_operator.cli,", "refresh_operator.podsync.standalone,")
+    # The entry module reads the operator's settings, which need a queue URL and a region.
+    env = {**os.environ, "CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1/q", "AWS_REGION": "us-east-1"}
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert out == ["4", "True"]
 
 
 def test_register_adds_the_podsync_handlers_to_the_given_registry() -> None:
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, PodSyncSettings(), kube_api=RecordingKube(), run=asyncio.to_thread)
+    handlers.register(
+        registry,
+        load_settings({"CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1/q", "AWS_REGION": "us-east-1"}),
+        kube_api=RecordingKube(),
+        run=asyncio.to_thread,
+    )
     assert handler_ids(registry) == {
         "podsync-startup",
         "podsync-route-index",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from refresh_operator.podsync.config import PodSyncSettings
 from refresh_operator.podsync.status import SyncState, apply_body, build_condition, existing_condition
 
 OK = SyncState(registered=3, healthy=2, ok=True, reason="Synced", message="3 registered")
@@ -42,31 +39,3 @@ def test_existing_condition_is_found_among_others() -> None:
     }
     assert existing_condition(body) == {"type": "CloudMapSynced", "status": "False"}
     assert existing_condition({}) is None
-
-
-def test_settings_default_and_override_interval() -> None:
-    assert PodSyncSettings.from_env({}).reconcile_interval_seconds == 60.0
-    settings = PodSyncSettings.from_env(
-        {
-            "CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS": "2.5",
-            "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
-            "AWS_REGION": "eu-west-1",
-        }
-    )
-    assert (settings.reconcile_interval_seconds, settings.aws_endpoint_url, settings.aws_region) == (
-        2.5,
-        "http://127.0.0.1:1",
-        "eu-west-1",
-    )
-
-
-def test_endpoint_override_follows_the_core_settings_order() -> None:
-    env = {"CONFIG_REFRESH_AWS_ENDPOINT_URL": "http://127.0.0.1:2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
-    assert PodSyncSettings.from_env(env).aws_endpoint_url == "http://127.0.0.1:2"
-    assert PodSyncSettings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
-
-
-@pytest.mark.parametrize("raw", ["soon", "0", "-1"])
-def test_a_bad_interval_is_named(raw: str) -> None:
-    with pytest.raises(ValueError, match="CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS"):
-        PodSyncSettings.from_env({"CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS": raw})
