@@ -77,6 +77,11 @@ class AppProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return int(self._process.pid)
+
     def _read(self) -> None:
         assert self._process.stdout is not None
         for raw in self._process.stdout:
@@ -116,6 +121,8 @@ class AppProcess:
                 self._process.kill()
                 self._process.wait(10)
         self._reader.join(10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._log.close()
 
 
