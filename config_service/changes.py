@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from config_service.cache import ConfigCache, Entry
@@ -24,22 +25,26 @@ class ChangeFeed:
         self._loop_thread = threading.get_ident()
         self._changed = asyncio.Event()
         self.generation = 0
+        self.applied_at = 0.0  # time.monotonic() of the latest applied change, taken on the writer's thread
         self._subscribers: list[Callable[[tuple[str, ...]], None]] = []
         cache.add_listener(self._on_applied)
 
     def subscribe(self, callback: Callable[[tuple[str, ...]], None]) -> None:
-        """Call `callback(names)` on the loop for every applied change (it must not block)."""
+        """Call `callback(names)` on the loop for every applied change (it must not block); the change's
+        time is `applied_at` during the call."""
         self._subscribers.append(callback)
 
     def _on_applied(self, applied: Sequence[Entry]) -> None:
         names = tuple(entry.name for entry in applied)
+        at = time.monotonic()
         if threading.get_ident() == self._loop_thread:
-            self._wake(names)
+            self._wake(names, at)
         else:
-            self._loop.call_soon_threadsafe(self._wake, names)
+            self._loop.call_soon_threadsafe(self._wake, names, at)
 
-    def _wake(self, names: tuple[str, ...]) -> None:
+    def _wake(self, names: tuple[str, ...], at: float) -> None:
         self.generation += 1
+        self.applied_at = at
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         for callback in self._subscribers:

@@ -229,7 +229,8 @@ class HttpApi:
         changed = self._feed.next_change()
         tag, status, body = render(self._cache.snapshot)
         baseline = known if known is not None else {tag or ""}
-        if wait > 0 and _unchanged(tag, baseline):
+        parked = wait > 0 and _unchanged(tag, baseline)
+        if parked:
             self._metrics.local_long_polls.inc()
             try:
                 while _unchanged(tag, baseline) and not self._closing.is_set():
@@ -247,6 +248,9 @@ class HttpApi:
                     tag, status, body = render(self._cache.snapshot)
             finally:
                 self._metrics.local_long_polls.dec()
+        if parked and not _unchanged(tag, baseline):
+            elapsed = time.monotonic() - self._feed.applied_at
+            self._metrics.local_delivery_latency.labels(path="long_poll").observe(elapsed)
         headers = {"Cache-Control": "no-store"}
         if tag is not None:
             headers["ETag"] = f'"{tag}"'

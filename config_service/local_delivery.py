@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from config_service.cache import ConfigCache
@@ -41,7 +42,9 @@ class LocalDelivery:
     files: FileWriter | None = None
     hook: ReloadHook | None = None
     http_port: int | None = None
+    metrics: Metrics | None = None
     _pending: set[str] = field(default_factory=set)
+    _first_pending_at: float | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -56,7 +59,7 @@ class LocalDelivery:
         if not (http_on or files_on or hook_on):
             return None
         feed = ChangeFeed(cache, asyncio.get_running_loop())
-        delivery = cls(settings=settings, cache=cache, feed=feed)
+        delivery = cls(settings=settings, cache=cache, feed=feed, metrics=metrics)
         if http_on:
             delivery.http = HttpApi(
                 cache=cache,
@@ -97,6 +100,8 @@ class LocalDelivery:
 
     def _changed(self, names: tuple[str, ...]) -> None:
         self._pending.update(names)
+        if self._first_pending_at is None:
+            self._first_pending_at = self.feed.applied_at
         self._wake.set()
 
     async def start(self) -> None:
@@ -109,6 +114,7 @@ class LocalDelivery:
     async def ready(self) -> None:
         """After the bootstrap: write the files once (before SERVING), then follow every change."""
         self._pending.clear()
+        self._first_pending_at = None
         self._wake.clear()
         if self.files is not None:
             await asyncio.to_thread(self.files.sync, self.cache.snapshot)
@@ -119,11 +125,17 @@ class LocalDelivery:
             await self._wake.wait()
             self._wake.clear()
             names, self._pending = self._pending, set()
+            since, self._first_pending_at = self._first_pending_at, None
             if self.files is not None:
                 try:
-                    await asyncio.to_thread(self.files.sync, self.cache.snapshot)
+                    swapped = await asyncio.to_thread(self.files.sync, self.cache.snapshot)
                 except Exception:
                     log.exception("file sync failed")
+                else:
+                    if swapped and since is not None and self.metrics is not None:
+                        # From the oldest change this swap carries: the worst wait in the batch.
+                        elapsed = time.monotonic() - since
+                        self.metrics.local_delivery_latency.labels(path="files").observe(elapsed)
             if self.hook is not None:
                 self.hook.notify(names)
 

@@ -91,6 +91,14 @@ class Metrics:
             "Long polls on the local HTTP API waiting for a change.",
             registry=self.registry,
         )
+        self.local_delivery_latency = Histogram(
+            "config_service_local_delivery_seconds",
+            "From a change applied to the cache to a long poll answered (path=long_poll) or the files "
+            "swapped (path=files).",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.local_file_swaps = Counter(
             "config_service_local_file_swaps_total",
             "Atomic swaps of the parameter files by directory (plain, secure) and result (ok, error).",
