@@ -30,6 +30,7 @@ other), so the API never leaves the pod.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import logging
@@ -95,12 +96,14 @@ def listing_tag(entries: list[Entry]) -> str:
 
 def under_prefix(snapshot: Snapshot, prefix: str) -> list[Entry]:
     """Live entries whose names start with `prefix`, sorted by name."""
+    names = snapshot.sorted_names()
     found = []
-    for name in snapshot.sorted_names():
-        if name.startswith(prefix):
-            entry = snapshot.get(name)
-            if entry is not None:
-                found.append(entry)
+    for index in range(bisect.bisect_left(names, prefix), len(names)):
+        if not names[index].startswith(prefix):
+            break
+        entry = snapshot.get(names[index])
+        if entry is not None:
+            found.append(entry)
     return found
 
 
@@ -194,11 +197,17 @@ class HttpApi:
         return str(entry.version), 200, entry_json(entry)
 
     def _many(self, snapshot: Snapshot, prefix: str | None) -> Rendered:
-        entries: list[Entry] = []
+        found: dict[str, Entry] = {}  # prefixes may overlap: each name once
         for root in (prefix,) if prefix is not None else self._prefixes:
-            entries.extend(under_prefix(snapshot, root))
-        shown = [e for e in entries if self._secure_strings or e.value_type is not ValueType.SECURE_STRING]
-        withheld = [e.name for e in entries if e not in shown]
+            found.update((entry.name, entry) for entry in under_prefix(snapshot, root))
+        entries = [found[name] for name in sorted(found)]
+        shown: list[Entry] = []
+        withheld: list[str] = []
+        for entry in entries:
+            if entry.value_type is ValueType.SECURE_STRING and not self._secure_strings:
+                withheld.append(entry.name)
+            else:
+                shown.append(entry)
         body = {
             "prefix": prefix,
             "parameters": [entry_json(entry) for entry in shown],

@@ -247,3 +247,24 @@ def test_the_secure_directory_must_be_apart_from_the_plain_one(tmp_path: Path) -
     assert reload_signal("1") is not None
     settings = Settings(insecure_refresh=True, local_http_port=0, local_http_host="::1")
     assert settings.local_http_host == "::1"
+
+
+async def test_a_listing_of_overlapping_prefixes_holds_each_parameter_once() -> None:
+    cache = ConfigCache([entry("/p/a/x", "1"), entry("/p/b", "2"), entry("/q/c", "3")])
+    lifecycle = Lifecycle()
+    await lifecycle.set(Phase.SERVING)
+    api = HttpApi(
+        cache=cache,
+        feed=ChangeFeed(cache, asyncio.get_running_loop()),
+        lifecycle=lifecycle,
+        metrics=Metrics(cache),
+        prefixes=("/p/", "/p/a/"),
+        secure_strings=False,
+        default_wait_seconds=30.0,
+        max_wait_seconds=300.0,
+    )
+    async with TestClient(TestServer(api.application())) as client:
+        listing = await (await client.get("/v1/config")).json()
+        assert [p["name"] for p in listing["parameters"]] == ["/p/a/x", "/p/b"]
+        listing = await (await client.get("/v1/config?prefix=q/")).json()
+        assert [p["name"] for p in listing["parameters"]] == ["/q/c"]
