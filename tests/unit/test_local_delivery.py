@@ -268,3 +268,39 @@ async def test_a_listing_of_overlapping_prefixes_holds_each_parameter_once() -> 
         assert [p["name"] for p in listing["parameters"]] == ["/p/a/x", "/p/b"]
         listing = await (await client.get("/v1/config?prefix=q/")).json()
         assert [p["name"] for p in listing["parameters"]] == ["/q/c"]
+
+
+async def test_the_reload_hook_coalesces_changes_that_arrive_while_it_runs() -> None:
+    from aiohttp import web
+
+    from config_service.reload_hook import ReloadHook
+
+    received: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def reload(request: web.Request) -> web.Response:
+        received.append((await request.json())["changed"])
+        await release.wait()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/reload", reload)
+    cache = ConfigCache()
+    metrics = Metrics(cache)
+    async with TestServer(app) as server:
+        hook = ReloadHook(metrics=metrics, url=str(server.make_url("/reload")), timeout_seconds=30)
+        hook.notify(("/p/a",))
+        for _ in range(1000):  # the first POST is in the app's hands
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        hook.notify(("/p/b",))  # returns at once although the hook is busy
+        hook.notify(("/p/c", "/p/b"))
+        release.set()
+        await hook.idle()
+        await hook.close()
+    assert received == [["/p/a"], ["/p/b", "/p/c"]]
+    ok = metrics.registry.get_sample_value(
+        "config_service_reload_hooks_total", {"kind": "http", "result": "ok"}
+    )
+    assert ok == 2
