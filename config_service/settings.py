@@ -13,11 +13,15 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import signal
 import socket
-from collections.abc import Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from config_service.files import is_memory_backed
 
 ENV_PREFIX = "CONFIG_SERVICE_"
 
@@ -309,6 +313,106 @@ FIELDS: tuple[Field, ...] = (
         "Extra Cloud Map attributes, comma-separated key=value pairs.",
         "cloudmap",
     ),
+    # issue 21: local delivery (the sidecar side: localhost HTTP, files, reload hook). Kept in one block so it
+    # ports to the new settings model as a unit.
+    Field(
+        "local_http_port",
+        "int",
+        None,
+        "Serve the local HTTP read API (GET /v1/config/{name}, /v1/config?prefix=, long poll) on this port; "
+        "0 picks one; unset: off.",
+        "local",
+    ),
+    Field(
+        "local_http_host",
+        "str",
+        "127.0.0.1",
+        "Address of the local HTTP API: a loopback address only (127.0.0.0/8, ::1, localhost); anything "
+        "else is refused, the HTTP API never leaves the pod.",
+        "local",
+    ),
+    Field(
+        "local_http_secure_strings",
+        "bool",
+        False,
+        "Serve SecureString values on the local HTTP API (default: withheld, 403 for one, left out of "
+        "listings): any process in the pod's network namespace can call it.",
+        "local",
+    ),
+    Field(
+        "local_http_max_wait_seconds",
+        "float",
+        300.0,
+        "Longest long poll a caller may ask for with ?wait= (longer asks are cut to this).",
+        "local",
+    ),
+    Field(
+        "local_http_default_wait_seconds",
+        "float",
+        30.0,
+        "How long a request with If-None-Match and no ?wait= waits for a newer version before 304.",
+        "local",
+    ),
+    Field(
+        "local_files_dir",
+        "path",
+        None,
+        "Write one file per String/StringList parameter under this directory, swapped atomically through a "
+        "..data symlink as the kubelet does for ConfigMaps; unset: off.",
+        "local",
+    ),
+    Field(
+        "local_files_secure_dir",
+        "path",
+        None,
+        "Write SecureString parameters (mode 0400) under this directory, which must be memory-backed "
+        "(tmpfs); unset: SecureStrings are not written to files.",
+        "local",
+    ),
+    Field(
+        "insecure_local_files_secure_on_disk",
+        "bool",
+        False,
+        "Allow local_files_secure_dir on a filesystem that is not memory-backed: secrets then reach a disk.",
+        "local",
+    ),
+    Field(
+        "local_reload_url",
+        "str",
+        None,
+        "After a change is applied (and the files swapped), POST the changed names to this loopback URL "
+        "of the app, e.g. http://127.0.0.1:8080/-/reload.",
+        "local",
+    ),
+    Field(
+        "local_reload_signal",
+        "str",
+        None,
+        "After a change is applied, send this signal (e.g. SIGHUP) to the app's process, found by "
+        "local_reload_pid_file or local_reload_process_name (needs shareProcessNamespace in a pod).",
+        "local",
+    ),
+    Field(
+        "local_reload_pid_file",
+        "path",
+        None,
+        "File holding the pid that local_reload_signal goes to (read at each reload).",
+        "local",
+    ),
+    Field(
+        "local_reload_process_name",
+        "str",
+        None,
+        "Name (/proc/PID/comm, or the base name of argv[0]) of the processes local_reload_signal goes to.",
+        "local",
+    ),
+    Field(
+        "local_reload_timeout_seconds",
+        "float",
+        5.0,
+        "How long the reload POST may take before it counts as failed.",
+        "local",
+    ),
 )
 
 
@@ -363,6 +467,20 @@ class Settings:
     cloudmap_service_id: str | None = None
     cloudmap_advertise_ip: str | None = None
     cloudmap_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # issue 21: local delivery
+    local_http_port: int | None = None
+    local_http_host: str = "127.0.0.1"
+    local_http_secure_strings: bool = False
+    local_http_max_wait_seconds: float = 300.0
+    local_http_default_wait_seconds: float = 30.0
+    local_files_dir: Path | None = None
+    local_files_secure_dir: Path | None = None
+    insecure_local_files_secure_on_disk: bool = False
+    local_reload_url: str | None = None
+    local_reload_signal: str | None = None
+    local_reload_pid_file: Path | None = None
+    local_reload_process_name: str | None = None
+    local_reload_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -472,6 +590,7 @@ _GROUP_TITLES = {
     "config": "ConfigService transport and authentication",
     "ops": "operations",
     "cloudmap": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
+    "local": "local delivery to the app in the pod: HTTP on loopback, files, reload hook",  # issue 21
 }
 
 
@@ -669,3 +788,68 @@ def _check(settings: Settings) -> None:
             fail(path_name, f"file not found: {path}")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         fail("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    _check_local_delivery(settings, fail)
+
+
+def _check_local_delivery(settings: Settings, fail: Callable[[str, str], None]) -> None:
+    """issue 21: local delivery: loopback only, a memory-backed directory for secrets, a valid hook."""
+    if settings.local_http_port is not None and not 0 <= settings.local_http_port <= 65535:
+        fail("local_http_port", f"expected a port number 0..65535, got {settings.local_http_port}")
+    if not is_loopback_host(settings.local_http_host):
+        fail(
+            "local_http_host",
+            f"{settings.local_http_host!r} is not a loopback address: the local HTTP API serves values "
+            "without authentication and must never leave the pod; use 127.0.0.1 or ::1 (for a network "
+            "read API use ConfigService over gRPC with authentication)",
+        )
+    if settings.local_http_max_wait_seconds <= 0:
+        fail("local_http_max_wait_seconds", "must be positive")
+    if not 0 <= settings.local_http_default_wait_seconds <= settings.local_http_max_wait_seconds:
+        fail("local_http_default_wait_seconds", "must be in [0, local_http_max_wait_seconds]")
+    files, secure = settings.local_files_dir, settings.local_files_secure_dir
+    if files is not None and secure is not None:
+        a, b = Path(files).resolve(), Path(secure).resolve()
+        if a == b or a in b.parents or b in a.parents:
+            fail("local_files_secure_dir", "must not be local_files_dir, inside it, or around it")
+    if secure is not None and not settings.insecure_local_files_secure_on_disk:
+        memory, fstype = is_memory_backed(Path(secure))
+        if not memory:
+            fail(
+                "local_files_secure_dir",
+                f"{secure} is on a {fstype} filesystem, not a memory-backed one (tmpfs): SecureStrings "
+                "would reach a disk. Mount an emptyDir with medium: Memory there, or pass "
+                "--insecure-local-files-secure-on-disk",
+            )
+    if settings.local_reload_url is not None:
+        url = urllib.parse.urlsplit(settings.local_reload_url)
+        if url.scheme != "http" or not url.hostname or not is_loopback_host(url.hostname):
+            fail(
+                "local_reload_url",
+                f"expected an http:// URL on a loopback address (the app in the same pod), got "
+                f"{settings.local_reload_url!r}",
+            )
+    if settings.local_reload_signal is not None:
+        if reload_signal(settings.local_reload_signal) is None:
+            fail("local_reload_signal", f"unknown signal {settings.local_reload_signal!r}, e.g. SIGHUP")
+        if (settings.local_reload_pid_file is None) == (settings.local_reload_process_name is None):
+            fail(
+                "local_reload_signal",
+                "needs exactly one of local_reload_pid_file and local_reload_process_name",
+            )
+    elif settings.local_reload_pid_file is not None or settings.local_reload_process_name is not None:
+        fail("local_reload_signal", "local_reload_pid_file/_process_name need local_reload_signal")
+    if settings.local_reload_timeout_seconds <= 0:
+        fail("local_reload_timeout_seconds", "must be positive")
+
+
+def reload_signal(name: str) -> signal.Signals | None:
+    """The signal named `name` (SIGHUP, HUP or a number), or None."""
+    text = name.strip().upper()
+    if text.isdigit():
+        try:
+            return signal.Signals(int(text))
+        except ValueError:
+            return None
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    return getattr(signal.Signals, text, None)

@@ -35,7 +35,7 @@ EXTRAS = ("service", "operator", "cli")
 # What the distribution is built from: copied out so the build leaves no build/ or *.egg-info behind.
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "operator", "protos", "config_service", "configctl")
 # The programs' dependencies, which embedding the cache must not pull.
-PROGRAM_ONLY = ("kopf", "kubernetes", "kubernetes_asyncio", "typer", "rich")
+PROGRAM_ONLY = ("kopf", "kubernetes", "kubernetes_asyncio", "typer", "rich", "aiohttp")
 
 IMPORT_CORE = """
 import importlib.util, sys
