@@ -17,6 +17,9 @@ import kopf
 
 from refresh_operator import logs
 from refresh_operator.handlers import register
+from refresh_operator.injection import webhook as injection
+from refresh_operator.injection.settings import InjectionSettingsError, load_injection_settings
+from refresh_operator.injection.template import TemplateError
 from refresh_operator.logs import LogFormat
 from refresh_operator.runtime import Runtime
 from refresh_operator.settings import SettingsError, load_settings
@@ -68,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         settings = load_settings()
-    except SettingsError as error:
+        injection_settings = load_injection_settings()  # issue 21
+    except (SettingsError, InjectionSettingsError) as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format)
@@ -78,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Importing it registers podSync's handlers (issue 6) on the default registry, beside ours.
         importlib.import_module("refresh_operator.podsync.handlers")
     register(registry, Runtime(settings=settings, namespaces=namespaces))
+    try:
+        injection.register(registry, injection_settings)  # issue 21: the sidecar injection webhook
+    except TemplateError as error:
+        print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
+        sys.exit(2)
     asyncio.run(
         kopf.operator(
             registry=registry,
