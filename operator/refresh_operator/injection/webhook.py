@@ -57,7 +57,7 @@ def register(
         settings.admission.server = webhook_server(server_settings)
         settings.admission.managed = None  # the chart renders the MutatingWebhookConfiguration
 
-    @kopf.index(*ROUTES, registry=registry, id="injection-routes")
+    @kopf.index(*ROUTES, registry=registry, id="injection_routes")
     def injection_routes(namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any) -> Any:
         body = {"metadata": {"namespace": namespace, "name": name}, "spec": dict(spec)}
         return {(namespace or "", name or ""): body}
