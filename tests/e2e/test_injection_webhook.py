@@ -6,7 +6,8 @@ a MutatingWebhookConfiguration by URL with that CA as caBundle, as the operator 
 creates pods: the API server calls the webhook over TLS and stores what it answers. Then a real
 config-service process is started from exactly the injected container's environment (the kubelet's part
 done by hand: fieldRefs resolved, ports and directories remapped to free ports and temporary directories)
-and serves a change over the HTTP long poll and through the file swap.
+and serves a change over the HTTP long poll and through the file swap. The sidecar template is the one
+the operator chart renders (helm template), so the injected spec is what an install would inject.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from conftest import OperatorProcess, free_port, route_object, wait_for, wait_route_ready
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -40,6 +42,7 @@ from devstack.services import service_command
 ROUTE = "orders"
 LABEL = "configrefresh.io/inject"
 SIDECAR_IMAGE = "registry.example/config-service:test"
+CHART = Path(__file__).resolve().parents[2] / "charts" / "config-refresh-operator"
 
 
 def webhook_configuration(name: str, namespace: str, url: str, ca_file: Path, policy: str) -> dict[str, Any]:
@@ -74,6 +77,35 @@ def webhook_configuration(name: str, namespace: str, url: str, ca_file: Path, po
     }
 
 
+def chart_sidecar_template(control_plane: ControlPlane, local_aws: LocalAws) -> str:
+    """The sidecar template exactly as the operator chart renders it into its ConfigMap (the
+    config-service chart's security context, resources, probes, ports), pointed at the local AWS stack."""
+    rendered = control_plane.helm(
+        "template",
+        "rel",
+        str(CHART),
+        "--namespace",
+        "config-refresh",
+        "--show-only",
+        "templates/operator-webhook.yaml",
+        "--set",
+        "aws.queueUrl=https://sqs.example/queue",
+        "--set",
+        "injection.enabled=true",
+        "--set",
+        f"injection.image.repository={SIDECAR_IMAGE.split(':')[0]}",
+        "--set",
+        f"injection.image.tag={SIDECAR_IMAGE.split(':')[1]}",
+        "--set",
+        f"injection.sidecar.awsRegion={local_aws.region}",
+        "--set",
+        f"injection.sidecar.awsEndpointUrl={local_aws.endpoint_url}",
+    ).stdout
+    (config_map,) = [doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap"]
+    text: str = config_map["data"]["sidecar.json"]
+    return text
+
+
 def pod_manifest(name: str, *, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -92,14 +124,8 @@ def injection(
     tmp_path: Path,
 ) -> Iterator[tuple[OperatorProcess, Callable[[str], None]]]:
     """The operator with injection on, a podSync route, and a factory registering the webhook by policy."""
-    template = {
-        "image": SIDECAR_IMAGE,
-        "awsRegion": local_aws.region,
-        "awsEndpointUrl": local_aws.endpoint_url,
-        "ttlSeconds": 0,
-    }
     template_file = tmp_path / "sidecar.json"
-    template_file.write_text(json.dumps(template))
+    template_file.write_text(chart_sidecar_template(control_plane, local_aws))
     route = route_object(ROUTE, local_aws=local_aws, prefix=local_aws.prefix, payload="invalidate")
     route["spec"]["podSync"] = {"selector": {"matchLabels": {"app": "orders"}}, "port": 50051}
     control_plane.kubectl("apply", "-n", kube_namespace, "-f", "-", input=json.dumps(route))
