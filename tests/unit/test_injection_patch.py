@@ -102,7 +102,7 @@ def test_the_sidecar_carries_the_template_and_the_routes_port() -> None:
     assert env["CONFIG_SERVICE_REFRESH_PORT"] == "50051"  # where podSync registers the pod
     assert env["CONFIG_SERVICE_CONFIG_HOST"] == "127.0.0.1"
     assert env["CONFIG_SERVICE_LOCAL_HTTP_HOST"] == "127.0.0.1"
-    assert env["CONFIG_SERVICE_LOCAL_HTTP_PORT"] == "8421"
+    assert env["CONFIG_SERVICE_LOCAL_HTTP_PORT"] == "2773"
     assert env["CONFIG_SERVICE_PREFIXES"] == "/orders/"
     assert env["CONFIG_SERVICE_LOCAL_FILES_DIR"] == "/config-refresh/files"
     assert env["CONFIG_SERVICE_LOCAL_FILES_SECURE_DIR"] == "/config-refresh/secure"
@@ -254,7 +254,7 @@ def test_config_service_accepts_the_injected_environment() -> None:
         }
         env["CONFIG_SERVICE_LOCAL_FILES_SECURE_DIR"] = secure
         settings = Settings.from_sources([], env)
-    assert settings.local_http_port == 8421
+    assert settings.local_http_port == 2773
     assert settings.insecure_refresh is True
     assert settings.refresh_accept_values is False
     assert settings.config_loopback

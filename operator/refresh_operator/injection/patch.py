@@ -40,7 +40,7 @@ ANNOTATIONS: dict[str, str] = {
     INJECT: "required: the ConfigRoute (same namespace) whose spec.podSync selects this pod",
     PREFIXES: "required: comma-separated Parameter Store prefixes the sidecar loads, each under the "
     "route's parameterPrefix",
-    HTTP_PORT: "port of the local HTTP API on 127.0.0.1 (default: the template's httpPort, 8421)",
+    HTTP_PORT: "port of the local HTTP API on 127.0.0.1 (default: the template's httpPort, 2773)",
     HTTP_SECURE_STRINGS: '"true": also serve SecureString values on the local HTTP API',
     FILES_DIR: "mount path of the files volume in every container (default /config-refresh/files)",
     SECURE_FILES_DIR: "mount path of the memory-backed SecureString volume (default /config-refresh/secure)",

@@ -58,7 +58,7 @@ class SidecarTemplate:
     config_port: int = 50052
     metrics_port: int = 9102
     health_port: int = 50053
-    http_port: int = 8421
+    http_port: int = 2773
     files_dir: str = "/config-refresh/files"
     secure_files_dir: str = "/config-refresh/secure"
     files_size_limit: str = "64Mi"
