@@ -207,6 +207,47 @@ def test_the_api_server_injects_the_sidecar_through_the_webhook_and_outages_do_n
     }
     assert pod["metadata"]["annotations"]["configrefresh.io/injected"] == ROUTE
 
+    # podSync registers the injected pod, once Ready (what a kubelet would report), at the sidecar's port.
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.9",
+            "podIPs": [{"ip": "127.0.0.9"}],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            ],
+        }
+    }
+    control_plane.kubectl(
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    cloud_map = local_aws.client("servicediscovery")
+
+    def registered() -> dict[str, str] | None:
+        for instance in cloud_map.list_instances(ServiceId=local_aws.service_id)["Instances"]:
+            attributes: dict[str, str] = instance.get("Attributes", {})
+            if (attributes.get("k8s-namespace"), attributes.get("k8s-pod")) == (
+                kube_namespace,
+                pod["metadata"]["name"],
+            ):
+                return attributes
+        return None
+
+    attributes = wait_for(registered, what="podSync registering the injected pod")
+    assert (attributes["AWS_INSTANCE_IPV4"], attributes["AWS_INSTANCE_PORT"]) == ("127.0.0.9", "50051")
+
     # Labelled (so the webhook is called) but no annotation: untouched. Unlabelled: never even called.
     plain = create_pod(control_plane, kube_namespace, pod_manifest("plain", labels=labels, annotations={}))
     assert "initContainers" not in plain["spec"]
