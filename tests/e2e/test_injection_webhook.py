@@ -422,3 +422,34 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dic
     request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (a loopback URL)
     with urllib.request.urlopen(request, timeout=90) as response:  # noqa: S310 (a loopback URL)
         return response.status, response.headers["ETag"], json.loads(response.read())
+
+
+def test_the_api_server_accepts_what_the_chart_renders_for_injection(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    """The chart's webhook objects pass the API server's validation (server-side dry run)."""
+    rendered = control_plane.helm(
+        "template",
+        "rel",
+        str(CHART),
+        "--namespace",
+        kube_namespace,
+        "--show-only",
+        "templates/operator-webhook.yaml",
+        "--set",
+        "aws.queueUrl=https://sqs.example/queue",
+        "--set",
+        "injection.enabled=true",
+        "--set",
+        "injection.failurePolicy=Fail",
+        "--set",
+        f"watch.namespaces={{{kube_namespace},apps}}",
+    ).stdout
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered) if doc]
+    assert sorted(kinds) == ["ConfigMap", "MutatingWebhookConfiguration", "Secret", "Service"]
+    applied = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", "-o", "json", input=rendered)
+    items = json.loads(applied.stdout)["items"]
+    (configuration,) = [i for i in items if i["kind"] == "MutatingWebhookConfiguration"]
+    (webhook,) = configuration["webhooks"]
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["matchPolicy"] == "Equivalent"  # defaulted by the API server: the object was accepted
