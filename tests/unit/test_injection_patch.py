@@ -173,8 +173,18 @@ def test_tls_route_with_service_account_tokens() -> None:
     assert env["CONFIG_SERVICE_TOKENREVIEW_ALLOWED_USERS"].endswith(":config-refresh-operator")
     assert "CONFIG_SERVICE_INSECURE_REFRESH" not in env
     assert "CONFIG_SERVICE_REFRESH_ACCEPT_VALUES" not in env  # values over TLS are accepted
+    assert "CONFIG_SERVICE_CONFIG_TLS_CERT_FILE" not in env  # gRPC reads stay plaintext on loopback
     volumes = {v["name"]: v for v in injected["spec"]["volumes"]}
     assert volumes["config-refresh-tls"]["secret"]["secretName"] == "orders-tls"
+    assert {
+        "name": "config-refresh-tls",
+        "mountPath": "/etc/config-service/tls",
+        "readOnly": True,
+    } in sidecar["volumeMounts"]
+    settings = config_service_settings(injected, tls_dir=Path(tempfile.mkdtemp()))
+    assert settings.refresh_tls
+    assert settings.tokenreview_audience == "configrefresh.io/prod.internal/orders"
+    assert settings.config_loopback
     with pytest.raises(InjectionRefused, match="refreshAllowedUsers"):
         inject(pod(annotations), tls_route, TEMPLATE)
 
@@ -244,16 +254,26 @@ def test_kopf_turns_the_injected_pod_into_a_json_patch_that_reproduces_it() -> N
     assert jsonpatch.apply_patch(original, ops) == injected
 
 
-def test_config_service_accepts_the_injected_environment() -> None:
-    injected = inject(pod(), route(), TEMPLATE)
-    assert injected is not None
+def config_service_settings(injected: dict[str, Any], tls_dir: Path | None = None) -> Settings:
+    """config-service's settings from the injected container's environment (directories remapped)."""
     with tempfile.TemporaryDirectory(dir="/dev/shm") as secure, tempfile.TemporaryDirectory() as files:
         env = {e["name"]: e["value"] for e in sidecar_of(injected)["env"] if "value" in e} | {
             "CONFIG_SERVICE_INSTANCE_ID": "orders-abc",
             "CONFIG_SERVICE_LOCAL_FILES_DIR": files,
+            "CONFIG_SERVICE_LOCAL_FILES_SECURE_DIR": secure,
         }
-        env["CONFIG_SERVICE_LOCAL_FILES_SECURE_DIR"] = secure
-        settings = Settings.from_sources([], env)
+        if tls_dir is not None:
+            for key in ("CONFIG_SERVICE_REFRESH_TLS_CERT_FILE", "CONFIG_SERVICE_REFRESH_TLS_KEY_FILE"):
+                path = tls_dir / Path(env[key]).name
+                path.write_text("pem")
+                env[key] = str(path)
+        return Settings.from_sources([], env)
+
+
+def test_config_service_accepts_the_injected_environment() -> None:
+    injected = inject(pod(), route(), TEMPLATE)
+    assert injected is not None
+    settings = config_service_settings(injected)
     assert settings.local_http_port == 2773
     assert settings.insecure_refresh is True
     assert settings.refresh_accept_values is False

@@ -158,9 +158,9 @@ def _refresh_auth_env(
                 "naming a Secret (tls.crt, tls.key) whose certificate carries the route's "
                 "refresh.tls.serverName and is signed by its caBundle"
             )
-        for port in ("REFRESH", "CONFIG"):
-            env.append(_env(f"CONFIG_SERVICE_{port}_TLS_CERT_FILE", f"{TLS_MOUNT}/tls.crt"))
-            env.append(_env(f"CONFIG_SERVICE_{port}_TLS_KEY_FILE", f"{TLS_MOUNT}/tls.key"))
+        # The refresh port only: ConfigService and the HTTP API stay plaintext on 127.0.0.1 (in the pod).
+        env.append(_env("CONFIG_SERVICE_REFRESH_TLS_CERT_FILE", f"{TLS_MOUNT}/tls.crt"))
+        env.append(_env("CONFIG_SERVICE_REFRESH_TLS_KEY_FILE", f"{TLS_MOUNT}/tls.key"))
     if auth_type == "serviceAccountToken":
         if not tls:
             raise InjectionRefused(
