@@ -131,3 +131,5 @@ def test_failure_policy_and_a_user_certificate() -> None:
     assert "needs injection.tls.caBundle or injection.tls.certManagerCertificate" in str(message)
     refused = render("injection.enabled=true", "injection.failurePolicy=Sometimes", check=False)
     assert "failurePolicy" in str(refused)
+    standby = render("injection.enabled=true", "replicaCount=2", check=False)
+    assert "injection.enabled needs replicaCount 1" in str(standby)
