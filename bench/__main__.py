@@ -1,9 +1,9 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
 Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling` runs
-a subset (the report then lists the others as not measured). `--base-operator PATH` adds another build's
-operator to the idle-memory row, measured side by side.
+windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling,local`
+runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
+build's operator to the idle-memory row, measured side by side.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -67,10 +67,11 @@ class Plan:
     getconfig_seconds: float
     poll_instances: int
     poll_plan: dict[float, int]
+    local_changes: int = 50
 
 
 FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
-QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1})
+QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -200,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         polls = polling.run(instances=plan.poll_instances, plan=plan.poll_plan)
         return Row([polling_result(polls)], polls=polls)
 
+    def local_row() -> Row:
+        from bench import local_delivery
+
+        return Row([local_delivery.run(changes=plan.local_changes)])
+
     started = time.monotonic()
     attempt("fanout", fanout_row)
     attempt("path", path_row)
@@ -208,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("idle", idle_row)
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
+    attempt("local", local_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

@@ -11,16 +11,24 @@ is not newer than what is held is answered STALE and changes nothing. A delete l
 own key, so a late, older upsert cannot resurrect the key (on an equal key the tombstone wins). When
 either side lacks a modification time (a refresh that did not carry one), only versions are compared.
 
+Listeners (`add_listener`) hear of every swap that applied something, with the entries applied (a
+re-read that only confirmed a version is not a change). They run on the writer's thread right after the
+swap, outside the lock: they must only note the change and return (the local delivery schedules its work
+on its event loop); one that raises is logged and never fails the writer.
+
 This module knows nothing about gRPC or AWS: any Python service can embed it.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
 
 
 class ValueType(enum.Enum):
@@ -178,6 +186,11 @@ class ConfigCache:
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self._write_lock = threading.Lock()
         self._snapshot = Snapshot.of(entries, utcnow())
+        self._listeners: list[Callable[[Sequence[Entry]], None]] = []
+
+    def add_listener(self, listener: Callable[[Sequence[Entry]], None]) -> None:
+        """Call `listener(applied_entries)` after every swap that applied a change (see the module doc)."""
+        self._listeners.append(listener)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -221,4 +234,11 @@ class ConfigCache:
                     results.append(ApplyResult(Outcome.STALE, held))
             if changed:
                 self._snapshot = current.with_changes(changed, utcnow())
+        applied = [result.held for result in results if result.outcome is Outcome.APPLIED]
+        if applied:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(applied)
+                except Exception:
+                    log.exception("cache listener failed")
         return results

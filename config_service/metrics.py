@@ -85,6 +85,37 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        # issue 21: local delivery
+        self.local_long_polls = Gauge(
+            "config_service_local_http_long_polls",
+            "Long polls on the local HTTP API waiting for a change.",
+            registry=self.registry,
+        )
+        self.local_delivery_latency = Histogram(
+            "config_service_local_delivery_seconds",
+            "From a change applied to the cache to a long poll answered (path=long_poll) or the files "
+            "swapped (path=files).",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.local_file_swaps = Counter(
+            "config_service_local_file_swaps_total",
+            "Atomic swaps of the parameter files by directory (plain, secure) and result (ok, error).",
+            ["directory", "result"],
+            registry=self.registry,
+        )
+        self.local_files_skipped = Counter(
+            "config_service_local_files_skipped_total",
+            "Parameters left out of the files because their name maps to no safe or free file path.",
+            registry=self.registry,
+        )
+        self.reload_hooks = Counter(
+            "config_service_reload_hooks_total",
+            "Reload hook runs after an applied change by kind (http, signal) and result (ok, error).",
+            ["kind", "result"],
+            registry=self.registry,
+        )
         self.registry.register(_CacheCollector(cache))
         # config_service_build_info{version, python} 1: which release each instance runs.
         build = Info("config_service_build", "The running config-service.", registry=self.registry)

@@ -37,6 +37,7 @@ from config_service.bootstrap import bootstrap
 from config_service.cache import ConfigCache
 from config_service.config_servicer import ConfigServicer
 from config_service.lifecycle import Lifecycle, Phase
+from config_service.local_delivery import LocalDelivery
 from config_service.metrics import Metrics
 from config_service.parameter_store import ParameterStore
 from config_service.refresh_servicer import RefreshServicer
@@ -74,6 +75,7 @@ class Service:
     registration: registration.CloudMapRegistration | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+    local: LocalDelivery | None = None  # issue 21: HTTP on loopback, files, reload hook
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -84,6 +86,8 @@ class Service:
             await self.health_server.start()
         if self.settings.metrics_enabled:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        if self.local is not None:
+            await self.local.start()
         log.info(
             "listening",
             extra={
@@ -91,6 +95,7 @@ class Service:
                 "config_address": f"{self.settings.config_bind_host}:{self.config_port}",
                 "metrics_port": self.metrics_port,
                 "health_port": self.health_port,
+                "local_http_port": self.local.http_port if self.local else None,
                 "auth_modes": list(self.settings.auth_modes) or ["insecure"],
                 "config_auth_modes": list(self.settings.config_auth_modes)
                 or (["loopback"] if self.settings.config_loopback else ["insecure"]),
@@ -107,6 +112,8 @@ class Service:
             backoff_seconds=self.settings.bootstrap_backoff_seconds,
             backoff_max_seconds=self.settings.bootstrap_backoff_max_seconds,
         )
+        if self.local is not None:
+            await self.local.ready()  # the files exist before the instance reports SERVING
         await self.lifecycle.set(Phase.SERVING)
         if self.registration is not None:
             await self.registration.register()
@@ -121,6 +128,8 @@ class Service:
             await self.registration.deregister()
         for task in self._tasks:
             task.cancel()
+        if self.local is not None:
+            await self.local.stop()
         if self.settings.drain_seconds > 0:
             # Load balancers and health watchers see NOT_SERVING while reads are still answered.
             await asyncio.sleep(self.settings.drain_seconds)
@@ -260,6 +269,7 @@ async def create_server(
         registration=registration.from_settings(settings, refresh_port=refresh_port),
         health_server=health_server,
         health_port=health_port,
+        local=LocalDelivery.from_settings(settings, cache=cache, lifecycle=lifecycle, metrics=metrics),
     )
 
 

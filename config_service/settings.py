@@ -22,6 +22,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from config_service.envsource import EnvSettings, environment, first_problem
+from config_service.settings_local import reload_signal
 from config_service.settings_rules import (
     ENV_PREFIX,
     SettingsError,
@@ -39,6 +40,7 @@ __all__ = [
     "env_name",
     "flag_name",
     "is_loopback_host",
+    "reload_signal",
 ]
 
 
@@ -176,6 +178,39 @@ class Settings(EnvSettings):
     )
     """Kubernetes namespace of this pod, registered as the k8s-namespace attribute (default: POD_NAMESPACE,
     which the chart sets from the downward API)."""
+    local_http_port: Port | None = None
+    """Serve the local HTTP read API (GET /v1/config/{name}, /v1/config?prefix=, long poll) on this port; 0
+    picks one; unset: off."""
+    local_http_host: str = "127.0.0.1"
+    """Address of the local HTTP API: a loopback address only (127.0.0.0/8, ::1, localhost); anything else
+    is refused, the HTTP API never leaves the pod."""
+    local_http_secure_strings: bool = False
+    """Serve SecureString values on the local HTTP API (default: withheld, 403 for one, left out of
+    listings): any process in the pod's network namespace can call it."""
+    local_http_max_wait_seconds: float = Field(300.0, gt=0)
+    """Longest long poll a caller may ask for with ?wait= (longer asks are cut to this)."""
+    local_http_default_wait_seconds: float = Field(30.0, ge=0)
+    """How long a request with If-None-Match and no ?wait= waits for a newer version before 304."""
+    local_files_dir: Path | None = None
+    """Write one file per String/StringList parameter under this directory, swapped atomically through a
+    ..data symlink as the kubelet does for ConfigMaps; unset: off."""
+    local_files_secure_dir: Path | None = None
+    """Write SecureString parameters (mode 0400) under this directory, which must be memory-backed (tmpfs);
+    unset: SecureStrings are not written to files."""
+    insecure_local_files_secure_on_disk: bool = False
+    """Allow local_files_secure_dir on a filesystem that is not memory-backed: secrets then reach a disk."""
+    local_reload_url: str | None = None
+    """After a change is applied (and the files swapped), POST the changed names to this loopback URL of
+    the app, e.g. http://127.0.0.1:8080/-/reload."""
+    local_reload_signal: str | None = None
+    """After a change is applied, send this signal (e.g. SIGHUP) to the app's process, found by
+    local_reload_pid_file or local_reload_process_name (needs shareProcessNamespace in a pod)."""
+    local_reload_pid_file: Path | None = None
+    """File holding the pid that local_reload_signal goes to (read at each reload)."""
+    local_reload_process_name: str | None = None
+    """Name (/proc/PID/comm, or the base name of argv[0]) of the processes local_reload_signal goes to."""
+    local_reload_timeout_seconds: float = Field(5.0, gt=0)
+    """How long the reload POST may take before it counts as failed."""
 
     def __init__(self, **values: Any) -> None:
         """Direct construction (tests, embedders): keywords over `CONFIG_SERVICE_*` variables."""
@@ -293,6 +328,7 @@ GROUPS = {
     "config_host": "ConfigService transport and authentication",
     "grace_seconds": "operations",
     "cloudmap_service_id": "Cloud Map self-registration (off unless cloudmap_service_id is set)",
+    "local_http_port": "local delivery to the app in the pod: HTTP on loopback, files, reload hook",
 }
 """The `--help` sections, each named by the field that opens it (fields keep their declaration order)."""
 

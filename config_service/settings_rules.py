@@ -8,6 +8,8 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from config_service.settings_local import check_local_delivery
+
 if TYPE_CHECKING:
     from config_service.settings import Settings
 
@@ -131,3 +133,4 @@ def check(settings: Settings) -> None:
             fail(path_name, f"file not found: {path}")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         fail("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    check_local_delivery(settings, fail)

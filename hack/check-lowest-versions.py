@@ -44,7 +44,7 @@ SOURCES = (
     "configrefresh_api",
 )
 # The programs' dependencies, which embedding the cache must not pull.
-PROGRAM_ONLY = ("kopf", "kubernetes", "typer", "rich")
+PROGRAM_ONLY = ("kopf", "kubernetes", "typer", "rich", "aiohttp")
 
 IMPORT_CORE = """
 import importlib.util, sys

@@ -16,6 +16,8 @@ import kopf
 
 from refresh_operator import logs
 from refresh_operator.handlers import register
+from refresh_operator.injection import webhook as injection
+from refresh_operator.injection.template import TemplateError
 from refresh_operator.logs import LogFormat
 from refresh_operator.podsync import handlers as podsync
 from refresh_operator.runtime import Runtime
@@ -89,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # podSync (issue 6), a peer on the same registry: the operator's Kubernetes client and thread pool.
         podsync.register(registry, settings, kube_api=runtime.kube, run=runtime.blocking.call)
     register(registry, runtime)
+    try:
+        injection.register(registry, settings)  # issue 21: the sidecar injection webhook
+    except TemplateError as error:
+        print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
+        sys.exit(2)
     asyncio.run(
         kopf.operator(
             registry=registry,

@@ -96,6 +96,22 @@ class OperatorSettings(EnvSettings):
         validation_alias="POD_ID",
         description="This replica's name in logs (the chart sets it from the downward API).",
     )
+    injection_enabled: bool = Field(
+        False, description="Serve the sidecar injection webhook (docs/any-language.md#injection)."
+    )
+    injection_address: str = Field(
+        "0.0.0.0", description="Where the injection webhook's HTTPS server listens."
+    )
+    injection_port: int = Field(9443, ge=1, le=65535)
+    injection_cert_file: FilePath | None = Field(
+        None,
+        description="The webhook's serving certificate (PEM) the API server checks against the webhook "
+        "configuration's caBundle; re-read when it changes.",
+    )
+    injection_key_file: FilePath | None = None
+    injection_template_file: FilePath | None = Field(
+        None, description="The sidecar template (JSON) the operator chart renders from injection.sidecar.*."
+    )
 
     @field_validator("queue_url", "region", "aws_endpoint_url", "metrics_address", mode="before")
     @classmethod
@@ -145,6 +161,12 @@ class OperatorSettings(EnvSettings):
             raise SettingsError(
                 f"{ENV_PREFIX}TLS_CERT_FILE and {ENV_PREFIX}TLS_KEY_FILE must be set together"
             )
+        if self.injection_enabled:
+            for name in ("injection_cert_file", "injection_key_file", "injection_template_file"):
+                if getattr(self, name) is None:
+                    raise SettingsError(
+                        f"{ENV_PREFIX}{name.upper()} is required when {ENV_PREFIX}INJECTION_ENABLED is true"
+                    )
         if self.service_account_name is not None and self.service_account_namespace is None:
             raise SettingsError(
                 f"{ENV_PREFIX}SERVICE_ACCOUNT_NAMESPACE is required with {ENV_PREFIX}SERVICE_ACCOUNT_NAME"

@@ -90,3 +90,84 @@ app.kubernetes.io/component: operator
 {{- $args = concat $args .Values.extraArgs }}
 {{- toJson $args }}
 {{- end }}
+
+{{/* Sidecar injection (issue 21): names, the injected image, and the webhook's TLS material. */}}
+{{- define "config-refresh-operator.webhookName" -}}
+{{- printf "%s-webhook" (include "config-refresh-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "config-refresh-operator.webhookTlsSecretName" -}}
+{{- default (printf "%s-tls" (include "config-refresh-operator.webhookName" .)) .Values.injection.tls.secretName }}
+{{- end }}
+
+{{- define "config-refresh-operator.sidecarImage" -}}
+{{- $image := .Values.injection.image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The sidecar template the operator reads (refresh_operator/injection/template.py), as JSON. */}}
+{{- define "config-refresh-operator.sidecarJson" -}}
+{{- $s := .Values.injection.sidecar }}
+{{- $users := $s.refreshAllowedUsers }}
+{{- if not $users }}
+{{- $users = list (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "config-refresh-operator.serviceAccountName" .)) }}
+{{- end }}
+{{- $template := dict
+  "image" (include "config-refresh-operator.sidecarImage" .)
+  "imagePullPolicy" .Values.injection.image.pullPolicy
+  "nativeSidecar" $s.nativeSidecar
+  "awsRegion" $s.awsRegion
+  "awsEndpointUrl" $s.awsEndpointUrl
+  "ttlSeconds" (int $s.ttlSeconds)
+  "graceSeconds" (int $s.graceSeconds)
+  "logLevel" $s.logLevel
+  "configPort" (int $s.configPort)
+  "metricsPort" (int $s.metricsPort)
+  "healthPort" (int $s.healthPort)
+  "httpPort" (int $s.httpPort)
+  "filesDir" $s.filesDir
+  "secureFilesDir" $s.secureFilesDir
+  "filesSizeLimit" $s.filesSizeLimit
+  "secureSizeLimit" $s.secureSizeLimit
+  "refreshAllowedUsers" $users
+  "extraEnv" $s.extraEnv
+  "resources" $s.resources
+  "securityContext" $s.securityContext
+  "readinessProbe" $s.readinessProbe
+  "livenessProbe" $s.livenessProbe
+  "startupProbe" $s.startupProbe }}
+{{- toPrettyJson $template }}
+{{- end }}
+
+{{/* The webhook's CA (base64 PEM) and, when the chart generates them, its certificate and key: generated
+on the first install and read back with lookup on upgrades, as the config-service chart does for its TLS. */}}
+{{- define "config-refresh-operator.webhookTls" -}}
+{{- if not (hasKey .Values "__webhookTls") }}
+{{- $material := dict "ca" .Values.injection.tls.caBundle "crt" "" "key" "" }}
+{{- if not .Values.injection.tls.secretName }}
+{{- $name := include "config-refresh-operator.webhookTlsSecretName" . }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $data := dict }}
+{{- if $existing }}{{ $data = (default dict $existing.data) }}{{ end }}
+{{- if and (index $data "tls.crt") (index $data "tls.key") (index $data "ca.crt") }}
+{{- $_ := set $material "ca" (index $data "ca.crt") }}
+{{- $_ := set $material "crt" (index $data "tls.crt") }}
+{{- $_ := set $material "key" (index $data "tls.key") }}
+{{- else }}
+{{- $service := include "config-refresh-operator.webhookName" . }}
+{{- $days := int .Values.injection.tls.validityDays }}
+{{- $ca := genCA (printf "%s-ca" $service) $days }}
+{{- $sans := list (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s.svc.cluster.local" $service .Release.Namespace) }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $service .Release.Namespace) nil $sans $days $ca }}
+{{- $_ := set $material "ca" ($ca.Cert | b64enc) }}
+{{- $_ := set $material "crt" ($cert.Cert | b64enc) }}
+{{- $_ := set $material "key" ($cert.Key | b64enc) }}
+{{- end }}
+{{- end }}
+{{- $_ := set .Values "__webhookTls" $material }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,3 @@
+module example.com/config-refresh/go-longpoll
+
+go 1.22
