@@ -145,6 +145,10 @@ class Node:
     def start(cls, *, detached: bool = False) -> Node:
         """Starts everything and returns once the node is Ready; stops what it started if that fails."""
         check_host()
+        if running() is not None:
+            raise ControlPlaneError(
+                "a one-node cluster started by `make cluster-up` runs; `make cluster-down` first"
+            )
         started = time.monotonic()
         bins = controlplane_build.ensure_built(quiet=True)
         node_build.ensure_built(quiet=True)
