@@ -20,6 +20,7 @@ make this one node per machine: a lock file guards it. It needs root.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
@@ -70,18 +71,34 @@ def _run(
     return proc
 
 
-def check_host() -> None:
-    """Root, and the runtime packages; raises ControlPlaneError with the command that fixes it."""
-    if os.geteuid() != 0:
-        raise ControlPlaneError("the one-node cluster needs root (cgroups, the bridge, containerd, mounts)")
+def _missing_packages() -> list[str]:
     missing = [
         p for p in ("containerd", "containerd-shim-runc-v2", "ctr", "iptables", "ip") if not shutil.which(p)
     ]
-    missing += [
+    return missing + [
         p
         for p in (RUNC, f"{CNI_BIN}/bridge", f"{CNI_BIN}/host-local", f"{CNI_BIN}/loopback")
         if not Path(p).exists()
     ]
+
+
+def check_host() -> None:
+    """Root, and the runtime packages, installed with apt-get when missing (as hack/container-env.sh does
+    for podman); raises ControlPlaneError with the command that fixes it otherwise."""
+    if os.geteuid() != 0:
+        raise ControlPlaneError("the one-node cluster needs root (cgroups, the bridge, containerd, mounts)")
+    missing = _missing_packages()
+    if missing and shutil.which("apt-get"):
+        _say(f"missing {', '.join(missing)}: apt-get install {_PACKAGES}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        subprocess.run(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", *_PACKAGES.split()],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        missing = _missing_packages()
     if missing:
         raise ControlPlaneError(f"missing {', '.join(missing)}: apt-get install -y {_PACKAGES}")
 
@@ -393,7 +410,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         atexit.unregister(self.stop)
         kubelet = self.procs.get("kubelet")
         if kubelet is not None and kubelet.poll() is None and self.plane.pids.get("kube-apiserver"):
-            _drain(self.plane.binaries.kubectl, self.plane.kubeconfig)
+            _drain(self.plane.binaries.kubectl, self.plane.kubeconfig, self.containerd_socket)
         for name in ("kubelet", "scheduler", "controller-manager"):
             stop(self.procs.pop(name, None))
         self.plane.stop(keep_files=True)
@@ -478,8 +495,10 @@ def _dnat(apiserver_port: int) -> None:
             _run(["iptables", "-t", "nat", "-I", chain, "-j", NAT_CHAIN])
 
 
-def _drain(kubectl: Path, kubeconfig: Path, timeout: float = 90.0) -> None:
-    """Deletes every pod and waits until the kubelet has torn their sandboxes down (CNI DEL, mounts)."""
+def _drain(kubectl: Path, kubeconfig: Path, socket: Path, timeout: float = 90.0) -> None:
+    """Deletes every pod and waits until the kubelet has torn their sandboxes down (CNI DEL, netns,
+    mounts, pod cgroups): no pod left in the API and no task left in containerd. A pod force-deleted
+    from the API is gone there at once, so the second condition is the one that matters then."""
     base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
     # Deployments and ReplicaSets would recreate the pods: scale nothing down, delete the owners first.
     _run(
@@ -497,7 +516,9 @@ def _drain(kubectl: Path, kubeconfig: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = _run([*base, "get", "pods", "-A", "-o", "name"], check=False)
-        if out.returncode != 0 or not out.stdout.strip():
+        pods_gone = out.returncode != 0 or not out.stdout.strip()
+        tasks = node_images.ctr(socket, "tasks", "ls", "-q", check=False)
+        if pods_gone and (tasks.returncode != 0 or not tasks.stdout.strip()):
             return
         time.sleep(1)
     _say("pods still present after the drain; stopping their containers directly")
@@ -529,6 +550,15 @@ def _cleanup_leftovers() -> None:
     for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         _run(["umount", "-l", mount], check=False)
     shutil.rmtree(WORKDIR, ignore_errors=True)
+    # After an unfinished drain: network namespaces of sandboxes (containerd's CRI names them cni-*, and
+    # nothing else on these machines runs it) and empty pod cgroups. Busy ones are left alone.
+    netns = Path("/run/netns")
+    for path in netns.glob("cni-*") if netns.is_dir() else []:
+        if not _run(["ip", "netns", "pids", path.name], check=False).stdout.strip():
+            _run(["ip", "netns", "delete", path.name], check=False)
+    for pod in sorted(Path("/sys/fs/cgroup").glob("*/kubepods/**/pod*"), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            pod.rmdir()
     if _run(["ip", "link", "show", BRIDGE], check=False).returncode == 0:
         _run(["ip", "link", "del", BRIDGE], check=False)
 
@@ -583,7 +613,9 @@ def down() -> str:
     if pid_runs(pids.get("kubelet", -1), exe["kubelet"]) and pid_runs(
         pids.get("kube-apiserver", -1), exe["kube-apiserver"]
     ):
-        _drain(controlplane_build.binaries().kubectl, Path(state["kubeconfig"]))
+        _drain(
+            controlplane_build.binaries().kubectl, Path(state["kubeconfig"]), Path(state["containerd_socket"])
+        )
     stopped = []
     for name in ("kubelet", "scheduler", "controller-manager", "kube-apiserver", "etcd"):
         pid = pids.get(name)
