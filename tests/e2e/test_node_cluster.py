@@ -417,3 +417,14 @@ def test_deleting_the_active_operator_replica_still_ends_the_rollout_succeeded(
     version = int(rollout["spec"]["parameter"]["version"])
     served = _served(release, f"{bridge_aws.prefix}acme/orders/greeting")
     assert set(served.values()) == {("after-the-active-replica-went", version)}, served
+
+    # The deleted replica is gone for good and the Deployment is back at two Ready replicas; the next
+    # change is handled by whichever of them leads now.
+    def replaced() -> set[str]:
+        ready = {pod["metadata"]["name"] for pod in release.ready_pods(OPERATOR_PODS)}
+        return ready if len(ready) == 2 and active not in ready else set()
+
+    _wait("two Ready operator replicas, the deleted one not among them", replaced)
+    again = _apply_wait(bridge_aws, release, tmp_path / "tree", "after-the-replacement")
+    assert again["status"]["phase"] == "Succeeded", again["status"]
+    assert again["status"]["refreshed"] == INSTANCES, again["status"]
