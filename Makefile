@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install proto lint test test-fast controlplane containers image demo demo-up demo-down bench soak clean
+.PHONY: help install proto lint test test-fast controlplane containers image cluster-up cluster-down demo demo-up demo-down bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ containers: ## podman, runc, debootstrap, the rlimits and the local base image (
 
 image: ## Build both images (operator, config-service): Docker with the pinned base, else podman with the Debian-built one
 	hack/build-images.sh
+
+cluster-up: $(STAMP) controlplane ## Start a real one-node cluster (kubelet, containerd, scheduler, controller-manager; root)
+	$(BIN)/python hack/cluster up
+
+cluster-down: $(STAMP) ## Stop what cluster-up started and clean the host up (bridge, NAT rule, mounts)
+	$(BIN)/python hack/cluster down
 
 lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, import contracts, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
 	$(BIN)/ruff check .

@@ -115,11 +115,13 @@ class LocalAws:
         startup_timeout: float = 60.0,
         detach: bool = False,
         verbose: bool = False,
+        host: str = HOST,
     ) -> LocalAws:
         """Start the moto process, wait until it serves, provision; raises LocalAwsError on failure.
 
         detach=True starts it in its own session and without the parent watch, for `hack/local-aws
         up`; otherwise it stops when this process exits (atexit) or dies (the server's parent watch).
+        `host` is 127.0.0.1 unless pods must reach it (the one-node cluster's bridge address).
         """
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="local-aws-", suffix=".log")
@@ -132,7 +134,7 @@ class LocalAws:
             "devstack.aws.local_aws",
             "serve",
             "--host",
-            HOST,
+            host,
             "--port",
             str(port),
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Pki:
     """Paths of the PEM files kube-apiserver and its clients use."""
 
     ca_cert: Path
+    ca_key: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -90,8 +92,12 @@ def _write(path: Path, data: bytes, *, private: bool = False) -> Path:
     return path
 
 
-def generate(directory: Path) -> Pki:
-    """Writes a CA, a serving cert/key, an admin client cert/key and a ServiceAccount key pair."""
+def generate(directory: Path, *, extra_ips: Sequence[str] = ()) -> Pki:
+    """Writes a CA, a serving cert/key, an admin client cert/key and a ServiceAccount key pair.
+
+    `extra_ips` are added to the serving certificate's SANs (the one-node cluster's API server also
+    listens on its bridge address). The CA key is kept too, so the node's components get certificates
+    from the same CA (devstack.node.pki)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "config-refresh test CA")])
@@ -111,6 +117,7 @@ def generate(directory: Path) -> Pki:
             x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
         ],
     )
 
@@ -134,6 +141,7 @@ def generate(directory: Path) -> Pki:
     pem = serialization.Encoding.PEM
     return Pki(
         ca_cert=_write(directory / "ca.crt", ca.public_bytes(pem)),
+        ca_key=_write(directory / "ca.key", _key_pem(ca_key), private=True),
         serving_cert=_write(directory / "apiserver.crt", serving.public_bytes(pem)),
         serving_key=_write(directory / "apiserver.key", _key_pem(serving_key), private=True),
         admin_cert=_write(directory / "admin.crt", admin.public_bytes(pem)),
@@ -150,6 +158,7 @@ def load(directory: Path) -> Pki:
     """The Pki previously generated into `directory` (for restarting kube-apiserver on the same certs)."""
     return Pki(
         ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
         serving_cert=directory / "apiserver.crt",
         serving_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
