@@ -34,7 +34,7 @@ from configrefresh_api.phases import Trigger
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
-from refresh_operator.backoff import equal_jitter
+from refresh_operator.backoff import doubling, equal_jitter
 from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import Kube, KubeError
@@ -324,7 +324,7 @@ class Consumer:
         """True if created, False if it existed, None if the API stayed unreachable (message kept)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + CREATE_RETRY_SECONDS
-        delay = 0.25
+        delays = doubling(0.25, max_seconds=5.0)
         what = f"the ConfigRefresh of {snapshot.name} v{snapshot.version} on {route.namespace}/{route.name}"
         while True:
             try:
@@ -335,12 +335,12 @@ class Consumer:
                 if 400 <= error.status < 500 and error.status not in (404, 408, 429):
                     logger.error("%s refused: %s", what, error)
                     return None
+                delay = next(delays)
                 if loop.time() + delay > give_up:
                     logger.error("%s not created (%s); message kept", what, error)
                     return None
                 logger.warning("%s not created yet (%s); retrying", what, error)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             if recorded.created:
                 self._created.setdefault(snapshot.name, []).append((route.namespace, recorded.name))
