@@ -75,3 +75,10 @@ async def test_a_failed_recheck_excuses_nothing() -> None:
 
     failed = [outcome(a, Result.FAILED, "UNAVAILABLE")]
     assert await settle_departures(failed, present=present, where="svc") == failed
+
+
+def test_the_operator_s_results_are_the_api_s() -> None:
+    from configrefresh_api.phases import InstanceResult
+
+    assert {str(r) for r in Result} | {"Pending"} == {str(r) for r in InstanceResult}
+    assert not Result.GONE.acknowledged  # it never answered: no latency, never "already done"
