@@ -16,14 +16,20 @@ from configrefresh_api.labels import (
     LABEL_ROUTE,
     LABEL_VERSION,
 )
-from configrefresh_api.phases import FAILED, HALTED, PARTIALLY_FAILED, PENDING, TERMINAL_PHASES
+from configrefresh_api.phases import (
+    FAILED,
+    HALTED,
+    NOT_FAILED_RESULTS,
+    PARTIALLY_FAILED,
+    PENDING,
+    TERMINAL_PHASES,
+)
 from configrefresh_api.refresh import ConfigRefresh, ConfigRefreshStatus
 
 FINAL_PHASES = TERMINAL_PHASES | {HALTED}
 """Where a pipeline stops waiting: the operator's terminal phases, and Halted (it waits for a person)."""
 FAILED_PHASES = frozenset({PARTIALLY_FAILED, FAILED, HALTED})
 """Halted (a progressive rollout stopped between waves) fails a --wait: a pipeline must not go on."""
-_OK_RESULTS = frozenset({"Applied", "Stale"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Rollout:
     refreshed: int
     failed: int
     stale: int
+    gone: int
+    """Instances that left Cloud Map during the rollout (Gone): not failures, nothing left to refresh."""
     latency_ms: int | None
     created: str
     superseded_by: str | None
@@ -62,10 +70,15 @@ class Rollout:
     @property
     def done_count(self) -> int:
         """Instances finished either way (`refreshed` already includes the Stale ones)."""
-        return self.refreshed + self.failed
+        return self.refreshed + self.failed + self.gone
+
+    @property
+    def remaining(self) -> int:
+        """The targets still there: the Gone ones have nothing left to refresh."""
+        return self.targets - self.gone
 
     def failed_instances(self) -> tuple[InstanceResult, ...]:
-        return tuple(i for i in self.instances if i.result not in _OK_RESULTS)
+        return tuple(i for i in self.instances if i.result not in NOT_FAILED_RESULTS)
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -92,6 +105,7 @@ def from_object(obj: dict[str, Any]) -> Rollout:
         refreshed=status.refreshed or 0,
         failed=status.failed or 0,
         stale=status.stale or 0,
+        gone=status.gone or 0,
         latency_ms=status.latency_ms,
         created=metadata.creation_timestamp,
         superseded_by=status.superseded_by or None,

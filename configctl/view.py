@@ -139,7 +139,7 @@ def rollouts_table(rollouts: Sequence[Rollout], *, title: str | None = None) -> 
             "" if r.version is None else str(r.version),
             Text(r.route),
             Text(r.phase, style=_PHASE_STYLE.get(r.phase, "white")),
-            f"{r.refreshed}/{r.targets}",
+            f"{r.refreshed}/{r.remaining}",
             str(r.failed),
             "" if r.latency_ms is None else f"{r.latency_ms}ms",
             r.trigger,
@@ -151,9 +151,10 @@ def rollouts_table(rollouts: Sequence[Rollout], *, title: str | None = None) -> 
 def rollout_line(r: Rollout) -> str:
     version = "" if r.version is None else f" v{r.version}"
     latency = "" if r.latency_ms is None else f" latency={r.latency_ms}ms"
+    gone = f" gone={r.gone}" if r.gone else ""
     return (
-        f"{r.parameter}{version} route={r.route} phase={r.phase} refreshed={r.refreshed}/{r.targets} "
-        f"stale={r.stale} failed={r.failed}{latency} trigger={r.trigger} age={age(r.created)} "
+        f"{r.parameter}{version} route={r.route} phase={r.phase} refreshed={r.refreshed}/{r.remaining} "
+        f"stale={r.stale} failed={r.failed}{gone}{latency} trigger={r.trigger} age={age(r.created)} "
         f"object={r.object_name}"
     )
 

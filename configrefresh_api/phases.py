@@ -28,6 +28,23 @@ TERMINAL_PHASES = frozenset({SUCCEEDED, PARTIALLY_FAILED, FAILED, SUPERSEDED})
 """Phases a rollout never leaves (Halted is not one: resume or abort moves it on)."""
 
 
+class InstanceResult(enum.StrEnum):
+    """`status.instances[].result`: how one instance ended in a rollout."""
+
+    APPLIED = "Applied"
+    STALE = "Stale"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    GONE = "Gone"
+    """Every call failed and Cloud Map then no longer listed the instance as healthy: it left during the
+    rollout (deregistered or unhealthy). Not a failure: it is counted in `status.gone`, not `failed`."""
+    PENDING = "Pending"
+
+
+NOT_FAILED_RESULTS = frozenset({InstanceResult.APPLIED, InstanceResult.STALE, InstanceResult.GONE})
+"""Results that are not a failure of the instance (Rejected and Failed are; Pending is not finished)."""
+
+
 class Trigger(enum.StrEnum):
     """`spec.source.trigger`: what made the ConfigRefresh."""
 

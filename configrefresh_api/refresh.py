@@ -140,7 +140,7 @@ class InstanceStatus:
     id: str
     address: str | None = None
     result: str | None = None
-    """Applied, Stale, Rejected, Failed or Pending."""
+    """Applied, Stale, Rejected, Failed, Gone (left Cloud Map during the rollout) or Pending."""
     version: int | None = None
     attempts: int | None = None
     error: str | None = None
@@ -177,6 +177,8 @@ class ConfigRefreshStatus:
     refreshed: int | None = None
     failed: int | None = None
     stale: int | None = None
+    gone: int | None = None
+    """Instances that left Cloud Map during the rollout (result Gone, not failures)."""
     progress: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
@@ -207,6 +209,7 @@ _STATUS_FIELDS: tuple[Field, ...] = (
     ("refreshed", "refreshed", int),
     ("failed", "failed", int),
     ("stale", "stale", int),
+    ("gone", "gone", int),
     ("progress", "progress", str),
     ("started_at", "startedAt", str),
     ("completed_at", "completedAt", str),

@@ -26,7 +26,14 @@ from configrefresh_api.phases import Phase
 from configrefresh_api.times import now_text as now_text
 from refresh_operator.fanout import Result, Target, TargetOutcome
 
-_ORDER = {Result.FAILED: 0, Result.REJECTED: 1, "Pending": 2, Result.STALE: 3, Result.APPLIED: 4}
+_ORDER = {
+    Result.FAILED: 0,
+    Result.REJECTED: 1,
+    Result.GONE: 2,
+    "Pending": 3,
+    Result.STALE: 4,
+    Result.APPLIED: 5,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +43,19 @@ class Counts:
     failed: int
     stale: int
     pending: int
+    gone: int = 0
 
     @property
     def progress(self) -> str:
-        return f"{self.refreshed}/{self.targets}"
+        """Refreshed out of the targets that are still there (a Gone instance has nothing to hold)."""
+        return f"{self.refreshed}/{self.targets - self.gone}"
 
 
 def count(targets: Sequence[Target], outcomes: Mapping[str, TargetOutcome]) -> Counts:
     """`refreshed` = instances holding this version or newer (Applied or Stale); `stale` is the Stale part;
-    `failed` = Failed or Rejected; `pending` = not finished yet."""
-    refreshed = failed = stale = 0
+    `failed` = Failed or Rejected; `gone` = left Cloud Map during the rollout (Gone, not a failure);
+    `pending` = not finished yet."""
+    refreshed = failed = stale = gone = 0
     for target in targets:
         outcome = outcomes.get(target.instance_id)
         if outcome is None:
@@ -53,6 +63,8 @@ def count(targets: Sequence[Target], outcomes: Mapping[str, TargetOutcome]) -> C
         if outcome.result in (Result.APPLIED, Result.STALE):
             refreshed += 1
             stale += outcome.result is Result.STALE
+        elif outcome.result is Result.GONE:
+            gone += 1
         else:
             failed += 1
     return Counts(
@@ -60,7 +72,8 @@ def count(targets: Sequence[Target], outcomes: Mapping[str, TargetOutcome]) -> C
         refreshed=refreshed,
         failed=failed,
         stale=stale,
-        pending=len(targets) - refreshed - failed,
+        pending=len(targets) - refreshed - failed - gone,
+        gone=gone,
     )
 
 
@@ -87,6 +100,8 @@ def instance_entries(
 
 
 def final_phase(counts: Counts) -> Phase:
+    """Succeeded when nothing failed (Gone instances are not failures), Failed when something failed and
+    nothing was refreshed, PartiallyFailed otherwise."""
     if counts.targets == 0 or counts.failed == 0:
         return SUCCEEDED
     if counts.refreshed == 0:

@@ -438,6 +438,7 @@ def test_get_configrefresh_shows_the_patched_status_in_columns(
             "refreshed": 48,
             "failed": 2,
             "stale": 0,
+            "gone": 1,
             "progress": "48/50",
             "latencyMs": 412,
             "startedAt": "2026-11-26T10:00:00Z",
@@ -449,6 +450,13 @@ def test_get_configrefresh_shows_the_patched_status_in_columns(
                     "result": "Failed",
                     "attempts": 3,
                     "error": "DEADLINE_EXCEEDED",
+                },
+                {
+                    "id": "orders-7d9f-def",
+                    "address": "10.1.2.4:50051",
+                    "result": "Gone",
+                    "attempts": 3,
+                    "error": "deregistered during the rollout",
                 },
             ],
             "instancesTruncated": True,
@@ -472,6 +480,13 @@ def test_get_configrefresh_shows_the_patched_status_in_columns(
     assert wide["ROUTE"] == "orders"
     assert wide["TRIGGER"] == "manual"
     assert wide["STALE"] == "0"
+    stored = json.loads(
+        control_plane.kubectl(
+            "get", "-n", kube_namespace, "configrefresh", "orders-db-url-v7", "-o", "json"
+        ).stdout
+    )["status"]
+    assert stored["gone"] == 1  # a field of the schema: not pruned
+    assert [entry["result"] for entry in stored["instances"]] == ["Failed", "Gone"]
 
 
 def test_get_configroute_shows_prefix_service_instances_and_ready(

@@ -36,11 +36,14 @@ class Result(StrEnum):
     STALE = "Stale"
     REJECTED = "Rejected"
     FAILED = "Failed"
+    GONE = "Gone"
+    """Every call failed, and then Cloud Map no longer listed the instance as a healthy member of the
+    route's service (deregistered or unhealthy): it left during the rollout. Not a failure."""
 
     @property
     def acknowledged(self) -> bool:
         """True when the instance answered the refresh (it never needs to be called again)."""
-        return self is not Result.FAILED
+        return self not in (Result.FAILED, Result.GONE)
 
 
 @dataclass(frozen=True)

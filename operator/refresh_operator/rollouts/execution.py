@@ -24,6 +24,7 @@ from refresh_operator.fanout import (
 from refresh_operator.fanout.mapping import build_request, effective_payload, recorded_outcome
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.rollouts.conclusion import conclude
+from refresh_operator.rollouts.departures import settle_departures
 from refresh_operator.rollouts.model import RetryLater, Subject
 from refresh_operator.rollouts.status_writer import Progress, ProgressWriter, StatusWriter
 from refresh_operator.rollouts.supersession import Running, Supersession
@@ -36,7 +37,7 @@ logger = logging.getLogger("refresh_operator.rollouts")
 DISCOVERY_RETRIES = 3
 """A Cloud Map failure is retried this many times (2 s, 4 s, 6 s apart) before the rollout is Failed."""
 
-EMPTY_COUNTS = {"targets": 0, "refreshed": 0, "failed": 0, "stale": 0, "progress": "0/0"}
+EMPTY_COUNTS = {"targets": 0, "refreshed": 0, "failed": 0, "stale": 0, "gone": 0, "progress": "0/0"}
 
 
 Discover = Callable[..., Awaitable[list[Target]]]
@@ -259,6 +260,21 @@ class Execution:
             writer.changed()
 
         payload = effective_payload(change.route, snapshot.value_type)
+        route = change.route
+
+        async def present() -> list[Target]:
+            return await self._discover(
+                self._cloud_map,
+                namespace=route.cloud_map_namespace,
+                service=route.cloud_map_service,
+                query_parameters=route.query_for(change.scope),
+                default_port=route.refresh.port,
+            )
+
+        async def settle(outcomes: list[TargetOutcome]) -> list[TargetOutcome]:
+            where = f"Cloud Map {route.cloud_map_namespace}/{route.cloud_map_service}"
+            return await settle_departures(outcomes, present=present, where=where)
+
         try:
             return await self._waves.run(
                 targets=progress.targets,
@@ -272,6 +288,7 @@ class Execution:
                 on_wave=on_wave,
                 cancel=running.cancel,
                 started_at=keep_deadline,
+                settle=settle,
             )
         finally:
             await writer.stop()

@@ -141,6 +141,7 @@ class Progress:
             "refreshed": counts.refreshed,
             "failed": counts.failed,
             "stale": counts.stale,
+            "gone": counts.gone,
             "progress": counts.progress,
             "instances": entries,
             "instancesTruncated": truncated,

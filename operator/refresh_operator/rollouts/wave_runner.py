@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from configrefresh.v1 import refresh_service_pb2 as pb
@@ -18,6 +18,9 @@ from refresh_operator import status
 from refresh_operator.boundary import HealthGateRefused
 from refresh_operator.fanout import FanOut, RefreshPolicy, Target, TargetOutcome
 from refresh_operator.waves import RolloutSpec
+
+Settle = Callable[[list[TargetOutcome]], Awaitable[list[TargetOutcome]]]
+"""Turns a wave's outcomes into the ones that count (rollouts.departures: Failed ones that left, Gone)."""
 
 
 class HealthProbe(Protocol):
@@ -61,9 +64,12 @@ class WaveRunner:
         on_wave: Callable[[int], None],
         cancel: asyncio.Event,
         started_at: float | None = None,
+        settle: Settle | None = None,
     ) -> Halt | None:
         """Run the waves from `plan.first`; `outcomes` is updated in place (it also holds what an earlier
         run settled). `started_at` (epoch seconds) keeps the deadline of a resumed handler's first wave.
+        `settle` runs on each wave's outcomes before they count (and before the failure threshold);
+        an outcome it changes is passed to `on_outcome` again.
         Returns why the rollout halted, or None when every wave ran (or `cancel` was set)."""
         ends = plan.ends
         for index, end in enumerate(ends, start=1):
@@ -81,6 +87,12 @@ class WaveRunner:
                 cancel=cancel,
                 started_at=started_at if index == plan.first else None,
             )
+            if settle is not None and not cancel.is_set():
+                settled = await settle(final)
+                for before, after in zip(final, settled, strict=True):
+                    if after != before:
+                        on_outcome(after)
+                final = settled
             for outcome in final:
                 outcomes[outcome.target.instance_id] = outcome
             if cancel.is_set():

@@ -38,6 +38,7 @@ from configrefresh_api.matching import (
     scope_of,
 )
 from configrefresh_api.naming import label_value, parameter_hash, refresh_name
+from configrefresh_api.phases import NOT_FAILED_RESULTS, InstanceResult
 from configrefresh_api.times import canonical_time, now_text, parse_time
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
@@ -85,7 +86,8 @@ REFRESH_BODY: dict[str, Any] = {
         "refreshed": 1,
         "failed": 0,
         "stale": 0,
-        "progress": "1/10",
+        "gone": 1,
+        "progress": "1/9",
         "startedAt": "2026-11-26T10:00:02Z",
         "completedAt": "2026-11-26T10:00:03.250000Z",
         "latencyMs": 1250,
@@ -98,6 +100,13 @@ REFRESH_BODY: dict[str, Any] = {
                 "attempts": 1,
             },
             {"id": "team-a.pod-2", "result": "Failed", "version": 0, "attempts": 3, "error": "deadline"},
+            {
+                "id": "team-a.pod-3",
+                "result": "Gone",
+                "version": 0,
+                "attempts": 3,
+                "error": "deregistered during the rollout",
+            },
         ],
         "instancesTruncated": False,
         "supersededBy": "orders-1a2b3c4d-v8-abcdef",
@@ -212,6 +221,14 @@ def test_every_phase_trigger_and_operation_is_the_crds() -> None:
     assert set(schema(REFRESHES, "spec", "parameter", "operation")["enum"]) == {str(o) for o in Operation}
     assert Phase.HALTED not in TERMINAL_PHASES
     assert {Phase.SUCCEEDED, Phase.PARTIALLY_FAILED, Phase.FAILED, Phase.SUPERSEDED} == TERMINAL_PHASES
+
+
+def test_every_instance_result_is_the_crds_and_gone_is_not_a_failure() -> None:
+    result = schema(REFRESHES, "status", "instances")["items"]["properties"]["result"]
+    assert set(result["enum"]) == {str(r) for r in InstanceResult}
+    assert InstanceResult.GONE in NOT_FAILED_RESULTS
+    assert not {InstanceResult.FAILED, InstanceResult.REJECTED} & NOT_FAILED_RESULTS
+    assert schema(REFRESHES, "status", "gone")["type"] == "integer"
 
 
 # -- typed kinds ------------------------------------------------------------------------------------------

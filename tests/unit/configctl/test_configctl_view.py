@@ -56,18 +56,29 @@ def test_failed_instances_table_keeps_brackets_in_errors() -> None:
         version=2,
         trigger="event",
         phase="PartiallyFailed",
-        targets=2,
+        targets=3,
         refreshed=1,
         failed=1,
         stale=0,
+        gone=1,
         latency_ms=None,
         created="",
         superseded_by=None,
-        instances=(InstanceResult("svc-3", "127.0.0.13:1", "Failed", None, 3, "[Errno 111] refused"),),
+        instances=(
+            InstanceResult("svc-3", "127.0.0.13:1", "Failed", None, 3, "[Errno 111] refused"),
+            InstanceResult("svc-4", "127.0.0.14:1", "Gone", None, 3, "deregistered during the rollout"),
+        ),
         instances_truncated=False,
     )
     show_failed_instances(output, [rollout])
     text = stderr.getvalue()
-    assert "/config-service/acme/x v2 [orders]: PartiallyFailed, 1 of 2 instance(s) failed" in text
+    assert "/config-service/acme/x v2 [orders]: PartiallyFailed, 1 of 3 instance(s) failed" in text
     assert "svc-3" in text
     assert "[Errno 111] refused" in text
+    assert "svc-4" not in text  # Gone is not a failure
+    assert rollout.done_count == 3
+    from configctl.view import rollout_line
+
+    line = rollout_line(rollout)
+    assert "refreshed=1/2 " in line
+    assert " failed=1 gone=1 " in line

@@ -290,3 +290,60 @@ async def test_an_older_halted_rollout_is_superseded_by_a_newer_one(make: Callab
     assert h.kube.final("r-v2")["supersededBy"] == "r-v3"
     assert "TookOver" in h.reasons("r-v3")
     assert h.kube.final("r-v3")["phase"] == status.SUCCEEDED
+
+
+async def test_a_failed_instance_that_left_cloud_map_is_gone_and_the_rollout_succeeds(
+    make: Callable[..., Harness],
+) -> None:
+    def answer(target: Target) -> Result:
+        if target.instance_id != "i-01":
+            return Result.APPLIED
+        # Terminated after the targets were picked: podSync deregisters it while its calls fail.
+        h.discovery.found = [t for t in h.discovery.found if t.instance_id != "i-01"]
+        return Result.FAILED
+
+    h = make(found=targets(3), answer=answer)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.SUCCEEDED
+    assert (final["targets"], final["refreshed"], final["failed"], final["gone"]) == (3, 2, 0, 1)
+    assert final["progress"] == "2/2"
+    assert final["conditions"][0]["message"] == "2/2 instances hold v3 (1 left Cloud Map during the rollout)"
+    gone = [entry for entry in final["instances"] if entry["id"] == "i-01"]
+    assert gone[0]["result"] == "Gone"
+    assert gone[0]["error"].startswith("deregistered during the rollout")
+    assert len(h.discovery.queries) == 2  # the targets, then the one re-check of the failed target
+
+
+async def test_a_failed_instance_still_in_cloud_map_stays_failed(make: Callable[..., Harness]) -> None:
+    h = make(found=targets(3), answer=lambda t: Result.FAILED if t.instance_id == "i-01" else Result.APPLIED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.PARTIALLY_FAILED
+    assert (final["refreshed"], final["failed"], final["gone"]) == (2, 1, 0)
+    assert [e["result"] for e in final["instances"] if e["id"] == "i-01"] == ["Failed"]
+    assert len(h.discovery.queries) == 2
+
+
+async def test_a_gone_instance_does_not_count_against_a_wave_s_failure_threshold(
+    make: Callable[..., Harness],
+) -> None:
+    def answer(target: Target) -> Result:
+        if target.instance_id == "i-00":
+            h.discovery.found = h.discovery.found[1:]
+            return Result.FAILED
+        return Result.APPLIED
+
+    h = make(
+        found=targets(3),
+        answer=answer,
+        rollout={"waves": ["1", "100%"], "bakeSeconds": 0, "failureThreshold": 0},
+    )
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    final = h.kube.final("r-v3")
+    assert final["phase"] == status.SUCCEEDED
+    assert h.fanout.calls == [["i-00"], ["i-01", "i-02"]]
+    assert (final["refreshed"], final["gone"]) == (2, 1)

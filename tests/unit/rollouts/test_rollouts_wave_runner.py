@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.boundary import HealthGateRefused
@@ -139,3 +140,33 @@ async def test_a_cancelled_rollout_stops_after_the_wave_in_flight() -> None:
     )
     assert halt is None
     assert len(fanout.calls) == 1
+
+
+async def test_settle_turns_outcomes_before_they_count_and_reports_the_changed_ones() -> None:
+    fanout = FakeFanOut(lambda t: Result.FAILED if t.instance_id == "i-00" else Result.APPLIED)
+    seen: list[TargetOutcome] = []
+    settled_waves: list[list[str]] = []
+
+    async def settle(final: list[TargetOutcome]) -> list[TargetOutcome]:
+        settled_waves.append([o.target.instance_id for o in final])
+        return [dataclasses.replace(o, result=Result.GONE) if o.result is Result.FAILED else o for o in final]
+
+    outcomes: dict[str, TargetOutcome] = {}
+    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(  # type: ignore[arg-type]
+        targets=targets(4),
+        plan=WavePlan([1, 4], spec(threshold=0.0)),
+        request=pb.RefreshRequest(refresh_id="r", version=3),
+        policy=RefreshPolicy(),
+        outcomes=outcomes,
+        on_outcome=seen.append,
+        on_wave=lambda _: None,
+        cancel=asyncio.Event(),
+        settle=settle,
+    )
+    assert halt is None  # the Gone one in wave 1 is not a failure: wave 2 ran
+    assert settled_waves == [["i-00"], ["i-01", "i-02", "i-03"]]
+    assert outcomes["i-00"].result is Result.GONE
+    assert [(o.target.instance_id, o.result) for o in seen][:2] == [
+        ("i-00", Result.FAILED),
+        ("i-00", Result.GONE),
+    ]
