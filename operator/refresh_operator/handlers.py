@@ -26,6 +26,7 @@ from configrefresh_api import groupversion as api
 from configrefresh_api.conditions import condition, merge_conditions
 from configrefresh_api.labels import KOPF_PREFIX, ROLLOUT_ACTION_ANNOTATION
 from configrefresh_api.phases import HALTED
+from refresh_operator.leadership import DEFAULT_LIFETIME_SECONDS, Peering, peerings_for
 from refresh_operator.rollouts import RetryLater
 from refresh_operator.routes import RouteError
 from refresh_operator.runtime import Runtime
@@ -34,7 +35,9 @@ ROUTES = (api.GROUP, api.VERSION, api.ROUTES)
 REFRESHES = (api.GROUP, api.VERSION, api.REFRESHES)
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(
+    settings: kopf.OperatorSettings, *, peering_lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS
+) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
@@ -47,6 +50,23 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # outlast a control-plane restart: about 25 minutes. Steps stay at 10 s: the wait after the API
     # server returns is the step in progress, and 60 s steps held rollouts back 52 s after a 60 s outage.
     settings.networking.error_backoffs = [1, 2, 5, *([10] * 150)]
+    # A replica killed without a clean stop stays "alive" in the peering until lastseen + lifetime: the
+    # standby waits that long before it takes over (kopf sends a keep-alive 5-10 s before expiry).
+    settings.peering.lifetime = peering_lifetime_seconds
+
+
+def peerings(settings: kopf.OperatorSettings, namespaces: Sequence[str] | None) -> list[Peering]:
+    """The peering objects kopf coordinates this replica through, from the settings kopf filled in from
+    --standalone / --peering / --priority and the scope (one per watched namespace when namespaced)."""
+    peering = settings.peering
+    return peerings_for(
+        name=peering.name,
+        priority=peering.priority,
+        standalone=peering.standalone,
+        clusterwide=peering.clusterwide,
+        mandatory=peering.mandatory,
+        namespaces=namespaces,
+    )
 
 
 API_REQUEST_CONNECTIONS = 24
@@ -124,8 +144,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.on.startup(registry=registry, id="runtime-start")
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings)
-        await runtime.start()
+        configure(settings, peering_lifetime_seconds=runtime.settings.peering_lifetime_seconds)
+        await runtime.start(peerings=peerings(settings, runtime.namespaces))
 
     @kopf.on.cleanup(registry=registry, id="runtime-stop")
     async def stop(**_: Any) -> None:

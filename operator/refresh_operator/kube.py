@@ -19,6 +19,7 @@ import kubernetes
 from configrefresh_api.groupversion import GROUP, VERSION
 from configrefresh_api.groupversion import REFRESHES as REFRESHES
 from configrefresh_api.groupversion import ROUTES as ROUTES
+from refresh_operator.leadership import PEERING_GROUP, PEERING_VERSION, Peering
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -119,6 +120,37 @@ class Kube:
             raise _wrap(f"get {plural}", error) from None
         except Exception as error:
             raise _wrap(f"get {plural}", error) from None
+        return result
+
+    def get_peering(self, peering: Peering) -> dict[str, Any] | None:
+        """The kopf peering object (KopfPeering, or ClusterKopfPeering cluster-wide); None if absent."""
+        if peering.name is None:
+            return None
+        api = self._custom()
+        try:
+            if peering.cluster_scoped or peering.namespace is None:
+                result: dict[str, Any] = api.get_cluster_custom_object(
+                    PEERING_GROUP,
+                    PEERING_VERSION,
+                    peering.plural,
+                    peering.name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            else:
+                result = api.get_namespaced_custom_object(
+                    PEERING_GROUP,
+                    PEERING_VERSION,
+                    peering.namespace,
+                    peering.plural,
+                    peering.name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise _wrap(f"get {peering.plural}", error) from None
+        except Exception as error:
+            raise _wrap(f"get {peering.plural}", error) from None
         return result
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:

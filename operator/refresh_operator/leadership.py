@@ -11,6 +11,10 @@ The rule is kopf's own (kopf._core.engines.peering): a peer is live until `lasts
 is paused when a live peer has a higher priority, or another live peer has the same one. This replica's
 entry is found by its priority: the chart draws a random priority per replica, so a second live entry of
 the same priority is a conflict, in which kopf pauses everyone.
+
+A namespaced operator peers in every namespace it watches (one KopfPeering each), and kopf pauses the
+whole operator when any of them shows a conflict: the replica is active only when it is active in all of
+them. A cluster-wide operator has one ClusterKopfPeering.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 logger = logging.getLogger("refresh_operator.leadership")
@@ -37,10 +41,17 @@ class Peering:
     namespace: str | None = None
     """The KopfPeering's namespace; None with `clusterwide` (a ClusterKopfPeering)."""
     clusterwide: bool = False
+    mandatory: bool = True
+    """`--peering NAME` makes peering mandatory. Without it kopf looks for a peering object named "default"
+    and runs without peering when there is none: then an absent object means active, as kopf behaves."""
+
+    @property
+    def cluster_scoped(self) -> bool:
+        return self.clusterwide or self.namespace is None
 
     @property
     def plural(self) -> str:
-        return "clusterkopfpeerings" if self.clusterwide else "kopfpeerings"
+        return "clusterkopfpeerings" if self.cluster_scoped else "kopfpeerings"
 
 
 def _parse_time(raw: object) -> datetime.datetime | None:
@@ -78,53 +89,91 @@ def is_active(status: Mapping[str, Any], *, priority: int, now: datetime.datetim
     return live.count(priority) == 1 and not any(other > priority for other in live)
 
 
+def peerings_for(
+    *,
+    name: str,
+    priority: int,
+    standalone: bool,
+    clusterwide: bool,
+    mandatory: bool,
+    namespaces: Sequence[str] | None,
+) -> list[Peering]:
+    """The peering objects kopf uses with these settings (kopf's `settings.peering`): none standalone,
+    the ClusterKopfPeering cluster-wide, otherwise one KopfPeering of that name per watched namespace."""
+    if standalone:
+        return []
+    if clusterwide or namespaces is None:
+        return [Peering(name=name, priority=priority, clusterwide=True, mandatory=mandatory)]
+    return [
+        Peering(name=name, priority=priority, namespace=namespace, mandatory=mandatory)
+        for namespace in dict.fromkeys(namespaces)
+    ]
+
+
 class Leadership:
-    """Answers "am I the active replica?" from the peering object, read through `read_peering`."""
+    """Answers "am I the active replica?" from the peering object(s), read through `read_peering`."""
 
     def __init__(
         self,
-        peering: Peering,
+        peerings: Peering | Sequence[Peering],
         *,
         read_peering: Callable[[Peering], Awaitable[Mapping[str, Any] | None]],
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
-        self._peering = peering
+        chosen = [peerings] if isinstance(peerings, Peering) else list(peerings)
+        self._peerings = [peering for peering in chosen if peering.name is not None]
         self._read = read_peering
         self._clock = clock
         self._last: bool | None = None
 
     @property
     def standalone(self) -> bool:
-        return self._peering.name is None
+        return not self._peerings
 
     async def is_active(self) -> bool:
-        """True on a standalone operator; otherwise whether kopf's rule makes this replica the active one.
-        When the peering object cannot be read the answer is False: a skipped pass is repaired by the next
-        one, two replicas running it at once are not."""
-        if self._peering.name is None:
+        """True on a standalone operator; otherwise whether kopf's rule makes this replica the active one
+        in every peering object it takes part in. When a peering object cannot be read the answer is
+        False: a skipped pass is repaired by the next one, two replicas running it at once are not."""
+        if not self._peerings:
             return True
-        try:
-            body = await self._read(self._peering)
-        except Exception as error:  # any failure to read means "not sure": skip the pass
-            logger.warning(
-                "Reading the peering %s failed (%s); treating this replica as standby",
-                self._peering.name,
-                error,
-            )
-            active = False
-        else:
-            status = (body or {}).get("status") or {}
-            active = is_active(
-                status if isinstance(status, Mapping) else {},
-                priority=self._peering.priority,
-                now=self._clock(),
-            )
+        active = True
+        for peering in self._peerings:
+            if not await self._active_in(peering):
+                active = False
+                break
         if active != self._last:
+            first = self._peerings[0]
             logger.info(
-                "This replica is %s for resync and retention (peering %s, priority %d)",
+                "This replica is now %s for resync and retention (peering %s, priority %d)",
                 "active" if active else "standby",
-                self._peering.name,
-                self._peering.priority,
+                first.name,
+                first.priority,
             )
             self._last = active
         return active
+
+    async def _active_in(self, peering: Peering) -> bool:
+        where = "cluster-wide" if peering.cluster_scoped else f"in {peering.namespace}"
+        try:
+            body = await self._read(peering)
+        except Exception as error:  # any failure to read means "not sure": skip the pass
+            logger.warning(
+                "Reading the peering %s %s failed (%s); treating this replica as standby",
+                peering.name,
+                where,
+                error,
+            )
+            return False
+        if body is None:
+            if peering.mandatory:
+                logger.warning(
+                    "The peering %s %s does not exist; treating this replica as standby", peering.name, where
+                )
+                return False
+            return True  # kopf runs without peering when the optional object is absent
+        status = body.get("status") or {}
+        return is_active(
+            status if isinstance(status, Mapping) else {},
+            priority=peering.priority,
+            now=self._clock(),
+        )

@@ -68,6 +68,12 @@ RESYNC_PASSES = Counter(
     "Resync passes of a route, by outcome (ok, error).",
     ["outcome"],
 )
+BACKGROUND_PASSES_SKIPPED = Counter(
+    "config_refresh_background_passes_skipped_total",
+    "Passes of a background loop (resync: one per route that fell due; retention: one per sweep) skipped "
+    "because this replica is a standby of the kopf peering.",
+    ["loop"],
+)
 
 
 def serve(*, address: str, port: int) -> None:

@@ -44,6 +44,7 @@ from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator import metrics
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.leadership import Leadership
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, list_parameters
 from refresh_operator.recorder import Recorder
 from refresh_operator.routes import Route, RouteIndex
@@ -137,6 +138,7 @@ class Resync:
         values: ValueCache,
         repair: Repairer | None = None,
         max_concurrent_passes: int = MAX_CONCURRENT_PASSES,
+        leadership: Leadership | None = None,
     ) -> None:
         self._settings = settings
         self._clients = clients
@@ -152,11 +154,12 @@ class Resync:
         self._absent: dict[tuple[str, str], set[str]] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._max_passes = max(1, max_concurrent_passes)
+        self._leadership = leadership
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                self._tick()
+                await self._tick()
             except Exception:
                 logger.exception("resync scheduling failed")
             with contextlib.suppress(TimeoutError):
@@ -166,8 +169,24 @@ class Resync:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
         now = asyncio.get_running_loop().time()
+        waiting = self._waiting(now)
+        if not waiting or len(self._running) >= self._max_passes:
+            return
+        if self._leadership is not None and not await self._leadership.is_active():
+            # A standby replica skips the passes that fell due (they count as run: due again one interval
+            # on), so it reads Parameter Store not at all and the peering object once per interval.
+            for _, _, key, route in waiting:
+                self._verify_seen[key] = route.verify_requested
+                if route.resync_interval_seconds > 0:
+                    self._due[key] = now + route.resync_interval_seconds
+            metrics.BACKGROUND_PASSES_SKIPPED.labels("resync").inc(len(waiting))
+            return
+        self._start(waiting, now)
+
+    def _waiting(self, now: float) -> list[tuple[bool, float, tuple[str, str], Route]]:
+        """The routes whose pass is due and not running, verify requests first, then the longest overdue."""
         live = {route.key: route for route in self._routes.all()}
         for key in [k for k in self._due if k not in live]:
             self._due.pop(key, None)
@@ -191,6 +210,9 @@ class Resync:
         # Verify requests first (someone waits on them), then the longest overdue: a route that waited
         # for a slot is not overtaken by one that just fell due again.
         waiting.sort(key=lambda item: (item[0], item[1]))
+        return waiting
+
+    def _start(self, waiting: list[tuple[bool, float, tuple[str, str], Route]], now: float) -> None:
         for _, _, key, route in waiting[: max(0, self._max_passes - len(self._running))]:
             self._verify_seen[key] = route.verify_requested
             if route.resync_interval_seconds > 0:

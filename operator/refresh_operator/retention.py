@@ -20,8 +20,10 @@ from configrefresh_api.groupversion import REFRESHES
 from configrefresh_api.labels import ANNOTATION_PARAMETER_NAME
 from configrefresh_api.phases import TERMINAL_PHASES
 from configrefresh_api.times import parse_time
+from refresh_operator import metrics
 from refresh_operator.aws import Blocking
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.leadership import Leadership
 
 logger = logging.getLogger("refresh_operator.retention")
 DELETES_AT_ONCE = 4
@@ -100,12 +102,17 @@ async def run(
     keep: int,
     interval: float,
     stop: asyncio.Event,
+    leadership: Leadership | None = None,
 ) -> None:
+    """Sweep every `interval` seconds; a standby replica of a kopf peering skips the sweep (counted)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if stop.is_set():
             return
+        if leadership is not None and not await leadership.is_active():
+            metrics.BACKGROUND_PASSES_SKIPPED.labels("retention").inc()
+            continue
         try:
             await sweep(
                 kube_api=kube_api,

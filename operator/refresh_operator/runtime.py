@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from refresh_operator import kube, metrics, retention
 from refresh_operator.antientropy import AntiEntropy
@@ -20,6 +21,7 @@ from refresh_operator.consumer import DRAIN_SECONDS, Consumer
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
 from refresh_operator.fanout.tokens import TokenCache
 from refresh_operator.kube import Kube, KubeError
+from refresh_operator.leadership import Leadership, Peering
 from refresh_operator.resync import Resync
 from refresh_operator.rollouts import Rollouts
 from refresh_operator.routes import RouteError, RouteIndex
@@ -50,7 +52,10 @@ class Runtime:
             raise RuntimeError("the operator runtime has not started")
         return self._rollouts
 
-    async def start(self) -> None:
+    async def start(self, *, peerings: Sequence[Peering] = ()) -> None:
+        """Build everything and start the background loops. `peerings`: the kopf peering objects this
+        replica takes part in (none standalone); resync and retention run only while it is the active one,
+        the consumer runs on every replica (competing consumers)."""
         self._stop = asyncio.Event()
         self._clients = await self.blocking.call(make_clients, self.settings)
         self.tokens = self._token_cache()
@@ -66,6 +71,7 @@ class Runtime:
         )
         metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
         await self._load_routes()
+        leadership = Leadership(peerings, read_peering=self._read_peering)
         consumer = Consumer(
             settings=self.settings,
             clients=self._clients,
@@ -90,6 +96,7 @@ class Runtime:
                 fanout=fanout,
                 policy_for=self._rollouts.policy,
             ).repair,
+            leadership=leadership,
         )
         self._tasks = [
             asyncio.create_task(consumer.run(self._stop), name="config-refresh-consumer"),
@@ -103,10 +110,14 @@ class Runtime:
                     keep=self.settings.retention_keep,
                     interval=self.settings.retention_interval_seconds,
                     stop=self._stop,
+                    leadership=leadership,
                 ),
                 name="config-refresh-retention",
             ),
         ]
+
+    async def _read_peering(self, peering: Peering) -> dict[str, Any] | None:
+        return await self.blocking.call(self.kube.get_peering, peering)
 
     def _token_cache(self) -> TokenCache | None:
         """Per-audience ServiceAccount tokens (TokenRequest), when the chart named the operator's account."""

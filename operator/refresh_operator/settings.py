@@ -56,6 +56,13 @@ class OperatorSettings(EnvSettings):
     retention_seconds: int = Field(7 * 24 * 3600, ge=0, le=10**9)
     retention_keep: int = Field(10, ge=1, le=10**6)
     retention_interval_seconds: int = Field(300, ge=1, le=86400)
+    peering_lifetime_seconds: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description="kopf peering: how long this replica counts as alive after its last keep-alive; a "
+        "standby takes over at most this long after the active replica died without a clean stop.",
+    )
     resync_grace_seconds: int = Field(10, ge=0, le=3600)
     status_patch_interval_seconds: float = Field(1.0, ge=0.1)
     instances_cap: int = Field(200, ge=1, le=5000)

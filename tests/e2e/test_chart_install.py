@@ -294,7 +294,8 @@ def test_both_charts_install_upgrade_and_uninstall(
     operator.upgrade("replicaCount=3", "refreshes.retentionKeep=20")
     deployment = _get(control_plane, "deployment", fullname, "-n", kube_namespace)
     assert deployment["spec"]["replicas"] == 3
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][container["args"].index("--peering") + 1] == fullname
     env = {e["name"]: e.get("value") for e in container["env"]}

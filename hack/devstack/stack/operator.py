@@ -1,8 +1,9 @@
 """The one operator launcher: `config-refresh-operator` as it ships, for the demo, the bench and the tests.
 
-The operator runs exactly as a user runs it, `config-refresh-operator --standalone --namespace NS`, in a
-session of its own, with the control plane's admin kubeconfig and the local AWS stack's endpoint and queue
-in its environment (`operator_environment`), logging to a file. `OperatorProcess` starts it, waits until it
+The operator runs exactly as a user runs it, `config-refresh-operator --standalone --namespace NS` (or
+`--peering NAME --priority N` for one replica of a peering), in a session of its own, with the control
+plane's admin kubeconfig and the local AWS stack's endpoint and queue in its environment
+(`operator_environment`), logging to a file. `OperatorProcess` starts it, waits until it
 has indexed the routes (from then on the consumer runs), and kills, stops or restarts it with the same
 settings, so a test can prove that rollouts survive a crash.
 """
@@ -74,10 +75,19 @@ class OperatorProcess:
     """One `config-refresh-operator` process watching one namespace; restartable with the same settings."""
 
     def __init__(
-        self, *, namespace: str, env: dict[str, str], log_path: Path, executable: Path | None = None
+        self,
+        *,
+        namespace: str,
+        env: dict[str, str],
+        log_path: Path,
+        executable: Path | None = None,
+        peering: tuple[str, int] | None = None,
     ) -> None:
-        """`executable`: another build's `config-refresh-operator` (the bench compares two builds)."""
+        """`executable`: another build's `config-refresh-operator` (the bench compares two builds).
+        `peering`: (KopfPeering name, priority) to run as one replica of a peering (`--peering NAME
+        --priority N`, as the chart runs replicaCount > 1) instead of `--standalone`."""
         self.namespace = namespace
+        self.peering = peering
         self.env = env
         self.log_path = log_path
         self.executable = executable or operator_executable()
@@ -112,13 +122,19 @@ class OperatorProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(self.executable), "--standalone", "--namespace", self.namespace],
+                [str(self.executable), *self.peering_args(), "--namespace", self.namespace],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+    def peering_args(self) -> list[str]:
+        if self.peering is None:
+            return ["--standalone"]
+        name, priority = self.peering
+        return ["--peering", name, "--priority", str(priority)]
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until this run has indexed the routes and kopf watches (the consumer runs from then on)."""

@@ -157,6 +157,8 @@ def test_the_default_install_is_one_standalone_replica_watching_its_namespace() 
     deployment = one(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert "strategy" not in deployment["spec"]
+    env = {e["name"] for e in container(manifests)["env"]}
+    assert "CONFIG_REFRESH_PEERING_LIFETIME_SECONDS" not in env
     args = container(manifests)["args"]
     assert "--standalone" in args
     assert "--peering" not in args
@@ -258,14 +260,41 @@ def test_more_than_one_replica_turns_peering_on_consistently(
 ) -> None:
     manifests = render_operator(*sets)
     deployment = one(manifests, "Deployment")
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # An upgrade starts one new pod before it stops an old one: a replica is always running and kopf
+    # peering decides which one is active.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    budget = one(manifests, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] < deployment["spec"]["replicas"], "a drain keeps one replica"
     main = container(manifests)
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["CONFIG_REFRESH_PEERING_LIFETIME_SECONDS"] == "60"
     assert "--standalone" not in main["args"]
     peering_name = main["args"][main["args"].index("--peering") + 1]
     assert one(manifests, peering_kind)["metadata"]["name"] == peering_name
     assert "--priority" in main["command"][2], "replicas need distinct priorities or all of them pause"
     roles = of_kind(manifests, "Role") + of_kind(manifests, "ClusterRole")
     assert any(("kopf.dev", peering_resource, "patch") in granted(role) for role in roles)
+
+
+def test_a_budget_that_lets_every_peering_replica_go_at_once_is_refused() -> None:
+    result = render_result(
+        OPERATOR_CHART,
+        "--set",
+        f"aws.queueUrl={QUEUE_URL}",
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "podDisruptionBudget.maxUnavailable=2",
+    )
+    assert result.returncode != 0
+    assert "podDisruptionBudget.maxUnavailable must be below replicaCount" in result.stderr
+    budget = one(
+        render_operator("replicaCount=2", "podDisruptionBudget.maxUnavailable=1"), "PodDisruptionBudget"
+    )
+    assert budget["spec"]["maxUnavailable"] == 1
 
 
 def test_one_replica_grants_no_peering_access() -> None:

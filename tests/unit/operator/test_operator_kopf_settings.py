@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import kopf
 
-from refresh_operator.handlers import configure
+from refresh_operator.handlers import configure, peerings
+from refresh_operator.leadership import Peering
 
 
 def _configured() -> kopf.OperatorSettings:
@@ -27,3 +28,24 @@ def test_progress_is_kept_in_the_projects_own_annotations() -> None:
     settings = _configured()
     assert settings.persistence.finalizer == "kopf.configrefresh.io/finalizer"
     assert settings.posting.loggers is False
+
+
+def test_the_peering_lifetime_is_the_operators_setting() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, peering_lifetime_seconds=15)
+    assert settings.peering.lifetime == 15
+
+
+def test_the_peering_objects_follow_what_kopf_filled_in_from_the_command_line() -> None:
+    settings = kopf.OperatorSettings()
+    settings.peering.standalone = True
+    assert peerings(settings, ["team-a"]) == []
+    settings = kopf.OperatorSettings()
+    settings.peering.name, settings.peering.priority, settings.peering.mandatory = "op", 42, True
+    settings.peering.clusterwide = False
+    assert peerings(settings, ["team-a", "team-b"]) == [
+        Peering(name="op", priority=42, namespace="team-a"),
+        Peering(name="op", priority=42, namespace="team-b"),
+    ]
+    settings.peering.clusterwide = True
+    assert peerings(settings, None) == [Peering(name="op", priority=42, clusterwide=True)]

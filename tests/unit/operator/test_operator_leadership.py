@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from refresh_operator.leadership import Leadership, Peering, is_active
+from refresh_operator.leadership import Leadership, Peering, is_active, peerings_for
 
 NOW = datetime.datetime(2026, 12, 5, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -83,3 +83,50 @@ def test_leadership_follows_the_peering_object_and_an_unreadable_one_means_stand
 def test_the_peering_kind_follows_the_scope() -> None:
     assert Peering(name="x", clusterwide=True).plural == "clusterkopfpeerings"
     assert Peering(name="x", namespace="ns").plural == "kopfpeerings"
+
+
+def test_a_namespaced_operator_peers_once_per_watched_namespace_and_cluster_wide_once() -> None:
+    def made(*, standalone: bool = False, clusterwide: bool, namespaces: list[str] | None) -> list[Peering]:
+        return peerings_for(
+            name="op",
+            priority=3,
+            standalone=standalone,
+            clusterwide=clusterwide,
+            mandatory=True,
+            namespaces=namespaces,
+        )
+
+    namespaced = made(clusterwide=False, namespaces=["a", "b", "a"])
+    assert [(p.namespace, p.plural) for p in namespaced] == [("a", "kopfpeerings"), ("b", "kopfpeerings")]
+    [cluster] = made(clusterwide=True, namespaces=None)
+    assert cluster.plural == "clusterkopfpeerings"
+    assert cluster.namespace is None
+    assert made(standalone=True, clusterwide=False, namespaces=["a"]) == []
+
+
+def test_kopf_pauses_on_a_conflict_in_any_namespace_so_the_replica_is_active_only_in_all() -> None:
+    peerings = [Peering(name="op", priority=7, namespace=namespace) for namespace in ("a", "b")]
+    bodies = {
+        "a": {"status": {"me": _peer(7)}},
+        "b": {"status": {"me": _peer(7), "other": _peer(9)}},
+    }
+
+    async def read(peering: Peering) -> Mapping[str, Any] | None:
+        return bodies[peering.namespace or ""]
+
+    leadership = Leadership(peerings, read_peering=read, clock=lambda: NOW)
+    assert not asyncio.run(leadership.is_active())
+    bodies["b"] = {"status": {"me": _peer(7), "other": _peer(9, seen_ago=61)}}
+    assert asyncio.run(leadership.is_active())
+
+
+def test_an_absent_peering_object_means_standby_with_peer_and_active_when_kopf_only_looked_for_it() -> None:
+    async def absent(_: Peering) -> Mapping[str, Any] | None:
+        return None
+
+    mandatory = Leadership(Peering(name="op", priority=1, namespace="a"), read_peering=absent)
+    assert not asyncio.run(mandatory.is_active()), "--peering NAME without its object: kopf cannot peer"
+    optional = Leadership(
+        Peering(name="default", priority=1, namespace="a", mandatory=False), read_peering=absent
+    )
+    assert asyncio.run(optional.is_active()), "no --peering and no 'default' object: kopf runs unpeered"

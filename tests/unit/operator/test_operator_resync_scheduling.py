@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.kube import Kube
+from refresh_operator.leadership import Leadership, Peering
 from refresh_operator.resync import PassReport, Resync
 from refresh_operator.routes import Route, RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
@@ -95,6 +99,56 @@ async def test_many_due_routes_run_a_bounded_number_of_passes_and_every_route_ge
     finally:
         stop.set()
         resync.release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(loop_task, timeout=10)
+        blocking.shutdown()
+
+
+def skipped(loop: str) -> float:
+    return REGISTRY.get_sample_value("config_refresh_background_passes_skipped_total", {"loop": loop}) or 0.0
+
+
+async def test_a_standby_replica_skips_its_due_passes_and_runs_them_once_it_is_active() -> None:
+    settings = load_settings(
+        {"CONFIG_REFRESH_QUEUE_URL": "http://127.0.0.1:1/queue", "AWS_REGION": "us-east-1"}
+    )
+    index = RouteIndex()
+    for number in range(2):
+        index.upsert(make_route(number))
+    active = False
+    reads = 0
+
+    async def read(_: Peering) -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        peers = {"me": {"priority": 5, "lifetime": 60, "lastseen": now}}
+        if not active:
+            peers["other"] = {"priority": 9, "lifetime": 60, "lastseen": now}
+        return {"status": peers}
+
+    blocking = Blocking(threads=2)
+    resync = CountingResync(
+        settings=settings,
+        clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
+        blocking=blocking,
+        kube_api=Kube(),
+        routes=index,
+        values=ValueCache(),
+        leadership=Leadership(Peering(name="op", priority=5, namespace="team-a"), read_peering=read),
+    )
+    resync.release.set()
+    before = skipped("resync")
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(resync.run(stop))
+    try:
+        await wait_until("two rounds of skipped passes", lambda: skipped("resync") >= before + 4)
+        assert resync.passed == set(), "a standby replica reads nothing from Parameter Store"
+        assert reads <= skipped("resync") - before, "the peering is read once per tick with due passes"
+        active = True
+        await wait_until("both routes passed", lambda: len(resync.passed) == 2)
+    finally:
+        stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(loop_task, timeout=10)
         blocking.shutdown()

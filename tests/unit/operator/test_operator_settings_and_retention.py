@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from refresh_operator.aws import Blocking
 from refresh_operator.kube import KubeError
-from refresh_operator.retention import DELETES_AT_ONCE, expired, sweep
+from refresh_operator.leadership import Leadership, Peering
+from refresh_operator.retention import DELETES_AT_ONCE, expired, run, sweep
 from refresh_operator.settings import SettingsError, load_settings
 
 BASE = {"CONFIG_REFRESH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q", "AWS_REGION": "us-east-1"}
@@ -138,3 +140,51 @@ def test_a_failed_delete_fails_the_sweep_after_the_others_are_done() -> None:
     with pytest.raises(KubeError, match="HTTP 500"):
         _sweep(kube_api)
     assert sorted(kube_api.deleted) == ["p-1", "p-3", "p-4", "p-5"]
+
+
+def test_retention_sweeps_only_while_this_replica_is_the_active_one() -> None:
+    kube_api = SlowKube([refresh(f"p-{i}", hours_ago=i) for i in range(3)])
+    answers = [False, False, True]
+
+    async def read(_: Peering) -> dict[str, Any]:
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        peers = {"me": {"priority": 1, "lifetime": 60, "lastseen": now}}
+        if not (answers.pop(0) if answers else True):
+            peers["leader"] = {"priority": 2, "lifetime": 60, "lastseen": now}
+        return {"status": peers}
+
+    def skipped() -> float:
+        sample = REGISTRY.get_sample_value(
+            "config_refresh_background_passes_skipped_total", {"loop": "retention"}
+        )
+        return sample or 0.0
+
+    async def go() -> None:
+        blocking = Blocking(threads=4)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run(
+                kube_api=kube_api,  # type: ignore[arg-type]
+                blocking=blocking,
+                namespaces=["ns"],
+                max_age_seconds=0,
+                keep=1,
+                interval=0.05,
+                stop=stop,
+                leadership=Leadership(Peering(name="op", priority=1, namespace="ns"), read_peering=read),
+            )
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(kube_api.deleted) < 2:
+                assert time.monotonic() < deadline, "the active replica never swept"
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=10)
+            blocking.shutdown()
+
+    before = skipped()
+    asyncio.run(go())
+    assert skipped() - before == 2, "the two standby rounds are skipped, not swept"
+    assert set(kube_api.deleted) == {"p-1", "p-2"}
