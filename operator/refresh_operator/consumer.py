@@ -146,6 +146,7 @@ class Consumer:
             while not stop.is_set():
                 try:
                     messages = await in_daemon_thread(self._receive)
+                    metrics.SQS_MESSAGES_RECEIVED.inc(len(messages))
                     failures = 0
                 except Exception as error:
                     metrics.SQS_RECEIVE_ERRORS.inc()

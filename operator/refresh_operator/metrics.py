@@ -40,6 +40,10 @@ PARAMETER_STORE_CALLS = Counter(
     "Parameter Store API calls made by the operator, by API and outcome (ok, not_found, error).",
     ["api", "outcome"],
 )
+SQS_MESSAGES_RECEIVED = Counter(
+    "config_refresh_sqs_messages_received_total",
+    "Messages ReceiveMessage returned (before validation, routing and coalescing): the delivery rate.",
+)
 SQS_RECEIVE_ERRORS = Counter(
     "config_refresh_sqs_receive_errors_total",
     "Failed SQS ReceiveMessage calls (the loop backs off and continues).",
