@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.context import OperatorContext
 from refresh_operator.kube import Kube
 from refresh_operator.resync import PassReport, Resync
 from refresh_operator.routes import Route, RouteIndex, route_from_object
@@ -75,12 +76,14 @@ async def test_many_due_routes_run_a_bounded_number_of_passes_and_every_route_ge
         index.upsert(make_route(number))
     blocking = Blocking(threads=2)
     resync = CountingResync(
-        settings=settings,
-        clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
-        blocking=blocking,
-        kube_api=Kube(),
-        routes=index,
-        values=ValueCache(),
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
+            blocking=blocking,
+            kube=Kube(),
+            routes=index,
+            values=ValueCache(),
+        ),
         max_concurrent_passes=LIMIT,
     )
     stop = asyncio.Event()
