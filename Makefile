@@ -44,11 +44,13 @@ cluster-up: $(STAMP) controlplane ## Start a real one-node cluster (kubelet, con
 cluster-down: $(STAMP) ## Stop what cluster-up started and clean the host up (bridge, NAT rule, mounts)
 	$(BIN)/python hack/cluster down
 
-lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, import contracts, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
+lint: $(STAMP) controlplane ## ruff, ruff format, mypy --strict, import contracts, module size, duplicate code, protobuf drift, helm lint, hadolint, cfn-lint, checkov, promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python hack/check-module-size.py
+	$(BIN)/pylint operator/refresh_operator config_service configctl configrefresh_api
 	hack/check-proto-drift.sh
 	$(BIN)/python hack/gen-values-table.py --check
 	hack/lint-deploy.sh

@@ -21,6 +21,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -243,9 +244,17 @@ async def create_server(
     lifecycle.add_listener(_health_listener(refresh_health, REFRESH_SERVICE))
     lifecycle.add_listener(_health_listener(config_health, CONFIG_SERVICE))
 
-    refresh_port = _bind(refresh_server, settings.host, settings.refresh_port, _refresh_credentials(settings))
+    refresh_port = _bind(
+        refresh_server,
+        settings.host,
+        settings.refresh_port,
+        _credentials(*settings.tls_files("refresh")),
+    )
     config_port = _bind(
-        config_server, settings.config_bind_host, settings.config_port, _config_credentials(settings)
+        config_server,
+        settings.config_bind_host,
+        settings.config_port,
+        _credentials(*settings.tls_files("config")),
     )
     return Service(
         settings=settings,
@@ -321,21 +330,12 @@ def _bind(server: grpc.aio.Server, host: str, port: int, credentials: grpc.Serve
     return int(bound)
 
 
-def _refresh_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if settings.refresh_tls_cert_file is None or settings.refresh_tls_key_file is None:
+def _credentials(
+    cert_file: Path | None, key_file: Path | None, client_ca_file: Path | None
+) -> grpc.ServerCredentials | None:
+    """One port's TLS (mutual when a client CA is set); None for plaintext."""
+    if cert_file is None or key_file is None:
         return None
     return ReloadingCertificate(
-        cert_file=settings.refresh_tls_cert_file,
-        key_file=settings.refresh_tls_key_file,
-        client_ca_file=settings.refresh_client_ca_file,
-    ).credentials()
-
-
-def _config_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if settings.config_tls_cert_file is None or settings.config_tls_key_file is None:
-        return None
-    return ReloadingCertificate(
-        cert_file=settings.config_tls_cert_file,
-        key_file=settings.config_tls_key_file,
-        client_ca_file=settings.config_client_ca_file,
+        cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file
     ).credentials()

@@ -255,6 +255,12 @@ class Settings(EnvSettings):
         check(self)
         return self
 
+    def tls_files(self, port: Literal["refresh", "config"]) -> tuple[Path | None, Path | None, Path | None]:
+        """(certificate, key, client CA) of the refresh or the config port."""
+        if port == "refresh":
+            return self.refresh_tls_cert_file, self.refresh_tls_key_file, self.refresh_client_ca_file
+        return self.config_tls_cert_file, self.config_tls_key_file, self.config_client_ca_file
+
     @property
     def refresh_tls(self) -> bool:
         """Whether the refresh port serves TLS."""

@@ -5,8 +5,9 @@ at fault by its environment variable, and the flag that opts out where there is 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from config_service.settings_local import check_local_delivery
 
@@ -41,6 +42,24 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+PORTS: tuple[Literal["refresh", "config"], ...] = ("refresh", "config")
+
+
+def _mutual_tls(
+    fail: Callable[[str, str], None],
+    settings: Settings,
+    port: Literal["refresh", "config"],
+    identities: Sequence[str],
+) -> None:
+    """A port with a client CA (`<port>_client_ca_file`) needs a certificate and allowed identities."""
+    cert, _, client_ca = settings.tls_files(port)
+    if client_ca is not None:
+        if cert is None:
+            fail(f"{port}_tls_cert_file", f"mutual TLS ({port}_client_ca_file) needs a server certificate")
+        if not identities:
+            fail(f"{port}_allowed_identities", "mutual TLS needs at least one allowed client identity")
+
+
 def check(settings: Settings) -> None:
     """Cross-field rules; each message names the key at fault."""
 
@@ -56,26 +75,18 @@ def check(settings: Settings) -> None:
     for prefix in settings.prefixes:
         if not prefix.startswith("/") or prefix == "/":
             fail("prefixes", f"each prefix must start with '/' and not be just '/', got {prefix!r}")
-    if (settings.refresh_tls_cert_file is None) != (settings.refresh_tls_key_file is None):
-        fail("refresh_tls_key_file", "refresh_tls_cert_file and refresh_tls_key_file go together")
-    if (settings.config_tls_cert_file is None) != (settings.config_tls_key_file is None):
-        fail("config_tls_key_file", "config_tls_cert_file and config_tls_key_file go together")
-    if settings.refresh_client_ca_file is not None:
-        if settings.refresh_tls_cert_file is None:
-            fail("refresh_tls_cert_file", "mutual TLS (refresh_client_ca_file) needs a server certificate")
-        if not settings.refresh_allowed_identities:
-            fail("refresh_allowed_identities", "mutual TLS needs at least one allowed client identity")
+    for port in PORTS:
+        cert, key, _ = settings.tls_files(port)
+        if (cert is None) != (key is None):
+            fail(f"{port}_tls_key_file", f"{port}_tls_cert_file and {port}_tls_key_file go together")
+    _mutual_tls(fail, settings, "refresh", settings.refresh_allowed_identities)
     if settings.tokenreview_audience is not None and not (
         settings.tokenreview_allowed_users
         or settings.config_tokenreview_allowed_users
         or settings.config_tokenreview_allowed_groups
     ):
         fail("tokenreview_allowed_users", "ServiceAccount authentication needs at least one allowed username")
-    if settings.config_client_ca_file is not None:
-        if settings.config_tls_cert_file is None:
-            fail("config_tls_cert_file", "mutual TLS (config_client_ca_file) needs a server certificate")
-        if not settings.config_allowed_identities:
-            fail("config_allowed_identities", "mutual TLS needs at least one allowed client identity")
+    _mutual_tls(fail, settings, "config", settings.config_allowed_identities)
     if (
         settings.config_tokenreview_allowed_users or settings.config_tokenreview_allowed_groups
     ) and settings.tokenreview_audience is None:

@@ -50,6 +50,7 @@ OutputOpt = Annotated[
         "--output", "-o", help="auto (table on a terminal, plain otherwise), table, plain, json, yaml."
     ),
 ]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")]
 TimeoutOpt = Annotated[str, typer.Option("--timeout", help="How long --wait waits: 90s, 2m, 1h.")]
 
 
@@ -78,37 +79,44 @@ def _run(output: Output, body: Callable[[], ExitCode]) -> None:
     raise typer.Exit(int(code))
 
 
-def with_settings(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Give a command the flags of these settings (generated from `ConfigctlSettings`' fields, so each is
-    declared once), and call it with `settings=` the flags given over the environment."""
+def with_settings(*names: str) -> Callable[[Callable[..., ExitCode]], Callable[..., None]]:
+    """Make a command body a command: give it `--output` and the flags of these settings (generated from
+    `ConfigctlSettings`' fields, so each is declared once), call it with `output=` and `settings=` (the
+    flags given over the environment), and exit with the code it returns or its error's code."""
 
-    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+    def decorate(command: Callable[..., ExitCode]) -> Callable[..., None]:
         signature = inspect.signature(command)
         hints = typing.get_type_hints(command, include_extras=True)
         parameters = [
-            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"
+            p.replace(annotation=hints[p.name])
+            for p in signature.parameters.values()
+            if p.name not in ("settings", "output")
         ]
+        kind = inspect.Parameter.KEYWORD_ONLY
+        parameters.append(inspect.Parameter("output_mode", kind, default=Mode.AUTO, annotation=OutputOpt))
         for name in names:
             field = ConfigctlSettings.model_fields[name]
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             flags = [f"--{name.replace('_', '-')}", *([str(extra["short"])] if "short" in extra else [])]
             option = typer.Option(*flags, help=f"{field.description} [env {variable(name)}]")
-            kind = inspect.Parameter.KEYWORD_ONLY
             parameters.append(
                 inspect.Parameter(name, kind, default=None, annotation=Annotated[str | None, option])
             )
 
         @functools.wraps(command)
         def run(**arguments: Any) -> None:
+            output = Output(arguments.pop("output_mode"))
             given = {name: arguments.pop(name) for name in names}
             try:
                 settings = load_settings(**given)
             except ConfigctlError as exc:
                 typer.echo(exc.message, err=True)
                 raise typer.Exit(int(exc.exit_code)) from None
-            command(settings=settings, **arguments)
+            _run(output, lambda: command(output=output, settings=settings, **arguments))
 
-        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=parameters, return_annotation=None
+        )
         run.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
         return run
 
@@ -134,25 +142,21 @@ def apply(
         bool, typer.Option("--wait", help="After writing, wait until every rollout is final.")
     ] = False,
     timeout: TimeoutOpt = "2m",
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Apply a config tree: validate, plan, write only what changed (and with --wait, wait until live)."""
-    output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-    _run(
+    return commands.run_apply(
         output,
-        lambda: commands.run_apply(
-            output,
-            settings,
-            path=path,
-            prefix=prefix,
-            prune=prune,
-            dry_run=dry_run,
-            wait=wait,
-            wait_seconds=wait_seconds,
-        ),
+        settings,
+        path=path,
+        prefix=prefix,
+        prune=prune,
+        dry_run=dry_run,
+        wait=wait,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -168,22 +172,18 @@ def diff(
         bool,
         typer.Option("--exit-code", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."),
     ] = False,
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Show what apply would change, as a diff (secret values masked); writes nothing."""
-    output = Output(output_mode)
-    _run(
+    return commands.run_diff(
         output,
-        lambda: commands.run_diff(
-            output,
-            settings,
-            path=path,
-            prefix=prefix,
-            prune=prune,
-            exit_code=exit_code,
-        ),
+        settings,
+        path=path,
+        prefix=prefix,
+        prune=prune,
+        exit_code=exit_code,
     )
 
 
@@ -203,24 +203,20 @@ def status(
     ] = False,
     limit: Annotated[int, typer.Option("--limit", help="Show at most this many rollouts.")] = 20,
     timeout: TimeoutOpt = "10m",
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Show rollouts (ConfigRefreshes), newest first."""
-    output = Output(output_mode)
     watch_seconds = parse_duration(timeout)
-    _run(
+    return run_status(
         output,
-        lambda: run_status(
-            output,
-            Kube(settings),
-            parameter=parameter,
-            route=route,
-            limit=limit,
-            watch=watch,
-            watch_seconds=watch_seconds,
-        ),
+        Kube(settings),
+        parameter=parameter,
+        route=route,
+        limit=limit,
+        watch=watch,
+        watch_seconds=watch_seconds,
     )
 
 
@@ -234,25 +230,21 @@ def refresh(
     route: Annotated[
         str | None, typer.Option("--route", help="Only this ConfigRoute (default: all that claim it).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
+    wait: WaitOpt = False,
     timeout: TimeoutOpt = "2m",
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Push the current version of a parameter again (a manual ConfigRefresh), e.g. after a failed rollout."""
-    output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-    _run(
+    return commands.run_refresh(
         output,
-        lambda: commands.run_refresh(
-            output,
-            settings,
-            parameter=parameter,
-            route=route,
-            wait=wait,
-            wait_seconds=wait_seconds,
-        ),
+        settings,
+        parameter=parameter,
+        route=route,
+        wait=wait,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -268,23 +260,19 @@ def verify(
         bool, typer.Option("--wait/--no-wait", help="Wait for the operator's answer in status.resync.")
     ] = True,
     timeout: TimeoutOpt = "2m",
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Run a route's resync now: recover missed changes and repair instances behind the newest version."""
-    output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-    _run(
+    return commands.run_verify(
         output,
-        lambda: commands.run_verify(
-            output,
-            Kube(settings),
-            routes=route,
-            wait=wait,
-            timeout=timeout,
-            wait_seconds=wait_seconds,
-        ),
+        Kube(settings),
+        routes=route,
+        wait=wait,
+        timeout=timeout,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -294,28 +282,24 @@ def verify(
 @with_settings(*AWS, *KUBE)
 def rollback(
     parameter: Annotated[str, typer.Argument(help="Full parameter name.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the rollout(s) are final.")] = False,
+    wait: WaitOpt = False,
     timeout: TimeoutOpt = "2m",
     to_version: Annotated[
         int | None, typer.Option("--to-version", help="Version to restore (default: the one before current).")
     ] = None,
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Write the previous version's value back to Parameter Store as a new version (then rolled out)."""
-    output = Output(output_mode)
     wait_seconds = parse_duration(timeout)
-    _run(
+    return commands.run_rollback(
         output,
-        lambda: commands.run_rollback(
-            output,
-            settings,
-            parameter=parameter,
-            to_version=to_version,
-            wait=wait,
-            wait_seconds=wait_seconds,
-        ),
+        settings,
+        parameter=parameter,
+        to_version=to_version,
+        wait=wait,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -334,32 +318,24 @@ RefreshNameArg = Annotated[str, typer.Argument(help="The ConfigRefresh name (kub
 @with_settings(*KUBE)
 def rollout_resume(
     name: RefreshNameArg,
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Start the next wave of a Halted rollout."""
-    output = Output(output_mode)
-    _run(
-        output,
-        lambda: commands.run_rollout_action(output, Kube(settings), action="resume", name=name),
-    )
+    return commands.run_rollout_action(output, Kube(settings), action="resume", name=name)
 
 
 @rollout_app.command("abort")
 @with_settings(*KUBE)
 def rollout_abort(
     name: RefreshNameArg,
-    output_mode: OutputOpt = Mode.AUTO,
     *,
+    output: Output,
     settings: ConfigctlSettings,
-) -> None:
+) -> ExitCode:
     """Give up a Halted rollout (phase Failed, reason Aborted); instances keep what they hold."""
-    output = Output(output_mode)
-    _run(
-        output,
-        lambda: commands.run_rollout_action(output, Kube(settings), action="abort", name=name),
-    )
+    return commands.run_rollout_action(output, Kube(settings), action="abort", name=name)
 
 
 def main() -> None:

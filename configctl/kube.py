@@ -78,15 +78,7 @@ class Kube:
         return items
 
     def get_route(self, name: str) -> dict[str, Any] | None:
-        try:
-            route: dict[str, Any] = self._api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, ROUTES, name, _request_timeout=REQUEST_TIMEOUT
-            )
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise _kube_error(f"get {ROUTES}/{name}", exc) from None
-        return route
+        return self._get(ROUTES, name)
 
     def annotate_route(self, name: str, annotations: dict[str, str]) -> None:
         """Merge-patch annotations onto one ConfigRoute (404 → NOT_FOUND)."""
@@ -97,14 +89,18 @@ class Kube:
         self._annotate(REFRESHES, "ConfigRefresh", name, annotations)
 
     def get_refresh(self, name: str) -> dict[str, Any] | None:
+        return self._get(REFRESHES, name)
+
+    def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+        """One object of ours by name; None when it does not exist."""
         try:
             found: dict[str, Any] = self._api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, REFRESHES, name, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, plural, name, _request_timeout=REQUEST_TIMEOUT
             )
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None
-            raise _kube_error(f"get {REFRESHES}/{name}", exc) from None
+            raise _kube_error(f"get {plural}/{name}", exc) from None
         return found
 
     def _annotate(self, plural: str, kind: str, name: str, annotations: dict[str, str]) -> None:

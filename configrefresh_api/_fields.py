@@ -8,7 +8,7 @@ would return in canonical form. Nested objects read with their `from_body` and w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 Field = tuple[str, str, Callable[[Any], Any]]
 
@@ -47,3 +47,16 @@ def strings(raw: Any) -> dict[str, str]:
 
 def string_tuple(raw: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in raw or ())
+
+
+class Mapped:
+    """A frozen dataclass whose body is exactly its `FIELDS` table (attribute, body key, reader)."""
+
+    FIELDS: ClassVar[tuple[Field, ...]]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any] | None) -> Self:
+        return cls(**read(body, cls.FIELDS))
+
+    def to_body(self) -> dict[str, Any]:
+        return write(self, self.FIELDS)

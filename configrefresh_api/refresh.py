@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from configrefresh_api import _fields
 from configrefresh_api._fields import Field
@@ -24,6 +24,7 @@ from configrefresh_api.labels import (
 )
 from configrefresh_api.meta import ObjectMeta, OwnerReference
 from configrefresh_api.naming import label_value, parameter_hash, refresh_name
+from configrefresh_api.objects import TypedObject
 from configrefresh_api.phases import TERMINAL_PHASES, Phase, Trigger
 from configrefresh_api.times import canonical_time, parse_time
 from configrefresh_api.versions import Operation, VersionKey
@@ -167,7 +168,7 @@ def _conditions(raw: Any) -> tuple[Condition, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ConfigRefreshStatus:
+class ConfigRefreshStatus(_fields.Mapped):
     """`status`; times are kept as the RFC 3339 text the object holds."""
 
     phase: Phase | None = None
@@ -189,72 +190,38 @@ class ConfigRefreshStatus:
     observed_generation: int | None = None
     conditions: tuple[Condition, ...] | None = None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any] | None) -> ConfigRefreshStatus:
-        return cls(**_fields.read(body, _STATUS_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _STATUS_FIELDS)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("phase", "phase", Phase),
+        ("waves", "waves", lambda raw: tuple(int(item) for item in raw)),
+        ("current_wave", "currentWave", int),
+        ("targets", "targets", int),
+        ("refreshed", "refreshed", int),
+        ("failed", "failed", int),
+        ("stale", "stale", int),
+        ("gone", "gone", int),
+        ("progress", "progress", str),
+        ("started_at", "startedAt", str),
+        ("completed_at", "completedAt", str),
+        ("latency_ms", "latencyMs", int),
+        ("instances", "instances", lambda raw: tuple(InstanceStatus.from_body(item) for item in raw)),
+        ("instances_truncated", "instancesTruncated", bool),
+        ("superseded_by", "supersededBy", str),
+        ("observed_generation", "observedGeneration", int),
+        ("conditions", "conditions", _conditions),
+    )
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
 
 
-_STATUS_FIELDS: tuple[Field, ...] = (
-    ("phase", "phase", Phase),
-    ("waves", "waves", lambda raw: tuple(int(item) for item in raw)),
-    ("current_wave", "currentWave", int),
-    ("targets", "targets", int),
-    ("refreshed", "refreshed", int),
-    ("failed", "failed", int),
-    ("stale", "stale", int),
-    ("gone", "gone", int),
-    ("progress", "progress", str),
-    ("started_at", "startedAt", str),
-    ("completed_at", "completedAt", str),
-    ("latency_ms", "latencyMs", int),
-    ("instances", "instances", lambda raw: tuple(InstanceStatus.from_body(item) for item in raw)),
-    ("instances_truncated", "instancesTruncated", bool),
-    ("superseded_by", "supersededBy", str),
-    ("observed_generation", "observedGeneration", int),
-    ("conditions", "conditions", _conditions),
-)
-
-
 @dataclasses.dataclass(frozen=True)
-class ConfigRefresh:
-    metadata: ObjectMeta
-    spec: ConfigRefreshSpec
-    status: ConfigRefreshStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
+class ConfigRefresh(TypedObject[ConfigRefreshSpec, ConfigRefreshStatus]):
+    KIND: ClassVar[str] = REFRESH_KIND
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ConfigRefresh:
-        status = body.get("status")
-        return cls(
-            metadata=ObjectMeta.from_body(body.get("metadata") or {}),
-            spec=ConfigRefreshSpec.from_body(body.get("spec") or {}),
-            status=ConfigRefreshStatus.from_body(status) if status is not None else None,
-        )
-
-    def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "apiVersion": API_VERSION,
-            "kind": REFRESH_KIND,
-            "metadata": self.metadata.to_body(),
-            "spec": self.spec.to_body(),
-        }
-        if self.status is not None:
-            body["status"] = self.status.to_body()
-        return body
+        return cls(*cls.read_parts(body, ConfigRefreshSpec.from_body, ConfigRefreshStatus.from_body))
 
 
 def new_refresh(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from configrefresh_api import _fields
 from configrefresh_api._fields import Field
 from configrefresh_api.conditions import Condition
-from configrefresh_api.groupversion import API_VERSION, ROUTE_KIND
+from configrefresh_api.groupversion import ROUTE_KIND
 from configrefresh_api.matching import ScopePattern, compile_scope_pattern, scope_of
-from configrefresh_api.meta import ObjectMeta
+from configrefresh_api.objects import TypedObject
 
 
 def _nested(kind: Any) -> Any:
@@ -64,7 +64,7 @@ class HealthGate:
 
 
 @dataclasses.dataclass(frozen=True)
-class RolloutSettings:
+class RolloutSettings(_fields.Mapped):
     """`spec.rollout`: progressive waves (cumulative sizes such as "1", "10%", "100%")."""
 
     waves: tuple[str, ...] = ()
@@ -72,79 +72,53 @@ class RolloutSettings:
     failure_threshold: float | None = None
     health_gate: HealthGate | None = None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> RolloutSettings:
-        return cls(**_fields.read(body, _ROLLOUT_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _ROLLOUT_FIELDS)
-
-
-_ROLLOUT_FIELDS: tuple[Field, ...] = (
-    ("waves", "waves", _fields.string_tuple),
-    ("bake_seconds", "bakeSeconds", int),
-    ("failure_threshold", "failureThreshold", float),
-    ("health_gate", "healthGate", _nested(HealthGate)),
-)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("waves", "waves", _fields.string_tuple),
+        ("bake_seconds", "bakeSeconds", int),
+        ("failure_threshold", "failureThreshold", float),
+        ("health_gate", "healthGate", _nested(HealthGate)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class ResyncSettings:
+class ResyncSettings(_fields.Mapped):
     interval_seconds: int | None = None
     """How often missed events and lagging instances are sought (0 = never; CRD default 300)."""
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ResyncSettings:
-        return cls(**_fields.read(body, _RESYNC_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _RESYNC_FIELDS)
-
-
-_RESYNC_FIELDS: tuple[Field, ...] = (("interval_seconds", "intervalSeconds", int),)
+    FIELDS: ClassVar[tuple[Field, ...]] = (("interval_seconds", "intervalSeconds", int),)
 
 
 @dataclasses.dataclass(frozen=True)
-class TlsSettings:
+class TlsSettings(_fields.Mapped):
     enabled: bool | None = None
     server_name: str | None = None
     ca_bundle: str | None = None
     """Base64 of PEM CA certificates, as the object holds it."""
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> TlsSettings:
-        return cls(**_fields.read(body, _TLS_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _TLS_FIELDS)
-
-
-_TLS_FIELDS: tuple[Field, ...] = (
-    ("enabled", "enabled", bool),
-    ("server_name", "serverName", str),
-    ("ca_bundle", "caBundle", str),
-)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("enabled", "enabled", bool),
+        ("server_name", "serverName", str),
+        ("ca_bundle", "caBundle", str),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class AuthSettings:
+class AuthSettings(_fields.Mapped):
     type: str | None = None
     """none, bearerToken or serviceAccountToken."""
     audience: str | None = None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> AuthSettings:
-        return cls(**_fields.read(body, _AUTH_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _AUTH_FIELDS)
+    FIELDS: ClassVar[tuple[Field, ...]] = (("type", "type", str), ("audience", "audience", str))
 
 
-_AUTH_FIELDS: tuple[Field, ...] = (("type", "type", str), ("audience", "audience", str))
+def _number(raw: Any) -> float | int:
+    """Whole numbers stay int, so a body read and written back is unchanged."""
+    number = float(raw)
+    return int(number) if number.is_integer() and not isinstance(raw, float) else number
 
 
 @dataclasses.dataclass(frozen=True)
-class RefreshSettings:
+class RefreshSettings(_fields.Mapped):
     """`spec.refresh`: how the route's instances are called."""
 
     port: int | None = None
@@ -158,31 +132,17 @@ class RefreshSettings:
     tls: TlsSettings | None = None
     auth: AuthSettings | None = None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> RefreshSettings:
-        return cls(**_fields.read(body, _REFRESH_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _REFRESH_FIELDS)
-
-
-def _number(raw: Any) -> float | int:
-    """Whole numbers stay int, so a body read and written back is unchanged."""
-    number = float(raw)
-    return int(number) if number.is_integer() and not isinstance(raw, float) else number
-
-
-_REFRESH_FIELDS: tuple[Field, ...] = (
-    ("port", "port", int),
-    ("timeout_seconds", "timeoutSeconds", _number),
-    ("max_concurrency", "maxConcurrency", int),
-    ("max_attempts", "maxAttempts", int),
-    ("deadline_seconds", "deadlineSeconds", _number),
-    ("payload", "payload", str),
-    ("insecure_allow_plaintext", "insecureAllowPlaintext", bool),
-    ("tls", "tls", _nested(TlsSettings)),
-    ("auth", "auth", _nested(AuthSettings)),
-)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("port", "port", int),
+        ("timeout_seconds", "timeoutSeconds", _number),
+        ("max_concurrency", "maxConcurrency", int),
+        ("max_attempts", "maxAttempts", int),
+        ("deadline_seconds", "deadlineSeconds", _number),
+        ("payload", "payload", str),
+        ("insecure_allow_plaintext", "insecureAllowPlaintext", bool),
+        ("tls", "tls", _nested(TlsSettings)),
+        ("auth", "auth", _nested(AuthSettings)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +215,7 @@ _ROUTE_SPEC_FIELDS: tuple[Field, ...] = (
 
 
 @dataclasses.dataclass(frozen=True)
-class ResyncStatus:
+class ResyncStatus(_fields.Mapped):
     last_pass_time: str | None = None
     parameters: int | None = None
     calls: int | None = None
@@ -264,27 +224,19 @@ class ResyncStatus:
     verify_request: str | None = None
     error: str | None = None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ResyncStatus:
-        return cls(**_fields.read(body, _RESYNC_STATUS_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _RESYNC_STATUS_FIELDS)
-
-
-_RESYNC_STATUS_FIELDS: tuple[Field, ...] = (
-    ("last_pass_time", "lastPassTime", str),
-    ("parameters", "parameters", int),
-    ("calls", "calls", int),
-    ("recovered", "recovered", int),
-    ("repaired_instances", "repairedInstances", int),
-    ("verify_request", "verifyRequest", str),
-    ("error", "error", str),
-)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("last_pass_time", "lastPassTime", str),
+        ("parameters", "parameters", int),
+        ("calls", "calls", int),
+        ("recovered", "recovered", int),
+        ("repaired_instances", "repairedInstances", int),
+        ("verify_request", "verifyRequest", str),
+        ("error", "error", str),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class ConfigRouteStatus:
+class ConfigRouteStatus(_fields.Mapped):
     resync: ResyncStatus | None = None
     observed_generation: int | None = None
     registered: int | None = None
@@ -293,53 +245,19 @@ class ConfigRouteStatus:
     conditions: tuple[Condition, ...] | None = None
     """Ready (the operator core) and CloudMapSynced (podSync)."""
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any] | None) -> ConfigRouteStatus:
-        return cls(**_fields.read(body, _ROUTE_STATUS_FIELDS))
-
-    def to_body(self) -> dict[str, Any]:
-        return _fields.write(self, _ROUTE_STATUS_FIELDS)
-
-
-_ROUTE_STATUS_FIELDS: tuple[Field, ...] = (
-    ("resync", "resync", _nested(ResyncStatus)),
-    ("observed_generation", "observedGeneration", int),
-    ("registered", "registered", int),
-    ("healthy", "healthy", int),
-    ("conditions", "conditions", lambda raw: tuple(Condition.from_body(item) for item in raw)),
-)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ("resync", "resync", _nested(ResyncStatus)),
+        ("observed_generation", "observedGeneration", int),
+        ("registered", "registered", int),
+        ("healthy", "healthy", int),
+        ("conditions", "conditions", lambda raw: tuple(Condition.from_body(item) for item in raw)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class ConfigRoute:
-    metadata: ObjectMeta
-    spec: ConfigRouteSpec
-    status: ConfigRouteStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
+class ConfigRoute(TypedObject[ConfigRouteSpec, ConfigRouteStatus]):
+    KIND: ClassVar[str] = ROUTE_KIND
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ConfigRoute:
-        status = body.get("status")
-        return cls(
-            metadata=ObjectMeta.from_body(body.get("metadata") or {}),
-            spec=ConfigRouteSpec.from_body(body.get("spec") or {}),
-            status=ConfigRouteStatus.from_body(status) if status is not None else None,
-        )
-
-    def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "apiVersion": API_VERSION,
-            "kind": ROUTE_KIND,
-            "metadata": self.metadata.to_body(),
-            "spec": self.spec.to_body(),
-        }
-        if self.status is not None:
-            body["status"] = self.status.to_body()
-        return body
+        return cls(*cls.read_parts(body, ConfigRouteSpec.from_body, ConfigRouteStatus.from_body))

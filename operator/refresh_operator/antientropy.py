@@ -27,17 +27,15 @@ from configrefresh_api.phases import Trigger
 from configrefresh_api.times import canonical_time
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
-from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import routing_from_settings
+from refresh_operator.context import OperatorContext
 from refresh_operator.fanout import DiscoveryError, FanOut, RefreshPolicy, discover_instances
 from refresh_operator.fanout.states import Held, InstanceState
-from refresh_operator.kube import Kube, KubeError
+from refresh_operator.kube import KubeError
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.recorder import Recorder
 from refresh_operator.resync import Known
 from refresh_operator.routes import Route, RouteError
-from refresh_operator.settings import OperatorSettings
-from refresh_operator.values import ValueCache
 
 logger = logging.getLogger("refresh_operator.antientropy")
 
@@ -70,30 +68,22 @@ class AntiEntropy:
     def __init__(
         self,
         *,
-        settings: OperatorSettings,
-        clients: AwsClients,
-        blocking: Blocking,
-        kube_api: Kube,
-        values: ValueCache,
+        context: OperatorContext,
         fanout: FanOut,
         policy_for: Callable[[Route], RefreshPolicy],
     ) -> None:
-        self._settings = settings
-        self._clients = clients
-        self._blocking = blocking
-        self._kube = kube_api
-        self._values = values
+        self._context = context
         self._fanout = fanout
-        self._recorder = Recorder(kube_api=kube_api, blocking=blocking, values=values)
+        self._recorder = Recorder(kube_api=context.kube, blocking=context.blocking, values=context.values)
         self._policy_for = policy_for
-        self._routing = routing_from_settings(settings)
+        self._routing = routing_from_settings(context.settings)
 
     async def repair(
         self, route: Route, claimed: Sequence[ParameterSnapshot], known: Mapping[str, Known]
     ) -> int:
         """One anti-entropy pass of `route`; returns the number of instances sent a targeted refresh."""
         now = datetime.datetime.now(datetime.UTC)
-        grace = self._settings.resync_grace_seconds
+        grace = self._context.settings.resync_grace_seconds
         newest = [snapshot for snapshot in claimed if settled(snapshot, known.get(snapshot.name), now, grace)]
         present = {snapshot.name for snapshot in claimed}
         for name, entry in known.items():
@@ -122,7 +112,7 @@ class AntiEntropy:
         for query, snapshots in groups.items():
             try:
                 targets = await discover_instances(
-                    self._clients.servicediscovery,
+                    self._context.clients.servicediscovery,
                     namespace=route.cloud_map_namespace,
                     service=route.cloud_map_service,
                     query_parameters=dict(query),

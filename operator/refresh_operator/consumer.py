@@ -33,16 +33,14 @@ from typing import Any, TypeVar
 from configrefresh_api.phases import Trigger
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
-from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.backoff import doubling, equal_jitter
 from refresh_operator.coalescing import Coalescer, Timing
+from refresh_operator.context import OperatorContext
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
-from refresh_operator.kube import Kube, KubeError
+from refresh_operator.kube import KubeError
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.recorder import Recorder
-from refresh_operator.routes import Route, RouteIndex
-from refresh_operator.settings import OperatorSettings
-from refresh_operator.values import ValueCache
+from refresh_operator.routes import Route
 
 logger = logging.getLogger("refresh_operator.consumer")
 T = TypeVar("T")
@@ -117,21 +115,12 @@ class Consumer:
     def __init__(
         self,
         *,
-        settings: OperatorSettings,
-        clients: AwsClients,
-        blocking: Blocking,
-        kube: Kube,
-        routes: RouteIndex,
-        values: ValueCache,
+        context: OperatorContext,
         timing: Timing | None = None,
     ) -> None:
-        self._settings = settings
-        self._clients = clients
-        self._blocking = blocking
-        self._routes = routes
-        self._values = values
-        self._recorder = Recorder(kube_api=kube, blocking=blocking, values=values)
-        self._slots = asyncio.Semaphore(settings.max_inflight_messages)
+        self._context = context
+        self._recorder = Recorder(kube_api=context.kube, blocking=context.blocking, values=context.values)
+        self._slots = asyncio.Semaphore(context.settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
         self._created: dict[str, list[tuple[str, str]]] = {}
@@ -189,9 +178,9 @@ class Consumer:
         """
         for message in messages:
             try:
-                await self._blocking.call(
-                    self._clients.sqs.change_message_visibility,
-                    QueueUrl=self._settings.queue_url,
+                await self._context.blocking.call(
+                    self._context.clients.sqs.change_message_visibility,
+                    QueueUrl=self._context.settings.queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=0,
                 )
@@ -203,10 +192,10 @@ class Consumer:
             logger.info("Released %d message(s) received during shutdown", len(messages))
 
     def _receive(self) -> list[dict[str, Any]]:
-        response = self._clients.sqs.receive_message(
-            QueueUrl=self._settings.queue_url,
-            MaxNumberOfMessages=self._settings.max_messages,
-            WaitTimeSeconds=self._settings.wait_time_seconds,
+        response = self._context.clients.sqs.receive_message(
+            QueueUrl=self._context.settings.queue_url,
+            MaxNumberOfMessages=self._context.settings.max_messages,
+            WaitTimeSeconds=self._context.settings.wait_time_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
@@ -250,7 +239,7 @@ class Consumer:
                     self._logged_invalid.pop(next(iter(self._logged_invalid)))
                 logger.warning("Invalid message %s left for the DLQ: %s", message_id, invalid.reason)
             return
-        if not self._routes.match(event.name):
+        if not self._context.routes.match(event.name):
             metrics.EVENTS_RECEIVED.labels("unrouted").inc()
             logger.info("Message %s: no ConfigRoute claims %s; deleted", message_id, event.name)
             await self._delete(receipt)
@@ -276,7 +265,7 @@ class Consumer:
         (`deletion_key_time`).
         """
         self._created.pop(name, None)  # what an earlier, failed run of this key left
-        matches = self._routes.match(name)
+        matches = self._context.routes.match(name)
         if not matches:
             return "unrouted"
         with_value = any(route.refresh.payload == "value" for route, _ in matches)
@@ -300,12 +289,12 @@ class Consumer:
         bounds the wait; on another replica they never finish here)."""
         created = self._created.pop(name, [])
         if outcome == "created" and created:
-            await asyncio.gather(*(self._values.wait_fan_out(ns, obj) for ns, obj in created))
+            await asyncio.gather(*(self._context.values.wait_fan_out(ns, obj) for ns, obj in created))
 
     async def _read_once(self, name: str, *, with_value: bool) -> ParameterSnapshot | None:
         try:
-            snapshot = await self._blocking.call(
-                _read_now, self._clients.ssm, name=name, with_value=with_value
+            snapshot = await self._context.blocking.call(
+                _read_now, self._context.clients.ssm, name=name, with_value=with_value
             )
         except ParameterStoreError as error:
             metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()
@@ -355,13 +344,13 @@ class Consumer:
             return recorded.created
 
     async def _extend_visibility(self, receipt: str) -> None:
-        extension = self._settings.visibility_extension_seconds
+        extension = self._context.settings.visibility_extension_seconds
         while True:
             await asyncio.sleep(extension / 2)
             try:
-                await self._blocking.call(
-                    self._clients.sqs.change_message_visibility,
-                    QueueUrl=self._settings.queue_url,
+                await self._context.blocking.call(
+                    self._context.clients.sqs.change_message_visibility,
+                    QueueUrl=self._context.settings.queue_url,
                     ReceiptHandle=receipt,
                     VisibilityTimeout=extension,
                 )
@@ -370,8 +359,10 @@ class Consumer:
 
     async def _delete(self, receipt: str) -> None:
         try:
-            await self._blocking.call(
-                self._clients.sqs.delete_message, QueueUrl=self._settings.queue_url, ReceiptHandle=receipt
+            await self._context.blocking.call(
+                self._context.clients.sqs.delete_message,
+                QueueUrl=self._context.settings.queue_url,
+                ReceiptHandle=receipt,
             )
         except Exception as error:
             metrics.SQS_DELETE_ERRORS.inc()

@@ -42,14 +42,12 @@ from configrefresh_api.refresh import ConfigRefresh
 from configrefresh_api.times import canonical_time, now_text, parse_time
 from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator import metrics
-from refresh_operator.aws import AwsClients, Blocking
-from refresh_operator.kube import Kube, KubeError
+from refresh_operator.context import OperatorContext
+from refresh_operator.kube import KubeError
 from refresh_operator.leadership import Leadership
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, list_parameters
 from refresh_operator.recorder import Recorder
-from refresh_operator.routes import Route, RouteIndex
-from refresh_operator.settings import OperatorSettings
-from refresh_operator.values import ValueCache
+from refresh_operator.routes import Route
 
 logger = logging.getLogger("refresh_operator.resync")
 
@@ -130,23 +128,13 @@ class Resync:
     def __init__(
         self,
         *,
-        settings: OperatorSettings,
-        clients: AwsClients,
-        blocking: Blocking,
-        kube_api: Kube,
-        routes: RouteIndex,
-        values: ValueCache,
+        context: OperatorContext,
         repair: Repairer | None = None,
         max_concurrent_passes: int = MAX_CONCURRENT_PASSES,
         leadership: Leadership | None = None,
     ) -> None:
-        self._settings = settings
-        self._clients = clients
-        self._blocking = blocking
-        self._kube = kube_api
-        self._routes = routes
-        self._values = values
-        self._recorder = Recorder(kube_api=kube_api, blocking=blocking, values=values)
+        self._context = context
+        self._recorder = Recorder(kube_api=context.kube, blocking=context.blocking, values=context.values)
         self._repair = repair
         self._due: dict[tuple[str, str], float] = {}
         self._verify_seen: dict[tuple[str, str], str] = {}
@@ -187,7 +175,7 @@ class Resync:
 
     def _waiting(self, now: float) -> list[tuple[bool, float, tuple[str, str], Route]]:
         """The routes whose pass is due and not running, verify requests first, then the longest overdue."""
-        live = {route.key: route for route in self._routes.all()}
+        live = {route.key: route for route in self._context.routes.all()}
         for key in [k for k in self._due if k not in live]:
             self._due.pop(key, None)
             self._verify_seen.pop(key, None)
@@ -233,8 +221,8 @@ class Resync:
             **fields,
         }
         try:
-            await self._blocking.call(
-                self._kube.patch_status, ROUTES, route.namespace, route.name, {"resync": resync}
+            await self._context.blocking.call(
+                self._context.kube.patch_status, ROUTES, route.namespace, route.name, {"resync": resync}
             )
         except KubeError as error:
             metrics.KUBE_API_ERRORS.labels("patch_route_status").inc()
@@ -280,8 +268,8 @@ class Resync:
         report = PassReport()
         with_value = route.refresh.payload == "value"
         try:
-            listed, calls = await self._blocking.call(
-                list_parameters, self._clients.ssm, prefix=route.prefix, with_value=with_value
+            listed, calls = await self._context.blocking.call(
+                list_parameters, self._context.clients.ssm, prefix=route.prefix, with_value=with_value
             )
         except ParameterStoreError:
             metrics.PARAMETER_STORE_CALLS.labels("GetParametersByPath", "error").inc()
@@ -289,8 +277,8 @@ class Resync:
         metrics.PARAMETER_STORE_CALLS.labels("GetParametersByPath", "ok").inc(calls)
         claimed = [snapshot for snapshot in listed if route.scope_of(snapshot.name) is not None]
         report.listed, report.calls = len(claimed), calls
-        objects = await self._blocking.call(
-            self._kube.list,
+        objects = await self._context.blocking.call(
+            self._context.kube.list,
             REFRESHES,
             route.namespace,
             label_selector=refresh_selector(route=route.name),
@@ -303,9 +291,9 @@ class Resync:
                 snapshot,
                 known.get(snapshot.name),
                 now=now,
-                grace_seconds=self._settings.resync_grace_seconds,
+                grace_seconds=self._context.settings.resync_grace_seconds,
                 route_created=created,
-                retention_seconds=self._settings.retention_seconds,
+                retention_seconds=self._context.settings.retention_seconds,
             ) and await self._recover(route, snapshot):
                 report.recovered += 1
                 known[snapshot.name] = Known(newest=snapshot.key, operation=Operation.UPSERT, busy=True)

@@ -18,6 +18,7 @@ from refresh_operator.aws import AwsClients, Blocking, make_clients
 from refresh_operator.backoff import doubling
 from refresh_operator.boundary import admission_from_settings
 from refresh_operator.consumer import DRAIN_SECONDS, Consumer
+from refresh_operator.context import OperatorContext
 from refresh_operator.fanout import BreakerRegistry, ChannelPool, FanOut
 from refresh_operator.fanout.tokens import TokenCache
 from refresh_operator.kube import Kube, KubeError
@@ -60,19 +61,8 @@ class Runtime:
         self._clients = await self.blocking.call(make_clients, self.settings)
         self.tokens = self._token_cache()
         fanout = FanOut(channels=ChannelPool(), breakers=BreakerRegistry(), tokens=self.tokens)
-        self._rollouts = Rollouts(
-            settings=self.settings,
-            clients=self._clients,
-            blocking=self.blocking,
-            kube_api=self.kube,
-            routes=self.routes,
-            values=self.values,
-            fanout=fanout,
-        )
-        metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
-        await self._load_routes()
         leadership = Leadership(peerings, read_peering=self._read_peering)
-        consumer = Consumer(
+        context = OperatorContext(
             settings=self.settings,
             clients=self._clients,
             blocking=self.blocking,
@@ -80,22 +70,13 @@ class Runtime:
             routes=self.routes,
             values=self.values,
         )
+        self._rollouts = Rollouts(context=context, fanout=fanout)
+        metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
+        await self._load_routes()
+        consumer = Consumer(context=context)
         resync = Resync(
-            settings=self.settings,
-            clients=self._clients,
-            blocking=self.blocking,
-            kube_api=self.kube,
-            routes=self.routes,
-            values=self.values,
-            repair=AntiEntropy(
-                settings=self.settings,
-                clients=self._clients,
-                blocking=self.blocking,
-                kube_api=self.kube,
-                values=self.values,
-                fanout=fanout,
-                policy_for=self._rollouts.policy,
-            ).repair,
+            context=context,
+            repair=AntiEntropy(context=context, fanout=fanout, policy_for=self._rollouts.policy).repair,
             leadership=leadership,
         )
         self._tasks = [

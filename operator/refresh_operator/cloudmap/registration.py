@@ -34,7 +34,7 @@ from refresh_operator.cloudmap.client import (
 
 
 class Registrar:
-    """Async Cloud Map operations for podSync (implements ``podsync.reconcile.InstanceWriter``)."""
+    """Async Cloud Map operations for podSync: service lookup, instance listing, registration and health."""
 
     def __init__(
         self,

@@ -114,6 +114,14 @@ class CircuitBreaker:
             # A call allowed before the breaker opened failed late: restart the cool-down.
             self._opened_at = self._monotonic()
 
+    def record_error(self, code: grpc.StatusCode) -> None:
+        """The call failed with `code`: a failure of the endpoint (ENDPOINT_FAILURE_CODES), or else an
+        answer (the endpoint is reachable; the error is the request's or the instance's)."""
+        if code in ENDPOINT_FAILURE_CODES:
+            self.record_failure()
+        else:
+            self.record_success()
+
     def release(self) -> None:
         """The call ended (cancelled, local error) without news about the endpoint: free the probe slot."""
         self._probe_in_flight = False

@@ -29,7 +29,6 @@ from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.backoff import backoff_delays
 from refresh_operator.fanout import metrics
 from refresh_operator.fanout.breaker import (
-    ENDPOINT_FAILURE_CODES,
     BreakerRegistry,
     BreakerState,
     CircuitBreaker,
@@ -341,10 +340,7 @@ class FanOut:
                 )
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
-                if code in ENDPOINT_FAILURE_CODES:
-                    breaker.record_failure()
-                else:
-                    breaker.record_success()
+                breaker.record_error(code)
                 raise _AttemptFailed(
                     code=code.name, detail=_short(exc.details()), retryable=is_retryable(code)
                 ) from None

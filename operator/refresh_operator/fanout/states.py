@@ -20,7 +20,7 @@ import grpc
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from configrefresh_api.versions import VersionKey
-from refresh_operator.fanout.breaker import ENDPOINT_FAILURE_CODES, BreakerRegistry
+from refresh_operator.fanout.breaker import BreakerRegistry
 from refresh_operator.fanout.channels import ChannelPool
 from refresh_operator.fanout.credentials import Metadata
 from refresh_operator.fanout.policy import RefreshPolicy
@@ -76,10 +76,7 @@ async def get_states(
                 reply: Any = await stub.GetState(request, timeout=policy.timeout_seconds, metadata=metadata)
             except grpc.aio.AioRpcError as error:
                 code = error.code()
-                if code in ENDPOINT_FAILURE_CODES:
-                    breaker.record_failure()
-                else:
-                    breaker.record_success()
+                breaker.record_error(code)
                 log.info("GetState of %s failed (%s); skipped this pass", target.instance_id, code.name)
                 return target.instance_id, None
             except OSError as error:

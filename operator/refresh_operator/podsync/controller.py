@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, ServiceRef
+from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, Registrar, ServiceRef
 from refresh_operator.podsync import metrics
 from refresh_operator.podsync.flusher import StatusFlusher
 from refresh_operator.podsync.kube import Kube
@@ -54,7 +54,6 @@ from refresh_operator.podsync.reconcile import (
     plan_route,
 )
 from refresh_operator.podsync.state import (
-    CloudMapApi,
     EventSink,
     RouteKey,
     RouteState,
@@ -79,7 +78,7 @@ class PodSyncController:
         self,
         *,
         settings: OperatorSettings,
-        cloudmap: CloudMapApi,
+        cloudmap: Registrar,
         kube: Kube,
         events: EventSink,
         status_debounce: float = 0.5,

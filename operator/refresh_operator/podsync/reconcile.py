@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
 
 from refresh_operator.cloudmap.client import Instance
+from refresh_operator.cloudmap.registration import Registrar
 from refresh_operator.podsync.model import (
     PodIntent,
     comparable,
@@ -160,24 +160,6 @@ def plan_route(
     return actions
 
 
-class InstanceWriter(Protocol):
-    """The Cloud Map calls a plan needs (``cloudmap.Registrar`` implements it)."""
-
-    async def register(
-        self,
-        service_id: str,
-        instance_id: str,
-        attributes: Mapping[str, str],
-        *,
-        healthy: bool,
-        replace: bool = False,
-    ) -> None: ...
-
-    async def set_health(self, service_id: str, instance_id: str, healthy: bool) -> None: ...
-
-    async def deregister(self, service_id: str, instance_id: str) -> None: ...
-
-
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     action: Action
@@ -185,7 +167,7 @@ class Outcome:
 
 
 async def execute(
-    writer: InstanceWriter,
+    writer: Registrar,
     *,
     service_id: str,
     actions: Sequence[Action],

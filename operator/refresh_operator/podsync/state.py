@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, ServiceRef
+from refresh_operator.cloudmap import CloudMapError, InstanceNotFound, ServiceRef
 from refresh_operator.podsync import metrics
 from refresh_operator.podsync.model import RouteSync
 from refresh_operator.podsync.reconcile import (
     Action,
     ActualInstance,
-    InstanceWriter,
     Outcome,
     Register,
     SetHealth,
@@ -27,14 +26,6 @@ from refresh_operator.podsync.reconcile import (
 RouteKey = tuple[str, str]
 EventSink = Callable[[Mapping[str, Any], str, str], None]
 """(route body, reason, message) → post a Warning Event on the route."""
-
-
-class CloudMapApi(InstanceWriter, Protocol):
-    """What the controller needs from Cloud Map (``cloudmap.Registrar`` implements it)."""
-
-    async def resolve_service(self, namespace_name: str, service_name: str) -> ServiceRef: ...
-
-    async def list_instances(self, service_id: str) -> Mapping[str, Instance]: ...
 
 
 @dataclasses.dataclass

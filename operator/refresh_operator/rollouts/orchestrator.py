@@ -15,20 +15,19 @@ from configrefresh_api.phases import HALTED, Trigger
 from configrefresh_api.refresh import ConfigRefreshSpec
 from configrefresh_api.times import canonical_time
 from refresh_operator import kube, metrics, status
-from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.boundary import admission_from_settings
+from refresh_operator.context import OperatorContext
 from refresh_operator.fanout import FanOut, RefreshPolicy, discover_instances
 from refresh_operator.fanout.mapping import OperatorCredentials, effective_payload, policy_for
-from refresh_operator.kube import Kube, KubeError
+from refresh_operator.kube import KubeError
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
 from refresh_operator.rollouts.execution import Change, Discover, Execution, ExecutionSettings
 from refresh_operator.rollouts.model import EventPoster, RetryLater, Subject
 from refresh_operator.rollouts.status_writer import StatusWriter
 from refresh_operator.rollouts.supersession import Supersession
 from refresh_operator.rollouts.wave_runner import WaveRunner
-from refresh_operator.routes import Route, RouteError, RouteIndex
+from refresh_operator.routes import Route, RouteError
 from refresh_operator.settings import OperatorSettings
-from refresh_operator.values import ValueCache
 
 
 def credentials_from_settings(settings: OperatorSettings) -> OperatorCredentials:
@@ -49,32 +48,23 @@ class Rollouts:
     def __init__(
         self,
         *,
-        settings: OperatorSettings,
-        clients: AwsClients,
-        blocking: Blocking,
-        kube_api: Kube,
-        routes: RouteIndex,
-        values: ValueCache,
+        context: OperatorContext,
         fanout: FanOut,
         discover: Discover = discover_instances,
     ) -> None:
-        self._clients = clients
-        self._blocking = blocking
-        self._kube = kube_api
-        self._routes = routes
-        self._values = values
-        self._credentials = credentials_from_settings(settings)
-        self._admission = admission_from_settings(settings)
-        self._writer = StatusWriter(blocking=blocking, kube_api=kube_api, values=values)
+        self._context = context
+        self._credentials = credentials_from_settings(context.settings)
+        self._admission = admission_from_settings(context.settings)
+        self._writer = StatusWriter(blocking=context.blocking, kube_api=context.kube, values=context.values)
         self._supersession = Supersession(
-            writer=self._writer, blocking=blocking, kube_api=kube_api, values=values
+            writer=self._writer, blocking=context.blocking, kube_api=context.kube, values=context.values
         )
         self._execution = Execution(
             settings=ExecutionSettings(
-                instances_cap=settings.instances_cap,
-                status_patch_interval_seconds=settings.status_patch_interval_seconds,
+                instances_cap=context.settings.instances_cap,
+                status_patch_interval_seconds=context.settings.status_patch_interval_seconds,
             ),
-            cloud_map=clients.servicediscovery,
+            cloud_map=context.clients.servicediscovery,
             discover=discover,
             routing=self._admission.routing,
             writer=self._writer,
@@ -123,7 +113,7 @@ class Rollouts:
             post_event("Warning", "Failed", f"{error.reason}: {error}")
             return
 
-        snapshot = self._values.take(namespace, name)
+        snapshot = self._context.values.take(namespace, name)
         spec_key = parameter.key
         if snapshot is None or spec_key is None or snapshot.key != spec_key:
             manual = order.source.trigger is Trigger.MANUAL
@@ -191,11 +181,11 @@ class Rollouts:
         post_event("Warning", "Aborted", message)
 
     async def _route(self, namespace: str, name: str) -> Route:
-        route = self._routes.get(namespace, name)
+        route = self._context.routes.get(namespace, name)
         if route is not None:
             return route
         try:
-            obj = await self._blocking.call(self._kube.get, kube.ROUTES, namespace, name)
+            obj = await self._context.blocking.call(self._context.kube.get, kube.ROUTES, namespace, name)
         except KubeError as error:
             raise RetryLater(f"cannot read ConfigRoute {name}: {error}", delay=5) from None
         if obj is None:
@@ -204,8 +194,12 @@ class Rollouts:
 
     async def _read(self, name: str, *, with_value: bool, deleted_at: datetime.datetime) -> ParameterSnapshot:
         try:
-            snapshot = await self._blocking.call(
-                read_parameter, self._clients.ssm, name=name, with_value=with_value, deleted_at=deleted_at
+            snapshot = await self._context.blocking.call(
+                read_parameter,
+                self._context.clients.ssm,
+                name=name,
+                with_value=with_value,
+                deleted_at=deleted_at,
             )
         except ParameterStoreError as error:
             metrics.PARAMETER_STORE_CALLS.labels("GetParameter", "error").inc()

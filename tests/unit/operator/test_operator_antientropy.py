@@ -9,10 +9,11 @@ from typing import Any
 from configrefresh_api.versions import Operation, VersionKey
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.context import OperatorContext
 from refresh_operator.fanout import RefreshPolicy, Target
 from refresh_operator.fanout.states import Held, InstanceState
 from refresh_operator.parameter_store import ParameterSnapshot
-from refresh_operator.routes import route_from_object
+from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
 from tests.unit.fakes.rollouts import T0, FakeKube
@@ -72,11 +73,14 @@ async def test_only_the_instances_behind_get_a_targeted_refresh_and_silent_ones_
     blocking = Blocking(threads=2)
     try:
         repaired = await AntiEntropy(
-            settings=OperatorSettings(queue_url="https://sqs.example/q", region="us-east-1"),
-            clients=AwsClients(sqs=None, ssm=None, servicediscovery=CloudMap()),
-            blocking=blocking,
-            kube_api=kube,  # type: ignore[arg-type]
-            values=ValueCache(),
+            context=OperatorContext(
+                settings=OperatorSettings(queue_url="https://sqs.example/q", region="us-east-1"),
+                clients=AwsClients(sqs=None, ssm=None, servicediscovery=CloudMap()),
+                blocking=blocking,
+                kube=kube,  # type: ignore[arg-type]
+                routes=RouteIndex(),
+                values=ValueCache(),
+            ),
             fanout=fanout,  # type: ignore[arg-type]
             policy_for=lambda _: policy,
         ).repair(route, [newest], {})

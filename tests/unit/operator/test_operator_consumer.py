@@ -16,6 +16,7 @@ from configrefresh_api.versions import VersionKey
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.coalescing import Timing
 from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
+from refresh_operator.context import OperatorContext
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
 from refresh_operator.values import ValueCache
@@ -68,12 +69,14 @@ def parts() -> dict[str, Any]:
 def consumer(parts: dict[str, Any]) -> Consumer:
     settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
     return Consumer(
-        settings=settings,
-        clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
-        blocking=Blocking(threads=8),
-        kube=parts["kube"],
-        routes=parts["routes"],
-        values=parts["values"],
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
+            blocking=Blocking(threads=8),
+            kube=parts["kube"],
+            routes=parts["routes"],
+            values=parts["values"],
+        ),
     )
 
 
@@ -209,12 +212,14 @@ async def test_a_message_read_after_the_re_create_is_an_upsert_of_the_new_versio
 def consumer_with(parts: dict[str, Any], timing: Timing) -> Consumer:
     settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
     return Consumer(
-        settings=settings,
-        clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
-        blocking=Blocking(threads=8),
-        kube=parts["kube"],
-        routes=parts["routes"],
-        values=parts["values"],
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=parts["sqs"], ssm=parts["ssm"], servicediscovery=None),
+            blocking=Blocking(threads=8),
+            kube=parts["kube"],
+            routes=parts["routes"],
+            values=parts["values"],
+        ),
         timing=timing,
     )
 

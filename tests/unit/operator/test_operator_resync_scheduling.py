@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.context import OperatorContext
 from refresh_operator.kube import Kube
 from refresh_operator.leadership import Leadership, Peering
 from refresh_operator.resync import PassReport, Resync
@@ -79,12 +80,14 @@ async def test_many_due_routes_run_a_bounded_number_of_passes_and_every_route_ge
         index.upsert(make_route(number))
     blocking = Blocking(threads=2)
     resync = CountingResync(
-        settings=settings,
-        clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
-        blocking=blocking,
-        kube_api=Kube(),
-        routes=index,
-        values=ValueCache(),
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
+            blocking=blocking,
+            kube=Kube(),
+            routes=index,
+            values=ValueCache(),
+        ),
         max_concurrent_passes=LIMIT,
     )
     stop = asyncio.Event()
@@ -129,12 +132,14 @@ async def test_a_standby_replica_skips_its_due_passes_and_runs_them_once_it_is_a
 
     blocking = Blocking(threads=2)
     resync = CountingResync(
-        settings=settings,
-        clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
-        blocking=blocking,
-        kube_api=Kube(),
-        routes=index,
-        values=ValueCache(),
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=None, ssm=None, servicediscovery=None),
+            blocking=blocking,
+            kube=Kube(),
+            routes=index,
+            values=ValueCache(),
+        ),
         leadership=Leadership(Peering(name="op", priority=5, namespace="team-a"), read_peering=read),
     )
     resync.release.set()

@@ -14,6 +14,7 @@ from configrefresh_api.times import canonical_time
 from configrefresh_api.versions import Operation
 from refresh_operator import status
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.context import OperatorContext
 from refresh_operator.fanout import Result, Target
 from refresh_operator.parameter_store import ParameterSnapshot
 from refresh_operator.rollouts import Rollouts
@@ -50,12 +51,14 @@ class Harness:
         self.blocking = Blocking(threads=2)
         self.events: dict[str, list[tuple[str, str, str]]] = {}
         self.rollouts = Rollouts(
-            settings=OperatorSettings(queue_url="https://sqs.example/q", region="us-east-1"),
-            clients=AwsClients(sqs=None, ssm=self.ssm, servicediscovery=None),
-            blocking=self.blocking,
-            kube_api=self.kube,  # type: ignore[arg-type]
-            routes=self.routes,
-            values=self.values,
+            context=OperatorContext(
+                settings=OperatorSettings(queue_url="https://sqs.example/q", region="us-east-1"),
+                clients=AwsClients(sqs=None, ssm=self.ssm, servicediscovery=None),
+                blocking=self.blocking,
+                kube=self.kube,  # type: ignore[arg-type]
+                routes=self.routes,
+                values=self.values,
+            ),
             fanout=self.fanout,  # type: ignore[arg-type]
             discover=self.discovery,
         )
