@@ -33,10 +33,13 @@ from refresh_operator.fanout.policy import TlsSettings
 
 log = logging.getLogger(__name__)
 
+MAX_RECONNECT_BACKOFF_SECONDS = 1.0
+"""The longest a channel waits between reconnection attempts (gRPC adds up to 20 % jitter)."""
+
 _CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.enable_retries", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_SECONDS * 1000)),
 )
 
 

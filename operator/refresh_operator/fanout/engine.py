@@ -33,7 +33,7 @@ from refresh_operator.fanout.breaker import (
     BreakerState,
     CircuitBreaker,
 )
-from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
+from refresh_operator.fanout.channels import MAX_RECONNECT_BACKOFF_SECONDS, ChannelPool, CredentialFileError
 from refresh_operator.fanout.credentials import Metadata, call_metadata
 from refresh_operator.fanout.plaintext import plaintext_refusal, token_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
@@ -59,6 +59,9 @@ _RESULTS = {
     pb.REFRESH_RESULT_REJECTED: Result.REJECTED,
 }
 _MAX_DETAIL = 240
+RECONNECT_SETTLE_SECONDS = MAX_RECONNECT_BACKOFF_SECONDS * 1.2 + 0.3
+"""The least wait before retrying an UNAVAILABLE call: the channel's longest reconnect backoff with gRPC's
+jitter, plus time to connect."""
 CANCELLED_ERROR = "cancelled: the rollout was stopped before this target finished"
 
 
@@ -296,6 +299,11 @@ class FanOut:
                 if not failure.retryable or attempts >= policy.max_attempts:
                     break
                 delay = max(next(delays), failure.wait_at_least)
+                if failure.code == "UNAVAILABLE":
+                    # The channel now sits in reconnect backoff and fails every call fast until its next
+                    # attempt: a retry drawn inside that window fails too, although a restarted instance
+                    # is back. Retry after the channel has had its chance to reconnect.
+                    delay = max(delay, RECONNECT_SETTLE_SECONDS)
             if delay >= remaining():
                 error = (
                     f"rollout deadline of {policy.deadline_seconds:g}s comes before the next retry; {error}"
