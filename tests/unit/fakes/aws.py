@@ -128,3 +128,33 @@ class FakeCloudMap:
     async def deregister(self, service_id: str, instance_id: str) -> None:
         self.calls.append(f"deregister {instance_id}")
         self.instances.pop(instance_id, None)
+
+
+def client_error(code: str, **extra: Any) -> ClientError:
+    """A botocore ClientError with `code` (and extra response keys, e.g. ResponseMetadata)."""
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}, **extra}, "Op")
+
+
+class ScriptedClient:
+    """A boto3 client stand-in: answers each API from a queue of results or errors (the last answer
+    repeats) and records each call."""
+
+    def __init__(self, **script: list[Any]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, api: str) -> Any:
+        def call(**params: Any) -> Any:
+            self.calls.append((api, params))
+            answers = self.script.get(api)
+            if not answers:
+                raise AssertionError(f"unexpected call {api}")
+            answer = answers.pop(0) if len(answers) > 1 else answers[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return call
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]

@@ -18,31 +18,7 @@ from refresh_operator.cloudmap import CloudMapError, DiscoveryError, Instance, h
 from refresh_operator.cloudmap.client import Calls, find_service, plain_call, snake
 from refresh_operator.cloudmap.discovery import DISCOVER_MAX_RESULTS
 from refresh_operator.fanout import discover_instances
-
-
-def client_error(code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}}, "Op")
-
-
-class ScriptedClient:
-    """Answers each API from a queue of results or errors; the last answer repeats. Records each call."""
-
-    def __init__(self, **script: list[Any]) -> None:
-        self.script = script
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, api: str) -> Any:
-        def call(**params: Any) -> Any:
-            self.calls.append((api, params))
-            answers = self.script.get(api)
-            if not answers:
-                raise AssertionError(f"unexpected call {api}")
-            answer = answers.pop(0) if len(answers) > 1 else answers[0]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
+from tests.unit.fakes.aws import ScriptedClient, client_error
 
 
 def instance(number: int, **attributes: str) -> dict[str, Any]:

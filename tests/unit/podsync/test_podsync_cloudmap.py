@@ -9,41 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from prometheus_client import REGISTRY
 
 from refresh_operator.backoff import Backoff
 from refresh_operator.cloudmap import CloudMapError, InstanceNotFound
 from refresh_operator.cloudmap import Registrar as CloudMap
-
-
-def client_error(code: str, **extra: Any) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}, **extra}, "Op")
-
-
-class ScriptedClient:
-    """Answers each API from a queue of results (dicts) or errors (exceptions)."""
-
-    def __init__(self, **script: list[Any]) -> None:
-        self.script = script
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, api: str) -> Any:
-        def call(**params: Any) -> Any:
-            self.calls.append((api, params))
-            answers = self.script.get(api)
-            if not answers:
-                raise AssertionError(f"unexpected call {api}")
-            answer = answers.pop(0) if len(answers) > 1 else answers[0]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
+from tests.unit.fakes.aws import ScriptedClient, client_error
 
 NO_WAIT = Backoff(base_seconds=0.0, max_seconds=0.0)
 OK_OPERATION = {"Operation": {"Id": "op", "Status": "SUCCESS", "Type": "REGISTER_INSTANCE"}}
