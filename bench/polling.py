@@ -3,17 +3,18 @@
 Real config-service processes, the operator absent, with their own TTL re-read as the only way a change
 arrives (`CONFIG_SERVICE_TTL_SECONDS` = 5 and = 45, 45 s being AppConfig Agent's default poll interval;
 jitter 0.1, the service's default: each entry is re-read 0.9-1.0 x TTL after it was loaded, checked
-every TTL/10). The fleet caches `KEYS` parameters.
+every TTL/10). The fleet caches 10 parameters.
 
 Staleness is MEASURED, with the same client-side probe as the push path (bench/staleness.py): after
 PutParameter returns, GetConfig on every instance until it serves the version written; staleness =
 PutParameter returned → that instance serves it, one sample per (write, instance), p50/p99 over all.
-Writes go to the `KEYS` parameters at independent, uniformly random moments over the window
-(`WRITES_PER_TTL` writes per TTL in all, so a 45 s cache gives that many samples per instance per 45 s
-rather than one write per poll period); a key written again before every instance caught up is fine:
-each write is timed to its own version or a newer one. The probe runs a round every 50 ms here (back to
-back for push); the ratio with push takes this side's low bound (bench/staleness.py), so the coarser
-rounds cannot flatter it.
+Writes go to the 10 parameters at independent, uniformly random moments, 24 writes per TTL in all
+(`make bench`: 144 writes over 30 s at TTL 5 s and 72 writes over 135 s at TTL 45 s, 20 instances;
+`--quick`: 48 over 10 s and 24 over 45 s, 10 instances), so the 45 s cache gives 24 samples per
+instance per 45 s instead of one write per poll period, and the row takes about 5 minutes. A key
+written again before every instance caught up is fine: each write is timed to its own version or a
+newer one. The probe runs a round every 50 ms here (back to back for push); the ratio with push takes
+this side's low bound (bench/staleness.py), so the coarser rounds cannot flatter it.
 
 Parameter Store reads are counted at the local AWS endpoint (GetParameter, GetParameters,
 GetParametersByPath; the benchmark's PutParameters are not reads) from the first write until every
