@@ -194,12 +194,14 @@ class Probe:
                     return
                 targets = list(self._pending)
             started = time.monotonic()
-            self._round(targets)
-            rest = self.interval - (time.monotonic() - started)
+            answered = self._round(targets)
+            # a round nobody answered (instances down) waits a little rather than spin
+            rest = max(self.interval, 0.0 if answered else 0.05) - (time.monotonic() - started)
             if rest > 0:
                 time.sleep(rest)
 
-    def _round(self, targets: list[tuple[int, str]]) -> None:
+    def _round(self, targets: list[tuple[int, str]]) -> int:
+        """One GetConfig per target, all in flight together; returns how many answered."""
         received: dict[int, float] = {}
         calls = []
         for slot, (instance, name) in enumerate(targets):
@@ -236,3 +238,4 @@ class Probe:
                 else:
                     del self._pending[(instance, name)]
             self._lock.notify_all()
+        return len(answers)

@@ -21,7 +21,14 @@ from bench.__main__ import staleness_check  # noqa: E402
 from bench.common import percentile  # noqa: E402
 from bench.path import idle_check  # noqa: E402
 from bench.polling import WRITES_PER_TTL, window  # noqa: E402
-from bench.staleness import Observation, Probe, last_per_write, schedule, summarize  # noqa: E402
+from bench.staleness import (  # noqa: E402
+    Observation,
+    Probe,
+    ProbeTimeout,
+    last_per_write,
+    schedule,
+    summarize,
+)
 from configrefresh.v1 import config_service_pb2, config_service_pb2_grpc  # noqa: E402
 
 
@@ -151,9 +158,9 @@ class _Versions(config_service_pb2_grpc.ConfigServiceServicer):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by the probe")
 
 
-def test_the_probe_brackets_the_moment_each_instance_starts_serving_the_version() -> None:
+def _serve(count: int) -> tuple[list[grpc.Server], list[_Versions], list[str]]:
     servers, services, addresses = [], [], []
-    for _ in range(3):
+    for _ in range(count):
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         service = _Versions()
         config_service_pb2_grpc.add_ConfigServiceServicer_to_server(service, server)
@@ -162,6 +169,11 @@ def test_the_probe_brackets_the_moment_each_instance_starts_serving_the_version(
         servers.append(server)
         services.append(service)
         addresses.append(f"127.0.0.1:{port}")
+    return servers, services, addresses
+
+
+def test_the_probe_brackets_the_moment_each_instance_starts_serving_the_version() -> None:
+    servers, services, addresses = _serve(3)
     probe = Probe(addresses)
     try:
         services[0].set(1)  # already at the old version; the others do not have the key yet
@@ -185,3 +197,22 @@ def test_the_probe_brackets_the_moment_each_instance_starts_serving_the_version(
         probe.close()
         for server in servers:
             server.stop(None)
+
+
+def test_an_instance_that_never_answers_is_never_counted_as_serving() -> None:
+    servers, services, addresses = _serve(2)
+    servers[1].stop(None)  # the second address refuses every call from now on
+    probe = Probe(addresses, call_timeout=0.5)
+    try:
+        services[0].set(3)
+        write = probe.track("/p/key", 3, time.monotonic())
+        deadline = time.monotonic() + 30
+        while probe.of(write) == [] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [o.instance for o in probe.of(write)] == [0]
+        assert probe.pending() == 1
+        with pytest.raises(ProbeTimeout, match="1 \\(write, instance\\) pairs not served"):
+            probe.wait(timeout=0.2)
+    finally:
+        probe.close()
+        servers[0].stop(None)
