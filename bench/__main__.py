@@ -126,7 +126,7 @@ def staleness_check(push: dict[str, Any], polls: list[dict[str, Any]]) -> Check 
     over the fast side's high bound, per-instance p99s."""
     from bench.targets import STALENESS_RATIO
 
-    slow = [p for p in polls if p["ttl"] == 45.0]
+    slow = [p for p in polls if p["ttl"] == 45.0 and "staleness" in p]
     if "staleness" not in push or not slow:
         return None
     fast, poll = push["staleness"], slow[0]["staleness"]
