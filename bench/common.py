@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import math
 import os
 import pickle
 import platform
@@ -20,10 +21,11 @@ if str(ROOT / "hack") not in sys.path:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence: the smallest value with at least q %
+    of the values at or below it (p99 of 100 values is the 99th, not the maximum)."""
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(q * len(ordered) / 100 - 1e-9)  # 1-based; the epsilon absorbs float noise
+    return ordered[max(1, min(len(ordered), rank)) - 1]
 
 
 def say(text: str) -> None:

@@ -3,12 +3,26 @@
 The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real config-service processes on
 127.0.0.x, Ready Pod objects, a ConfigRoute with podSync, the operator as it ships. Measured:
 
-- whole path: PutParameter → the ConfigRefresh's last acknowledgment, over sequential changes. The
-  operator's `status.latencyMs` is commit (Parameter Store's LastModifiedDate, ms resolution) → last ack;
-  "after PutParameter returned" subtracts the moment the benchmark's PutParameter call returned (same
-  machine clock), which is what the targets table's row names.
-- Parameter Store calls per change, and during an idle window, counted at the local AWS endpoint
-  (`call_counts()`), by action; instances run with their default TTL safety net (600 s).
+- whole path, over sequential changes to one key: staleness per instance, with the same client-side
+  probe as the polling cache (bench/staleness.py): after PutParameter returns, GetConfig on every
+  instance until it serves the new version. Per change, "last applied" is the slowest instance;
+  the staleness figures are over every (change, instance). The operator's own `status.latencyMs`
+  (commit → last acknowledgment) is shown beside it; a rollout without it is counted as missing, never
+  as 0. No EventBridge → SQS delivery is in these figures: the local stack's change emitter publishes
+  inside moto's PutParameter (see "EventBridge delivery" below).
+- Parameter Store calls per change, counted at the local AWS endpoint (`call_counts()`), by action.
+- idle cost, at the largest fleet, once 10 parameters are cached: Parameter Store reads per minute with
+  nothing changing, the instances' TTL safety net and the operator's resync pass included. Both run on
+  timers longer than a practical window (TTL 600 s, re-read at 540-600 s; resync every 300 s), so this
+  stack runs both SHORTENED by the same factor k (instances `--ttl-seconds` 600/k, the route's
+  `spec.resync.intervalSeconds` 300/k), counts every Parameter Store read over the window (`make
+  bench`: k = 10, 180 s = three shortened TTLs, 100 instances; `--quick`: k = 20, 60 s = two, 10
+  instances) and divides the rate by k for the defaults. By action: GetParameters is the TTL safety net
+  (config_service/ttl.py), GetParametersByPath the resync pass, GetParameter the push path. The scaling
+  is approximate: the TTL check runs every TTL/10 when shortened but every 30 s (TTL/20) at the
+  defaults, so at the defaults re-reads come up to 2.5 % sooner, and how many due entries share one
+  GetParameters call (10 names at most) differs. The bound with no sharing at all: one call per cached
+  parameter per instance per ~585 s.
 - burst: 100 PutParameter to one key as fast as moto takes them (aimed at 1 s): rollouts started for it,
   their final phases, the value on every instance at the end, and whether any of 3 sampled instances ever
   served an older version after a newer one (regression), sampled continuously during the burst.
@@ -16,6 +30,7 @@ The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real conf
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -29,18 +44,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.common import Check, RowResult, fmt_ms, percentile, say
+from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
 from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
 from configrefresh_api.phases import TERMINAL_PHASES
 from devstack.stack.builder import Stack
 
 NOTE = (
-    '"All ssm calls by action" includes the benchmark\'s own GetParameter per change (it reads'
-    ' LastModifiedDate to time the change); "Parameter Store reads" subtracts it: what remains is the'
-    " operator's and the instances' reads."
+    '"All ssm calls by action" counts every call the local AWS endpoint answered during the changes (the'
+    ' benchmark\'s PutParameters included); "Parameter Store reads" is GetParameter, GetParameters and'
+    " GetParametersByPath: the operator's and the instances' reads."
+)
+EVENTBRIDGE_NOTE = (
+    "EventBridge delivery: on the local stack the change emitter publishes the event inside moto's"
+    " PutParameter, so every push figure here holds no Parameter Store → EventBridge → SQS delivery;"
+    " on AWS that delay comes on top, and could not be measured here (no AWS account). AWS publishes no"
+    ' latency figure for it (the EventBridge FAQ says events are delivered "in near real-time",'
+    " https://aws.amazon.com/eventbridge/faqs/). A third-party measurement of a custom event from PutEvents"
+    " to an asynchronously invoked Lambda target, eu-west-1, after EventBridge's February 2023 latency"
+    " improvement, gives p50 148 ms, p90 241 ms, p99 387 ms"
+    " (https://bitesizedserverless.com/bite/serverless-messaging-latency-compared/); it covers neither"
+    " the Parameter Store → EventBridge hop (service events are delivered best-effort) nor an SQS"
+    " target, so it is an indication of the order of magnitude, not a bound."
 )
 FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
+TTL_DEFAULT = 600.0  # config_service/settings.py ttl_seconds
+RESYNC_DEFAULT = 300  # the CRD's spec.resync.intervalSeconds default
+IDLE_PARAMETERS = 10  # what the idle window's instances cache (as the polling row's fleet)
 
 
 class Rollouts:
@@ -91,37 +122,96 @@ def whole_path(stack: Stack, rollouts: Rollouts, changes: int) -> dict[str, Any]
     ssm.put_parameter(Name=name, Value="warm-up", Type="String", Overwrite=True)
     version = int(ssm.get_parameter(Name=name)["Parameter"]["Version"])
     rollouts.wait_final(name, version)
-    stack.local_aws.reset_call_counts()
-    commit_ms: list[float] = []
-    put_ms: list[float] = []
-    phases: Counter[str] = Counter()
-    for index in range(changes):
-        answer = ssm.put_parameter(Name=name, Value=f"value-{index}", Type="String", Overwrite=True)
-        returned = time.time()
-        version = int(answer["Version"])
-        item = rollouts.wait_final(name, version)
-        status = item["status"]
-        phases[status["phase"]] += 1
-        latency = float(status.get("latencyMs", 0))
-        modified = ssm.get_parameter(Name=name)["Parameter"]["LastModifiedDate"].timestamp()
-        commit_ms.append(latency)
-        put_ms.append(modified * 1000 + latency - returned * 1000)
-    counts = stack.local_aws.call_counts()
-    # the loop's own get_parameter (for LastModifiedDate) is one GetParameter per change: subtract it
-    operator_reads = reads(counts) - changes
+    probe = Probe([instance.config_address for instance in stack.fleet])
+    try:
+        stack.local_aws.reset_call_counts()
+        commit_ms: list[float] = []
+        missing_latency = 0
+        phases: Counter[str] = Counter()
+        for index in range(changes):
+            answer = ssm.put_parameter(Name=name, Value=f"value-{index}", Type="String", Overwrite=True)
+            write = probe.track(name, int(answer["Version"]), time.monotonic())
+            probe.wait(timeout=60, writes=[write])
+            status = rollouts.wait_final(name, int(answer["Version"]))["status"]
+            phases[status["phase"]] += 1
+            if status.get("latencyMs") is None:
+                missing_latency += 1
+            else:
+                commit_ms.append(float(status["latencyMs"]))
+        counts = stack.local_aws.call_counts()
+    finally:
+        probe.close()
     return {
+        "staleness": summarize(probe.observations),
+        "last_ms": [value * 1000 for value in last_per_write(probe.observations).values()],
         "commit_ms": commit_ms,
-        "put_ms": put_ms,
+        "missing_latency": missing_latency,
         "phases": phases,
         "counts": counts,
-        "reads": operator_reads,
+        "reads": reads(counts),
     }
 
 
-def idle(stack: Stack, seconds: float) -> dict[str, int]:
+def extra_keys(stack: Stack, rollouts: Rollouts, total: int) -> int:
+    """Write parameters until the stack holds `total` (the idle window's cache); returns how many exist."""
+    ssm = stack.local_aws.client("ssm")
+    found = ssm.get_parameters_by_path(Path=stack.local_aws.prefix, Recursive=True, MaxResults=10)
+    held = len(found["Parameters"])
+    for index in range(max(0, total - held)):
+        name = f"{stack.local_aws.prefix}bench/idle/key-{index}"
+        version = int(ssm.put_parameter(Name=name, Value="idle", Type="String", Overwrite=True)["Version"])
+        rollouts.wait_final(name, version)
+    return max(total, held)
+
+
+def idle_cost(stack: Stack, *, seconds: float, speedup: int, parameters: int) -> dict[str, Any]:
+    """Reads while nothing changes, with the TTL net and resync shortened `speedup` times (see the module
+    docstring); the instances were started with --ttl-seconds TTL_DEFAULT / speedup."""
+    resync = RESYNC_DEFAULT // speedup
+    stack.kubectl(
+        "patch",
+        "configroute",
+        stack.route,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"resync": {"intervalSeconds": resync}}}),
+    )
     stack.local_aws.reset_call_counts()
     time.sleep(seconds)
-    return stack.local_aws.call_counts()
+    counts = stack.local_aws.call_counts()
+    measured = {action: counts.get(action, 0) for action in READS}
+    per_minute = sum(measured.values()) / seconds * 60
+    return {
+        "seconds": seconds,
+        "speedup": speedup,
+        "ttl_s": TTL_DEFAULT / speedup,
+        "resync_s": resync,
+        "parameters": parameters,
+        "instances": len(stack.fleet),
+        "by_action": measured,
+        "per_minute_measured": per_minute,
+        "per_minute": per_minute / speedup,
+        "ttl_per_minute": measured["ssm:GetParameters"] / seconds * 60 / speedup,
+        "resync_per_minute": measured["ssm:GetParametersByPath"] / seconds * 60 / speedup,
+        "push_reads": measured["ssm:GetParameter"],
+    }
+
+
+def idle_check(idle: dict[str, Any]) -> Check:
+    """The idle row against its target: 0 from the push path; the periodic readers reported beside it."""
+    return Check(
+        what=f"Parameter Store calls while idle ({idle['instances']} instances + operator)",
+        target="0 from the push path; the resync pass and each instance's TTL safety net reported beside it",
+        measured=(
+            f"push path (GetParameter) {idle['push_reads']} in {idle['seconds']:.0f} s; all reads"
+            f" {idle['per_minute']:.1f}/min at the default intervals (TTL safety net"
+            f" {idle['ttl_per_minute']:.1f}, resync {idle['resync_per_minute']:.1f}), with"
+            f" {idle['parameters']} parameters cached; counted over {idle['seconds']:.0f} s with both"
+            f" intervals shortened {idle['speedup']}x (TTL {idle['ttl_s']:g} s, resync {idle['resync_s']} s)"
+            " and the rate scaled back"
+        ),
+        met=idle["push_reads"] == 0,
+    )
 
 
 def burst_check(b: dict[str, Any]) -> Check:
@@ -217,7 +307,7 @@ def burst(stack: Stack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]
 
 
 def run(
-    *, sizes: list[int], changes: int, idle_seconds: float, plots: Path
+    *, sizes: list[int], changes: int, idle_seconds: float, idle_speedup: int, plots: Path
 ) -> tuple[RowResult, dict[str, Any]]:
     result = RowResult(title="Whole path on the local stack", method=__doc__ or "")
     latency_rows: list[list[str]] = []
@@ -228,18 +318,21 @@ def run(
         largest = position == len(sizes) - 1
         say(f"  starting the whole stack with {size} config-service instances ...")
         started = time.monotonic()
-        stack = Stack.start(instances=size, namespace=f"bench-{size}")
+        # the largest stack also measures idle cost: its instances' TTL net runs shortened (see above)
+        service_args = ["--ttl-seconds", f"{TTL_DEFAULT / idle_speedup:g}"] if largest else []
+        stack = Stack.start(instances=size, namespace=f"bench-{size}", service_args=service_args)
         say(f"  stack up in {time.monotonic() - started:.0f} s")
         rollouts = Rollouts(stack)
         try:
             count = changes if largest else max(10, changes // 5)
             path = whole_path(stack, rollouts, count)
-            put_ms, commit_ms = path["put_ms"], path["commit_ms"]
-            series[size] = put_ms
-            p = {q: percentile(put_ms, q) for q in (50, 90, 99)}
+            last_ms, commit_ms, s = path["last_ms"], path["commit_ms"], path["staleness"]
+            series[size] = last_ms
+            p = {q: percentile(last_ms, q) for q in (50, 90, 99)}
             say(
-                f"  whole path {size}: PutParameter returned → last applied p50 {p[50]:.0f} p90 {p[90]:.0f}"
-                f" p99 {p[99]:.0f} ms over {count} changes; reads/change {path['reads'] / count:.2f}"
+                f"  whole path {size}: PutParameter returned → last instance serves it p50 {p[50]:.0f}"
+                f" p90 {p[90]:.0f} p99 {p[99]:.0f} ms over {count} changes; per instance p50"
+                f" {s.p50 * 1000:.0f} p99 {s.p99 * 1000:.0f} ms; reads/change {path['reads'] / count:.2f}"
             )
             latency_rows.append(
                 [
@@ -248,8 +341,14 @@ def run(
                     fmt_ms(p[50]),
                     fmt_ms(p[90]),
                     fmt_ms(p[99]),
-                    fmt_ms(percentile(commit_ms, 50)),
-                    fmt_ms(percentile(commit_ms, 99)),
+                    f"{fmt_ms(s.p50 * 1000)} / {fmt_ms(s.p99 * 1000)} ({s.samples} samples)",
+                    fmt_ms(s.resolution_p50 * 1000),
+                    (
+                        f"{fmt_ms(percentile(commit_ms, 50))} / {fmt_ms(percentile(commit_ms, 99))}"
+                        if commit_ms
+                        else "none"
+                    )
+                    + (f"; {path['missing_latency']} without latencyMs" if path["missing_latency"] else ""),
                     ", ".join(f"{k} {v}" for k, v in path["phases"].items()),
                 ]
             )
@@ -272,26 +371,15 @@ def run(
                         what=f"PutParameter returns → last of {size} instances applied (local stack)",
                         target=target,
                         measured=(
-                            f"p50 {fmt_ms(p[50])}, p90 {fmt_ms(p[90])}, p99 {fmt_ms(p[99])} ({count} changes)"
+                            f"p50 {fmt_ms(p[50])}, p90 {fmt_ms(p[90])}, p99 {fmt_ms(p[99])} ({count} changes,"
+                            " GetConfig probe; no EventBridge delivery)"
                         ),
                         met=p[50] <= PATH_100_P50_MS and p[99] <= PATH_100_P99_MS,
                     )
                 )
-                extra["push_p99_ms"] = p[99]
-                extra["push_p50_ms"] = p[50]
-                say(f"  idle window {idle_seconds:.0f} s ...")
-                quiet = idle(stack, idle_seconds)
-                idle_total = sum(v for k, v in quiet.items() if k.startswith("ssm:"))
-                extra["idle"] = (idle_seconds, idle_total, ssm_only(quiet))
-                say(f"  idle: {idle_total} Parameter Store calls in {idle_seconds:.0f} s")
-                result.checks.append(
-                    Check(
-                        what=f"Parameter Store calls while idle ({size} instances + operator)",
-                        target="0",
-                        measured=f"{idle_total} in {idle_seconds:.0f} s",
-                        met=idle_total == 0,
-                    )
-                )
+                extra["staleness"] = s
+                extra["last_p50_ms"] = p[50]
+                extra["last_p99_ms"] = p[99]
                 say("  burst: 100 writes to one key ...")
                 b = burst(stack, rollouts)
                 extra["burst"] = b
@@ -302,6 +390,18 @@ def run(
                     f" regressions {len(b['regressions'])} in {b['samples']} samples, {b['reads']} reads"
                 )
                 result.checks.append(burst_check(b))
+                held = extra_keys(stack, rollouts, IDLE_PARAMETERS)
+                say(
+                    f"  idle window {idle_seconds:.0f} s, {held} parameters, TTL and resync shortened"
+                    f" {idle_speedup}x ..."
+                )
+                quiet = idle_cost(stack, seconds=idle_seconds, speedup=idle_speedup, parameters=held)
+                extra["idle_cost"] = quiet
+                say(
+                    f"  idle: {quiet['by_action']} in {idle_seconds:.0f} s → {quiet['per_minute']:.1f}"
+                    " reads/min at the default intervals"
+                )
+                result.checks.append(idle_check(quiet))
         finally:
             rollouts.close()
             stack.stop()
@@ -310,11 +410,12 @@ def run(
             [
                 "instances",
                 "changes",
-                "p50 (PutParameter returned → last ack)",
+                "p50 (PutParameter returned → last instance serves it)",
                 "p90",
                 "p99",
-                "commit → last ack p50",
-                "p99",
+                "per instance p50 / p99",
+                "probe resolution (median)",
+                "operator: commit → last ack p50 / p99",
                 "phases",
             ],
             latency_rows,
@@ -323,14 +424,42 @@ def run(
     result.tables.append(
         (["fleet", "changes", "Parameter Store reads", "per change", "all ssm calls by action"], read_rows)
     )
+    if "idle_cost" in extra:
+        quiet = extra["idle_cost"]
+        result.tables.append(
+            (
+                [
+                    "idle: fleet",
+                    "parameters cached",
+                    "window",
+                    "intervals (shortened)",
+                    "reads counted, by action",
+                    "reads/min measured",
+                    "reads/min at the defaults (÷ speedup)",
+                ],
+                [
+                    [
+                        f"{quiet['instances']} instances + operator",
+                        str(quiet["parameters"]),
+                        f"{quiet['seconds']:.0f} s",
+                        f"TTL {quiet['ttl_s']:g} s, resync {quiet['resync_s']} s ({quiet['speedup']}x)",
+                        ", ".join(f"{k} {v}" for k, v in quiet["by_action"].items()),
+                        f"{quiet['per_minute_measured']:.1f}",
+                        f"{quiet['per_minute']:.1f} (TTL net {quiet['ttl_per_minute']:.1f},"
+                        f" resync {quiet['resync_per_minute']:.1f})",
+                    ]
+                ],
+            )
+        )
     result.notes.append(NOTE)
+    result.notes.append(EVENTBRIDGE_NOTE)
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for size, values in series.items():
         ordered = sorted(values)
         axis.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=f"{size} instances")
     axis.axvline(PATH_100_P50_MS, color="grey", linestyle=":", label="p50 target")
     axis.axvline(PATH_100_P99_MS, color="red", linestyle=":", label="p99 target")
-    axis.set_xlabel("PutParameter returned → last instance applied (ms)")
+    axis.set_xlabel("PutParameter returned → last instance serves it (ms)")
     axis.set_ylabel("fraction of changes")
     axis.set_title("Whole path, local stack (CDF)")
     axis.legend()
