@@ -34,7 +34,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "goapp")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -68,6 +68,9 @@ class Plan:
     poll_plan: dict[float, int]
     local_changes: int = 50
     idle_speedup: int = 10  # the idle window runs the TTL net and resync this many times faster
+    goapp_changes: int = 50  # PutParameter → the Go app (bench/app_path.py)
+    goapp_poll_keys: int = 20
+    goapp_poll_rounds: int = 3
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
@@ -77,6 +80,7 @@ FULL = Plan(
 QUICK = Plan(
     [10, 100, 1000], 10, [10], 20, 60.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20
 )
+QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -241,6 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return Row([local_delivery.run(changes=plan.local_changes)])
 
+    def goapp_row() -> Row:
+        from bench import app_path
+
+        return Row(
+            [
+                app_path.run(
+                    changes=plan.goapp_changes, keys=plan.goapp_poll_keys, rounds=plan.goapp_poll_rounds
+                )
+            ]
+        )
+
     started = time.monotonic()
     attempt("fanout", fanout_row)
     attempt("path", path_row)
@@ -250,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
     attempt("local", local_row)
+    attempt("goapp", goapp_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

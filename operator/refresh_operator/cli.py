@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         podsync.register(registry, settings, kube_api=runtime.kube, run=runtime.blocking.call)
     register(registry, runtime)
     try:
-        injection.register(registry, settings)  # issue 21: the sidecar injection webhook
+        # issue 21: the sidecar injection webhook, on every replica
+        injection.register(registry, settings, source=runtime.kube, namespaces=namespaces)
     except TemplateError as error:
         print(f"config-refresh-operator: invalid settings: {error}", file=sys.stderr)
         sys.exit(2)

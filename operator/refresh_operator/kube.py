@@ -11,10 +11,11 @@ from __future__ import annotations
 import builtins
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kubernetes
+import kubernetes.watch
 
 from configrefresh_api.groupversion import GROUP, VERSION
 from configrefresh_api.groupversion import REFRESHES as REFRESHES
@@ -241,21 +242,56 @@ class Kube:
             extra["limit"] = limit
         if continue_token:
             extra["_continue"] = continue_token
-        try:
-            api = self._custom()
-            if namespace is None:
-                result = api.list_cluster_custom_object(
-                    GROUP, VERSION, plural, _request_timeout=REQUEST_TIMEOUT, **extra
-                )
-            else:
-                result = api.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, _request_timeout=REQUEST_TIMEOUT, **extra
-                )
-        except Exception as error:
-            raise _wrap(f"list {plural}", error) from None
+        result = self._list_call(plural, namespace, _request_timeout=REQUEST_TIMEOUT, **extra)
         items: builtins.list[dict[str, Any]] = result.get("items", [])
         token = (result.get("metadata") or {}).get("continue") or None
         return items, token
+
+    def _list_call(self, plural: str, namespace: str | None, **kwargs: Any) -> Any:
+        """The list call of `plural` in `namespace` (None: every namespace), with the client's kwargs."""
+        try:
+            api = self._custom()
+            if namespace is None:
+                return api.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+            return api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        except Exception as error:
+            raise _wrap(f"list {plural}", error) from None
+
+    def list_at(self, plural: str, namespace: str | None) -> tuple[builtins.list[dict[str, Any]], str]:
+        """Every object in one unpaged list (for small kinds: ConfigRoutes) and the list's
+        resourceVersion, where a watch of the changes after it starts."""
+        result = self._list_call(plural, namespace, _request_timeout=REQUEST_TIMEOUT)
+        items: builtins.list[dict[str, Any]] = result.get("items", [])
+        return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(
+        self, plural: str, namespace: str | None, *, resource_version: str, timeout_seconds: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The changes after `resource_version` for at most `timeout_seconds`, as (`ADDED`|`MODIFIED`|
+        `DELETED`, object). Raises KubeError when the server ends the watch with an error (status 410:
+        the version is too old, list again)."""
+        stream = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+        api = self._custom()
+        call, args = (
+            (api.list_cluster_custom_object, (GROUP, VERSION, plural))
+            if namespace is None
+            else (api.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural))
+        )
+        try:
+            for event in stream.stream(  # type: ignore[no-untyped-call]
+                call,
+                *args,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                allow_watch_bookmarks=True,
+                _request_timeout=(REQUEST_TIMEOUT[0], timeout_seconds + REQUEST_TIMEOUT[1]),
+            ):
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    yield str(event["type"]), dict(event["object"])
+        except Exception as error:
+            raise _wrap(f"watch {plural}", error) from None
+        finally:
+            stream.stop()  # type: ignore[no-untyped-call]
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
         try:

@@ -82,6 +82,11 @@ class AppProcess:
         """The process id."""
         return int(self._process.pid)
 
+    @property
+    def running(self) -> bool:
+        """The process has not exited."""
+        return self._process.poll() is None
+
     def _read(self) -> None:
         assert self._process.stdout is not None
         for raw in self._process.stdout:

@@ -131,5 +131,35 @@ def test_failure_policy_and_a_user_certificate() -> None:
     assert "needs injection.tls.caBundle or injection.tls.certManagerCertificate" in str(message)
     refused = render("injection.enabled=true", "injection.failurePolicy=Sometimes", check=False)
     assert "failurePolicy" in str(refused)
-    standby = render("injection.enabled=true", "replicaCount=2", check=False)
-    assert "injection.enabled needs replicaCount 1" in str(standby)
+
+
+def test_with_several_replicas_every_replica_serves_the_webhook_with_the_one_certificate() -> None:
+    manifests = render("injection.enabled=true", "replicaCount=3")
+    assert isinstance(manifests, list)
+    (deployment,) = kind(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    (configuration,) = kind(manifests, "MutatingWebhookConfiguration")
+    (webhook,) = configuration["webhooks"]
+    assert (webhook["failurePolicy"], webhook["objectSelector"]) == (
+        "Ignore",
+        {"matchLabels": {"configrefresh.io/inject": "enabled"}},
+    )
+    name = webhook["clientConfig"]["service"]["name"]
+    # The Service picks any replica: it selects by the pod template's selector labels, nothing per replica.
+    (service,) = [s for s in kind(manifests, "Service") if s["metadata"]["name"] == name]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # Every replica mounts the one Secret whose CA is the caBundle: any replica's certificate verifies.
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-tls"]
+    (secret,) = [
+        s for s in kind(manifests, "Secret") if s["metadata"]["name"] == volume["secret"]["secretName"]
+    ]
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    env = {e["name"]: e.get("value") for e in operator_container(manifests)["env"]}
+    assert env["CONFIG_REFRESH_INJECTION_CERT_FILE"].startswith(
+        next(
+            m["mountPath"]
+            for m in operator_container(manifests)["volumeMounts"]
+            if m["name"] == "webhook-tls"
+        )
+    )
