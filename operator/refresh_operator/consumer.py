@@ -27,7 +27,7 @@ import dataclasses
 import datetime
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from configrefresh_api.phases import Trigger
@@ -117,8 +117,10 @@ class Consumer:
         *,
         context: OperatorContext,
         timing: Timing | None = None,
+        refresh_routes: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._context = context
+        self._refresh_routes = refresh_routes
         self._recorder = Recorder(kube_api=context.kube, blocking=context.blocking, values=context.values)
         self._slots = asyncio.Semaphore(context.settings.max_inflight_messages)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -239,7 +241,7 @@ class Consumer:
                     self._logged_invalid.pop(next(iter(self._logged_invalid)))
                 logger.warning("Invalid message %s left for the DLQ: %s", message_id, invalid.reason)
             return
-        if not self._context.routes.match(event.name):
+        if not await self._routed(event.name):
             metrics.EVENTS_RECEIVED.labels("unrouted").inc()
             logger.info("Message %s: no ConfigRoute claims %s; deleted", message_id, event.name)
             await self._delete(receipt)
@@ -254,6 +256,15 @@ class Consumer:
         metrics.EVENTS_RECEIVED.labels(outcome).inc()
         if outcome != "error":
             await self._delete(receipt)
+
+    async def _routed(self, name: str) -> bool:
+        """Whether a route claims the name; before saying no, the routes are listed again (route_sync.py:
+        on a standby replica kopf's handlers are paused, so a route created since may not be indexed)."""
+        if self._context.routes.match(name):
+            return True
+        if self._refresh_routes is not None and await self._refresh_routes():
+            return bool(self._context.routes.match(name))
+        return False
 
     async def _record(self, name: str, events: list[ParameterChangeEvent]) -> str:
         """One run for `name`: read it once, create its ConfigRefresh per claiming route.

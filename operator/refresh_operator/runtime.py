@@ -25,7 +25,8 @@ from refresh_operator.kube import Kube, KubeError
 from refresh_operator.leadership import Leadership, Peering
 from refresh_operator.resync import Resync
 from refresh_operator.rollouts import Rollouts
-from refresh_operator.routes import RouteError, RouteIndex
+from refresh_operator.route_sync import RouteSync
+from refresh_operator.routes import RouteIndex
 from refresh_operator.settings import OperatorSettings
 from refresh_operator.values import ValueCache
 
@@ -72,8 +73,9 @@ class Runtime:
         )
         self._rollouts = Rollouts(context=context, fanout=fanout)
         metrics.serve(address=self.settings.metrics_address, port=self.settings.metrics_port)
-        await self._load_routes()
-        consumer = Consumer(context=context)
+        route_sync = RouteSync(index=self.routes, list_routes=self._list_routes, admit=self.admission.admit)
+        await self._load_routes(route_sync)
+        consumer = Consumer(context=context, refresh_routes=route_sync.refresh)
         resync = Resync(
             context=context,
             repair=AntiEntropy(context=context, fanout=fanout, policy_for=self._rollouts.policy).repair,
@@ -113,25 +115,23 @@ class Runtime:
 
         return TokenCache(request, expiration_seconds=self.settings.token_expiration_seconds)
 
-    async def _load_routes(self) -> None:
+    async def _list_routes(self) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
+        for namespace in self.namespaces if self.namespaces is not None else [None]:
+            objects.extend(await self.blocking.call(self.kube.list, kube.ROUTES, namespace))
+        return objects
+
+    async def _load_routes(self, route_sync: RouteSync) -> None:
         """Index existing routes before the first message is consumed, so none is taken as unrouted."""
         delays = doubling(0.5, max_seconds=10)
         while True:
             try:
-                objects = []
-                for namespace in self.namespaces if self.namespaces is not None else [None]:
-                    objects.extend(await self.blocking.call(self.kube.list, kube.ROUTES, namespace))
+                objects = await self._list_routes()
                 break
             except KubeError as error:
                 logger.warning("Listing ConfigRoutes failed (%s); retrying", error)
                 await asyncio.sleep(next(delays))
-        for obj in objects:
-            try:
-                route = self.admission.admit(obj)
-            except RouteError as error:
-                logger.warning("ConfigRoute %s not used: %s", (obj.get("metadata") or {}).get("name"), error)
-                continue
-            self.routes.upsert(route)
+        route_sync.index_all(objects)
         logger.info("Indexed %d ConfigRoute(s)", len(self.routes))
 
     async def stop(self) -> None:

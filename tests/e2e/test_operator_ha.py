@@ -21,7 +21,7 @@ import pytest
 
 from devstack.controlplane.plane import ControlPlane
 from devstack.stack.builder import Stack
-from devstack.stack.kube import apply, get_json, route_object, wait_for
+from devstack.stack.kube import apply, get_json, route_object, wait_for, wait_route_ready
 from devstack.stack.operator import OperatorProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,9 +70,7 @@ def _peering_ready(control_plane: ControlPlane, namespace: str) -> None:
 
 
 def _peers(stack: Stack) -> dict[str, Any]:
-    body = get_json(stack.control_plane, "kopfpeering", PEERING, "-n", stack.namespace)
-    status: dict[str, Any] = body.get("status") or {}
-    return status
+    return _peers_of(stack.control_plane, stack.namespace)
 
 
 def _route_in_waves(stack: Stack, **refresh: Any) -> None:
@@ -169,3 +167,55 @@ def test_the_standby_reads_nothing_and_takes_over_a_rollout_when_the_active_repl
     )
     log = standby.log_text()
     assert log.index("This replica is now standby") < log.index("This replica is now active"), log[-3000:]
+
+
+@pytest.mark.timeout(600)
+def test_a_standby_consumer_records_a_change_for_a_route_created_after_it_started(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    local_aws: Any,
+    service_fleet: Callable[..., Any],
+    operator_process: Callable[..., OperatorProcess],
+) -> None:
+    _peering_ready(control_plane, kube_namespace)
+    # The active replica long-polls a queue nothing writes to, so the change can only reach the standby.
+    elsewhere = local_aws.client("sqs").create_queue(QueueName=f"{kube_namespace}-elsewhere")["QueueUrl"]
+    active = operator_process(
+        peering=(PEERING, ACTIVE_PRIORITY), CONFIG_REFRESH_QUEUE_URL=elsewhere, **HA_ENV
+    )
+    wait_for(lambda: len(_peers_of(control_plane, kube_namespace)) == 1, timeout=60, what="the active peer")
+    # kopf starts a peering replica paused and resumes it only if no live peer has a higher priority: the
+    # active one is already listed, so the standby's route handlers never run.
+    standby = operator_process(
+        peering=(PEERING, STANDBY_PRIORITY), CONFIG_REFRESH_METRICS_PORT=str(free_port()), **HA_ENV
+    )
+    wait_for(lambda: len(_peers_of(control_plane, kube_namespace)) == 2, timeout=60, what="both peers")
+    fleet = service_fleet(2, local_aws=local_aws)
+    for instance in fleet:
+        local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
+    body = route_object("services", local_aws=local_aws)
+    apply(control_plane, kube_namespace, body)
+    wait_route_ready(control_plane, kube_namespace, "services")  # indexed by the active replica only
+    stack = Stack(
+        control_plane=control_plane,
+        local_aws=local_aws,
+        namespace=kube_namespace,
+        fleet=fleet,
+        route="services",
+        operator=active,
+    )
+
+    name = f"{local_aws.prefix}orders/late"
+    version = stack.put(name, "after-the-standby-started")
+    rollout = stack.wait_phase(name, version, {"Succeeded", "PartiallyFailed", "Failed"}, timeout=120)
+    assert rollout["status"]["phase"] == "Succeeded", rollout["status"]
+    assert all(seen == version for _, seen in stack.values(name)), stack.values(name)
+    log = standby.log_text()
+    assert "the watch had not delivered here" in log, log[-3000:]
+    assert "no ConfigRoute claims" not in log, log[-3000:]
+
+
+def _peers_of(control_plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    body = get_json(control_plane, "kopfpeering", PEERING, "-n", namespace)
+    status: dict[str, Any] = body.get("status") or {}
+    return status

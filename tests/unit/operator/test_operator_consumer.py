@@ -66,7 +66,7 @@ def parts() -> dict[str, Any]:
     }
 
 
-def consumer(parts: dict[str, Any]) -> Consumer:
+def consumer(parts: dict[str, Any], refresh_routes: Any = None) -> Consumer:
     settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
     return Consumer(
         context=OperatorContext(
@@ -77,6 +77,7 @@ def consumer(parts: dict[str, Any]) -> Consumer:
             routes=parts["routes"],
             values=parts["values"],
         ),
+        refresh_routes=refresh_routes,
     )
 
 
@@ -114,6 +115,43 @@ async def test_an_unrouted_name_is_deleted_without_a_read(parts: dict[str, Any])
     await consumer(parts).handle(message(change("/elsewhere/db")))
     assert parts["sqs"].deleted == ["r-1"]
     assert parts["ssm"].reads == 0
+    assert parts["kube"].objects == {}
+
+
+async def test_a_route_the_index_missed_is_listed_again_before_the_message_is_deleted(
+    parts: dict[str, Any],
+) -> None:
+    """A standby replica's index misses routes created after it started (kopf's handlers are paused)."""
+    listed: list[str] = []
+
+    async def refresh() -> bool:
+        listed.append("routes")
+        parts["routes"].upsert(
+            route_from_object(
+                {
+                    "metadata": {"name": "billing", "namespace": "team-b", "uid": "b"},
+                    "spec": {
+                        "parameterPrefix": "/billing/",
+                        "discovery": {"cloudMap": {"namespace": "n", "service": "s"}},
+                    },
+                }
+            )
+        )
+        return True
+
+    await consumer(parts, refresh).handle(message(change("/billing/db")))
+    assert listed == ["routes"]
+    ((namespace, name),) = parts["kube"].objects
+    assert (namespace, name.split("-")[0]) == ("team-b", "billing")
+    assert parts["sqs"].deleted == ["r-1"]
+
+
+async def test_a_name_no_route_claims_even_after_a_fresh_list_is_deleted(parts: dict[str, Any]) -> None:
+    async def refresh() -> bool:
+        return False
+
+    await consumer(parts, refresh).handle(message(change("/elsewhere/db")))
+    assert parts["sqs"].deleted == ["r-1"]
     assert parts["kube"].objects == {}
 
 
