@@ -68,10 +68,12 @@ class Plan:
     poll_instances: int
     poll_plan: dict[float, int]
     local_changes: int = 50
+    fanout_samples: int = 100  # warm rollouts per configuration in each of the fanout_runs runs
 
 
-FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
-QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
+FULL = Plan([10, 100, 1000], 5, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
+QUICK = Plan([10, 100, 1000], 5, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
+QUICK = dataclasses.replace(QUICK, fanout_samples=10)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -162,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fanout_row() -> Row:
         from bench import fanout
 
-        return Row([fanout.run(sizes=plan.fanout_sizes, runs=plan.fanout_runs, plots=plots)])
+        sizes, runs, samples = plan.fanout_sizes, plan.fanout_runs, plan.fanout_samples
+        return Row([fanout.run(sizes=sizes, runs=runs, samples=samples, plots=plots)])
 
     def path_row() -> Row:
         from bench import path
