@@ -43,7 +43,7 @@ from refresh_operator.fanout.breaker import (
     CircuitBreaker,
 )
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
-from refresh_operator.fanout.credentials import Metadata, call_metadata
+from refresh_operator.fanout.credentials import call_metadata
 from refresh_operator.fanout.plaintext import plaintext_refusal, token_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.states import InstanceState, get_states
@@ -68,7 +68,7 @@ class Clock(Protocol):
 class _Rollout:
     request: pb.RefreshRequest
     policy: RefreshPolicy
-    metadata: Metadata
+    metadata: grpc.aio.Metadata  # built once per rollout: grpc.aio converts a tuple on every call
     semaphore: asyncio.Semaphore
     deadline: float  # on the monotonic clock
 
@@ -153,7 +153,7 @@ class FanOut:
             rollout = _Rollout(
                 request=request,
                 policy=policy,
-                metadata=metadata,
+                metadata=grpc.aio.Metadata(*metadata),
                 semaphore=asyncio.Semaphore(policy.max_concurrency),
                 deadline=deadline,
             )
