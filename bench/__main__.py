@@ -71,16 +71,17 @@ class Plan:
     goapp_changes: int = 50  # PutParameter → the Go app (bench/app_path.py)
     goapp_poll_keys: int = 20
     goapp_poll_rounds: int = 3
+    fanout_samples: int = 100  # warm rollouts per configuration in each of the fanout_runs runs
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
 FULL = Plan(
-    [10, 100, 1000], 30, [10, 100], 50, 180.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72}
+    [10, 100, 1000], 5, [10, 100], 50, 180.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72}
 )
-QUICK = Plan(
-    [10, 100, 1000], 10, [10], 20, 60.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20
-)
+QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20)
+# Each helper row's reduced sizes on a line of its own, so that rows added later merge cleanly.
 QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
+QUICK = dataclasses.replace(QUICK, fanout_samples=10)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -197,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fanout_row() -> Row:
         from bench import fanout
 
-        return Row([fanout.run(sizes=plan.fanout_sizes, runs=plan.fanout_runs, plots=plots)])
+        sizes, runs, samples = plan.fanout_sizes, plan.fanout_runs, plan.fanout_samples
+        return Row([fanout.run(sizes=sizes, runs=runs, samples=samples, plots=plots)])
 
     def path_row() -> Row:
         from bench import path

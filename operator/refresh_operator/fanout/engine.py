@@ -3,11 +3,11 @@
 Every target runs as its own task, so a slow or black-holed instance only ever costs its own attempts:
 each call carries ``timeout_seconds`` (never more than what remains of the rollout), and the whole rollout
 stops at ``deadline_seconds``. A semaphore bounds the calls in flight (not the tasks waiting out a
-backoff). Failed attempts are retried with exponential backoff and full jitter when the gRPC code says
-the instance may answer later (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED); an answer that
-will not change (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, ...) fails the target at once with
-the code in the error. An endpoint's open circuit breaker makes an attempt fail at once; the next attempt
-waits for the breaker's cool-down if the deadline allows.
+backoff). Tasks are started as slots free up (``max_concurrency`` at first, one more each time a target
+finishes or starts waiting out a backoff), so a rollout of thousands of targets at the default
+concurrency does not park thousands of tasks, each with its own timer, on the semaphore. Which failures
+are retried: see ``fanout.attempts``. An endpoint's open circuit breaker makes an attempt fail at once;
+the next attempt waits for the breaker's cool-down if the deadline allows.
 
 The run is restart-safe (targets already acknowledged in an earlier run of the same rollout are skipped)
 and cancellable (a superseded rollout stops its calls within a loop iteration).
@@ -16,10 +16,11 @@ and cancellable (a superseded rollout stops its calls within a loop iteration).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,13 +29,21 @@ import grpc
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.backoff import backoff_delays
 from refresh_operator.fanout import metrics
+from refresh_operator.fanout.attempts import (
+    RECONNECT_SETTLE_SECONDS,
+    RESULTS,
+    RETRYABLE_CODES,
+    AttemptFailed,
+    is_retryable,
+    short,
+)
 from refresh_operator.fanout.breaker import (
     BreakerRegistry,
     BreakerState,
     CircuitBreaker,
 )
-from refresh_operator.fanout.channels import MAX_RECONNECT_BACKOFF_SECONDS, ChannelPool, CredentialFileError
-from refresh_operator.fanout.credentials import Metadata, call_metadata
+from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
+from refresh_operator.fanout.credentials import call_metadata
 from refresh_operator.fanout.plaintext import plaintext_refusal, token_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.states import InstanceState, get_states
@@ -42,32 +51,9 @@ from refresh_operator.fanout.targets import Result, Target, TargetOutcome
 from refresh_operator.fanout.tokens import TokenCache, TokenError
 
 log = logging.getLogger(__name__)
+__all__ = ["CANCELLED_ERROR", "RETRYABLE_CODES", "Clock", "FanOut", "is_retryable"]
 
-RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-    }
-)
-"""Codes after which the same call may succeed later."""
-
-_RESULTS = {
-    pb.REFRESH_RESULT_APPLIED: Result.APPLIED,
-    pb.REFRESH_RESULT_STALE: Result.STALE,
-    pb.REFRESH_RESULT_REJECTED: Result.REJECTED,
-}
-_MAX_DETAIL = 240
-RECONNECT_SETTLE_SECONDS = MAX_RECONNECT_BACKOFF_SECONDS * 1.2 + 0.3
-"""The least wait before retrying an UNAVAILABLE call: the channel's longest reconnect backoff with gRPC's
-jitter, plus time to connect."""
 CANCELLED_ERROR = "cancelled: the rollout was stopped before this target finished"
-
-
-def is_retryable(code: grpc.StatusCode) -> bool:
-    """Whether a failed Refresh with this status code is worth another attempt."""
-    return code in RETRYABLE_CODES
 
 
 class Clock(Protocol):
@@ -78,26 +64,13 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
 
-class _AttemptFailed(Exception):
-    def __init__(self, *, code: str, detail: str, retryable: bool, wait_at_least: float = 0.0) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.retryable = retryable
-        self.wait_at_least = wait_at_least
-
-
 @dataclass(frozen=True)
 class _Rollout:
     request: pb.RefreshRequest
     policy: RefreshPolicy
-    metadata: Metadata
+    metadata: grpc.aio.Metadata  # built once per rollout: grpc.aio converts a tuple on every call
     semaphore: asyncio.Semaphore
     deadline: float  # on the monotonic clock
-
-
-def _short(text: str | None) -> str:
-    text = (text or "").strip().replace("\n", " ")
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
 class FanOut:
@@ -180,7 +153,7 @@ class FanOut:
             rollout = _Rollout(
                 request=request,
                 policy=policy,
-                metadata=metadata,
+                metadata=grpc.aio.Metadata(*metadata),
                 semaphore=asyncio.Semaphore(policy.max_concurrency),
                 deadline=deadline,
             )
@@ -188,13 +161,15 @@ class FanOut:
             if completed:
                 metrics.FANOUT_DURATION.observe(self._clock.monotonic() - start)
         outcomes = self._collect(ordered, skipped, finished)
-        log.info(
-            "fan-out %s: %d targets, %s in %.1f ms",
-            request.refresh_id,
-            len(outcomes),
-            ", ".join(f"{r.value}={sum(o.result is r for o in outcomes)}" for r in Result),
-            (self._clock.monotonic() - start) * 1000,
-        )
+        if log.isEnabledFor(logging.INFO):
+            counts = collections.Counter(outcome.result for outcome in outcomes)
+            log.info(
+                "fan-out %s: %d targets, %s in %.1f ms",
+                request.refresh_id,
+                len(outcomes),
+                ", ".join(f"{result.value}={counts[result]}" for result in Result),
+                (self._clock.monotonic() - start) * 1000,
+            )
         return outcomes
 
     async def states(
@@ -227,14 +202,24 @@ class FanOut:
         emit: Callable[[TargetOutcome], None],
         cancel: asyncio.Event | None,
     ) -> bool:
-        """Run one task per target until all finish (True) or ``cancel`` is set (False)."""
+        """Run one task per target until all finish (True) or ``cancel`` is set (False). Tasks start as
+        slots free up: ``max_concurrency`` at first, then one more whenever a target finishes or begins
+        to wait out a backoff (so a backoff never holds back the targets not yet started)."""
         all_done = asyncio.Event()
         left = len(todo)
+        pending = collections.deque(todo)
+        tasks: list[asyncio.Task[None]] = []
+        stopping = False  # set once the rollout is over or cancelled: start nothing more
+
+        def start_next() -> None:
+            if pending and not stopping:
+                target = pending.popleft()
+                tasks.append(asyncio.create_task(one(target), name=f"refresh {target.instance_id}"))
 
         async def one(target: Target) -> None:
             nonlocal left
             try:
-                emit(await self._refresh_target(target, rollout))
+                emit(await self._refresh_target(target, rollout, start_next))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not hang the rollout: fail this target, say why
@@ -244,14 +229,17 @@ class FanOut:
                 left -= 1
                 if left == 0:
                     all_done.set()
+                start_next()
 
-        tasks = [asyncio.create_task(one(target), name=f"refresh {target.instance_id}") for target in todo]
+        for _ in range(min(rollout.policy.max_concurrency, len(todo))):
+            start_next()
         waiters = [asyncio.create_task(all_done.wait())]
         if cancel is not None:
             waiters.append(asyncio.create_task(cancel.wait()))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopping = True
             for task in (*tasks, *waiters):
                 task.cancel()
             await asyncio.gather(*tasks, *waiters, return_exceptions=True)
@@ -271,33 +259,39 @@ class FanOut:
             outcomes.append(outcome)
         return outcomes
 
-    async def _refresh_target(self, target: Target, rollout: _Rollout) -> TargetOutcome:
+    async def _refresh_target(
+        self, target: Target, rollout: _Rollout, on_backoff: Callable[[], None] = lambda: None
+    ) -> TargetOutcome:
         policy = rollout.policy
         breaker = self._breakers.get(target.address)
+        monotonic = self._clock.monotonic
 
         def remaining() -> float:
-            return max(0.0, rollout.deadline - self._clock.monotonic())
+            return max(0.0, rollout.deadline - monotonic())
 
-        delays = backoff_delays(
-            base_seconds=policy.backoff_base_seconds,
-            max_seconds=policy.backoff_max_seconds,
-            remaining=remaining,
-            rng=self._rng,
-        )
+        delays: Iterator[float] | None = None  # drawn only once an attempt failed
         attempts = 0
         error = "not attempted"
         while True:
-            if remaining() <= 0:
+            left = remaining()
+            if left <= 0:
                 error = f"rollout deadline of {policy.deadline_seconds:g}s passed; last error: {error}"
                 break
             attempts += 1
             try:
-                return await self._attempt(target, breaker, rollout, remaining(), attempts)
-            except _AttemptFailed as failure:
+                return await self._attempt(target, breaker, rollout, left, attempts)
+            except AttemptFailed as failure:
                 error = f"{failure} (attempt {attempts}/{policy.max_attempts})"
                 metrics.count_attempt(failure.code)
                 if not failure.retryable or attempts >= policy.max_attempts:
                     break
+                if delays is None:
+                    delays = backoff_delays(
+                        base_seconds=policy.backoff_base_seconds,
+                        max_seconds=policy.backoff_max_seconds,
+                        remaining=remaining,
+                        rng=self._rng,
+                    )
                 delay = max(next(delays), failure.wait_at_least)
                 if failure.code == "UNAVAILABLE":
                     # The channel now sits in reconnect backoff and fails every call fast until its next
@@ -309,6 +303,7 @@ class FanOut:
                     f"rollout deadline of {policy.deadline_seconds:g}s comes before the next retry; {error}"
                 )
                 break
+            on_backoff()
             await asyncio.sleep(delay)
         log.debug("target %s (%s) failed: %s", target.instance_id, target.address, error)
         return TargetOutcome(target, Result.FAILED, 0, attempts, error, None)
@@ -330,7 +325,7 @@ class FanOut:
             else:
                 await rollout.semaphore.acquire()  # free: no timer needed
         except TimeoutError:
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 code="DEADLINE_EXCEEDED",
                 detail="no call slot free before the rollout deadline",
                 retryable=False,
@@ -349,8 +344,8 @@ class FanOut:
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 breaker.record_error(code)
-                raise _AttemptFailed(
-                    code=code.name, detail=_short(exc.details()), retryable=is_retryable(code)
+                raise AttemptFailed(
+                    code=code.name, detail=short(exc.details()), retryable=is_retryable(code)
                 ) from None
             except BaseException:
                 breaker.release()
@@ -359,14 +354,18 @@ class FanOut:
             rollout.semaphore.release()
         breaker.record_success()
         metrics.count_attempt("OK")
-        result = _RESULTS.get(response.result)
+        result = RESULTS.get(response.result)
         if result is None:
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 code="UNKNOWN", detail=f"instance answered result {response.result}", retryable=False
             )
         # podSync registers pods as "<namespace>.<pod>"; the pod itself answers with its pod name (k8s-pod).
-        known_as = {target.instance_id, target.attributes.get("k8s-pod", target.instance_id)}
-        if response.instance_id and response.instance_id not in known_as:
+        answered_as = response.instance_id
+        if (
+            answered_as
+            and answered_as != target.instance_id
+            and answered_as != target.attributes.get("k8s-pod", target.instance_id)
+        ):
             log.warning(
                 "instance at %s answered as %r, expected %r",
                 target.address,
@@ -378,12 +377,12 @@ class FanOut:
             result=result,
             version=int(response.applied_version),
             attempts=attempt,
-            error=_short(response.message) if result is Result.REJECTED else None,
+            error=short(response.message) if result is Result.REJECTED else None,
             acknowledged_at=self._clock.time(),
         )
 
-    def _circuit_open(self, target: Target, breaker: CircuitBreaker) -> _AttemptFailed:
-        return _AttemptFailed(
+    def _circuit_open(self, target: Target, breaker: CircuitBreaker) -> AttemptFailed:
+        return AttemptFailed(
             code="CIRCUIT_OPEN",
             detail=f"circuit breaker open for {target.address} after "
             f"{breaker.consecutive_failures} consecutive failures",
