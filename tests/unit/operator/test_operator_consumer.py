@@ -322,26 +322,32 @@ def change_at(name: str, moment: str) -> dict[str, Any]:
 async def test_a_busy_key_holds_only_its_latest_message_and_deletes_the_ones_it_covers(
     parts: dict[str, Any],
 ) -> None:
-    # Overload: 200 messages of one key arrive while its run and fan-out go on. Without coalescing to the
+    # Overload: 200 messages of one key arrive while its run's fan-out goes on. Without coalescing to the
     # latest, all 200 would wait in the follow-up, each with its task and visibility heartbeat (memory that
     # follows the backlog); now the key holds the running one and one waiting, the rest deleted on arrival.
     values: ValueCache = parts["values"]
-    parts["kube"] = FakeKube(values=values, fan_out_seconds=1.0)
-    parts["ssm"] = FakeSsm(delay=0.05, bump=True)
-    subject = consumer_with(parts, Timing())
-    first = asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), "r-0")))
-    await asyncio.sleep(0.02)
+    parts["kube"] = FakeKube()  # the fan-out reports only when the test says so
+    parts["ssm"] = FakeSsm(bump=True)
+    subject = consumer_with(parts, Timing(settle_seconds=0.01, hold_max_seconds=120))
+    await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"), "r-0")), timeout=30)
+    ((namespace, first_object),) = parts["kube"].objects
     rest = [
         asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{i}")))
         for i in range(1, 201)
     ]
-    await asyncio.sleep(0.3)  # all 200 arrived; the first run's fan-out is still going on
-    assert sum(1 for task in rest if not task.done()) == 1
-    assert len(parts["sqs"].deleted) == 199
-    await asyncio.wait_for(asyncio.gather(first, *rest), timeout=60)
+    for _ in range(6000):  # until every covered message is deleted (60 s at most)
+        if len(parts["sqs"].deleted) >= 200:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(200))  # r-0 and the 199 covered
+    assert [task.done() for task in rest].count(False) == 1
+    assert len(parts["kube"].objects) == 1
+    values.fan_out_done(namespace, first_object)  # the fan-out ends: the one follow-up runs
+    await asyncio.wait_for(asyncio.gather(*rest), timeout=30)
     assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(201))
     assert len(parts["kube"].objects) == 2
     assert parts["ssm"].reads == 2
+    await subject.drain(seconds=5)  # ends the second run's hold
 
 
 async def test_a_late_redelivery_of_an_older_change_does_not_displace_a_newer_one(
@@ -351,12 +357,12 @@ async def test_a_late_redelivery_of_an_older_change_does_not_displace_a_newer_on
     # deletion_key_time): the older message is deleted, the newer one is the one recorded.
     read_at(monkeypatch, datetime.datetime(2026, 11, 26, 10, 0, 9, tzinfo=datetime.UTC))
     values: ValueCache = parts["values"]
-    parts["kube"] = FakeKube(values=values, fan_out_seconds=0.3)
-    parts["ssm"] = FakeSsm(delay=0.05)
-    subject = consumer_with(parts, Timing(settle_seconds=0.05))
+    parts["kube"] = FakeKube()  # the fan-out reports only when the test says so
+    subject = consumer_with(parts, Timing(settle_seconds=0.05, hold_max_seconds=120))
     name = f"{PREFIX}orders/db"
     first = asyncio.create_task(subject.handle(message(change_at(name, "2026-11-26T10:00:01Z"), "r-0")))
-    await asyncio.wait_for(first, timeout=30)  # recorded; its fan-out (0.3 s) still holds the key
+    await asyncio.wait_for(first, timeout=30)  # recorded; its fan-out still holds the key
+    ((namespace, first_object),) = parts["kube"].objects
     parts["ssm"].version = None  # deleted at 10:00:05
     newer = asyncio.create_task(subject.handle(message(change_at(name, "2026-11-26T10:00:05Z"), "r-new")))
     await asyncio.sleep(0.01)
@@ -364,6 +370,7 @@ async def test_a_late_redelivery_of_an_older_change_does_not_displace_a_newer_on
     await asyncio.wait_for(older, timeout=30)
     assert "r-old" in parts["sqs"].deleted
     assert "r-new" not in parts["sqs"].deleted
+    values.fan_out_done(namespace, first_object)
     await asyncio.wait_for(newer, timeout=30)
     deletions = [
         body["spec"]["parameter"]
@@ -373,6 +380,7 @@ async def test_a_late_redelivery_of_an_older_change_does_not_displace_a_newer_on
     assert [parse_time(d["lastModified"]) for d in deletions] == [
         datetime.datetime(2026, 11, 26, 10, 0, 5, 999999, tzinfo=datetime.UTC)
     ]
+    await subject.drain(seconds=5)  # ends the second run's hold
 
 
 class Queue(FakeSqs):
