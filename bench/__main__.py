@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
-Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling,local`
-runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
+Full run (`make bench`): about 25 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
+windows (about 10 minutes), said in the report.
+`--only fanout,path,scale,rss,idle,getconfig,polling,local,load` runs a subset (the report then lists
+the others as not measured). `--base-operator PATH` adds another
 build's operator to the idle-memory row, measured side by side.
 """
 
@@ -35,7 +36,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "load")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -68,10 +69,13 @@ class Plan:
     poll_instances: int
     poll_plan: dict[float, int]
     local_changes: int = 50
+    load_first_seconds: float = 60.0  # the load row: RSS after this and after 3x this, at 50 changes/s
 
 
 FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
-QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
+QUICK = Plan(
+    [10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20, 20.0
+)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -206,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return Row([local_delivery.run(changes=plan.local_changes)])
 
+    def load_row() -> Row:
+        from bench import load
+
+        return Row([load.run(instances=100, rate=50, keys=20, first=plan.load_first_seconds)])
+
     started = time.monotonic()
     attempt("fanout", fanout_row)
     attempt("path", path_row)
@@ -215,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
     attempt("local", local_row)
+    attempt("load", load_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

@@ -1,0 +1,121 @@
+"""Row: sustained load (issue 20's two load rows): 50 changes/s over 20 keys on 100 instances for 3N s.
+
+The whole local stack (devstack.stack, as the `path` row), one paced writer thread per key
+(devstack.stack.load, the same driver as the memory guard in tests/reliability/test_load.py). Measured:
+
+- the share of the rollouts started during the load that a newer one Superseded after their fan-out had
+  begun (status counts targets): each is Refresh calls to the whole fleet that were wasted;
+- the operator's resident memory (VmRSS) after N s and after 3N s of the load (60 s and 180 s; 20 s and
+  60 s with `--quick`), and before it; and the most messages the operator held (SQS's in-flight count,
+  sampled every second) against its `max_held_messages` bound.
+
+Latency under this load is not a target: 100 real instances, moto, the API server and the operator share
+the machine's cores, and the row reports it only to show the operator kept up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from bench.common import Check, RowResult, percentile, say
+from bench.targets import OVERLOAD_RSS_GROWTH, SUPERSEDED_SHARE
+from configrefresh_api.phases import TERMINAL_PHASES
+
+
+def _settle(rollouts: Any, timeout: float = 600.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items: list[dict[str, Any]] = rollouts.all()
+        if items and all((i.get("status") or {}).get("phase") in TERMINAL_PHASES for i in items):
+            return items
+        time.sleep(1.0)
+    raise TimeoutError(f"rollouts not all finished {timeout:.0f} s after the load")
+
+
+def run(*, instances: int, rate: float, keys: int, first: float) -> RowResult:
+    from bench.path import Rollouts
+    from devstack.stack.builder import Stack
+    from devstack.stack.load import phases, superseded_mid_fan_out, sustain
+
+    result = RowResult(title="Sustained load: superseded rollouts and memory", method=__doc__ or "")
+    late = 3 * first
+    say(f"  starting the whole stack with {instances} config-service instances ...")
+    stack = Stack.start(instances=instances, namespace="bench-load")
+    rollouts = Rollouts(stack)
+    try:
+        names = [f"{stack.local_aws.prefix}bench/load/key-{index}" for index in range(keys)]
+        say(f"  {rate:g} changes/s over {keys} keys for {late:g} s ...")
+        load = sustain(stack, names, rate=rate, seconds=late, marks=[first, late])
+        written = time.monotonic()
+        objects = _settle(rollouts)
+        settled = time.monotonic() - written
+    finally:
+        rollouts.close()
+        stack.stop()
+    found = phases(objects)
+    mid = superseded_mid_fan_out(objects)
+    share = mid / len(objects)
+    growth = load.growth(first, late)
+    latencies = [
+        float(o["status"].get("latencyMs", 0)) for o in objects if o["status"]["phase"] == "Succeeded"
+    ]
+    say(f"  {load.describe()}; {len(objects)} rollouts {dict(found)}, superseded mid-fan-out {mid}")
+    offered = load.achieved >= 0.8 * rate
+    shortfall = "" if offered else f" (offered only {load.achieved:.1f}/s: not the load the row names)"
+    result.checks.append(
+        Check(
+            what=f"{rate:g} changes/s sustained on {instances} instances: rollouts Superseded mid-fan-out",
+            target=f"≤ {SUPERSEDED_SHARE:.0%}",
+            measured=f"{share:.0%} ({mid} of {len(objects)} rollouts){shortfall}",
+            met=offered and share <= SUPERSEDED_SHARE,
+        )
+    )
+    result.checks.append(
+        Check(
+            what=f"operator RSS after {late:g} s vs after {first:g} s of {rate:g} changes/s (overload)",
+            target=f"within {OVERLOAD_RSS_GROWTH:.0%}",
+            measured=(
+                f"{growth:+.1%} ({load.rss_at[first] / 1024:.1f} → {load.rss_at[late] / 1024:.1f} MiB;"
+                f" {load.baseline_kib / 1024:.1f} MiB before the load){shortfall}"
+            ),
+            met=offered and abs(growth) <= OVERLOAD_RSS_GROWTH,
+        )
+    )
+    result.tables.append(
+        (
+            [
+                "instances",
+                "keys",
+                "writes (rate)",
+                "rollouts",
+                "phases",
+                "Superseded mid-fan-out",
+                "RSS before / N s / 3N s",
+                "messages held (max)",
+                "all finished after the last write",
+                "commit → last ack p50 / p99",
+            ],
+            [
+                [
+                    str(instances),
+                    str(keys),
+                    f"{load.writes} ({load.achieved:.1f}/s for {load.elapsed:.0f} s)",
+                    str(len(objects)),
+                    ", ".join(f"{p} {n}" for p, n in sorted(found.items())),
+                    f"{mid} ({share:.0%})",
+                    f"{load.baseline_kib / 1024:.1f} / {load.rss_at[first] / 1024:.1f} /"
+                    f" {load.rss_at[late] / 1024:.1f} MiB (N = {first:g})",
+                    str(load.held_max),
+                    f"{settled:.1f} s",
+                    (
+                        f"{statistics.median(latencies):.1f} / {percentile(latencies, 99):.1f} s"
+                        if latencies
+                        else "-"
+                    ),
+                ]
+            ],
+        )
+    )
+    return result
