@@ -58,9 +58,7 @@ def run(*, instances: int, rate: float, keys: int, first: float) -> RowResult:
     mid = superseded_mid_fan_out(objects)
     share = mid / len(objects)
     growth = load.growth(first, late)
-    latencies = [
-        float(o["status"].get("latencyMs", 0)) for o in objects if o["status"]["phase"] == "Succeeded"
-    ]
+    latencies = [float(o["status"]["latencyMs"]) / 1000 for o in objects if o["status"].get("latencyMs")]
     say(f"  {load.describe()}; {len(objects)} rollouts {dict(found)}, superseded mid-fan-out {mid}")
     offered = load.achieved >= 0.8 * rate
     shortfall = "" if offered else f" (offered only {load.achieved:.1f}/s: not the load the row names)"
