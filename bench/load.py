@@ -21,38 +21,64 @@ from typing import Any
 
 from bench.common import Check, RowResult, percentile, say
 from bench.targets import OVERLOAD_RSS_GROWTH, SUPERSEDED_SHARE
+from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
 from configrefresh_api.phases import TERMINAL_PHASES
 
 
-def _settle(rollouts: Any, timeout: float = 600.0) -> list[dict[str, Any]]:
+def _listed(api: Any, namespace: str) -> list[dict[str, Any]]:
+    """Every ConfigRefresh of the namespace, 100 per page (whole lists of objects with 100 instance
+    results each timed out on an API server this busy)."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page: Any = api.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, REFRESHES, limit=100, _continue=token, _request_timeout=60
+        )
+        items += page["items"]
+        token = page["metadata"].get("continue")
+        if not token:
+            return items
+
+
+def _settle(api: Any, namespace: str, timeout: float = 600.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        items: list[dict[str, Any]] = rollouts.all()
+        try:
+            items = _listed(api, namespace)
+        except Exception as error:  # an API server saturated by the load may time out: ask again
+            say(f"  listing the rollouts failed ({type(error).__name__}); again in 2 s")
+            time.sleep(2.0)
+            continue
         if items and all((i.get("status") or {}).get("phase") in TERMINAL_PHASES for i in items):
             return items
         time.sleep(1.0)
     raise TimeoutError(f"rollouts not all finished {timeout:.0f} s after the load")
 
 
-def run(*, instances: int, rate: float, keys: int, first: float) -> RowResult:
-    from bench.path import Rollouts
+def run(
+    *, instances: int, rate: float, keys: int, first: float, operator_env: dict[str, str] | None = None
+) -> RowResult:
+    """`operator_env`: settings for the operator (e.g. CONFIG_REFRESH_COALESCE_HOLD_SECONDS), for a
+    comparison; the row runs it as it ships."""
+    from kubernetes import client
+
     from devstack.stack.builder import Stack
     from devstack.stack.load import phases, superseded_mid_fan_out, sustain
 
     result = RowResult(title="Sustained load: superseded rollouts and memory", method=__doc__ or "")
     late = 3 * first
     say(f"  starting the whole stack with {instances} config-service instances ...")
-    stack = Stack.start(instances=instances, namespace="bench-load")
-    rollouts = Rollouts(stack)
+    stack = Stack.start(instances=instances, namespace="bench-load", operator_env=operator_env)
+    api_client = stack.control_plane.api_client()
     try:
         names = [f"{stack.local_aws.prefix}bench/load/key-{index}" for index in range(keys)]
         say(f"  {rate:g} changes/s over {keys} keys for {late:g} s ...")
         load = sustain(stack, names, rate=rate, seconds=late, marks=[first, late])
         written = time.monotonic()
-        objects = _settle(rollouts)
+        objects = _settle(client.CustomObjectsApi(api_client), stack.namespace)
         settled = time.monotonic() - written
     finally:
-        rollouts.close()
+        api_client.close()  # type: ignore[no-untyped-call]
         stack.stop()
     found = phases(objects)
     mid = superseded_mid_fan_out(objects)
