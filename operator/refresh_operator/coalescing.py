@@ -147,7 +147,8 @@ class Coalescer(Generic[K, I, R]):
         # The waiting item's submitter is answered now; the batch's future is the new item's from here on.
         previous, pending.result = pending.result, loop.create_future()
         pending.result.add_done_callback(_retrieve)
-        previous.set_result(self._displaced)
+        if not previous.done():
+            previous.set_result(self._displaced)
         pending.items.clear()
         return None
 
