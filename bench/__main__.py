@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
-Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling,local`
-runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
+Full run (`make bench`): about 25 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
+windows (about 10 minutes), said in the report.
+`--only fanout,path,scale,rss,idle,getconfig,polling,local,load` runs a subset (the report then lists
+the others as not measured). `--base-operator PATH` adds another
 build's operator to the idle-memory row, measured side by side.
 """
 
@@ -34,7 +35,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "goapp")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "goapp", "load")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -72,6 +73,7 @@ class Plan:
     goapp_poll_keys: int = 20
     goapp_poll_rounds: int = 3
     fanout_samples: int = 100  # warm rollouts per configuration in each of the fanout_runs runs
+    load_first_seconds: float = 60.0  # the load row: RSS after this and after 3x this, at 50 changes/s
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
@@ -82,6 +84,7 @@ QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 50, 1, 2, 1.0, 10
 # Each helper row's reduced sizes on a line of its own, so that rows added later merge cleanly.
 QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
 QUICK = dataclasses.replace(QUICK, fanout_samples=10)
+QUICK = dataclasses.replace(QUICK, load_first_seconds=20.0)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -258,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
 
+    def load_row() -> Row:
+        from bench import load
+
+        return Row([load.run(instances=100, rate=50, keys=20, first=plan.load_first_seconds)])
+
     started = time.monotonic()
     attempt("fanout", fanout_row)
     attempt("path", path_row)
@@ -268,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("polling", polling_row)
     attempt("local", local_row)
     attempt("goapp", goapp_row)
+    attempt("load", load_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

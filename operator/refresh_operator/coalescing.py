@@ -34,6 +34,13 @@ puts between deliveries.
 A batch's run starts after every item in it arrived, so an item is never answered by a run that started
 before it (the run reads state at least as new as the item). Items wait at most a window plus one run.
 Runs of one key never overlap; different keys are independent.
+
+With a `rank` (the consumer ranks a change by its event time), a key's follow-up keeps only its latest
+item: an item that another of higher (or equal, arriving later) rank displaces from the follow-up gets the
+`displaced` outcome at once, and one that arrives ranked below the waiting one gets it without joining. A
+key then holds at most two items whatever the load: the one its run covers and the latest waiting one.
+The consumer deletes a displaced message at once (the waiting one, still on the queue, covers its change:
+its run reads after both arrived), so under overload the operator's memory does not follow the backlog.
 """
 
 from __future__ import annotations
@@ -108,9 +115,15 @@ class Coalescer(Generic[K, I, R]):
         timing: Timing | None = None,
         *,
         hold: Callable[[K, R], Awaitable[None]] | None = None,
+        rank: Callable[[I], Any] | None = None,
+        displaced: R | None = None,
     ) -> None:
+        if (rank is None) != (displaced is None):
+            raise ValueError("rank and displaced go together")
         self._work = work
         self._hold = hold
+        self._rank = rank
+        self._displaced = displaced
         self._timing = timing or Timing()
         self._keys: dict[K, _Key[I, R]] = {}
         self._hurry = False
@@ -118,6 +131,26 @@ class Coalescer(Generic[K, I, R]):
     def __len__(self) -> int:
         """Keys with a run, a follow-up or recent activity (idle keys are forgotten)."""
         return len(self._keys)
+
+    def _keep_latest(self, pending: _Batch[I, R], item: I) -> asyncio.Future[R] | None:
+        """With a rank: make `item` the follow-up's only item, or leave the one waiting there. The future
+        of the submitter that is displaced (or `item`'s own, if it ranks below) gets `displaced`; returns
+        that future, or None when the batch simply takes the item."""
+        if self._rank is None or not pending.items:
+            return None
+        assert self._displaced is not None
+        loop = asyncio.get_running_loop()
+        loser: asyncio.Future[R] = loop.create_future()
+        loser.set_result(self._displaced)
+        if self._rank(item) < self._rank(pending.items[-1]):
+            return loser  # an older change (a late redelivery): the waiting one covers it
+        # The waiting item's submitter is answered now; the batch's future is the new item's from here on.
+        previous, pending.result = pending.result, loop.create_future()
+        pending.result.add_done_callback(_retrieve)
+        if not previous.done():
+            previous.set_result(self._displaced)
+        pending.items.clear()
+        return None
 
     async def submit(self, key: K, item: I, *, on_merge: Callable[[], None] | None = None) -> R:
         """The outcome of the run that covered `item` (a run that started after `item` arrived).
@@ -148,6 +181,9 @@ class Coalescer(Generic[K, I, R]):
                 pending = state.pending = _Batch([], loop.create_future(), now, now, 0.0)
                 pending.window = timing.window(state.follow_ups)
                 pending.result.add_done_callback(_retrieve)
+            refused = self._keep_latest(pending, item)
+            if refused is not None:
+                return await refused
             pending.items.append(item)
             pending.last_joined = now
             state.last_activity = now

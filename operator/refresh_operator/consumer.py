@@ -17,6 +17,13 @@ batch. The rules, in order:
 
 The receive itself runs on a daemon thread: a 20 s long poll must not hold a pool thread or delay
 shutdown. The loop never dies on an error; it counts it, backs off and polls again.
+
+Memory does not follow the queue's backlog. A key's follow-up keeps only its latest change: a message it
+displaces is deleted at once (outcome `coalesced`), since the waiting message, still on the queue, covers
+its change. And the loop stops receiving while `max_held_messages` messages are held (received and not yet
+deleted or left): the rest wait in SQS, durable, until there is room (backpressure, counted in
+`config_refresh_consumer_backpressure_seconds_total`; `config_refresh_consumer_messages_held` shows the
+level).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -34,6 +42,7 @@ from configrefresh_api.phases import Trigger
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
 from refresh_operator.backoff import doubling, equal_jitter
+from refresh_operator.backpressure import Intake
 from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.context import OperatorContext
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
@@ -47,6 +56,12 @@ T = TypeVar("T")
 
 CREATE_RETRY_SECONDS = 900.0
 DRAIN_SECONDS = 10.0
+COALESCED = "coalesced"
+"""The outcome of a message a newer one of the same name displaced from its key's follow-up."""
+
+
+def _event_time(event: ParameterChangeEvent) -> datetime.datetime:
+    return event.time
 
 
 def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
@@ -123,21 +138,32 @@ class Consumer:
         self._refresh_routes = refresh_routes
         self._recorder = Recorder(kube_api=context.kube, blocking=context.blocking, values=context.values)
         self._slots = asyncio.Semaphore(context.settings.max_inflight_messages)
+        self._intake = Intake(bound=context.settings.max_held_messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged_invalid: dict[str, None] = {}
         self._created: dict[str, list[tuple[str, str]]] = {}
+        timing = timing or Timing(hold_max_seconds=context.settings.coalesce_hold_seconds)
         self._changes: Coalescer[str, ParameterChangeEvent, str] = Coalescer(
-            self._record, timing, hold=self._hold
+            self._record, timing, hold=self._hold, rank=_event_time, displaced=COALESCED
         )
+
+    @property
+    def held(self) -> int:
+        """Messages received and not yet finished with (deleted, or left for a later receive)."""
+        return self._intake.held
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, then drain: see `drain`. Cancellation abandons the poll at once."""
         failures = 0
         try:
             while not stop.is_set():
+                room = min(self._context.settings.max_messages, await self._intake.room(stop))
+                if stop.is_set():
+                    break
                 try:
-                    messages = await in_daemon_thread(self._receive)
+                    messages = await in_daemon_thread(functools.partial(self._receive, room))
                     metrics.SQS_MESSAGES_RECEIVED.inc(len(messages))
+                    self._intake.take(len(messages))
                     failures = 0
                 except Exception as error:
                     metrics.SQS_RECEIVE_ERRORS.inc()
@@ -151,6 +177,7 @@ class Consumer:
                     continue
                 if stop.is_set():
                     await self._release(messages)
+                    self._intake.give_back(len(messages))
                     break
                 for message in messages:
                     await self._slots.acquire()
@@ -193,10 +220,10 @@ class Consumer:
         if messages:
             logger.info("Released %d message(s) received during shutdown", len(messages))
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def _receive(self, count: int) -> list[dict[str, Any]]:
         response = self._context.clients.sqs.receive_message(
             QueueUrl=self._context.settings.queue_url,
-            MaxNumberOfMessages=self._context.settings.max_messages,
+            MaxNumberOfMessages=count,
             WaitTimeSeconds=self._context.settings.wait_time_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
@@ -222,6 +249,7 @@ class Consumer:
             logger.exception("Message %s failed; it stays on the queue", message.get("MessageId"))
         finally:
             release()
+            self._intake.give_back(1)
 
     async def handle(self, message: dict[str, Any], *, on_merge: Callable[[], None] | None = None) -> None:
         """One message: validated, routed, then recorded by the run of its key that covers it.
@@ -255,7 +283,7 @@ class Consumer:
                 await heartbeat
         metrics.EVENTS_RECEIVED.labels(outcome).inc()
         if outcome != "error":
-            await self._delete(receipt)
+            await self._delete(receipt)  # created, duplicate, or coalesced (a newer message covers it)
 
     async def _routed(self, name: str) -> bool:
         """Whether a route claims the name; before saying no, the routes are listed again (route_sync.py:

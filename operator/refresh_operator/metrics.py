@@ -7,7 +7,7 @@ the same default registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 from config_service.version import build_labels
 
@@ -17,7 +17,8 @@ BUILD_INFO.info(build_labels())
 
 EVENTS_RECEIVED = Counter(
     "config_refresh_events_received_total",
-    "SQS messages handled by the consumer, by outcome (created, duplicate, unrouted, invalid, error).",
+    "SQS messages handled by the consumer, by outcome (created, duplicate, coalesced, unrouted, invalid, "
+    "error).",
     ["outcome"],
 )
 ROLLOUTS = Counter(
@@ -43,6 +44,15 @@ PARAMETER_STORE_CALLS = Counter(
 SQS_MESSAGES_RECEIVED = Counter(
     "config_refresh_sqs_messages_received_total",
     "Messages ReceiveMessage returned (before validation, routing and coalescing): the delivery rate.",
+)
+CONSUMER_MESSAGES_HELD = Gauge(
+    "config_refresh_consumer_messages_held",
+    "SQS messages the consumer holds (received, not yet deleted or left on the queue); at most "
+    "max_held_messages.",
+)
+CONSUMER_BACKPRESSURE_SECONDS = Counter(
+    "config_refresh_consumer_backpressure_seconds_total",
+    "Time the receive loop paused because max_held_messages messages were held (the rest waited in SQS).",
 )
 SQS_RECEIVE_ERRORS = Counter(
     "config_refresh_sqs_receive_errors_total",

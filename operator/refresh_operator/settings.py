@@ -50,6 +50,20 @@ class OperatorSettings(EnvSettings):
     wait_time_seconds: int = Field(20, ge=0, le=20)
     visibility_extension_seconds: int = Field(30, ge=5, le=43200)
     max_inflight_messages: int = Field(32, ge=1, le=1000)
+    max_held_messages: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Backpressure: the receive loop pauses while this many messages are held (received, "
+        "not yet deleted or left on the queue); the rest wait in SQS.",
+    )
+    coalesce_hold_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="How long a key's run waits for the fan-out it started before a newer change of the "
+        "key may start another (which supersedes it if it is still running).",
+    )
     executor_threads: int = Field(16, ge=2, le=256)
     metrics_port: int = Field(9090, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"

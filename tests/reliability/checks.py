@@ -195,14 +195,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process, KiB (from /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def wait_finished(stack_: Any, name: str, version: int, timeout: float = 120.0) -> dict[str, Any]:
     found: dict[str, Any] = stack_.wait_phase(name, version, FINISHED, timeout=timeout)
     return found

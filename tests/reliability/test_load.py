@@ -1,8 +1,22 @@
-"""Fault 9 (load): a steady stream of changes over several keys and instances: all converge, the
-commit-to-last-acknowledgment latency is reported (p50/p99 of status.latencyMs), and the operator's
-resident memory after a warm-up at the same rate is compared with the end (asserted in the long variant
-only). The offered rate is asserted (at least 80 % of the one named): figures for a load that was not
-offered would mislead.
+"""Fault 9 (load) and the memory guard: a steady stream of changes over several keys and instances, all
+converging, the commit-to-last-acknowledgment latency reported (p50/p99 of status.latencyMs), and the
+operator's resident memory compared after N and after 3N seconds of the same load.
+
+The guard (devstack.stack.load explains the choice): RSS after 3N s of load within 10 % of RSS after N s,
+and the messages the operator holds (SQS's in-flight count) never above `CONFIG_REFRESH_MAX_HELD_MESSAGES`.
+Both hold for an operator whose backlog is bounded, whatever the machine's speed: the backlog a slow
+machine builds waits in SQS. They fail for one that holds the backlog: its held messages pass any fixed
+bound once the load outruns it (before the bound, each of a key's changes arriving during its fan-out
+waited in memory with its task and visibility heartbeat until the follow-up ran: run against that build,
+the short form failed with 40 messages held against its bound of 25), and its RSS keeps growing from N
+to 3N while the machine cannot keep up (the earlier long variant measured +20.6 % and +23.3 % after 15 s
+and 30 s warm-ups, docs/reliability.md; at the short form's load that build's RSS did not grow, so the
+held-message half is the one that tells the builds apart there).
+
+The short form runs in `make test`; the long one (50 changes/s on 100 instances, RSS after 60 s and
+180 s, the targets table's row) in `make soak`, and `make bench` reports the same figures in its `load`
+row. The offered rate is asserted (long: at least 80 % of the one named, short: 25 %, see below):
+figures for a load that was not offered would mislead.
 """
 
 from __future__ import annotations
@@ -10,26 +24,17 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from devstack.controlplane.plane import CommandError
 from devstack.stack.kube import refreshes, wait_for
-from tests.reliability.checks import FINISHED, VersionWatch, assert_converged, percentile, rss_kib
+from devstack.stack.load import phases, superseded_mid_fan_out, sustain
+from tests.reliability.checks import FINISHED, VersionWatch, assert_converged, percentile
 
-
-def _write_steadily(stack: Any, name: str, rate: float, started: float, seconds: float) -> int:
-    """PutParameter `name` every 1/rate s from `started` for `seconds`; returns how many were written."""
-    writes = 0
-    next_at = started
-    while time.monotonic() - started < seconds:
-        stack.put(name, f"load-{writes}")
-        writes += 1
-        next_at += 1 / rate
-        time.sleep(max(0.0, next_at - time.monotonic()))
-    return writes
+MEMORY_GROWTH = 0.10
+"""RSS after 3N s against after N s (the targets table's overload row: within 10 %)."""
 
 
 def _all_finished(stack: Any) -> list[dict[str, Any]] | None:
@@ -44,92 +49,65 @@ def _all_finished(stack: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def _offer(stack: Any, names: list[str], rate: float, seconds: float) -> tuple[int, float]:
-    """Write `rate` changes/s spread over `names` for `seconds`; (writes, achieved rate)."""
-    started = time.monotonic()
-    # One writer thread per key, each at rate/keys: a single sequential writer is bound by PutParameter's
-    # round trip and fell to 18.6/s on a loaded machine; per-key threads keep each key's versions in order.
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        counts = list(
-            pool.map(lambda name: _write_steadily(stack, name, rate / len(names), started, seconds), names)
-        )
-    return sum(counts), sum(counts) / (time.monotonic() - started)
-
-
-def _settle(stack: Any, names: list[str]) -> tuple[float, list[dict[str, Any]]]:
-    """Until every instance holds every name and every rollout is finished; (seconds to converge, objects)."""
-    written_at = time.monotonic()
-    assert_converged(stack.local_aws, stack.fleet, names, timeout=300)
-    converged_after = time.monotonic() - written_at
-    objects = wait_for(lambda: _all_finished(stack), timeout=300, interval=1, what="every rollout finished")
-    return converged_after, objects
-
-
-def _load(
+def _guard(
     stack: Any,
     watch: VersionWatch,
     *,
     rate: float,
-    seconds: float,
-    warmup_seconds: float,
+    first: float,
     keys: int,
-    assert_memory: bool,
+    held_bound: int,
+    offered_share: float,
 ) -> None:
     names = [f"{stack.local_aws.prefix}load/key-{index}" for index in range(keys)]
-    pid = stack.operator._process.pid  # the launcher keeps its Popen private
-    # Warm-up is the same load: channels, clients, caches, kopf's per-object state and the allocator's
-    # high-water mark all reach their working size, so what grows after it is a leak. On a machine that
-    # cannot keep up, the backlog (and the high-water mark with it) grows for as long as the load lasts,
-    # so the long variant warms up as long as it measures: with 15 s and 30 s warm-ups, runs inside the
-    # whole suite (a slower machine: convergence 17-18 s after the last write instead of 11-14 s) grew
-    # +20.6 % and +23.3 % while isolated runs stayed within +3.3 %.
-    _offer(stack, names, rate, warmup_seconds)
-    _, warm_objects = _settle(stack, names)
-    warm_names = {o["metadata"]["name"] for o in warm_objects}
-    time.sleep(2)
-    rss_warm = rss_kib(pid)
-    writes, achieved = _offer(stack, names, rate, seconds)
-    converged_after, all_objects = _settle(stack, names)
-    time.sleep(2)
-    rss_end = rss_kib(pid)
-    objects = [o for o in all_objects if o["metadata"]["name"] not in warm_names]
-    phases = [o["status"]["phase"] for o in objects]
+    run = sustain(stack, names, rate=rate, seconds=3 * first, marks=[first, 3 * first])
+    written = time.monotonic()
+    assert_converged(stack.local_aws, stack.fleet, names, timeout=300)
+    converged_after = time.monotonic() - written
+    objects = wait_for(lambda: _all_finished(stack), timeout=300, interval=1, what="every rollout finished")
+    found = phases(objects)
     latencies = [float(o["status"]["latencyMs"]) for o in objects if o["status"]["phase"] == "Succeeded"]
-    assert "Failed" not in phases, sorted(set(phases))
-    assert "PartiallyFailed" not in phases, sorted(set(phases))
+    growth = run.growth(first, 3 * first)
+    mid = superseded_mid_fan_out(objects)
+    late, vs_baseline = run.rss_at[3 * first], run.rss_at[3 * first] / run.baseline_kib - 1
+    print(
+        f"\nload: {run.describe()}; {len(stack.fleet)} instances; {len(objects)} rollouts"
+        f" ({', '.join(f'{p} {n}' for p, n in sorted(found.items()))};"
+        f" Superseded mid-fan-out {mid}, {mid / len(objects):.0%}); converged {converged_after:.1f} s"
+        f" after the last write; latencyMs p50 {statistics.median(latencies):.0f},"
+        f" p99 {percentile(latencies, 0.99):.0f}; RSS after {3 * first:g} s vs after {first:g} s"
+        f" {growth:+.1%} ({late / 1024:.1f} MiB, {vs_baseline:+.1%} vs before the load)"
+    )
+    assert "Failed" not in found, found
+    assert "PartiallyFailed" not in found, found
     assert stack.operator.returncode is None
     watch.assert_monotonic()
-    growth = (rss_end - rss_warm) / rss_warm
-    print(
-        f"\nload: {writes} writes at {achieved:.1f}/s (meant {rate}/s) for {seconds:.0f} s over {keys} keys, "
-        f"{len(stack.fleet)} instances, after a {warmup_seconds:.0f} s warm-up at the same rate; "
-        f"{len(objects)} rollouts ({', '.join(f'{p} {phases.count(p)}' for p in sorted(set(phases)))}); "
-        f"converged {converged_after:.1f} s after the last write; latencyMs p50 "
-        f"{statistics.median(latencies):.0f}, p99 {percentile(latencies, 0.99):.0f}, "
-        f"max {max(latencies):.0f}; "
-        f"operator RSS {rss_warm / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end "
-        f"({growth:+.1%}); ConfigRefresh objects {len(warm_objects)} after warm-up, "
-        f"{len(all_objects)} at the end"
-    )
     # The load must have been offered for the figures to mean anything (a shared machine may not keep up).
-    assert achieved >= 0.8 * rate, f"offered {achieved:.1f} changes/s, meant {rate}/s"
-    if assert_memory:
-        assert abs(growth) <= 0.10, (rss_warm, rss_end)
+    assert run.achieved >= offered_share * rate, f"offered {run.achieved:.1f} changes/s, meant {rate}/s"
+    assert run.held_samples > 0
+    assert run.held_max <= held_bound, (run.held_max, held_bound)
+    assert growth <= MEMORY_GROWTH, (run.rss_at, run.baseline_kib)
 
 
-def test_ten_changes_per_second_over_five_keys(
+def test_memory_after_36_s_of_twenty_changes_per_second_is_within_10_percent_of_after_12_s(
     make_stack: Callable[..., Any], version_watch: Callable[..., VersionWatch]
 ) -> None:
-    stack = make_stack(10)
+    # 5 keys at 4 changes/s each on 10 instances: each key's changes arrive faster than it rolls them out
+    # on a busy machine, so without coalescing to the latest they would pile up in its follow-up.
+    held_bound = 25
+    stack = make_stack(10, operator_env={"CONFIG_REFRESH_MAX_HELD_MESSAGES": str(held_bound)})
     watch = version_watch(stack.fleet, stack.local_aws.prefix)
-    _load(stack, watch, rate=10, seconds=10, warmup_seconds=3, keys=5, assert_memory=False)
+    # The writers share the machine with everything else `make test` runs: with a load average of 40 on 2
+    # cores moto took 9.7 writes/s. The guard needs the load to last the 3N s (it does by construction) and
+    # each key written faster than it is rolled out (73 rollouts for those 472 writes), not the exact rate.
+    _guard(stack, watch, rate=20, first=12, keys=5, held_bound=held_bound, offered_share=0.25)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fifty_changes_per_second_for_a_minute_on_a_hundred_instances(
+def test_memory_after_180_s_of_fifty_changes_per_second_on_100_instances_is_within_10_percent_of_60_s(
     make_stack: Callable[..., Any], version_watch: Callable[..., VersionWatch]
 ) -> None:
     stack = make_stack(100, fleet_timeout=600, maxConcurrency=100)
     watch = version_watch(stack.fleet, stack.local_aws.prefix, interval=2.0)
-    _load(stack, watch, rate=50, seconds=60, warmup_seconds=60, keys=20, assert_memory=True)
+    _guard(stack, watch, rate=50, first=60, keys=20, held_bound=500, offered_share=0.8)

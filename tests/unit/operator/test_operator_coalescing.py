@@ -266,3 +266,41 @@ async def test_a_hold_ends_at_its_cap_and_at_flush() -> None:
     assert await asyncio.wait_for(waiting, 30) == "j:1"
     await coalescer.close()
     await held.close()
+
+
+async def test_with_a_rank_a_follow_up_keeps_only_its_latest_item() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=0.01), rank=lambda item: item % 100, displaced="displaced"
+    )
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    # 1..5 arrive in order, then 102 (rank 2: older than 5, a late redelivery), all during the run
+    rest = [asyncio.create_task(coalescer.submit("k", i)) for i in (1, 2, 3, 4, 5, 102)]
+    await asyncio.sleep(0.05)
+    assert [task.done() for task in rest] == [True, True, True, True, False, True]
+    assert [task.result() for task in rest if task.done()] == ["displaced"] * 5
+    work.release.set()
+    outcomes = await settle([first, *rest])
+    assert outcomes == ["k:0", "displaced", "displaced", "displaced", "displaced", "k:5", "displaced"]
+    assert [items for _, items, _ in work.runs] == [[0], [5]]
+
+
+async def test_an_equal_rank_arriving_later_displaces_the_waiting_item() -> None:
+    work = Work()
+    work.release.clear()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=0.01), rank=lambda item: 0, displaced="displaced"
+    )
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(coalescer.submit("k", i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    work.release.set()
+    assert await settle([first, *rest]) == ["k:0", "displaced", "k:2"]
+
+
+def test_a_rank_needs_a_displaced_outcome() -> None:
+    with pytest.raises(ValueError, match="together"):
+        Coalescer(Work(), rank=lambda item: item)

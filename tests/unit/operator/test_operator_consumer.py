@@ -291,7 +291,7 @@ class FailsAfterFirst(FakeKube):
         return created
 
 
-async def test_messages_merged_into_a_follow_up_stay_queued_when_it_is_not_recorded(
+async def test_the_latest_message_of_a_follow_up_stays_queued_when_it_is_not_recorded(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("refresh_operator.consumer.CREATE_RETRY_SECONDS", 0.3)
@@ -304,7 +304,9 @@ async def test_messages_merged_into_a_follow_up_stay_queued_when_it_is_not_recor
     await asyncio.wait_for(asyncio.gather(first, *rest), timeout=60)
     assert len(parts["kube"].objects) == 1
     assert parts["ssm"].reads == 2
-    assert parts["sqs"].deleted == ["r-0"]
+    # r-1 and r-2 were displaced from the follow-up by r-3 and deleted at once: r-3, still queued, covers
+    # their change (its redelivery reads Parameter Store after all of them were written)
+    assert sorted(parts["sqs"].deleted) == ["r-0", "r-1", "r-2"]
 
 
 async def test_a_burst_delivered_slowly_during_slow_fan_outs_keeps_the_documented_bound(
@@ -349,3 +351,130 @@ async def test_a_fan_out_that_never_reports_holds_its_key_only_for_a_bounded_tim
     await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"), "r-1")), timeout=30)
     assert time.monotonic() - started < 5
     assert len(parts["kube"].objects) == 2
+
+
+def change_at(name: str, moment: str) -> dict[str, Any]:
+    return {**change(name), "time": moment}
+
+
+async def test_a_busy_key_holds_only_its_latest_message_and_deletes_the_ones_it_covers(
+    parts: dict[str, Any],
+) -> None:
+    # Overload: 200 messages of one key arrive while its run's fan-out goes on. Without coalescing to the
+    # latest, all 200 would wait in the follow-up, each with its task and visibility heartbeat (memory that
+    # follows the backlog); now the key holds the running one and one waiting, the rest deleted on arrival.
+    values: ValueCache = parts["values"]
+    parts["kube"] = FakeKube()  # the fan-out reports only when the test says so
+    parts["ssm"] = FakeSsm(bump=True)
+    subject = consumer_with(parts, Timing(settle_seconds=0.01, hold_max_seconds=120))
+    await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"), "r-0")), timeout=30)
+    ((namespace, first_object),) = parts["kube"].objects
+    rest = [
+        asyncio.create_task(subject.handle(message(change(f"{PREFIX}orders/db"), f"r-{i}")))
+        for i in range(1, 201)
+    ]
+    for _ in range(6000):  # until every covered message is deleted (60 s at most)
+        if len(parts["sqs"].deleted) >= 200:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(200))  # r-0 and the 199 covered
+    assert [task.done() for task in rest].count(False) == 1
+    assert len(parts["kube"].objects) == 1
+    values.fan_out_done(namespace, first_object)  # the fan-out ends: the one follow-up runs
+    await asyncio.wait_for(asyncio.gather(*rest), timeout=30)
+    assert sorted(parts["sqs"].deleted) == sorted(f"r-{i}" for i in range(201))
+    assert len(parts["kube"].objects) == 2
+    assert parts["ssm"].reads == 2
+    await subject.drain(seconds=5)  # ends the second run's hold
+
+
+async def test_a_late_redelivery_of_an_older_change_does_not_displace_a_newer_one(
+    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The follow-up keeps the change with the latest event time, which orders a deletion (see
+    # deletion_key_time): the older message is deleted, the newer one is the one recorded.
+    read_at(monkeypatch, datetime.datetime(2026, 11, 26, 10, 0, 9, tzinfo=datetime.UTC))
+    values: ValueCache = parts["values"]
+    parts["kube"] = FakeKube()  # the fan-out reports only when the test says so
+    subject = consumer_with(parts, Timing(settle_seconds=0.05, hold_max_seconds=120))
+    name = f"{PREFIX}orders/db"
+    first = asyncio.create_task(subject.handle(message(change_at(name, "2026-11-26T10:00:01Z"), "r-0")))
+    await asyncio.wait_for(first, timeout=30)  # recorded; its fan-out still holds the key
+    ((namespace, first_object),) = parts["kube"].objects
+    parts["ssm"].version = None  # deleted at 10:00:05
+    newer = asyncio.create_task(subject.handle(message(change_at(name, "2026-11-26T10:00:05Z"), "r-new")))
+    await asyncio.sleep(0.01)
+    older = asyncio.create_task(subject.handle(message(change_at(name, "2026-11-26T10:00:02Z"), "r-old")))
+    await asyncio.wait_for(older, timeout=30)
+    assert "r-old" in parts["sqs"].deleted
+    assert "r-new" not in parts["sqs"].deleted
+    values.fan_out_done(namespace, first_object)
+    await asyncio.wait_for(newer, timeout=30)
+    deletions = [
+        body["spec"]["parameter"]
+        for body in parts["kube"].objects.values()
+        if body["spec"]["parameter"]["operation"] == "Delete"
+    ]
+    assert [parse_time(d["lastModified"]) for d in deletions] == [
+        datetime.datetime(2026, 11, 26, 10, 0, 5, 999999, tzinfo=datetime.UTC)
+    ]
+    await subject.drain(seconds=5)  # ends the second run's hold
+
+
+class Queue(FakeSqs):
+    """FakeSqs with ReceiveMessage: `backlog` messages of `keys` names, answered up to MaxNumberOfMessages."""
+
+    def __init__(self, backlog: int, keys: int) -> None:
+        super().__init__()
+        self.waiting = [message(change(f"{PREFIX}k{i % keys}"), f"r-{i}") for i in range(backlog)]
+        self.asked: list[int] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        count = int(kwargs["MaxNumberOfMessages"])
+        self.asked.append(count)
+        batch, self.waiting = self.waiting[:count], self.waiting[count:]
+        if not batch:
+            time.sleep(0.01)
+        return {"Messages": batch}
+
+
+@pytest.mark.parametrize("bound", [5, 40])
+async def test_the_receive_loop_never_holds_more_than_max_held_messages(
+    parts: dict[str, Any], bound: int
+) -> None:
+    # 300 messages over 100 keys wait in the queue, each key's fan-out slow: the loop may hold no more than
+    # the bound at any moment, asks for no more than the room left, and still handles every message.
+    values: ValueCache = parts["values"]
+    parts["kube"] = FakeKube(values=values, fan_out_seconds=0.2)
+    parts["sqs"] = queue = Queue(backlog=300, keys=100)
+    settings = load_settings(
+        {
+            "CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q",
+            "AWS_REGION": "us-east-1",
+            "CONFIG_REFRESH_MAX_HELD_MESSAGES": str(bound),
+        }
+    )
+    subject = Consumer(
+        context=OperatorContext(
+            settings=settings,
+            clients=AwsClients(sqs=queue, ssm=parts["ssm"], servicediscovery=None),
+            blocking=Blocking(threads=8),
+            kube=parts["kube"],
+            routes=parts["routes"],
+            values=values,
+        ),
+        timing=Timing(settle_seconds=0.01),
+    )
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(subject.run(stop))
+    most = 0
+    deadline = time.monotonic() + 60
+    while len(queue.deleted) < 300 and time.monotonic() < deadline:
+        most = max(most, subject.held)
+        await asyncio.sleep(0.001)
+    stop.set()
+    await asyncio.wait_for(loop_task, timeout=60)
+    assert sorted(queue.deleted) == sorted(f"r-{i}" for i in range(300))
+    assert 0 < most <= bound
+    assert max(queue.asked) <= min(bound, 10)
+    assert subject.held == 0
