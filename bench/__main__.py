@@ -61,7 +61,6 @@ class Plan:
     scale_instances: int
     scale_changes: int
     rss_routes: int
-    rss_rollouts: int
     idle_runs: int
     getconfig_rounds: int
     getconfig_seconds: float
@@ -70,8 +69,8 @@ class Plan:
     local_changes: int = 50
 
 
-FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
-QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
+FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
+QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -183,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rss_row() -> Row:
         from bench import scale
 
-        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)])
+        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10)])
 
     def idle_row() -> Row:
         from bench import operator_memory
