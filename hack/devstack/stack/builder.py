@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -147,7 +148,11 @@ class Stack:
         if instances < 1:
             raise StackError("instances must be at least 1")
         workdir = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-demo-"))
-        parts = Parts.start(namespace=namespace, workdir=workdir, detach=detach, say=say)
+        try:
+            parts = Parts.start(namespace=namespace, workdir=workdir, detach=detach, say=say)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         fleet: ServiceFleet | None = None
         operator: OperatorProcess | None = None
         try:
