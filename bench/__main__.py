@@ -61,7 +61,6 @@ class Plan:
     scale_instances: int
     scale_changes: int
     rss_routes: int
-    rss_rollouts: int
     idle_runs: int
     getconfig_rounds: int
     getconfig_seconds: float
@@ -77,10 +76,8 @@ class Plan:
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
-FULL = Plan(
-    [10, 100, 1000], 5, [10, 100], 50, 180.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72}
-)
-QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20)
+FULL = Plan([10, 100, 1000], 5, [10, 100], 50, 180.0, 1000, 20, 1000, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72})
+QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20)
 # Each helper row's reduced sizes on a line of its own, so that rows added later merge cleanly.
 QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
 QUICK = dataclasses.replace(QUICK, fanout_samples=10)
@@ -227,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rss_row() -> Row:
         from bench import scale
 
-        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10, rollouts=plan.rss_rollouts)])
+        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10)])
 
     def idle_row() -> Row:
         from bench import operator_memory

@@ -22,7 +22,6 @@ the pod IP and Ready once the container's rendered readiness probe answers.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
@@ -35,12 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from configrefresh.v1 import config_service_pb2, config_service_pb2_grpc
 from devstack.aws.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 from devstack.controlplane.plane import ControlPlane
+from devstack.services.readers import read_over_tls, release_ca
 from devstack.services.rendered_pods import PODMAN, RenderedPod, find, load_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -482,29 +480,20 @@ def _run_the_path(
     # a ServiceAccount token of the release namespace for the service's audience.
     config_port = services[0].port("config")
     refresh = find(service_objects, "ConfigRoute")["spec"]["refresh"]
-    tls_secret = next(o for o in service_objects if o["kind"] == "Secret" and "ca.crt" in o.get("data", {}))
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=base64.b64decode(tls_secret["data"]["ca.crt"])
-    )
+    ca_pem = release_ca(service_objects)
     token = cluster.plane.issue_token(
         cluster.namespace, "images-reader", audiences=[refresh["auth"]["audience"]]
     )
     for pod in services:
-        with grpc.secure_channel(
+        served = read_over_tls(
             f"{pod.pod_ip}:{config_port}",
-            credentials,
-            options=(("grpc.ssl_target_name_override", refresh["tls"]["serverName"]),),
-        ) as channel:
-            entry = (
-                config_service_pb2_grpc.ConfigServiceStub(channel)
-                .GetConfig(
-                    config_service_pb2.GetConfigRequest(name=name),
-                    timeout=5,
-                    metadata=(("authorization", f"Bearer {token}"),),
-                )
-                .entry
-            )
-        assert (entry.value, int(entry.version)) == ("from-a-container", version), pod.pod_name
+            name,
+            ca_pem=ca_pem,
+            server_name=refresh["tls"]["serverName"],
+            token=token,
+            timeout=5,
+        )
+        assert served == ("from-a-container", version), pod.pod_name
     assert operator.probe("livenessProbe"), "the operator's liveness endpoint answers after the rollout"
     # What a read-only root, a non-root user or the chart's RBAC would break shows as EROFS, EACCES or 403.
     # (Not any traceback: kopf logs transient API errors of a busy test API server with one, and retries.)

@@ -13,7 +13,6 @@ local names with `pullPolicy: Never` for a registry. Slow (image build, cluster 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -24,13 +23,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from configrefresh.v1 import config_service_pb2, config_service_pb2_grpc
 from devstack.aws.local_aws import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, LocalAws
 from devstack.controlplane.procs import ControlPlaneError
 from devstack.node.cluster import BRIDGE_IP, Node
+from devstack.services.readers import read_over_tls, release_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "node-e2e"
@@ -273,31 +271,19 @@ def _apply_wait(
 def _served(release: Release, name: str) -> dict[str, tuple[str, int]]:
     """What each Ready config-service pod serves for `name` (GetConfig over the chart's TLS, with a token)."""
     route = release.get("configroutes")["items"][0]["spec"]["refresh"]
-    secret = next(
-        s
-        for s in release.get("secrets")["items"]
-        if s.get("type") == "kubernetes.io/tls" and "ca.crt" in s["data"]
-    )
-    credentials = grpc.ssl_channel_credentials(root_certificates=base64.b64decode(secret["data"]["ca.crt"]))
+    secrets = [s for s in release.get("secrets")["items"] if s.get("type") == "kubernetes.io/tls"]
+    ca_pem = release_ca(secrets)
     token = release.plane.issue_token(release.namespace, "node-reader", audiences=[route["auth"]["audience"]])
     served = {}
     for pod in release.ready_pods(SERVICE_PODS):
         ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
-        with grpc.secure_channel(
+        served[pod["metadata"]["name"]] = read_over_tls(
             f"{pod['status']['podIP']}:{ports['config']}",
-            credentials,
-            options=(("grpc.ssl_target_name_override", route["tls"]["serverName"]),),
-        ) as channel:
-            entry = (
-                config_service_pb2_grpc.ConfigServiceStub(channel)
-                .GetConfig(
-                    config_service_pb2.GetConfigRequest(name=name),
-                    timeout=10,
-                    metadata=(("authorization", f"Bearer {token}"),),
-                )
-                .entry
-            )
-        served[pod["metadata"]["name"]] = (entry.value, int(entry.version))
+            name,
+            ca_pem=ca_pem,
+            server_name=route["tls"]["serverName"],
+            token=token,
+        )
     return served
 
 

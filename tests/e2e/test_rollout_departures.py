@@ -9,17 +9,13 @@ before it left, as on a real cluster when a pod is terminated mid-rollout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from devstack.aws.local_aws import LocalAws
-from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.stack import StackFactory
 from devstack.services.fleet import Instance
 from devstack.stack.builder import Stack
-from devstack.stack.kube import route_object
-from devstack.stack.operator import OperatorProcess
 
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}
 BAKE_SECONDS = 30
@@ -27,30 +23,16 @@ BAKE_SECONDS = 30
 that wave 2 had not started before it acted, so a stalled machine fails it instead of passing it."""
 
 
-def departing_stack(
-    *,
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
-) -> Stack:
-    route = route_object(
-        "departures",
-        local_aws=local_aws,
-        prefix=local_aws.prefix,
+@pytest.fixture
+def departing_stack(make_stack: StackFactory) -> Stack:
+    """Three instances, the route `departures`: wave 1 is one instance, then a long bake, then the rest."""
+    return make_stack(
+        3,
+        route_name="departures",
+        rollout={"waves": ["1", "100%"], "bakeSeconds": BAKE_SECONDS, "failureThreshold": 0},
         maxAttempts=3,
         timeoutSeconds=1,
         deadlineSeconds=20,
-    )
-    route["spec"]["rollout"] = {"waves": ["1", "100%"], "bakeSeconds": BAKE_SECONDS, "failureThreshold": 0}
-    return Stack.deploy(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=namespace,
-        fleet=service_fleet(3, local_aws=local_aws),
-        route=route,
-        operator=operator_process(start=False),
     )
 
 
@@ -105,20 +87,10 @@ def leave_during_the_bake(
 
 @pytest.mark.timeout(600)
 def test_an_instance_deregistered_mid_rollout_is_gone_and_the_rollout_succeeds(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    departing_stack: Stack,
 ) -> None:
-    stack = departing_stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        service_fleet=service_fleet,
-        operator_process=operator_process,
-    )
-    name = f"{local_aws.prefix}departures/key"
+    stack = departing_stack
+    name = f"{stack.local_aws.prefix}departures/key"
     version, leaving, staying = leave_during_the_bake(stack, name, deregister=True)
     done = stack.wait_phase(name, version, FINAL, timeout=180)
     status = done["status"]
@@ -142,20 +114,10 @@ def test_an_instance_deregistered_mid_rollout_is_gone_and_the_rollout_succeeds(
 
 @pytest.mark.timeout(600)
 def test_an_instance_stopped_mid_rollout_but_still_registered_fails_the_rollout_partially(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    departing_stack: Stack,
 ) -> None:
-    stack = departing_stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        service_fleet=service_fleet,
-        operator_process=operator_process,
-    )
-    name = f"{local_aws.prefix}departures/kept"
+    stack = departing_stack
+    name = f"{stack.local_aws.prefix}departures/kept"
     version, leaving, _ = leave_during_the_bake(stack, name, deregister=False)
     done = stack.wait_phase(name, version, FINAL, timeout=180)
     status = done["status"]

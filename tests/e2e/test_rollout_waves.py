@@ -15,42 +15,35 @@ from typing import Any
 import pytest
 
 from devstack.aws.local_aws import LocalAws
-from devstack.controlplane.plane import ControlPlane
+from devstack.fixtures.stack import StackFactory
 from devstack.stack.builder import Stack
-from devstack.stack.kube import route_object
-from devstack.stack.operator import OperatorProcess
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}
 
 
-def waves_stack(
-    *,
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
-    rollout: dict[str, Any],
-) -> Stack:
-    route = route_object(
-        "waves", local_aws=local_aws, prefix=local_aws.prefix, maxAttempts=1, deadlineSeconds=10
-    )
-    route["spec"]["rollout"] = rollout
-    # The health gates here are local test servers: the admin allows that loopback host explicitly.
-    operator = operator_process(
-        start=False,
-        CONFIG_REFRESH_HEALTH_GATE_HOSTS="127.0.0.1",
-        CONFIG_REFRESH_HEALTH_GATE_ALLOW_LOOPBACK="true",
-    )
-    return Stack.deploy(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=namespace,
-        fleet=service_fleet(4, local_aws=local_aws),
-        route=route,
-        operator=operator,
-    )
+WavesStack = Callable[[dict[str, Any]], Stack]
+
+
+@pytest.fixture
+def waves_stack(make_stack: StackFactory) -> WavesStack:
+    """Factory: four instances, the route `waves` with the given `spec.rollout`. The health gates here are
+    local test servers: the admin allows that loopback host explicitly."""
+
+    def build(rollout: dict[str, Any]) -> Stack:
+        return make_stack(
+            4,
+            route_name="waves",
+            rollout=rollout,
+            maxAttempts=1,
+            deadlineSeconds=10,
+            operator_env={
+                "CONFIG_REFRESH_HEALTH_GATE_HOSTS": "127.0.0.1",
+                "CONFIG_REFRESH_HEALTH_GATE_ALLOW_LOOPBACK": "true",
+            },
+        )
+
+    return build
 
 
 def configctl(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,23 +63,12 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(600)
 def test_a_failing_wave_halts_the_rollout_and_no_later_wave_starts(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    waves_stack: WavesStack,
 ) -> None:
-    stack = waves_stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        service_fleet=service_fleet,
-        operator_process=operator_process,
-        rollout={"waves": ["1", "50%", "100%"], "bakeSeconds": 1, "failureThreshold": 0},
-    )
+    stack = waves_stack({"waves": ["1", "50%", "100%"], "bakeSeconds": 1, "failureThreshold": 0})
     first = min(stack.fleet, key=lambda instance: instance.instance_id)  # wave 1: the first id
     first.stop()
-    name = f"{local_aws.prefix}orders/canary"
+    name = f"{stack.local_aws.prefix}orders/canary"
     version = stack.put(name, "bad-value")
     halted = stack.wait_phase(name, version, FINAL, timeout=120)
     status = halted["status"]
@@ -123,25 +105,16 @@ def test_a_failing_wave_halts_the_rollout_and_no_later_wave_starts(
 
 @pytest.mark.timeout(600)
 def test_a_failing_health_gate_halts_after_the_first_wave_and_abort_fails_the_rollout(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    waves_stack: WavesStack,
 ) -> None:
     stack = waves_stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        service_fleet=service_fleet,
-        operator_process=operator_process,
-        rollout={
+        {
             "waves": ["1", "100%"],
             "bakeSeconds": 2,
             "healthGate": {"url": "http://127.0.0.1:9/healthz"},
-        },
+        }
     )
-    name = f"{local_aws.prefix}orders/gated"
+    name = f"{stack.local_aws.prefix}orders/gated"
     version = stack.put(name, "gated-value")
     halted = stack.wait_phase(name, version, FINAL, timeout=120)
     assert halted["status"]["phase"] == "Halted", halted["status"]
@@ -158,23 +131,12 @@ def test_a_failing_health_gate_halts_after_the_first_wave_and_abort_fails_the_ro
 
 @pytest.mark.timeout(600)
 def test_a_newer_version_supersedes_a_halted_rollout(
-    control_plane: ControlPlane,
-    local_aws: LocalAws,
-    kube_namespace: str,
-    service_fleet: Callable[..., Any],
-    operator_process: Callable[..., OperatorProcess],
+    waves_stack: WavesStack,
 ) -> None:
-    stack = waves_stack(
-        control_plane=control_plane,
-        local_aws=local_aws,
-        namespace=kube_namespace,
-        service_fleet=service_fleet,
-        operator_process=operator_process,
-        rollout={"waves": ["1", "100%"], "bakeSeconds": 1, "failureThreshold": 0},
-    )
+    stack = waves_stack({"waves": ["1", "100%"], "bakeSeconds": 1, "failureThreshold": 0})
     first = min(stack.fleet, key=lambda instance: instance.instance_id)
     first.stop()
-    name = f"{local_aws.prefix}orders/fixed"
+    name = f"{stack.local_aws.prefix}orders/fixed"
     bad = stack.put(name, "bad-value")
     halted = stack.wait_phase(name, bad, FINAL, timeout=120)
     assert halted["status"]["phase"] == "Halted", halted["status"]

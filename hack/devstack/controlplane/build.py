@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,10 +165,14 @@ def _install(built: Path, target: Path) -> None:
     os.replace(built, target)
 
 
-def build_kubernetes(root: Path) -> list[str]:
-    """kube-apiserver and kubectl through a wrapper module around k8s.io/kubernetes."""
-    bins = binaries(root)
-    if bins.kube_apiserver.exists() and bins.kubectl.exists():
+def build_kubernetes_commands(
+    root: Path, commands: Mapping[str, str], *, say: Callable[[str], None] | None = None
+) -> list[str]:
+    """Build commands of k8s.io/kubernetes (name → package under it, e.g. "cmd/kubelet") into root/bin
+    through a wrapper module in root/src/kubernetes (each staging module replaced with the matching
+    `v0.x.y`); a binary already there is not rebuilt. Returns the names built. The control plane and the
+    node (devstack.node.build) both build this way."""
+    if all((root / "bin" / name).exists() for name in commands):
         return []
     src = root / "src" / "kubernetes"
     src.mkdir(parents=True, exist_ok=True)
@@ -178,20 +182,28 @@ def build_kubernetes(root: Path) -> list[str]:
         src,
         require=f"k8s.io/kubernetes v{KUBERNETES_VERSION}",
         replaces=[f"{m} => {m} v0.{minor}" for m in staged],
-        imports=["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"],
+        imports=[f"k8s.io/kubernetes/{pkg}" for pkg in commands.values()],
     )
     _go(["mod", "tidy"], cwd=src)
+    ldflags = _kubernetes_ldflags(KUBERNETES_VERSION)
     done = []
-    for name, pkg in (("kube-apiserver", "cmd/kube-apiserver"), ("kubectl", "cmd/kubectl")):
+    for name, pkg in commands.items():
         target = root / "bin" / name
         if target.exists():
             continue
+        started = time.monotonic()
         tmp = root / "bin" / f".{name}.tmp"
-        ldflags = _kubernetes_ldflags(KUBERNETES_VERSION)
         _go(["build", f"-ldflags={ldflags}", "-o", str(tmp), f"k8s.io/kubernetes/{pkg}"], cwd=src)
         _install(tmp, target)
+        if say is not None:
+            say(f"{name}: built in {time.monotonic() - started:.1f}s")
         done.append(name)
     return done
+
+
+def build_kubernetes(root: Path) -> list[str]:
+    """kube-apiserver and kubectl through a wrapper module around k8s.io/kubernetes."""
+    return build_kubernetes_commands(root, {"kube-apiserver": "cmd/kube-apiserver", "kubectl": "cmd/kubectl"})
 
 
 def build_etcd(root: Path) -> list[str]:
@@ -237,6 +249,29 @@ _STEPS: tuple[tuple[str, Callable[[Path], list[str]]], ...] = (
 )
 
 
+def build_locked(
+    root: Path, missing: Callable[[], list[Path]], build: Callable[[], None], *, no_go: str
+) -> None:
+    """Run `build` if `missing()` names any binary: Go must be there (else ControlPlaneBuildError with
+    `no_go`), and two builds into one cache entry take turns on root/.build.lock (two test sessions
+    building at once would rewrite the same wrapper modules). Raises if a binary is still missing."""
+    if not missing():
+        return
+    if shutil.which("go") is None:
+        names = ", ".join(p.name for p in missing())
+        raise ControlPlaneBuildError(f"missing {names} in {root / 'bin'}; {no_go}")
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    with (root / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            build()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    still = missing()
+    if still:
+        raise ControlPlaneBuildError(f"build finished but {', '.join(map(str, still))} missing")
+
+
 def ensure_built(root: Path | None = None, *, quiet: bool = False) -> Binaries:
     """Builds whatever is missing and returns the binaries; raises ControlPlaneBuildError if it cannot."""
     root = root or build_dir()
@@ -245,20 +280,7 @@ def ensure_built(root: Path | None = None, *, quiet: bool = False) -> Binaries:
         if not quiet:
             _say(f"all binaries cached in {root / 'bin'}")
         return bins
-    if shutil.which("go") is None:
-        missing = ", ".join(p.name for p in bins.missing())
-        raise ControlPlaneBuildError(f"missing {missing} in {root / 'bin'}; {_NO_GO_MESSAGE}")
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    with (root / ".build.lock").open("w") as lock:
-        # Two test sessions building at once would rewrite the same wrapper modules: take turns.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _build_missing(root)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    still = bins.missing()
-    if still:
-        raise ControlPlaneBuildError(f"build finished but {', '.join(map(str, still))} missing")
+    build_locked(root, bins.missing, lambda: _build_missing(root), no_go=_NO_GO_MESSAGE)
     return bins
 
 

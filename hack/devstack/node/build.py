@@ -12,15 +12,13 @@ two builds take turns on a lock, and only Go modules are downloaded.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.controlplane import build as controlplane_build
-from devstack.controlplane.build import KUBERNETES_VERSION, ControlPlaneBuildError
+from devstack.controlplane.build import KUBERNETES_VERSION
 
 __all__ = ["NodeBinaries", "binaries", "build_dir", "ensure_built"]
 
@@ -64,35 +62,6 @@ def _say(message: str) -> None:
     print(f"[node-build] {message}", flush=True)
 
 
-def _build(root: Path) -> list[str]:
-    src = root / "src" / "kubernetes"
-    src.mkdir(parents=True, exist_ok=True)
-    staged = controlplane_build.kubernetes_staging_modules(cwd=src)
-    minor = KUBERNETES_VERSION.split(".", 1)[1]
-    controlplane_build._wrapper(
-        src,
-        require=f"k8s.io/kubernetes v{KUBERNETES_VERSION}",
-        replaces=[f"{m} => {m} v0.{minor}" for m in staged],
-        imports=[f"k8s.io/kubernetes/{pkg}" for pkg in _COMMANDS.values()],
-    )
-    controlplane_build._go(["mod", "tidy"], cwd=src)
-    ldflags = controlplane_build._kubernetes_ldflags(KUBERNETES_VERSION)
-    done = []
-    for name, pkg in _COMMANDS.items():
-        target = root / "bin" / name
-        if target.exists():
-            continue
-        t0 = time.monotonic()
-        tmp = root / "bin" / f".{name}.tmp"
-        controlplane_build._go(
-            ["build", f"-ldflags={ldflags}", "-o", str(tmp), f"k8s.io/kubernetes/{pkg}"], cwd=src
-        )
-        controlplane_build._install(tmp, target)
-        _say(f"{name}: built in {time.monotonic() - t0:.1f}s")
-        done.append(name)
-    return done
-
-
 def ensure_built(root: Path | None = None, *, quiet: bool = False) -> NodeBinaries:
     """Builds whichever of the three is missing; raises ControlPlaneBuildError if it cannot."""
     root = root or build_dir()
@@ -101,20 +70,12 @@ def ensure_built(root: Path | None = None, *, quiet: bool = False) -> NodeBinari
         if not quiet:
             _say(f"all node binaries cached in {root / 'bin'}")
         return bins
-    if shutil.which("go") is None:
-        missing = ", ".join(p.name for p in bins.missing())
-        raise ControlPlaneBuildError(f"missing {missing} in {root / 'bin'}; the node needs Go to build them")
-    (root / "bin").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with (root / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _say(f"kube-scheduler, kube-controller-manager, kubelet v{KUBERNETES_VERSION}: building ...")
-            built = _build(root)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _say(f"built {', '.join(built) or 'nothing'} in {time.monotonic() - started:.1f}s; in {root / 'bin'}")
-    still = bins.missing()
-    if still:
-        raise ControlPlaneBuildError(f"node build finished but {', '.join(map(str, still))} missing")
+
+    def build() -> None:
+        _say(f"kube-scheduler, kube-controller-manager, kubelet v{KUBERNETES_VERSION}: building ...")
+        built = controlplane_build.build_kubernetes_commands(root, _COMMANDS, say=_say)
+        _say(f"built {', '.join(built) or 'nothing'} in {time.monotonic() - started:.1f}s; in {root / 'bin'}")
+
+    controlplane_build.build_locked(root, bins.missing, build, no_go="the node needs Go to build them")
     return bins

@@ -5,20 +5,21 @@ not hand-assembled variants. A stack is a namespace with the CRDs, `count` real 
 processes on 127.0.0.(10+i) registered in Cloud Map, one ConfigRoute, and the operator as it ships
 (`config-refresh-operator --standalone`, devstack.stack.operator). `Stack.deploy()` puts the route, the
 instances' registration and the operator onto a control plane, a local AWS stack and a fleet it is
-given (the pytest plugin devstack.fixtures.stack gives it the session's); either the instances are
-registered in Cloud Map directly, or (`pod_sync=True`) one Pod object per instance is created, Ready with
-the instance's address as podIP, and podSync registers them.
+given (the pytest plugin devstack.fixtures.stack gives it the session's), through the deploy step every
+stack shares (devstack.stack.deploy; the benchmarks use that step directly for thousands of fake
+endpoints across as many routes, devstack.services.endpoints); either the instances are registered in
+Cloud Map directly, or (`pod_sync=True`) one Pod object per instance is created, Ready with the
+instance's address as podIP (devstack.stack.pods), and podSync registers them.
 
-`Stack.start()` (the demo and the benchmarks) first brings up the parts too: the control plane
-(kube-apiserver + etcd, built once and cached), the local AWS stack (moto with the change emitter), the
-fleet all listening on one refresh port (as a pod template's container port would), then deploys with
-podSync. It returns once podSync has put every instance in Cloud Map as HEALTHY and the route is Ready;
-`stop()` stops everything it started.
+`Stack.start()` (the demo and the whole-path benchmarks) first brings up the parts too
+(devstack.stack.parts: the control plane, built once and cached, and the local AWS stack with the
+change emitter), the fleet all listening on one refresh port (as a pod template's container port
+would), then deploys with podSync. It returns once podSync has put every instance in Cloud Map as
+HEALTHY and the route is Ready; `stop()` stops everything it started.
 
 `detach=True` (for `demo-up`) starts every process in its own session and without parent watches, so
 the stack outlives this Python process; `describe()` gives what `stop_described()` needs to stop it
-again from another process (the `demo-down` state file). Every pid is checked against its command line
-before it is signalled, so a recycled pid is never killed.
+again from another process (devstack.stack.detached).
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,77 +41,27 @@ import grpc
 
 from devstack.aws.events import new_event_id, parameter_change_event
 from devstack.aws.local_aws import LocalAws
-from devstack.controlplane import build as controlplane_build
 from devstack.controlplane.plane import ControlPlane
-from devstack.controlplane.procs import stop_pid
 from devstack.services.fleet import ServiceFleet
 from devstack.stack import kube
-from devstack.stack.operator import (
-    OperatorProcess,
-    StackError,
-    operator_environment,
-    operator_executable,
-)
+from devstack.stack.deploy import deploy
+from devstack.stack.detached import describe, stop_described
+from devstack.stack.operator import OperatorProcess, StackError, operator_environment
+from devstack.stack.parts import Parts, Say, port_free_on_every, quiet
+from devstack.stack.pods import APP_LABEL, create_ready_pods
 from refresh_operator.podsync.model import instance_id_for
 
-APP_LABEL = "config-service"
 ROUTE_NAME = "config-service"
-Say = Callable[[str], None]
 
-__all__ = ["APP_LABEL", "ROUTE_NAME", "Stack", "StackError", "port_free_on_every", "stop_described"]
-
-
-def _quiet(_: str) -> None:
-    return None
-
-
-def port_free_on_every(hosts: Sequence[str], *, taken: Collection[int] = ()) -> int:
-    """A port free on each host right now and not in `taken` (ports already promised to instances)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        if port in taken:
-            continue
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise StackError(f"no port free on all {len(hosts)} instance addresses")
-
-
-def _ready_pod(instance_id: str, host: str) -> tuple[Any, dict[str, Any]]:
-    """A Pod object named after an instance, and the status that makes it Running and Ready at `host`."""
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": instance_id, "labels": {"app": APP_LABEL}},
-        "spec": {"nodeName": "local", "containers": [{"name": "app", "image": "config-service:local"}]},
-    }
-    status = {
-        "status": {
-            "phase": "Running",
-            "podIP": host,
-            "podIPs": [{"ip": host}],
-            # what kubectl's READY column counts (the Ready condition is what podSync reads)
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "image": "config-service:local",
-                    "imageID": "",
-                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-                }
-            ],
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        }
-    }
-    return pod, status
+__all__ = [
+    "APP_LABEL",
+    "ROUTE_NAME",
+    "Stack",
+    "StackError",
+    "deploy",
+    "port_free_on_every",
+    "stop_described",
+]
 
 
 class Stack:
@@ -139,7 +87,7 @@ class Stack:
         self.workdir = workdir
         self.ssm = local_aws.client("ssm")
         self.sqs = local_aws.client("sqs")
-        self._owns_parts = False  # set by start(): stop() then stops the fleet, local AWS and the plane
+        self.parts: Parts | None = None  # set by start(): stop() then stops the fleet and the parts
 
     # ----- building -------------------------------------------------------------------------------------
 
@@ -158,27 +106,30 @@ class Stack:
     ) -> Stack:
         """Register the fleet (directly in Cloud Map, or as Ready pods podSync registers), apply `route`,
         start `operator` (not yet started) and wait until the route is Ready (and, with podSync, every
-        instance HEALTHY in Cloud Map). The namespace must exist, with the CRDs."""
-        if not pod_sync:
-            for instance in fleet:
-                local_aws.register_instance(instance.instance_id, instance.host, instance.refresh_port)
-        kube.apply(control_plane, namespace, route)
+        instance HEALTHY in Cloud Map): devstack.stack.deploy, then the wait. The namespace must exist,
+        with the CRDs."""
+        (name,) = deploy(
+            control_plane=control_plane,
+            local_aws=local_aws,
+            namespace=namespace,
+            instances=() if pod_sync else fleet,
+            routes=[route],
+            operator=operator,
+        )
         stack = cls(
             control_plane=control_plane,
             local_aws=local_aws,
             namespace=namespace,
             fleet=fleet,
-            route=route["metadata"]["name"],
+            route=name,
             operator=operator,
             workdir=workdir,
         )
-        operator.start()
-        operator.wait_ready(90.0)
         if pod_sync:
             stack.create_pods()
             stack.wait_synced(len(fleet))
         else:
-            kube.wait_route_ready(control_plane, namespace, stack.route)
+            kube.wait_route_ready(control_plane, namespace, name)
         return stack
 
     @classmethod
@@ -191,23 +142,21 @@ class Stack:
         detach: bool = False,
         service_args: Sequence[str] = (),
         operator_env: dict[str, str] | None = None,
-        say: Say = _quiet,
+        say: Say = quiet,
     ) -> Stack:
         """Bring the whole stack up (see the module docstring); on any failure, stop what was started."""
         if instances < 1:
             raise StackError("instances must be at least 1")
         workdir = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-demo-"))
-        workdir.mkdir(parents=True, exist_ok=True)
-        bins = controlplane_build.ensure_built(quiet=True)
-        started = time.monotonic()
-        plane = ControlPlane.start(binaries=bins, detached=detach)
-        say(f"control plane   {plane.server}  ({time.monotonic() - started:.1f} s)")
-        aws: LocalAws | None = None
+        try:
+            parts = Parts.start(namespace=namespace, workdir=workdir, detach=detach, say=say)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         fleet: ServiceFleet | None = None
         operator: OperatorProcess | None = None
         try:
-            aws = LocalAws.start(log_path=workdir / "local-aws.log", detach=detach)
-            say(f"local AWS       {aws.endpoint_url}  queue {aws.queue_url.rsplit('/', 1)[-1]}")
+            aws = parts.local_aws
             started = time.monotonic()
             fleet = ServiceFleet(instances, local_aws=aws, workdir=workdir / "fleet", extra_args=service_args)
             promised = {p for i in fleet for p in (i.config_port, i.metrics_port)}
@@ -222,15 +171,16 @@ class Stack:
                 f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
                 f" {port}  ({time.monotonic() - started:.1f} s)"
             )
-            plane.ensure_crds()
-            plane.create_namespace(namespace)
             env = operator_environment(
-                plane, aws, {"CONFIG_REFRESH_POD_SYNC": "true", **(operator_env or {})}, namespace=namespace
+                parts.control_plane,
+                aws,
+                {"CONFIG_REFRESH_POD_SYNC": "true", **(operator_env or {})},
+                namespace=namespace,
             )
             operator = OperatorProcess(namespace=namespace, env=env, log_path=workdir / "operator.log")
             started = time.monotonic()
             stack = cls.deploy(
-                control_plane=plane,
+                control_plane=parts.control_plane,
                 local_aws=aws,
                 namespace=namespace,
                 fleet=fleet,
@@ -241,7 +191,7 @@ class Stack:
                 pod_sync=True,
                 workdir=workdir,
             )
-            stack._owns_parts = True
+            stack.parts = parts
             say(
                 f"operator        pid {operator.pid}; podSync registered {instances} Ready pods in"
                 f" Cloud Map ({time.monotonic() - started:.1f} s)"
@@ -254,23 +204,12 @@ class Stack:
             with contextlib.suppress(Exception):
                 if fleet is not None:
                     fleet.close()
-            with contextlib.suppress(Exception):
-                if aws is not None:
-                    aws.stop()
-            plane.stop()
-            shutil.rmtree(workdir, ignore_errors=True)
+            parts.stop(remove_workdir=True)
             raise
 
     def create_pods(self) -> None:
-        """One Pod per instance (name = instance id), then its status: Running, Ready, podIP = its host."""
-        from kubernetes import client
-
-        with self.control_plane.api_client() as api_client:
-            core = client.CoreV1Api(api_client)
-            for instance in self.fleet:
-                pod, status = _ready_pod(instance.instance_id, instance.host)
-                core.create_namespaced_pod(self.namespace, pod)
-                core.patch_namespaced_pod_status(instance.instance_id, self.namespace, status)
+        """One Ready Pod per instance, named after it, at its host (devstack.stack.pods)."""
+        create_ready_pods(self.control_plane, self.namespace, self.fleet)
 
     def healthy_in_cloud_map(self) -> set[str]:
         """Instance ids Cloud Map returns for a HEALTHY discovery of the route's service."""
@@ -442,89 +381,12 @@ class Stack:
         """Stop the operator and, for a stack from `start()`, everything else it started; never raises."""
         with contextlib.suppress(Exception):
             self.stop_operator()
-        if not self._owns_parts:
+        if self.parts is None:
             return
         with contextlib.suppress(Exception):
             self.fleet.close()
-        with contextlib.suppress(Exception):
-            self.local_aws.stop()
-        with contextlib.suppress(Exception):
-            self.control_plane.stop()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.parts.stop(remove_workdir=True)
 
     def describe(self) -> dict[str, Any]:
         """What another process needs to use or stop this stack (the demo-up state file)."""
-        return {
-            "workdir": str(self.workdir),
-            "namespace": self.namespace,
-            "kubeconfig": str(self.control_plane.kubeconfig),
-            "server": self.control_plane.server,
-            "controlplane": self.control_plane.state(),
-            "aws": self.local_aws.describe(),
-            "operator": {
-                "pid": self.operator.pid,
-                "executable": str(operator_executable()),
-                "log": str(self.operator.log_path),
-                "metrics": f"http://127.0.0.1:{self.operator.metrics_port}/metrics",
-            },
-            "instances": [
-                {
-                    "id": instance.instance_id,
-                    "pid": instance.pid,
-                    "refresh": instance.refresh_address,
-                    "config": instance.config_address,
-                    "log": str(instance.log_path),
-                }
-                for instance in self.fleet
-            ],
-            "python": sys.executable,
-        }
-
-
-def stop_described(description: dict[str, Any]) -> list[str]:
-    """Stop a detached stack from its `describe()` record; returns what was stopped (never raises)."""
-    stopped: list[str] = []
-    operator = description.get("operator") or {}
-    if operator.get("pid") and _stop_python_pid(int(operator["pid"]), "config-refresh-operator"):
-        stopped.append(f"operator (pid {operator['pid']})")
-    count = sum(
-        1
-        for item in description.get("instances", [])
-        if item.get("pid") and _stop_python_pid(int(item["pid"]), "config_service")
-    )
-    if count:
-        stopped.append(f"{count} config-service processes")
-    aws = description.get("aws") or {}
-    if aws.get("pid") and _stop_python_pid(int(aws["pid"]), "devstack.aws.local_aws"):
-        stopped.append(f"local AWS (pid {aws['pid']})")
-    plane = description.get("controlplane") or {}
-    for name in ("kube-apiserver", "etcd"):
-        pid = (plane.get("pids") or {}).get(name)
-        executable = (plane.get("executables") or {}).get(name)
-        if pid and executable and stop_pid(int(pid), Path(executable)):
-            stopped.append(f"{name} (pid {pid})")
-    workdir = description.get("workdir")
-    if workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return stopped
-
-
-def _stop_python_pid(pid: int, marker: str, timeout: float = 10.0) -> bool:
-    """SIGTERM then SIGKILL `pid`, only if its command line contains `marker` (no recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    if marker not in cmdline:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return True
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    return True
+        return describe(self)

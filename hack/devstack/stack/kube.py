@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from devstack.aws.local_aws import LocalAws
@@ -51,6 +51,13 @@ def apply(control_plane: ControlPlane, namespace: str, obj: dict[str, Any]) -> N
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
 
 
+def apply_all(control_plane: ControlPlane, namespace: str, objects: Sequence[dict[str, Any]]) -> None:
+    """Apply many objects, 200 to a kubectl call (a List each)."""
+    for start in range(0, len(objects), 200):
+        batch = {"apiVersion": "v1", "kind": "List", "items": list(objects[start : start + 200])}
+        apply(control_plane, namespace, batch)
+
+
 def get_json(control_plane: ControlPlane, *args: str) -> Any:
     return json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
 
@@ -67,10 +74,20 @@ def refreshes_of(control_plane: ControlPlane, namespace: str, parameter: str) ->
     ]
 
 
-def route_ready(control_plane: ControlPlane, namespace: str, name: str) -> bool:
-    obj = get_json(control_plane, "configroute", name, "-n", namespace)
+def is_ready(obj: dict[str, Any]) -> bool:
+    """Whether an object's status has the condition Ready=True."""
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def route_ready(control_plane: ControlPlane, namespace: str, name: str) -> bool:
+    return is_ready(get_json(control_plane, "configroute", name, "-n", namespace))
+
+
+def ready_routes(control_plane: ControlPlane, namespace: str) -> set[str]:
+    """The names of the namespace's Ready ConfigRoutes (one list call, however many routes)."""
+    items = get_json(control_plane, "configroutes", "-n", namespace)["items"]
+    return {item["metadata"]["name"] for item in items if is_ready(item)}
 
 
 def wait_for(
@@ -96,4 +113,16 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, 
 def wait_route_ready(control_plane: ControlPlane, namespace: str, name: str, timeout: float = 60.0) -> None:
     wait_for(
         lambda: route_ready(control_plane, namespace, name), timeout=timeout, what=f"ConfigRoute {name} Ready"
+    )
+
+
+def wait_routes_ready(
+    control_plane: ControlPlane, namespace: str, names: Sequence[str], timeout: float = 60.0
+) -> None:
+    """Until every route in `names` is Ready (one list call per poll, however many routes)."""
+    wait_for(
+        lambda: set(names) <= ready_routes(control_plane, namespace),
+        timeout=timeout,
+        interval=1.0 if len(names) > 10 else 0.2,
+        what=f"{len(names)} ConfigRoute(s) Ready",
     )

@@ -9,16 +9,11 @@ from datetime import UTC, datetime, timedelta
 import grpc
 
 from config_service.cache import ConfigCache, Entry, ValueType
-from config_service.config_servicer import ConfigServicer
 from config_service.lifecycle import Lifecycle, Phase
-from config_service.refresh_servicer import RefreshServicer
-from config_service.refresher import Refresher
 from configrefresh.v1 import config_service_pb2 as cpb
-from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as rpb
-from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
+from tests.unit.fakes.service import PREFIX, serving
 
-PREFIX = "/config-service/"
 NAMES = [f"{PREFIX}acme/key{i}" for i in range(5)]
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 REFRESHES = 300
@@ -31,22 +26,6 @@ async def test_readers_never_fail_and_always_see_a_consistent_entry_while_refres
     cache = ConfigCache([*filler, *(Entry(name, "value-1", ValueType.STRING, 1, T0, T0) for name in NAMES)])
     lifecycle = Lifecycle()
     await lifecycle.set(Phase.SERVING)
-    server = grpc.aio.server()
-    cpb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(cache=cache, lifecycle=lifecycle), server)
-    rpb_grpc.add_RefreshServiceServicer_to_server(
-        RefreshServicer(
-            cache=cache,
-            refresher=Refresher(cache=cache, store=None, prefixes=[PREFIX]),
-            instance_id="unit",
-            lifecycle=lifecycle,
-        ),
-        server,
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    config = cpb_grpc.ConfigServiceStub(channel)
-    refresh = rpb_grpc.RefreshServiceStub(channel)
     writing_done = asyncio.Event()
     problems: list[str] = []
     reads = 0
@@ -90,11 +69,9 @@ async def test_readers_never_fail_and_always_see_a_consistent_entry_while_refres
                 problems.append(f"{name} went back from {last_seen[name]} to {entry.version}")
             last_seen[name] = entry.version
 
-    try:
+    async with serving(cache, lifecycle) as served:
+        config, refresh = served.config, served.refresh
         await asyncio.wait_for(asyncio.gather(write(), *(read(i) for i in range(READERS))), timeout=240)
-    finally:
-        await channel.close()
-        await server.stop(None)
     print(f"{reads} reads during {REFRESHES} refreshes; slowest read {slowest * 1000:.1f} ms")
     assert problems == []
     assert reads >= READERS

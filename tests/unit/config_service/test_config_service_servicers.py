@@ -3,61 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 
 from config_service.cache import ConfigCache, Entry, ValueType
-from config_service.config_servicer import ConfigServicer
 from config_service.lifecycle import Lifecycle, Phase
-from config_service.refresh_servicer import RefreshServicer
-from config_service.refresher import Refresher
 from configrefresh.v1 import config_service_pb2 as cpb
-from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as rpb
-from configrefresh.v1 import refresh_service_pb2_grpc as rpb_grpc
+from tests.unit.fakes.service import PREFIX, Served, serving
 
-PREFIX = "/config-service/"
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
-@dataclass
-class Running:
-    cache: ConfigCache
-    lifecycle: Lifecycle
-    config: cpb_grpc.ConfigServiceStub
-    refresh: rpb_grpc.RefreshServiceStub
-
-
 @pytest.fixture
-async def running() -> AsyncIterator[Running]:
+async def running() -> AsyncIterator[Served]:
     cache = ConfigCache(
         Entry(f"{PREFIX}acme/p{i:03d}", f"v{i}", ValueType.STRING, 1, T0, T0) for i in range(250)
     )
-    lifecycle = Lifecycle()
-    server = grpc.aio.server()
-    cpb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(cache=cache, lifecycle=lifecycle), server)
-    rpb_grpc.add_RefreshServiceServicer_to_server(
-        RefreshServicer(
-            cache=cache,
-            refresher=Refresher(cache=cache, store=None, prefixes=[PREFIX]),
-            instance_id="unit",
-            lifecycle=lifecycle,
-        ),
-        server,
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Running(
-            cache, lifecycle, cpb_grpc.ConfigServiceStub(channel), rpb_grpc.RefreshServiceStub(channel)
-        )
-    finally:
-        await channel.close()
-        await server.stop(None)
+    async with serving(cache, Lifecycle()) as served:
+        yield served
 
 
 async def code_of(call: object) -> grpc.StatusCode:
@@ -66,7 +32,7 @@ async def code_of(call: object) -> grpc.StatusCode:
     return raised.value.code()
 
 
-async def test_everything_is_unavailable_until_the_bootstrap_completes(running: Running) -> None:
+async def test_everything_is_unavailable_until_the_bootstrap_completes(running: Served) -> None:
     name = f"{PREFIX}acme/p001"
     assert (
         await code_of(running.config.GetConfig(cpb.GetConfigRequest(name=name)))
@@ -80,14 +46,14 @@ async def test_everything_is_unavailable_until_the_bootstrap_completes(running: 
     assert answer.entry.value == "v1"
 
 
-async def test_getconfig_codes(running: Running) -> None:
+async def test_getconfig_codes(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     missing = running.config.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}nope"))
     assert await code_of(missing) is grpc.StatusCode.NOT_FOUND
     assert await code_of(running.config.GetConfig(cpb.GetConfigRequest())) is grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Running) -> None:
+async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     name = f"{PREFIX}acme/p000"
     answer = await running.refresh.Refresh(
@@ -107,7 +73,7 @@ async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Running)
     assert [(p.name, p.deleted) for p in state.parameters] == [(name, True)]
 
 
-async def test_listconfig_pages_through_everything_in_order(running: Running) -> None:
+async def test_listconfig_pages_through_everything_in_order(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     names: list[str] = []
     token = ""
@@ -127,7 +93,7 @@ async def test_listconfig_pages_through_everything_in_order(running: Running) ->
     assert len(default.entries) == 100
 
 
-async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Running) -> None:
+async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     page = await running.config.ListConfig(cpb.ListConfigRequest(prefix=PREFIX, page_size=10))
     other_prefix = cpb.ListConfigRequest(prefix=f"{PREFIX}acme/", page_token=page.next_page_token)
@@ -137,7 +103,7 @@ async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Run
         assert await code_of(running.config.ListConfig(request)) is grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_refresh_refuses_bad_requests_naming_the_field(running: Running) -> None:
+async def test_refresh_refuses_bad_requests_naming_the_field(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     request = rpb.RefreshRequest(
         parameter_name="/elsewhere/x", version=1, operation=rpb.OPERATION_UPSERT, value="v"
@@ -148,7 +114,7 @@ async def test_refresh_refuses_bad_requests_naming_the_field(running: Running) -
     assert (raised.value.details() or "").startswith("parameter_name:")
 
 
-async def test_refresh_answers_with_the_instance_id_and_held_version(running: Running) -> None:
+async def test_refresh_answers_with_the_instance_id_and_held_version(running: Served) -> None:
     await running.lifecycle.set(Phase.SERVING)
     name = f"{PREFIX}acme/p007"
     newer = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="v2")
@@ -174,19 +140,11 @@ async def test_an_unauthenticated_config_api_withholds_secure_strings() -> None:
             Entry(f"{PREFIX}acme/db/host", "db.internal", ValueType.STRING, 1, T0, T0),
         ]
     )
-    server = grpc.aio.server()
-    cpb_grpc.add_ConfigServiceServicer_to_server(ConfigServicer(cache=cache, withhold_secrets=True), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        stub = cpb_grpc.ConfigServiceStub(channel)
+    async with serving(cache, withhold_secrets=True, refresh=False) as served:
+        stub = served.config
         secret = stub.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}acme/db/password"))
         assert await code_of(secret) is grpc.StatusCode.PERMISSION_DENIED
         listed = await stub.ListConfig(cpb.ListConfigRequest(prefix=PREFIX))
         assert [entry.value for entry in listed.entries] == ["db.internal"]
         plain = await stub.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}acme/db/host"))
         assert plain.entry.value == "db.internal"
-    finally:
-        await channel.close()
-        await server.stop(None)
