@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -73,3 +75,30 @@ def make_clients(settings: OperatorSettings) -> AwsClients:
         return session.client(service, endpoint_url=settings.aws_endpoint_url, config=config)
 
     return AwsClients(sqs=make("sqs"), ssm=make("ssm"), servicediscovery=make("servicediscovery"))
+
+
+async def in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run fn on a fresh daemon thread; the awaiting task may be cancelled without waiting for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as error:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(deliver, False, error)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, True, result)
+
+    threading.Thread(target=work, name="config-refresh-sqs-poll", daemon=True).start()
+    return await future

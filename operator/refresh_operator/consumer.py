@@ -34,13 +34,13 @@ import dataclasses
 import datetime
 import functools
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from configrefresh_api.phases import Trigger
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
+from refresh_operator.aws import in_daemon_thread
 from refresh_operator.backoff import doubling, equal_jitter
 from refresh_operator.backpressure import Intake
 from refresh_operator.coalescing import Coalescer, Timing
@@ -97,33 +97,6 @@ def _read_now(ssm: Any, *, name: str, with_value: bool) -> ParameterSnapshot:
     """GetParameter, a missing parameter dated when the call started (in the worker thread, not when
     the read was queued). Blocking."""
     return read_parameter(ssm, name=name, with_value=with_value, deleted_at=_utcnow())
-
-
-async def in_daemon_thread(fn: Callable[[], T]) -> T:
-    """Run fn on a fresh daemon thread; the awaiting task may be cancelled without waiting for it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def deliver(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as error:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(deliver, False, error)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(deliver, True, result)
-
-    threading.Thread(target=work, name="config-refresh-sqs-poll", daemon=True).start()
-    return await future
 
 
 class Consumer:
