@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
 Full run (`make bench`): about 20 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 8 minutes), said in the report. `--only fanout,path,scale,rss,idle,getconfig,polling,local`
+windows (about 8 minutes), said in the report. `--only ROWS` (a comma-separated subset of ROWS below)
 runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
 build's operator to the idle-memory row, measured side by side.
 """
@@ -35,7 +35,7 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local")
+ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "cold", "fleet")
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -68,10 +68,16 @@ class Plan:
     poll_instances: int
     poll_plan: dict[float, int]
     local_changes: int = 50
+    cold_instances: int = 100
+    cold_rounds: int = 5
+    cold_idle_seconds: float = 5.0
+    fleet_instances: int = 300
+    fleet_changes: int = 20
 
 
 FULL = Plan([10, 100, 1000], 30, [10, 100], 50, 120.0, 1000, 20, 1000, 300, 3, 5, 2.0, 20, {5.0: 8, 45.0: 3})
 QUICK = Plan([10, 100, 1000], 10, [10], 20, 20.0, 1000, 5, 100, 50, 1, 2, 1.0, 10, {5.0: 3, 45.0: 1}, 20)
+QUICK = dataclasses.replace(QUICK, cold_instances=10, cold_rounds=2, fleet_instances=30, fleet_changes=5)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -206,6 +212,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return Row([local_delivery.run(changes=plan.local_changes)])
 
+    def cold_row() -> Row:
+        from bench import cold
+
+        return Row(
+            [
+                cold.run(
+                    instances=plan.cold_instances,
+                    cold=plan.cold_rounds,
+                    warm=3,
+                    idle_seconds=plan.cold_idle_seconds,
+                )
+            ]
+        )
+
+    def fleet_row() -> Row:
+        from bench import fleet
+
+        return Row([fleet.run(instances=plan.fleet_instances, changes=plan.fleet_changes)])
+
     started = time.monotonic()
     attempt("fanout", fanout_row)
     attempt("path", path_row)
@@ -215,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("getconfig", getconfig_row)
     attempt("polling", polling_row)
     attempt("local", local_row)
+    attempt("cold", cold_row)
+    attempt("fleet", fleet_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

@@ -115,15 +115,15 @@ COLD = "cold: gRPC channels idle-closed"
 COLD_API = "cold: channels idle-closed and API connections reset"
 
 
-def timed_change(stack: Stack, rollouts: Rollouts, name: str, value: str) -> tuple[float, float]:
-    """One PutParameter, until its rollout is final: (PutParameter returned → last ack, commit → last ack),
-    in ms, as the `path` row measures them."""
+def timed_change(stack: Stack, rollouts: Rollouts, name: str, value: str) -> tuple[float, float, float, int]:
+    """One PutParameter, until its rollout is final: (PutParameter returned → last ack, commit → last ack)
+    in ms, as the `path` row measures them, then when PutParameter returned (time.time()) and the version."""
     answer = stack.ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
     returned = time.time()
     item = rollouts.wait_final(name, int(answer["Version"]))
     latency = float(item["status"].get("latencyMs", 0))
     modified = stack.ssm.get_parameter(Name=name)["Parameter"]["LastModifiedDate"].timestamp()
-    return modified * 1000 + latency - returned * 1000, latency
+    return modified * 1000 + latency - returned * 1000, latency, returned, int(answer["Version"])
 
 
 def run(*, instances: int, cold: int, warm: int, idle_seconds: float) -> RowResult:
@@ -153,7 +153,7 @@ def run(*, instances: int, cold: int, warm: int, idle_seconds: float) -> RowResu
                     for index in range(count):
                         seen[change].append(peers(stack))
                         value = f"{round_}-{index}-{change}"
-                        samples[change].append(timed_change(stack, rollouts, name, value))
+                        samples[change].append(timed_change(stack, rollouts, name, value)[:2])
     finally:
         rollouts.close()
         stack.stop()
