@@ -35,20 +35,25 @@ SHARE = re.compile(r"^\s+([\d.]+)%  ([^\n]+)$", re.M)
 def run(
     *, rounds: int, seconds: float, rates: tuple[float, ...] = (STORM_REFRESHES_PER_SECOND, 0)
 ) -> RowResult:
-    result = RowResult(title="GetConfig latency, quiet vs refresh storm", method=__doc__ or "")
     command = [sys.executable, str(SCRIPT), "--rounds", str(rounds), "--seconds", str(seconds)]
     command += ["--storm-rates", ",".join(f"{rate:g}" for rate in rates)]
     with tempfile.TemporaryDirectory(prefix="getconfig-profile-") as profiles:
         command += ["--profile", profiles, "--profile-seconds", "6"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
-    section = done.stdout.split("[this build]", 1)[-1].split("\n[", 1)[0]
+    return result_of(done.stdout, done.stderr)
+
+
+def result_of(stdout: str, stderr: str = "") -> RowResult:
+    """The row from getconfig_latency.py's output (the section of this build; a base build is left out)."""
+    result = RowResult(title="GetConfig latency, quiet vs refresh storm", method=__doc__ or "")
+    section = stdout.split("[this build]", 1)[-1].split("\n[", 1)[0]
     client = {m.group(1): m.groups()[1:] for m in CLIENT.finditer(section)}
     server = {m.group(1): m.groups()[1:] for m in SERVER.finditer(section)}
     storms = {m.group(1): (m.group(2), m.group(3)) for m in STORM.finditer(section)}
     cpu = {m.group(1): m.group(2) for m in CPU.finditer(section)}
     target_phase = f"storm {STORM_REFRESHES_PER_SECOND:g}/s"
     if "quiet" not in client or target_phase not in client:
-        raise RuntimeError(f"could not read getconfig_latency.py output:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"could not read getconfig_latency.py output:\n{stdout}\n{stderr}")
     rows = []
     quiet99 = float(client["quiet"][4])
     for phase, (calls, rps, p50, p90, p99) in client.items():
@@ -102,7 +107,7 @@ def run(
             met=ratio <= STORM_RATIO,
         )
     )
-    profile = PROFILE.search(done.stdout)
+    profile = PROFILE.search(stdout)
     if profile:
         shares = [[label.strip(), f"{share}%"] for share, label in SHARE.findall(profile.group(2))]
         result.tables.append(
