@@ -108,8 +108,9 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         self._tokens = page_tokens or PageTokens()
         # The answer to GetConfig for each name, built on its first read and reused until the entry
         # changes: a read then costs a dict lookup and an identity check, not a protobuf build. A swap
-        # drops the changed names (so no superseded value stays referenced here), and a read checks the
-        # entry's identity, so a stale answer is never served.
+        # drops the changed names (so a superseded value does not linger here; a read racing a swap can
+        # leave one until that name's next read), and a read checks the entry's identity, so a stale
+        # answer is never served.
         self._answers: dict[str, tuple[Entry, pb.GetConfigResponse]] = {}
         cache.add_listener(self._forget)
 
