@@ -182,11 +182,15 @@ def run(*, instances: int, changes: int) -> RowResult:
     ]
     result.tables.append((["per change", "p50", "p99 (max at this count)"], rows))
     share = percentile(floor, 50) / percentile(put, 50)
+    fleet_ms = percentile([c["fleet_cpu"] for c in per_change], 50) / 2 * 1000
+    runnable = percentile([c["peak_runnable"] for c in per_change], 50)
     result.notes.append(
         f"{len(per_change)} changes to {instances} instances. At the median, the CPU work of one change"
         f" (instances + operator) needs {fmt_ms(percentile(floor, 50))} of the 2 cores, {share:.0%} of the"
-        f" measured {fmt_ms(percentile(put, 50))}: that part is the cores being shared by {instances}"
-        " processes and would run in parallel on a real fleet; kube-apiserver, etcd and local AWS, also"
-        " on these cores, are not counted in it."
+        f" measured {fmt_ms(percentile(put, 50))}. The instances' part of it ({fmt_ms(fleet_ms)} of the 2"
+        " cores) is what a real fleet, one instance per pod on many nodes, runs in parallel; the rest of the"
+        f" time is waiting for a CPU (up to {runnable} runnable tasks on 2 CPUs at the median change) behind"
+        " the other instances, kube-apiserver, etcd, local AWS and whatever else the machine ran, none of it"
+        " counted in that CPU figure."
     )
     return result
