@@ -29,6 +29,9 @@ SERVER = re.compile(rf"^\s*{PHASE}: p50 (\d+) us +p99 (\d+) us", re.M)
 STORM = re.compile(r"refreshes: (storm [^:]+): (\d+) applied \((\d+)/s\)")
 CPU = re.compile(r"(quiet|storm [^,]+?) (\d+)% of a core")
 PROFILE = re.compile(r"^profile \(this build, ([^,]+),[^\n]*\n((?:\s+[\d.]+%  [^\n]+\n)+)", re.M)
+PER_CALL = re.compile(
+    r"per call \(this build\): Refresh (\d+) us of instance CPU \(\d+ at ([^,]+), alone\), GetConfig (\d+) us"
+)
 SHARE = re.compile(r"^\s+([\d.]+)%  ([^\n]+)$", re.M)
 
 
@@ -107,6 +110,14 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
             met=ratio <= STORM_RATIO,
         )
     )
+    cost = PER_CALL.search(stdout)
+    if cost:
+        result.notes.append(
+            f"The instance's CPU per call, each kind alone: a Refresh (at {cost.group(2)})"
+            f" {cost.group(1)} µs, a GetConfig {cost.group(3)} µs. The storm's share of the instance is"
+            f" about {STORM_REFRESHES_PER_SECOND} x that Refresh cost per second, taken from the readers on"
+            " the same event loop and GIL: roughly the ratio's floor, whatever the read path does (a model)."
+        )
     profile = PROFILE.search(stdout)
     if profile:
         shares = [[label.strip(), f"{share}%"] for share, label in SHARE.findall(profile.group(2))]

@@ -260,6 +260,26 @@ def start_stormer(
     return stormer
 
 
+def per_call(target: Target, names: list[str], args: argparse.Namespace, rate: float) -> None:
+    """The instance's CPU per call, each kind alone: the storm of `rate` for 3 s (no reads), then the
+    readers for 3 s (no storm). Printed, not part of the phases above."""
+    stormer = target.stormers[rate]
+    cpu, applied = target.cpu_seconds(), applied_refreshes(target.instance.metrics_text())
+    stormer.send_signal(signal.SIGCONT)
+    time.sleep(3.0)
+    stormer.send_signal(signal.SIGSTOP)
+    refreshes = applied_refreshes(target.instance.metrics_text()) - applied
+    refresh_cpu = target.cpu_seconds() - cpu
+    cpu = target.cpu_seconds()
+    reads = len(asyncio.run(read_phase(target.instance.config_address, names, args.readers, 3.0)))
+    read_cpu = target.cpu_seconds() - cpu
+    print(
+        f"per call ({target.label}): Refresh {refresh_cpu / max(refreshes, 1) * 1e6:.0f} us of instance CPU"
+        f" ({refreshes:.0f} at {rate_label(rate)}, alone), GetConfig {read_cpu / max(reads, 1) * 1e6:.0f} us"
+        f" ({reads} by {args.readers} readers, alone)"
+    )
+
+
 PROFILE_BUCKETS = (  # the first bucket whose marker is in a stack takes it: handlers before machinery
     ("GetConfig handler", ("config_servicer.py",)),
     ("logging (the refresh log line)", ("logging/__init__.py", "config_service/logs.py")),
@@ -352,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
                     target.phase("quiet", names, args, None)
                     for rate in rates:
                         target.phase(rate_label(rate), names, args, rate)
+            for target in targets:
+                per_call(target, names, args, rates[0])
             if args.profile:
                 for target in targets:
                     out = Path(args.profile) / f"getconfig-{target.label.replace(' ', '-')}.txt"

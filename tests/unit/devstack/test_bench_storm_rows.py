@@ -13,7 +13,13 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an instal
 from bench.cold import _address  # noqa: E402
 from bench.getconfig import result_of  # noqa: E402
 
-OUTPUT = """\
+PER_CALL = (
+    "per call (this build): Refresh 405 us of instance CPU (800 at storm 200/s, alone),"
+    " GetConfig 133 us (23307 by 8 readers, alone)\n"
+)
+OUTPUT = (
+    PER_CALL
+    + """\
 this build: instance 127.0.0.10:1, 500 parameters, 8 readers
 profile (this build, storm 200/s + readers, 700 samples, /tmp/p.txt):
                   1.1%  GetConfig handler
@@ -40,6 +46,7 @@ in the servicer (config_service_getconfig_latency_seconds, interpolated in bucke
          quiet:    2000 calls    1000/s  p50 2.000 ms  p90 3.000 ms  p99 1.000 ms  max 20.0 ms
    storm 200/s:    1900 calls     950/s  p50 2.100 ms  p90 3.100 ms  p99 99.000 ms  max 21.0 ms
 """
+)
 
 
 def test_the_check_is_the_200_per_second_storm_of_this_build_and_the_other_rate_is_beside_it() -> None:
@@ -53,6 +60,7 @@ def test_the_check_is_the_200_per_second_storm_of_this_build_and_the_other_rate_
     assert result.tables[0][1][2][1] == "1500/s (4500 applied)"
     assert result.tables[0][1][1][-1] == "95 %"
     assert any("storm max" in note and "x2.00" in note for note in result.notes)
+    assert any("a Refresh (at storm 200/s) 405 µs, a GetConfig 133 µs" in note for note in result.notes)
     assert result.tables[1][1] == [
         ["GetConfig handler", "1.1%"],
         ["Refresh handler (validate, apply, swap)", "8.0%"],
