@@ -1,9 +1,8 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
-Full run (`make bench`): about 25 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 10 minutes), said in the report.
-`--only fanout,path,scale,rss,idle,getconfig,polling,local,load` runs a subset (the report then lists
-the others as not measured). `--base-operator PATH` adds another
+Full run (`make bench`): about 40 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
+windows (about 15 minutes), said in the report. `--only ROWS` (a comma-separated subset of ROWS below)
+runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
 build's operator to the idle-memory row, measured side by side.
 """
 
@@ -35,7 +34,20 @@ from bench.common import (
     say,
 )
 
-ROWS = ("fanout", "path", "scale", "rss", "idle", "getconfig", "polling", "local", "goapp", "load")
+ROWS = (
+    "fanout",
+    "path",
+    "scale",
+    "rss",
+    "idle",
+    "getconfig",
+    "polling",
+    "local",
+    "goapp",
+    "load",
+    "cold",
+    "fleet",
+)
 
 
 def shown_command(command: str, *, quick: bool, ran: bool) -> str:
@@ -73,6 +85,11 @@ class Plan:
     goapp_poll_rounds: int = 3
     fanout_samples: int = 100  # warm rollouts per configuration in each of the fanout_runs runs
     load_first_seconds: float = 60.0  # the load row: RSS after this and after 3x this, at 50 changes/s
+    cold_instances: int = 100
+    cold_rounds: int = 5
+    cold_idle_seconds: float = 5.0
+    fleet_instances: int = 300
+    fleet_changes: int = 20
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
@@ -82,6 +99,7 @@ QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 1, 2, 1.0, 10, {5
 QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
 QUICK = dataclasses.replace(QUICK, fanout_samples=10)
 QUICK = dataclasses.replace(QUICK, load_first_seconds=20.0)
+QUICK = dataclasses.replace(QUICK, cold_instances=10, cold_rounds=2, fleet_instances=30, fleet_changes=5)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -258,10 +276,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
 
+    def cold_row() -> Row:
+        from bench import cold
+
+        return Row(
+            [
+                cold.run(
+                    instances=plan.cold_instances,
+                    cold=plan.cold_rounds,
+                    warm=3,
+                    idle_seconds=plan.cold_idle_seconds,
+                )
+            ]
+        )
+
     def load_row() -> Row:
         from bench import load
 
         return Row([load.run(instances=100, rate=50, keys=20, first=plan.load_first_seconds)])
+
+    def fleet_row() -> Row:
+        from bench import fleet
+
+        return Row([fleet.run(instances=plan.fleet_instances, changes=plan.fleet_changes)])
 
     started = time.monotonic()
     attempt("fanout", fanout_row)
@@ -274,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     attempt("local", local_row)
     attempt("goapp", goapp_row)
     attempt("load", load_row)
+    attempt("cold", cold_row)
+    attempt("fleet", fleet_row)
 
     results: list[RowResult] = []
     push: dict[str, Any] = {}

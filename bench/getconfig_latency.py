@@ -1,16 +1,24 @@
-"""GetConfig latency, quiet versus during a refresh storm, measured in one run.
+"""GetConfig latency, quiet versus during refresh storms of stated rates, measured in one run.
 
 Why: the service promises that readers never wait on a refresh (targets table, docs/benchmarks.md:
-GetConfig p99 during a refresh storm <= 1.1 x quiet p99). This starts the local AWS stack and one real
-`config-service` process, loads it with parameters, then measures GetConfig from a client process twice
-for the same duration: once quiet, once while a second client process pushes refreshes (VALUE mode, new
-versions across all parameters) as fast as the instance acknowledges them. Quiet and storm phases
-alternate (the storm process is paused with SIGSTOP between them) so that load from elsewhere on the
-machine hits both alike. It prints p50/p90/p99/max for both and the ratios.
+GetConfig p99 during a storm of 200 refreshes/s <= 1.1 x quiet p99). This starts the local AWS stack and one
+real `config-service` process, loads it with parameters, then measures GetConfig from a client process for
+the same duration in a quiet phase and in one phase per storm rate, while a storm process pushes
+refreshes (VALUE mode, new versions across all parameters) at that rate (`--storm-rates 200,0`: 200/s, and
+as fast as the instance acknowledges). The phases alternate within every round (the storm processes are
+paused with SIGSTOP outside their phase) so that load from elsewhere on the machine hits all alike. It
+prints p50/p90/p99/max, the refreshes applied per second, and the instance's CPU during the reads.
+
+`--base-service DIR` starts a second instance from another build's `config_service` package (DIR holds
+it, e.g. `git archive REV config_service | tar -x -C DIR`) and alternates both in the same rounds: a
+before/after comparison in one run. `--profile DIR` then samples each instance with py-spy (only the
+thread holding the GIL, native frames included: the process is paused per sample, so this comes after the
+measured rounds) while the first storm rate runs and readers read, and prints where the time goes.
 
     .venv/bin/python bench/getconfig_latency.py [--rounds 5] [--seconds 2] [--readers 8] [--parameters 500]
+        [--storm-rates 200,0] [--base-service DIR] [--profile DIR]
 
-The numbers are loopback numbers on a shared 2-core machine: compare the two phases of one run, not runs
+The numbers are loopback numbers on a shared 2-core machine: compare the phases of one run, not runs
 with each other. Nothing here is asserted by a test.
 """
 
@@ -19,18 +27,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.pyspy
 
 from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
@@ -75,10 +87,14 @@ async def read_phase(address: str, names: list[str], readers: int, seconds: floa
 async def storm(address: str, names: list[str], seconds: float, concurrency: int, rate: float) -> int:
     """Push refreshes with ever newer versions for `seconds` (at most `rate` per second if > 0)."""
     applied = 0
-    base = datetime.now(UTC) + timedelta(days=1)
-    version = 1
+    # Versions and modification times come from the clock (a day ahead of Parameter Store's), so a push
+    # is newer than anything the instance holds, also when several storm processes take turns on it: each
+    # push is applied, none answered stale.
+    version = time.time_ns() // 1000
     async with grpc.aio.insecure_channel(address) as channel:
         stub = rpb_grpc.RefreshServiceStub(channel)
+        await channel.channel_ready()
+        print("ready", flush=True)  # the parent pauses this process only once it can push at once
         stop_at = time.monotonic() + seconds
 
         async def pusher() -> None:
@@ -90,7 +106,7 @@ async def storm(address: str, names: list[str], seconds: float, concurrency: int
                     # No catching up after a pause (SIGSTOP): the rate stays the rate.
                     next_at = max(next_at + interval, time.monotonic())
                     await asyncio.sleep(next_at - time.monotonic())
-                version += 1
+                version = max(version + 1, time.time_ns() // 1000)
                 request = rpb.RefreshRequest(
                     refresh_id="bench",
                     parameter_name=names[version % len(names)],
@@ -98,8 +114,13 @@ async def storm(address: str, names: list[str], seconds: float, concurrency: int
                     operation=rpb.OPERATION_UPSERT,
                     value=f"value-{version}",
                 )
-                request.last_modified.FromDatetime(base + timedelta(milliseconds=version))
-                answer = await stub.Refresh(request, timeout=10)
+                request.last_modified.FromDatetime(
+                    datetime.fromtimestamp(version / 1e6, UTC) + timedelta(days=1)
+                )
+                try:
+                    answer = await stub.Refresh(request, timeout=10)
+                except grpc.aio.AioRpcError:
+                    continue  # a call in flight across a pause (SIGSTOP) outlives its deadline
                 applied += answer.result == rpb.REFRESH_RESULT_APPLIED
 
         await asyncio.gather(*(pusher() for _ in range(concurrency)))
@@ -166,88 +187,233 @@ def summary(label: str, samples: list[float], seconds: float) -> dict[str, float
     return figures
 
 
+def rate_label(rate: float) -> str:
+    return f"storm {rate:g}/s" if rate > 0 else "storm max"
+
+
+class Target:
+    """One instance under measurement, with one paused storm process per storm rate."""
+
+    def __init__(self, label: str, instance: Any, stormers: dict[float, subprocess.Popen[bytes]]) -> None:
+        self.label = label
+        self.instance = instance
+        self.stormers = stormers
+        self.samples: dict[str, list[float]] = {}
+        self.server: dict[str, dict[float, float]] = {}
+        self.applied: dict[str, float] = {}
+        self.storm_seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # the instance's CPU seconds during the measured reads
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the instance process so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.instance.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def phase(self, name: str, names: list[str], args: argparse.Namespace, rate: float | None) -> None:
+        """Read for `args.seconds`, quiet (rate None) or with the storm of `rate` running."""
+        stormer = self.stormers[rate] if rate is not None else None
+        applied_before = applied_refreshes(self.instance.metrics_text())
+        started = time.monotonic()
+        if stormer is not None:
+            stormer.send_signal(signal.SIGCONT)
+            time.sleep(1.0)  # the storm reaches full speed before measuring
+        before = latency_buckets(self.instance.metrics_text())
+        cpu = self.cpu_seconds()
+        self.samples.setdefault(name, []).extend(
+            asyncio.run(read_phase(self.instance.config_address, names, args.readers, args.seconds))
+        )
+        self.cpu[name] = self.cpu.get(name, 0.0) + self.cpu_seconds() - cpu
+        add_delta(self.server.setdefault(name, {}), before, latency_buckets(self.instance.metrics_text()))
+        if stormer is not None:
+            stormer.send_signal(signal.SIGSTOP)
+            self.applied[name] = (
+                self.applied.get(name, 0.0) + applied_refreshes(self.instance.metrics_text()) - applied_before
+            )
+            self.storm_seconds[name] = self.storm_seconds.get(name, 0.0) + time.monotonic() - started
+
+
+def start_stormer(
+    address: str, names_file: Path, args: argparse.Namespace, rate: float
+) -> subprocess.Popen[bytes]:
+    total = args.rounds * (args.seconds + 1.0) * 4 + 60 + args.profile_seconds
+    stormer = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--storm",
+            address,
+            "--names-file",
+            str(names_file),
+            "--seconds",
+            str(total),
+            "--storm-concurrency",
+            str(args.storm_concurrency),
+            "--storm-rate",
+            str(rate),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert stormer.stdout is not None
+    if stormer.stdout.readline().strip() != b"ready":
+        raise RuntimeError(f"the storm process for {rate:g}/s did not start")
+    stormer.send_signal(signal.SIGSTOP)
+    return stormer
+
+
+def per_call(target: Target, names: list[str], args: argparse.Namespace, rate: float) -> None:
+    """The instance's CPU per call, each kind alone: the storm of `rate` for 3 s (no reads), then the
+    readers for 3 s (no storm). Printed, not part of the phases above."""
+    stormer = target.stormers[rate]
+    cpu, applied = target.cpu_seconds(), applied_refreshes(target.instance.metrics_text())
+    stormer.send_signal(signal.SIGCONT)
+    time.sleep(3.0)
+    stormer.send_signal(signal.SIGSTOP)
+    refreshes = applied_refreshes(target.instance.metrics_text()) - applied
+    refresh_cpu = target.cpu_seconds() - cpu
+    cpu = target.cpu_seconds()
+    reads = len(asyncio.run(read_phase(target.instance.config_address, names, args.readers, 3.0)))
+    read_cpu = target.cpu_seconds() - cpu
+    print(
+        f"per call ({target.label}): Refresh {refresh_cpu / max(refreshes, 1) * 1e6:.0f} us of instance CPU"
+        f" ({refreshes:.0f} at {rate_label(rate)}, alone), GetConfig {read_cpu / max(reads, 1) * 1e6:.0f} us"
+        f" ({reads} by {args.readers} readers, alone)"
+    )
+
+
+PROFILE_BUCKETS = (  # the first bucket whose marker is in a stack takes it: handlers before machinery
+    ("GetConfig handler", ("config_servicer.py",)),
+    ("logging (the refresh log line)", ("logging/__init__.py", "config_service/logs.py")),
+    ("Refresh handler (validate, apply, swap)", ("refresh_servicer.py", "refresher.py")),
+    ("prometheus metrics", ("prometheus_client",)),
+    ("gRPC aio server machinery (both services)", ("grpc/_cython", "cygrpc", "grpc/aio")),
+    ("asyncio event loop", ("asyncio/",)),
+)
+
+
+def profile(target: Target, names: list[str], args: argparse.Namespace, rate: float, out: Path) -> None:
+    """py-spy the instance while the storm of `rate` runs and readers read; print where the time goes."""
+    from bench import pyspy
+
+    pid = target.instance.pid
+    stormer = target.stormers[rate]
+    stormer.send_signal(signal.SIGCONT)
+    try:
+        time.sleep(1.0)
+        spy: dict[str, Path | None] = {}
+        thread = threading.Thread(
+            target=lambda: spy.update(raw=pyspy.record(pid, args.profile_seconds, out, native=True)),
+            daemon=True,
+        )
+        thread.start()
+        asyncio.run(read_phase(target.instance.config_address, names, args.readers, args.profile_seconds))
+        thread.join(args.profile_seconds + 60)
+    finally:
+        stormer.send_signal(signal.SIGSTOP)
+    raw = spy.get("raw")
+    if raw is None:
+        print("profile: py-spy not available or failed")
+        return
+    print(f"profile ({target.label}, {rate_label(rate)} + readers, {pyspy.samples(raw)} samples, {raw}):")
+    for label, share in pyspy.shares(raw, PROFILE_BUCKETS):
+        print(f"{'':>14}  {share:6.1%}  {label}")
+    print(f"{'':>14}  top own time:")
+    for frame, share in pyspy.top_own(raw):
+        print(f"{'':>14}  {share:6.1%}  {frame}")
+
+
 def run(args: argparse.Namespace) -> int:
     from devstack.aws.local_aws import LocalAws
     from devstack.services.fleet import ServiceFleet
 
     workdir = Path(tempfile.mkdtemp(prefix="getconfig-bench-"))
+    load_at_start = os.getloadavg()
     aws = LocalAws.start(log_path=workdir / "moto.log")
-    fleet: ServiceFleet | None = None
+    fleets: list[ServiceFleet] = []
+    targets: list[Target] = []
+    rates = [float(rate) for rate in args.storm_rates.split(",")]
     try:
         ssm = aws.client("ssm")
         names = [f"{aws.prefix}bench/p{i:04d}" for i in range(args.parameters)]
         for name in names:
             ssm.put_parameter(Name=name, Value="initial", Type="String")
-        fleet = ServiceFleet(
-            1, local_aws=aws, workdir=workdir / "fleet", env={"CONFIG_SERVICE_TTL_SECONDS": "0"}
-        )
-        fleet.start()
-        fleet.wait_serving()
-        instance = fleet[0]
-        print(f"instance {instance.config_address}, {len(names)} parameters, {args.readers} readers")
-
-        asyncio.run(read_phase(instance.config_address, names, args.readers, 1.0))  # warm-up, discarded
+        builds: list[tuple[str, dict[str, str]]] = [("this build", {})]
+        if args.base_service:
+            # PYTHONPATH goes before the editable install: that process imports the other config_service.
+            builds.append(("base build", {"PYTHONPATH": str(args.base_service)}))
+        for index, (_label, env) in enumerate(builds):
+            fleet = ServiceFleet(
+                1,
+                local_aws=aws,
+                workdir=workdir / f"fleet-{index}",
+                env={"CONFIG_SERVICE_TTL_SECONDS": "0", **env},
+                first_index=index,
+                id_prefix=f"svc{index}",
+            )
+            fleets.append(fleet)
+            fleet.start()
         names_file = workdir / "names.json"
         names_file.write_text(json.dumps(names))
-        total = args.rounds * (args.seconds + 1.0) + 30
-        stormer = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--storm",
-                instance.refresh_address,
-                "--names-file",
-                str(names_file),
-                "--seconds",
-                str(total),
-                "--storm-concurrency",
-                str(args.storm_concurrency),
-                "--storm-rate",
-                str(args.storm_rate),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        stormer.send_signal(signal.SIGSTOP)
-        applied_before = applied_refreshes(instance.metrics_text())
-        quiet: list[float] = []
-        stormy: list[float] = []
-        quiet_server: dict[float, float] = {}
-        storm_server: dict[float, float] = {}
-        try:
-            # Alternate short phases so that load from elsewhere on the machine hits both alike.
-            for _ in range(args.rounds):
-                before = latency_buckets(instance.metrics_text())
-                quiet += asyncio.run(read_phase(instance.config_address, names, args.readers, args.seconds))
-                add_delta(quiet_server, before, latency_buckets(instance.metrics_text()))
-                stormer.send_signal(signal.SIGCONT)
-                time.sleep(1.0)  # the storm reaches full speed before measuring
-                before = latency_buckets(instance.metrics_text())
-                stormy += asyncio.run(read_phase(instance.config_address, names, args.readers, args.seconds))
-                add_delta(storm_server, before, latency_buckets(instance.metrics_text()))
-                stormer.send_signal(signal.SIGSTOP)
-        finally:
-            stormer.send_signal(signal.SIGCONT)
-            stormer.terminate()
-            stormer.wait(30)
-        applied = applied_refreshes(instance.metrics_text()) - applied_before
-        storm_seconds = args.rounds * (args.seconds + 1.0)
-        print()
-        quiet_figures = summary("quiet", quiet, args.rounds * args.seconds)
-        storm_figures = summary("refresh storm", stormy, args.rounds * args.seconds)
-        print(f"{'refreshes':>14}: {applied:.0f} applied during the storm ({applied / storm_seconds:.0f}/s)")
-        print(
-            f"{'client ratio':>14}: p50 x{storm_figures['p50_ms'] / quiet_figures['p50_ms']:.2f}, "
-            f"p99 x{storm_figures['p99_ms'] / quiet_figures['p99_ms']:.2f}"
-        )
-        print("in the servicer (config_service_getconfig_latency_seconds, interpolated in buckets):")
-        for label, delta in (("quiet", quiet_server), ("refresh storm", storm_server)):
+        for fleet, (label, _) in zip(fleets, builds, strict=True):
+            fleet.wait_serving()
+            instance = fleet[0]
             print(
-                f"{label:>14}: p50 {bucket_quantile(delta, 0.5) * 1e6:.0f} us  "
-                f"p99 {bucket_quantile(delta, 0.99) * 1e6:.0f} us"
+                f"{label}: instance {instance.config_address}, {len(names)} parameters,"
+                f" {args.readers} readers"
             )
+            asyncio.run(read_phase(instance.config_address, names, args.readers, 1.0))  # warm-up, discarded
+            stormers = {
+                rate: start_stormer(instance.refresh_address, names_file, args, rate) for rate in rates
+            }
+            targets.append(Target(label, instance, stormers))
+        try:
+            # Alternate short phases (and builds) so that load from elsewhere on the machine hits all alike.
+            for _ in range(args.rounds):
+                for target in targets:
+                    target.phase("quiet", names, args, None)
+                    for rate in rates:
+                        target.phase(rate_label(rate), names, args, rate)
+            for target in targets:
+                per_call(target, names, args, rates[0])
+            if args.profile:
+                for target in targets:
+                    out = Path(args.profile) / f"getconfig-{target.label.replace(' ', '-')}.txt"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    profile(target, names, args, rates[0], out)
+        finally:
+            for target in targets:
+                for stormer in target.stormers.values():
+                    stormer.send_signal(signal.SIGCONT)
+                    stormer.terminate()
+                    stormer.wait(30)
+        for target in targets:
+            print(f"\n[{target.label}]")
+            quiet = summary("quiet", target.samples["quiet"], args.rounds * args.seconds)
+            for rate in rates:
+                label = rate_label(rate)
+                figures = summary(label, target.samples[label], args.rounds * args.seconds)
+                print(
+                    f"{'refreshes':>14}: {label}: {target.applied[label]:.0f} applied"
+                    f" ({target.applied[label] / target.storm_seconds[label]:.0f}/s)"
+                )
+                print(
+                    f"{'client ratio':>14}: {label}: p50 x{figures['p50_ms'] / quiet['p50_ms']:.2f},"
+                    f" p99 x{figures['p99_ms'] / quiet['p99_ms']:.2f}"
+                )
+            measured = args.rounds * args.seconds
+            print(
+                f"{'instance CPU':>14}: "
+                + ", ".join(f"{label} {cpu / measured:.0%} of a core" for label, cpu in target.cpu.items())
+            )
+            print("in the servicer (config_service_getconfig_latency_seconds, interpolated in buckets):")
+            for label, delta in target.server.items():
+                print(
+                    f"{label:>14}: p50 {bucket_quantile(delta, 0.5) * 1e6:.0f} us  "
+                    f"p99 {bucket_quantile(delta, 0.99) * 1e6:.0f} us"
+                )
+        print(f"{'load average':>14}: {load_at_start} at the start, {os.getloadavg()} at the end")
         return 0
     finally:
-        if fleet is not None:
+        for fleet in fleets:
             fleet.close()
         aws.stop()
 
@@ -260,7 +426,19 @@ def main() -> int:
     parser.add_argument("--parameters", type=int, default=500, help="parameters loaded in the instance")
     parser.add_argument("--storm-concurrency", type=int, default=4, help="concurrent Refresh loops")
     parser.add_argument(
-        "--storm-rate", type=float, default=0.0, help="refreshes per second; 0: as fast as acked"
+        "--storm-rates",
+        default="200,0",
+        help="storm phases, refreshes per second each; 0: as fast as the instance acknowledges",
+    )
+    parser.add_argument("--storm-rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the instance during a storm; raw stacks here"
+    )
+    parser.add_argument("--profile-seconds", type=float, default=10.0, help="length of the profiled phase")
+    parser.add_argument(
+        "--base-service",
+        type=Path,
+        help="a directory holding another build's config_service, measured beside",
     )
     parser.add_argument("--storm", metavar="ADDRESS", help=argparse.SUPPRESS)
     parser.add_argument("--names-file", help=argparse.SUPPRESS)

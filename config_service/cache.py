@@ -120,9 +120,12 @@ class Snapshot:
 
     __slots__ = ("_count", "_shards", "_sorted_names", "created_at")
 
-    def __init__(self, shards: tuple[dict[str, Entry], ...], created_at: datetime) -> None:
+    def __init__(
+        self, shards: tuple[dict[str, Entry], ...], created_at: datetime, count: int | None = None
+    ) -> None:
         self._shards = shards
-        self._count = sum(len(shard) for shard in shards)
+        # Counted once here, or carried forward by with_changes (a refresh must not walk every shard).
+        self._count = sum(len(shard) for shard in shards) if count is None else count
         self._sorted_names: tuple[str, ...] | None = None
         self.created_at = created_at
 
@@ -138,13 +141,15 @@ class Snapshot:
         """A new snapshot with `changed` entries replaced; untouched shards are shared, not copied."""
         shards = list(self._shards)
         copied: set[int] = set()
+        count = self._count
         for name, entry in changed.items():
             index = _shard_of(name)
             if index not in copied:
                 shards[index] = dict(shards[index])
                 copied.add(index)
+            count += name not in shards[index]
             shards[index][name] = entry
-        return Snapshot(tuple(shards), created_at)
+        return Snapshot(tuple(shards), created_at, count)
 
     def get(self, name: str) -> Entry | None:
         """The live entry for `name`, or None when absent or deleted."""

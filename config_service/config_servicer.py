@@ -20,10 +20,11 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 
 import grpc
 
-from config_service.cache import ConfigCache, Snapshot, ValueType
+from config_service.cache import ConfigCache, Entry, Snapshot, ValueType
 from config_service.convert import entry_to_proto
 from config_service.errors import (
     InvalidArgument,
@@ -105,6 +106,13 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
         self._lifecycle = lifecycle
         self._metrics = metrics
         self._tokens = page_tokens or PageTokens()
+        # The answer to GetConfig for each name, built on its first read and reused until the entry
+        # changes: a read then costs a dict lookup and an identity check, not a protobuf build. A swap
+        # drops the changed names (so a superseded value does not linger here; a read racing a swap can
+        # leave one until that name's next read), and a read checks the entry's identity, so a stale
+        # answer is never served.
+        self._answers: dict[str, tuple[Entry, pb.GetConfigResponse]] = {}
+        cache.add_listener(self._forget)
 
     async def GetConfig(
         self,
@@ -124,7 +132,12 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
                     "SecureString values go only to authenticated callers; this instance serves "
                     "ConfigService without authentication (--insecure-config-api)"
                 )
-            response = pb.GetConfigResponse(entry=entry_to_proto(entry))
+            answer = self._answers.get(entry.name)
+            if answer is not None and answer[0] is entry:
+                response = answer[1]
+            else:
+                response = pb.GetConfigResponse(entry=entry_to_proto(entry))
+                self._answers[entry.name] = (entry, response)
         except ServiceError as error:
             await context.abort(grpc_status(error), str(error))
             raise
@@ -160,6 +173,10 @@ class ConfigServicer(pb_grpc.ConfigServiceServicer):
             entries.append(entry_to_proto(entry))
         token = self._tokens.issue(request.prefix, names[-1]) if more and names else ""
         return pb.ListConfigResponse(entries=entries, next_page_token=token)
+
+    def _forget(self, applied: Sequence[Entry]) -> None:
+        for entry in applied:
+            self._answers.pop(entry.name, None)
 
     def _check_ready(self) -> None:
         if self._lifecycle is not None and self._lifecycle.phase is Phase.BOOTSTRAPPING:

@@ -11,6 +11,8 @@ interceptor (auth.py), not here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from config_service.cache import ConfigCache
@@ -87,6 +89,7 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
         self._instance_id = instance_id
         self._lifecycle = lifecycle
         self._metrics = metrics
+        self._counters: dict[tuple[str, str], Any] = {}  # labelled children, looked up once each
 
     async def Refresh(
         self,
@@ -146,5 +149,11 @@ class RefreshServicer(pb_grpc.RefreshServiceServicer):
         )
 
     def _count(self, result: str, mode: str) -> None:
-        if self._metrics is not None:
-            self._metrics.refreshes.labels(result=result, mode=mode).inc()
+        if self._metrics is None:
+            return
+        counter = self._counters.get((result, mode))
+        if counter is None:
+            counter = self._counters[(result, mode)] = self._metrics.refreshes.labels(
+                result=result, mode=mode
+            )
+        counter.inc()

@@ -61,7 +61,9 @@ class Runtime:
         self._stop = asyncio.Event()
         self._clients = await self.blocking.call(make_clients, self.settings)
         self.tokens = self._token_cache()
-        fanout = FanOut(channels=ChannelPool(), breakers=BreakerRegistry(), tokens=self.tokens)
+        idle = self.settings.channel_idle_seconds
+        channels = ChannelPool(idle_seconds=idle, options=[("grpc.client_idle_timeout_ms", int(idle * 1000))])
+        fanout = FanOut(channels=channels, breakers=BreakerRegistry(), tokens=self.tokens)
         leadership = Leadership(peerings, read_peering=self._read_peering)
         context = OperatorContext(
             settings=self.settings,

@@ -79,6 +79,13 @@ class OperatorSettings(EnvSettings):
     )
     resync_grace_seconds: int = Field(10, ge=0, le=3600)
     status_patch_interval_seconds: float = Field(1.0, ge=0.1)
+    channel_idle_seconds: float = Field(
+        600.0,
+        ge=1.0,
+        le=86400.0,
+        description="how long a gRPC channel to an instance may stay unused before it is closed (the "
+        "fan-out's pool sweeps it, and gRPC drops its connection: grpc.client_idle_timeout_ms)",
+    )
     instances_cap: int = Field(200, ge=1, le=5000)
     tls_ca_file: FilePath | None = None
     tls_cert_file: FilePath | None = None

@@ -123,3 +123,16 @@ def test_an_old_snapshot_is_untouched_by_any_number_of_later_swaps() -> None:
         assert held is not None
         assert held.version == (2 if index % 7 == 0 else 1)
     assert new.sorted_names() == tuple(sorted(names))
+
+
+def test_the_count_carried_across_swaps_matches_the_entries_held() -> None:
+    """A swap carries the entry count forward instead of recounting every shard: new names add, replaced
+    ones and tombstones do not."""
+    cache = ConfigCache(Entry(f"/p/{i}", "v", ValueType.STRING, 1, T0, datetime.now(UTC)) for i in range(100))
+    cache.apply_many(
+        [Entry(f"/p/{i}", "w", ValueType.STRING, 2, T0, datetime.now(UTC)) for i in range(90, 130)]
+    )
+    cache.apply(Entry("/p/5", "", ValueType.STRING, 3, T0, datetime.now(UTC), deleted=True))
+    snapshot = cache.snapshot
+    assert len(snapshot) == sum(1 for _ in snapshot) == 130
+    assert snapshot.live_count() == 129

@@ -132,6 +132,29 @@ async def test_refresh_answers_with_the_instance_id_and_held_version(running: Se
     assert (answer.entry.value, answer.entry.version) == ("v2", 2)
 
 
+async def test_getconfig_answers_the_entry_held_now_after_every_kind_of_swap(running: Served) -> None:
+    """GetConfig reuses its answer per entry: a pushed refresh, a delete and a swap made directly on the
+    cache (as the TTL re-read and the bootstrap do) are each seen on the very next read."""
+    await running.lifecycle.set(Phase.SERVING)
+    name = f"{PREFIX}acme/p011"
+    first = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
+    assert (first.entry.value, first.entry.version) == ("v11", 1)
+    pushed = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="v2")
+    pushed.last_modified.FromDatetime(datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
+    await running.refresh.Refresh(pushed)
+    second = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
+    assert (second.entry.value, second.entry.version) == ("v2", 2)
+    running.cache.apply(Entry(name, "v3", ValueType.STRING, 3, datetime(2026, 11, 26, 12, tzinfo=UTC), T0))
+    third = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
+    assert (third.entry.value, third.entry.version) == ("v3", 3)
+    await running.refresh.Refresh(
+        rpb.RefreshRequest(parameter_name=name, version=4, operation=rpb.OPERATION_DELETE)
+    )
+    assert (
+        await code_of(running.config.GetConfig(cpb.GetConfigRequest(name=name))) is grpc.StatusCode.NOT_FOUND
+    )
+
+
 async def test_an_unauthenticated_config_api_withholds_secure_strings() -> None:
     """--insecure-config-api: the explicit opt-out still never hands a SecureString to an anonymous caller."""
     cache = ConfigCache(

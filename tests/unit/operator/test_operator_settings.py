@@ -23,6 +23,14 @@ def test_a_bad_podsync_interval_is_named(raw: str) -> None:
         load_settings({**BASE, "CONFIG_REFRESH_PODSYNC_INTERVAL_SECONDS": raw})
 
 
+def test_the_channel_idle_time_defaults_to_ten_minutes_and_is_bounded() -> None:
+    assert load_settings(BASE).channel_idle_seconds == 600.0
+    assert load_settings({**BASE, "CONFIG_REFRESH_CHANNEL_IDLE_SECONDS": "5"}).channel_idle_seconds == 5.0
+    for raw in ("0.5", "86401", "never"):
+        with pytest.raises(SettingsError, match="CONFIG_REFRESH_CHANNEL_IDLE_SECONDS"):
+            load_settings({**BASE, "CONFIG_REFRESH_CHANNEL_IDLE_SECONDS": raw})
+
+
 def test_endpoint_and_region_follow_the_aws_sdk_order() -> None:
     both = {"CONFIG_REFRESH_AWS_ENDPOINT_URL": "http://127.0.0.1:2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
     assert load_settings({**BASE, **both}).aws_endpoint_url == "http://127.0.0.1:2"

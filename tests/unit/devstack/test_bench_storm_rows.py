@@ -1,0 +1,74 @@
+"""The getconfig row reads its script's output (this build's section, the 200/s storm, the profile), and
+the cold row reads the operator's sockets from /proc/net/tcp and tcp6 as the kernel writes them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench.cold import _address  # noqa: E402
+from bench.getconfig import result_of  # noqa: E402
+
+PER_CALL = (
+    "per call (this build): Refresh 405 us of instance CPU (800 at storm 200/s, alone),"
+    " GetConfig 133 us (23307 by 8 readers, alone)\n"
+)
+OUTPUT = (
+    PER_CALL
+    + """\
+this build: instance 127.0.0.10:1, 500 parameters, 8 readers
+profile (this build, storm 200/s + readers, 700 samples, /tmp/p.txt):
+                  1.1%  GetConfig handler
+                  8.0%  Refresh handler (validate, apply, swap)
+                 59.6%  gRPC aio server machinery (both services)
+                top own time:
+                  9.3%  write (libc.so.6)
+
+[this build]
+         quiet:    2000 calls    1000/s  p50 2.000 ms  p90 3.000 ms  p99 10.000 ms  max 20.0 ms
+   storm 200/s:    1900 calls     950/s  p50 2.100 ms  p90 3.100 ms  p99 10.500 ms  max 21.0 ms
+     refreshes: storm 200/s: 590 applied (197/s)
+  client ratio: storm 200/s: p50 x1.05, p99 x1.05
+     storm max:    1000 calls     500/s  p50 4.000 ms  p90 6.000 ms  p99 20.000 ms  max 30.0 ms
+     refreshes: storm max: 4500 applied (1500/s)
+  client ratio: storm max: p50 x2.00, p99 x2.00
+  instance CPU: quiet 90% of a core, storm 200/s 95% of a core, storm max 99% of a core
+in the servicer (config_service_getconfig_latency_seconds, interpolated in buckets):
+         quiet: p50 25 us  p99 50 us
+   storm 200/s: p50 25 us  p99 50 us
+     storm max: p50 26 us  p99 95 us
+
+[base build]
+         quiet:    2000 calls    1000/s  p50 2.000 ms  p90 3.000 ms  p99 1.000 ms  max 20.0 ms
+   storm 200/s:    1900 calls     950/s  p50 2.100 ms  p90 3.100 ms  p99 99.000 ms  max 21.0 ms
+"""
+)
+
+
+def test_the_check_is_the_200_per_second_storm_of_this_build_and_the_other_rate_is_beside_it() -> None:
+    result = result_of(OUTPUT)
+    [check] = result.checks
+    assert check.met is True
+    assert "197/s applied" in check.what
+    assert check.measured.startswith("x1.05")
+    phases = [row[0] for row in result.tables[0][1]]
+    assert phases == ["quiet", "storm 200/s", "storm max"]
+    assert result.tables[0][1][2][1] == "1500/s (4500 applied)"
+    assert result.tables[0][1][1][-1] == "95 %"
+    assert any("storm max" in note and "x2.00" in note for note in result.notes)
+    assert any("a Refresh (at storm 200/s) 405 µs, a GetConfig 133 µs" in note for note in result.notes)
+    assert result.tables[1][1] == [
+        ["GetConfig handler", "1.1%"],
+        ["Refresh handler (validate, apply, swap)", "8.0%"],
+        ["gRPC aio server machinery (both services)", "59.6%"],
+    ]
+
+
+def test_socket_addresses_read_from_tcp_and_from_dual_stack_tcp6() -> None:
+    assert _address("0A00007F:1F90") == ("127.0.0.10", 8080)
+    assert _address("0000000000000000FFFF00000B00007F:0050") == ("127.0.0.11", 80)
+    assert _address("00000000000000000000000001000000:0050") == ("00000000000000000000000001000000", 80)
