@@ -9,7 +9,6 @@ not-Ready pod is never called. The operator runs as it ships, `config-refresh-op
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane.plane import ControlPlane
+from devstack.stack.parts import port_free_on_every
 
 WAIT = 90.0
 
@@ -32,22 +32,6 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
             return last
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def port_free_on_every(hosts: list[str]) -> int:
-    """A port that is free on each host right now (pods share their container port, not their IP)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise AssertionError(f"no port free on all of {hosts}")
 
 
 def kubectl_json(plane: ControlPlane, *args: str) -> Any:
