@@ -22,7 +22,8 @@ created 7 ms; kopf's rollout handler starts about 1 ms before the create's reply
 calls; 14 ms since it asks for 1,000); → last instance acknowledged 64-72 ms (the fan-out, against a
 bare gather's 15-20 ms: it shares the loop and the GIL with kopf and the threads making status patches;
 in a py-spy profile kopf's processing of watch events had more samples on the loop than the fan-out).
-Whole path p50 130 → 99 ms.
+Whole path p50 130 → 99 ms; in a second such run (45 changes each, with the Halted look-up moved beside
+the fan-out) p50 134 → 111 ms, p90 188 → 137 ms, handler → discovered 37 → 12 ms, the fan-out unchanged.
 """
 
 from __future__ import annotations
