@@ -26,6 +26,18 @@ The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real conf
 - burst: 100 PutParameter to one key as fast as moto takes them (aimed at 1 s): rollouts started for it,
   their final phases, the value on every instance at the end, and whether any of 3 sampled instances ever
   served an older version after a newer one (regression), sampled continuously during the burst.
+
+Where the time of the 100-instance path goes (issue 20; timestamps the operator logged at each stage,
+30 changes per build, d2bc05f and the next build alternating in one run on the shared 2-core machine,
+p50): PutParameter returned → message received 0.5 ms; → GetParameter answered 11 ms; → ConfigRefresh
+created 7 ms; kopf's rollout handler starts about 1 ms before the create's reply is back in the recorder
+(the watch is as fast as the reply: an in-process hand-over would gain nothing); → instances discovered
+36 ms (DiscoverInstances asked for 100 got a full reply at exactly 100 and fell back to six listing
+calls; 14 ms since it asks for 1,000); → last instance acknowledged 64-72 ms (the fan-out, against a
+bare gather's 15-20 ms: it shares the loop and the GIL with kopf and the threads making status patches;
+in a py-spy profile kopf's processing of watch events had more samples on the loop than the fan-out).
+Whole path p50 130 → 99 ms; in a second such run (45 changes each, with the Halted look-up moved beside
+the fan-out) p50 134 → 111 ms, p90 188 → 137 ms, handler → discovered 37 → 12 ms, the fan-out unchanged.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Cloud Map discovery against the local AWS stack (moto server process): HEALTHY instances only,
-filtered by the route's query parameters, complete beyond DiscoverInstances' 100-instance reply."""
+filtered by the route's query parameters, complete beyond a full DiscoverInstances reply (the listing
+fallback, run here with the reply capped at 100)."""
 
 from __future__ import annotations
 
 import pytest
 
 from devstack.aws.local_aws import LocalAws
+from refresh_operator.cloudmap import discovery
+from refresh_operator.cloudmap.client import Call, plain_call
 from refresh_operator.fanout import DiscoveryError, Target, discover_instances
 
 
@@ -67,7 +70,25 @@ async def test_an_instance_without_a_port_gets_the_route_port(local_aws: LocalAw
     assert [t.address for t in targets] == ["127.0.0.30:50051"]
 
 
-async def test_more_than_one_reply_of_instances_are_all_found(local_aws: LocalAws) -> None:
+@pytest.mark.parametrize("reply_cap", [100, discovery.DISCOVER_MAX_RESULTS], ids=["listing", "one-reply"])
+async def test_more_than_one_reply_of_instances_are_all_found(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch, reply_cap: int
+) -> None:
+    """130 instances: beyond a reply of 100 the listing fallback finds them all; with the real cap
+    (1,000) one DiscoverInstances reply does, and the listing is not called."""
+    monkeypatch.setattr(discovery, "DISCOVER_MAX_RESULTS", reply_cap)
+    listed: list[str] = []
+
+    def counting_call(client: object) -> Call:
+        inner = plain_call(client)
+
+        async def call(api: str, /, **params: object) -> dict[str, object]:
+            listed.append(api)
+            return await inner(api, **params)
+
+        return call
+
+    monkeypatch.setattr(discovery, "plain_call", counting_call)
     client = local_aws.client("servicediscovery")
     for index in range(130):
         client.register_instance(
@@ -85,6 +106,7 @@ async def test_more_than_one_reply_of_instances_are_all_found(local_aws: LocalAw
     expected = [f"orders-{i:03d}" for i in range(130) if i % 10 and i not in (1, 2, 3)]
     assert [t.instance_id for t in targets] == expected
     assert len(targets) == 114
+    assert ("ListInstances" in listed) == (reply_cap < 130)
 
 
 async def test_an_unknown_service_raises_a_discovery_error_naming_it(local_aws: LocalAws) -> None:

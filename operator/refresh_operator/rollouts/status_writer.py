@@ -155,9 +155,12 @@ class ProgressWriter:
     """Sends `progress` to status at most once per `interval` while a rollout runs.
 
     The initial patch (phase InProgress) goes out while the fan-out starts, not before it; progress
-    patches and the caller's final patch come after it. The writer is never cancelled while a patch is
-    in flight (the patch runs on a thread and would land after the final status, rolling `progress`
-    back): `stop()` is cooperative and waits for it.
+    patches and the caller's final patch come after it. The first progress patch waits an `interval`
+    after the initial one, as the later ones do: a rollout shorter than that writes InProgress and its
+    final status, and no progress patch (nor the watch event each one sends kopf) competes with its
+    fan-out. The writer is never cancelled while a patch is in flight (the patch runs on a thread and
+    would land after the final status, rolling `progress` back): `stop()` is cooperative and waits for
+    it.
     """
 
     def __init__(
@@ -192,12 +195,12 @@ class ProgressWriter:
     async def _loop(self, first: asyncio.Task[None]) -> None:
         await first
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), timeout=self._interval)
+            if self._done.is_set():
+                return
             await self._dirty.wait()
             if self._done.is_set():
                 return
             self._dirty.clear()
             await self._writer.patch(self._subject.namespace, self._subject.name, self._progress.status())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), timeout=self._interval)
-            if self._done.is_set():
-                return

@@ -107,8 +107,9 @@ class Supersession:
 
         A Halted rollout waits for a person; once a newer version is rolling out, resuming it could only
         push a value the instances have replaced (they would answer Stale), and leaving it Halted would
-        keep it in front of whoever watches `kubectl get cfgr`. Best effort: a failed list is logged and
-        the rollout goes on.
+        keep it in front of whoever watches `kubectl get cfgr`. Best effort, run beside the fan-out: a
+        failed list is logged and the rollout goes on (a failed final patch of a Halted one is logged by
+        the orchestrator).
         """
         selector = refresh_selector(route=route.name, parameter_name=parameter_name, halted=True)
         try:

@@ -46,22 +46,37 @@ def applied(n: int) -> TargetOutcome:
     return TargetOutcome(targets(10)[n], Result.APPLIED, 3, 1, None, 0.0)
 
 
-async def test_progress_is_patched_at_most_once_per_interval(blocking: InlineBlocking) -> None:
+async def test_progress_is_patched_at_most_once_per_interval_counted_from_the_initial_patch(
+    blocking: InlineBlocking,
+) -> None:
     kube = FakeKube()
     writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
     progress = Progress(targets(10), {}, cap=200)
     progress_writer = ProgressWriter(writer, SUBJECT, progress, interval=3600)
     progress_writer.start({"phase": status.IN_PROGRESS})
-    progress_writer.record(applied(0))
-    await blocking.until(lambda: len(kube.status_patches) == 2)
-    for n in range(1, 10):  # within the interval: no patch until it has passed (here: never)
+    await blocking.until(lambda: len(kube.status_patches) == 1)
+    for n in range(10):  # within the interval: no patch until it has passed (here: never)
         progress_writer.record(applied(n))
     await asyncio.sleep(0.1)
     await progress_writer.stop()
+    assert kube.patches_of("r-v3") == [{"phase": status.IN_PROGRESS}]
+    assert progress.status()["progress"] == "10/10"
+
+
+async def test_progress_waits_an_interval_then_the_latest_counts_are_patched(
+    blocking: InlineBlocking,
+) -> None:
+    kube = FakeKube()
+    writer = StatusWriter(blocking=blocking, kube_api=kube, values=ValueCache())  # type: ignore[arg-type]
+    progress_writer = ProgressWriter(writer, SUBJECT, Progress(targets(10), {}, cap=200), interval=0.2)
+    progress_writer.start({"phase": status.IN_PROGRESS})
+    for n in range(4):
+        progress_writer.record(applied(n))
+    await blocking.until(lambda: len(kube.status_patches) == 2)
+    await progress_writer.stop()
     patches = kube.patches_of("r-v3")
     assert [patch.get("phase") for patch in patches] == [status.IN_PROGRESS, None]
-    assert patches[1]["progress"] == "1/10"
-    assert progress.status()["progress"] == "10/10"
+    assert patches[1]["progress"] == "4/10"
 
 
 async def test_with_a_short_interval_each_change_is_patched_in_turn(blocking: InlineBlocking) -> None:
