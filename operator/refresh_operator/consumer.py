@@ -37,6 +37,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from botocore.exceptions import ClientError
+
 from configrefresh_api.phases import Trigger
 from configrefresh_api.versions import Operation
 from refresh_operator import metrics
@@ -57,6 +59,10 @@ T = TypeVar("T")
 CREATE_RETRY_SECONDS = 900.0
 DRAIN_SECONDS = 10.0
 COALESCED = "coalesced"
+RECEIPT_GONE = frozenset(
+    {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
+)
+"""ChangeMessageVisibility errors that mean the receipt is spent: the heartbeat stops instead of warning."""
 """The outcome of a message a newer one of the same name displaced from its key's follow-up."""
 
 
@@ -366,6 +372,12 @@ class Consumer:
                     ReceiptHandle=receipt,
                     VisibilityTimeout=extension,
                 )
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+                if code in RECEIPT_GONE:  # deleted, or redelivered to another receive: retrying cannot help
+                    logger.info("Message no longer held by this receive (%s); visibility not extended", code)
+                    return
+                logger.warning("ChangeMessageVisibility failed: %s", code)
             except Exception as error:
                 logger.warning("ChangeMessageVisibility failed: %s", type(error).__name__)
 

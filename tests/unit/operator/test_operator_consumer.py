@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from configrefresh_api.times import parse_time
 from configrefresh_api.versions import VersionKey
@@ -66,8 +67,9 @@ def parts() -> dict[str, Any]:
     }
 
 
-def consumer(parts: dict[str, Any], refresh_routes: Any = None) -> Consumer:
+def consumer(parts: dict[str, Any], refresh_routes: Any = None, **overrides: Any) -> Consumer:
     settings = load_settings({"CONFIG_REFRESH_QUEUE_URL": "https://sqs.local/q", "AWS_REGION": "us-east-1"})
+    settings = settings.model_copy(update=overrides)
     return Consumer(
         context=OperatorContext(
             settings=settings,
@@ -480,3 +482,38 @@ async def test_the_receive_loop_never_holds_more_than_max_held_messages(
     assert 0 < most <= bound
     assert max(queue.asked) <= min(bound, 10)
     assert subject.held == 0
+
+
+class SpentReceiptSqs(FakeSqs):
+    """ChangeMessageVisibility answers `code` (SQS's answer for a receipt that is deleted or superseded)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+        self.attempts = 0
+
+    def change_message_visibility(self, **kwargs: Any) -> None:
+        self.attempts += 1
+        raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "ChangeMessageVisibility")
+
+
+# The settings floor (5 s) is for production: a heartbeat every 0.05 s lets a 1 s read see about 20 beats.
+QUICK_HEARTBEAT = {"visibility_extension_seconds": 0.1}
+
+
+async def test_a_spent_receipt_stops_the_visibility_heartbeat(parts: dict[str, Any]) -> None:
+    parts["sqs"] = SpentReceiptSqs("ReceiptHandleIsInvalid")
+    parts["ssm"] = FakeSsm(delay=1.0)  # the handler is busy for a second: about 20 beats
+    subject = consumer(parts, **QUICK_HEARTBEAT)
+    await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"))), timeout=30)
+    assert parts["sqs"].attempts == 1
+    assert len(parts["kube"].objects) == 1  # the change itself is recorded all the same
+
+
+async def test_a_throttled_visibility_heartbeat_keeps_trying(parts: dict[str, Any]) -> None:
+    parts["sqs"] = SpentReceiptSqs("ThrottlingException")
+    parts["ssm"] = FakeSsm(delay=1.0)
+    subject = consumer(parts, **QUICK_HEARTBEAT)
+    await asyncio.wait_for(subject.handle(message(change(f"{PREFIX}orders/db"))), timeout=30)
+    assert parts["sqs"].attempts >= 2
+    assert len(parts["kube"].objects) == 1
