@@ -156,7 +156,8 @@ def test_the_default_install_is_one_standalone_replica_watching_its_namespace() 
     manifests = render_operator()
     deployment = one(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert "strategy" not in deployment["spec"]
+    # never two standalone operators at once, not even during an upgrade (kopf's deployment advice)
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     env = {e["name"] for e in container(manifests)["env"]}
     assert "CONFIG_REFRESH_PEERING_LIFETIME_SECONDS" not in env
     args = container(manifests)["args"]
