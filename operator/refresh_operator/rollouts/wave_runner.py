@@ -3,6 +3,8 @@
 Without `spec.rollout` there is one wave of every target. With it, after each wave but the last the
 runner halts when the wave's failed fraction exceeds failureThreshold, and otherwise bakes for bakeSeconds
 while the optional health gate must keep answering 2xx. A cancelled rollout (superseded) stops at once.
+A handler that takes a rollout over (after a failover or a retry) re-bakes only the wave whose bake it
+may have cut short: the waves followed by one that had already started were baked to the end.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class WaveRunner:
         an outcome it changes is passed to `on_outcome` again.
         Returns why the rollout halted, or None when every wave ran (or `cancel` was set)."""
         ends = plan.ends
+        recorded_before = frozenset(outcomes)  # what an earlier handler settled before a failover or retry
         for index, end in enumerate(ends, start=1):
             if index < plan.first:
                 continue
@@ -106,6 +109,8 @@ class WaveRunner:
                     f"wave {index}/{len(ends)}: {wave_failed}/{len(wave)} instance(s) failed, above the "
                     f"failure threshold {plan.spec.failure_threshold:g}; later waves not started",
                 )
+            if any(target.instance_id in recorded_before for target in targets[end : ends[index]]):
+                continue  # the next wave had started: an earlier handler baked this one to the end
             halt = await self.bake(plan.spec, index=index, of=len(ends), cancel=cancel)
             if halt is not None:
                 return halt

@@ -170,3 +170,39 @@ async def test_settle_turns_outcomes_before_they_count_and_reports_the_changed_o
         ("i-00", Result.FAILED),
         ("i-00", Result.GONE),
     ]
+
+
+def settled(count: int) -> dict[str, TargetOutcome]:
+    """What an earlier handler recorded for the first `count` targets before it stopped."""
+    return {t.instance_id: TargetOutcome(t, Result.APPLIED, 3, 1, None, 1.0) for t in targets(10)[:count]}
+
+
+async def taken_over(recorded: dict[str, TargetOutcome], gate: Gate) -> Halt | None:
+    return await WaveRunner(fanout=FakeFanOut(), health_gates=gate).run(
+        targets=targets(10),
+        plan=WavePlan([1, 5, 10], spec(gate="http://gate.svc/ok", bake=0.0)),
+        request=pb.RefreshRequest(refresh_id="r", version=3),
+        policy=RefreshPolicy(),
+        outcomes=recorded,
+        on_outcome=lambda _: None,
+        on_wave=lambda _: None,
+        cancel=asyncio.Event(),
+    )
+
+
+async def test_a_taken_over_rollout_does_not_bake_again_the_waves_already_followed_by_another() -> None:
+    # the operator stopped in wave 3 (one of its targets recorded): waves 1 and 2 were baked to the end
+    gate = Gate()
+    assert await taken_over(settled(6), gate) is None
+    assert gate.probes == 0
+
+
+async def test_a_taken_over_rollout_bakes_again_the_wave_whose_bake_it_may_have_cut_short() -> None:
+    # the operator stopped after wave 2's targets but before wave 3 started: wave 2's bake is redone,
+    # and a health gate failing now halts the rollout as it would have then
+    gate = Gate([False])
+    halt = await taken_over(settled(5), gate)
+    assert halt == Halt(
+        "HealthGateFailed", "the health gate failed while wave 2/3 baked; later waves not started"
+    )
+    assert gate.probes == 1
