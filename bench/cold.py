@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import RowResult, fmt_ms, percentile, say
-from bench.path import Rollouts
+from bench.path import Rollouts, timed_change
 from devstack.stack.builder import Stack
 
 
@@ -113,17 +113,6 @@ def peers(stack: Stack) -> dict[str, int]:
 WARM = "warm"
 COLD = "cold: gRPC channels idle-closed"
 COLD_API = "cold: channels idle-closed and API connections reset"
-
-
-def timed_change(stack: Stack, rollouts: Rollouts, name: str, value: str) -> tuple[float, float, float, int]:
-    """One PutParameter, until its rollout is final: (PutParameter returned → last ack, commit → last ack)
-    in ms, as the `path` row measures them, then when PutParameter returned (time.time()) and the version."""
-    answer = stack.ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
-    returned = time.time()
-    item = rollouts.wait_final(name, int(answer["Version"]))
-    latency = float(item["status"].get("latencyMs", 0))
-    modified = stack.ssm.get_parameter(Name=name)["Parameter"]["LastModifiedDate"].timestamp()
-    return modified * 1000 + latency - returned * 1000, latency, returned, int(answer["Version"])
 
 
 def run(*, instances: int, cold: int, warm: int, idle_seconds: float) -> RowResult:

@@ -25,9 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.cold import timed_change
 from bench.common import RowResult, fmt_ms, percentile, say
-from bench.path import Rollouts
+from bench.path import Rollouts, timed_change
 from devstack.stack.builder import Stack
 
 

@@ -52,6 +52,8 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert measured["counts"]["ssm:PutParameter"] == 4
         assert len(measured["last_ms"]) == 4  # the probe saw every change on every instance
         assert measured["staleness"].samples == 4 * len(whole_stack.fleet)
+        # the probe-free pass timed every change from the rollout's own latencyMs (a missing one raises)
+        assert len(measured["acked_ms"]) == 4
 
         quiet = path.idle_cost(whole_stack, seconds=5.0, speedup=1, parameters=1)
         assert quiet["push_reads"] == 0
