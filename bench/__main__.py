@@ -196,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"{command}: {host.cpus} CPUs, {host.memory_gib:.1f} GiB, commit {host.commit}, load {host.load}")
 
     failures: list[str] = []
-    stored: dict[str, Row] = load_rows() if args.merge else {}
+    cache = load_rows(quick=args.quick)  # every row's last run; a partial run replaces only its rows
+    stored: dict[str, Row] = dict(cache) if args.merge else {}
 
     def attempt(name: str, body: Callable[[], Row]) -> None:
         if name not in only:
@@ -207,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stored[name] = body()
             stored[name].when = f"{host.date}, {command}"
             stored[name].machine = dataclasses.replace(host, load_end=current_load())
-            save_rows(stored)
+            cache[name] = stored[name]
+            save_rows(cache, quick=args.quick)
         except Exception as exc:  # a row that breaks is reported, the others still run
             traceback.print_exc()
             failures.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0][:300])

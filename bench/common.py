@@ -126,13 +126,20 @@ class Row:
 
 
 STORE = Path.home() / ".cache" / "config-refresh" / "bench" / "last-rows.pickle"
+QUICK_STORE = STORE.with_name("last-rows-quick.pickle")
+"""`--quick` rows are kept apart: a smoke run must never replace a full run's row that `--merge` reports."""
 
 
-def load_rows() -> dict[str, Row]:
-    """The rows of earlier runs (`--merge`), from this machine's cache."""
-    if not STORE.exists():
+def _store(quick: bool) -> Path:
+    return QUICK_STORE if quick else STORE
+
+
+def load_rows(*, quick: bool = False) -> dict[str, Row]:
+    """The rows of earlier runs (`--merge`) of the same kind (full or quick), from this machine's cache."""
+    store = _store(quick)
+    if not store.exists():
         return {}
-    rows: dict[str, Row] = _RowUnpickler(io.BytesIO(STORE.read_bytes())).load()
+    rows: dict[str, Row] = _RowUnpickler(io.BytesIO(store.read_bytes())).load()
     return rows
 
 
@@ -145,6 +152,7 @@ class _RowUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def save_rows(rows: dict[str, Row]) -> None:
-    STORE.parent.mkdir(parents=True, exist_ok=True)
-    STORE.write_bytes(pickle.dumps(rows))
+def save_rows(rows: dict[str, Row], *, quick: bool = False) -> None:
+    store = _store(quick)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_bytes(pickle.dumps(rows))
