@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from configrefresh_api.phases import Trigger
 from configrefresh_api.times import canonical_time
@@ -29,7 +30,7 @@ from configrefresh_api.versions import Operation
 from refresh_operator import metrics
 from refresh_operator.boundary import routing_from_settings
 from refresh_operator.context import OperatorContext
-from refresh_operator.fanout import DiscoveryError, FanOut, RefreshPolicy, discover_instances
+from refresh_operator.fanout import DiscoveryError, RefreshPolicy, Target, discover_instances
 from refresh_operator.fanout.states import Held, InstanceState
 from refresh_operator.kube import KubeError
 from refresh_operator.parameter_store import ParameterSnapshot
@@ -38,6 +39,14 @@ from refresh_operator.resync import Known
 from refresh_operator.routes import Route, RouteError
 
 logger = logging.getLogger("refresh_operator.antientropy")
+
+
+class StateFanOut(Protocol):
+    """What anti-entropy needs of the fan-out: `FanOut.states` (an in-memory one in the unit tests)."""
+
+    async def states(
+        self, targets: Sequence[Target], *, name_prefix: str, policy: RefreshPolicy
+    ) -> dict[str, InstanceState | None]: ...
 
 
 def _millis(moment: datetime.datetime) -> datetime.datetime:
@@ -69,7 +78,7 @@ class AntiEntropy:
         self,
         *,
         context: OperatorContext,
-        fanout: FanOut,
+        fanout: StateFanOut,
         policy_for: Callable[[Route], RefreshPolicy],
     ) -> None:
         self._context = context

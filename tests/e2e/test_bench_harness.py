@@ -20,6 +20,7 @@ import pytest
 
 from devstack.controlplane.plane import ControlPlane
 from devstack.stack.builder import Stack
+from devstack.stack.operator import operator_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
@@ -98,7 +99,7 @@ def test_polling_fleet_reads_each_write_at_least_once_per_instance(tmp_path: Pat
 @pytest.mark.timeout(400)
 def test_idle_memory_settles_for_both_podsync_settings(control_plane: ControlPlane, tmp_path: Path) -> None:
     # control_plane: the binaries exist; the row runs its own apiserver, as make bench does.
-    build = operator_memory.operator_executable()
+    build = operator_executable()
     samples = operator_memory.measure(runs=1, builds={"this tree": build}, log_dir=tmp_path)
     assert sorted(samples) == [("this tree", False), ("this tree", True)]
     for (_, _), found in samples.items():

@@ -604,5 +604,5 @@ def test_the_chart_certificate_serves_and_verifies_as_the_operator_will_dial_it(
         pytest.raises(grpc.RpcError) as raised,
     ):
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
-    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     service.uninstall()

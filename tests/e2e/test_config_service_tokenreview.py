@@ -29,7 +29,7 @@ def get_state_code(address: str, token: str | None) -> grpc.StatusCode:
         try:
             pb_grpc.RefreshServiceStub(channel).GetState(pb.GetStateRequest(), timeout=20, metadata=metadata)
         except grpc.RpcError as error:
-            return error.code()  # type: ignore[attr-defined, no-any-return]
+            return error.code()
     return grpc.StatusCode.OK
 
 
@@ -118,7 +118,7 @@ def test_a_token_for_one_service_is_refused_by_another_and_a_flood_of_bogus_toke
                     metadata=(("authorization", f"Bearer bogus-{index}-{secrets.token_urlsafe(8)}"),),
                 )
             except grpc.RpcError as error:
-                return error.code()  # type: ignore[attr-defined, no-any-return]
+                return error.code()
             return grpc.StatusCode.OK
 
         with concurrent.futures.ThreadPoolExecutor(50) as pool:
@@ -148,7 +148,7 @@ def test_a_token_for_one_service_is_refused_by_another_and_a_flood_of_bogus_toke
                     pb.GetStateRequest(), timeout=30, metadata=(("authorization", f"Bearer {same}"),)
                 )
             except grpc.RpcError as error:
-                return error.code()  # type: ignore[attr-defined, no-any-return]
+                return error.code()
             return grpc.StatusCode.OK
 
         with concurrent.futures.ThreadPoolExecutor(50) as pool:

@@ -15,6 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from configrefresh_api.groupversion import GROUP, VERSION
 from devstack.controlplane.plane import ControlPlane
 from devstack.stack.kube import apply
 from refresh_operator import kube
@@ -128,7 +129,7 @@ def test_pods_are_listed_page_by_page_as_plain_dicts(seeded: str, control_plane:
 
 def test_status_is_applied_server_side_under_a_field_manager(seeded: str) -> None:
     body = {
-        "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
+        "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ConfigRefresh",
         "metadata": {"name": "orders-v1", "namespace": seeded},
         "status": {"latencyMs": 1234},

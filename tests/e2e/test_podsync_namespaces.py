@@ -10,6 +10,7 @@ themselves. Every wait polls with a generous bound; timings are printed, never a
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -202,7 +203,7 @@ def test_same_pod_name_in_two_namespaces_gets_two_instances_that_stay_put(
         fleet.create_route(namespace)
     start_operator(a, b, interval=1.0)
     for namespace in (a, b):
-        wait_until(f"CloudMapSynced=True on {namespace}", lambda namespace=namespace: fleet.synced(namespace))  # type: ignore[misc]
+        wait_until(f"CloudMapSynced=True on {namespace}", functools.partial(fleet.synced, namespace))
 
     fleet.create_pod(a, "svc-0", "127.0.0.21")
     fleet.create_pod(b, "svc-0", "127.0.0.22")
@@ -212,16 +213,12 @@ def test_same_pod_name_in_two_namespaces_gets_two_instances_that_stay_put(
     assert len(instances) == 2, instances
     assert all(len(instance_id) <= 64 for instance_id in instances)
     for namespace in (a, b):
-        wait_until(
-            f"{namespace} counts 1 registered, 1 healthy",
-            lambda namespace=namespace: (
-                (  # type: ignore[misc]
-                    (s := fleet.route_status(namespace)).get("registered"),
-                    s.get("healthy"),
-                )
-                == (1, 1)
-            ),
-        )
+
+        def counted(namespace: str = namespace) -> bool:
+            s = fleet.route_status(namespace)
+            return (s.get("registered"), s.get("healthy")) == (1, 1)
+
+        wait_until(f"{namespace} counts 1 registered, 1 healthy", counted)
 
     # Drift repair in either route must leave the other namespace's instance alone: no flapping.
     writes = observe_writes(fleet, rounds=4.0)

@@ -23,7 +23,7 @@ def code_of_get_state(
     try:
         stub.GetState(pb.GetStateRequest(), timeout=10, metadata=metadata)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[attr-defined, no-any-return]
+        return error.code()
     return grpc.StatusCode.OK
 
 
@@ -45,7 +45,7 @@ def test_bearer_token_refusals_and_rotation_without_restart(
         )
         with pytest.raises(grpc.RpcError) as raised:
             pb_grpc.RefreshServiceStub(channel).Refresh(refresh, timeout=10)
-        assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
         new_token = fleet.rotate_token()
         assert (

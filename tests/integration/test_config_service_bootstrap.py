@@ -42,7 +42,7 @@ def test_bootstrap_loads_every_page_and_reports_serving_only_after(
         if status == "NOT_SERVING" and read_while_bootstrapping is None:
             with pytest.raises(grpc.RpcError) as raised:
                 instance.get_config(names[0])
-            read_while_bootstrapping = raised.value.code()  # type: ignore[attr-defined]
+            read_while_bootstrapping = raised.value.code()
         if status == "SERVING":
             break
         time.sleep(0.05)

@@ -98,7 +98,7 @@ def test_a_delete_leaves_a_tombstone_that_a_late_upsert_cannot_resurrect(
     assert instance.refresh(delete).result == pb.REFRESH_RESULT_APPLIED
     with pytest.raises(grpc.RpcError) as raised:
         instance.get_config(name)
-    assert raised.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
     late = request(name, 1, value="on", last_modified=delete.last_modified)
     late.last_modified.FromDatetime(modified)
     assert instance.refresh(late).result == pb.REFRESH_RESULT_STALE
@@ -125,5 +125,5 @@ def test_a_bad_refresh_is_invalid_argument_naming_the_field(
         setattr(message, key, value)
     with pytest.raises(grpc.RpcError) as raised:
         instance.refresh(message)
-    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert raised.value.details().startswith(f"{field}:")  # type: ignore[attr-defined]
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith(f"{field}:")

@@ -46,7 +46,7 @@ def test_secure_string_values_never_reach_logs_metrics_or_errors(
     )
     with pytest.raises(grpc.RpcError) as raised:
         instance.refresh(outside)
-    assert pushed not in (raised.value.details() or "")  # type: ignore[attr-defined]
+    assert pushed not in (raised.value.details() or "")
 
     # Written again in Parameter Store (version 2 there), re-read in INVALIDATE mode: older than held -> kept.
     ssm.put_parameter(Name=name, Value=reread, Type="SecureString", Overwrite=True)

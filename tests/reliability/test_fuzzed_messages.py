@@ -18,17 +18,17 @@ from typing import Any
 
 import pytest
 
-from devstack.aws.events import new_event_id, parameter_change_event
+from devstack.aws.events import Operation, new_event_id, parameter_change_event
 from tests.reliability.checks import VersionWatch, assert_converged
 
 UNICODE = ["ünïcödé", "💥", "名前", "\u202eevil", "\ufeffbom", "ø/ø/ø", "ключ"]
 
 
-def _valid(stack: Any, name: str, operation: str = "Update") -> dict[str, Any]:
+def _valid(stack: Any, name: str, operation: Operation = "Update") -> dict[str, Any]:
     body: dict[str, Any] = parameter_change_event(
         name=name,
         parameter_type="String",
-        operation=operation,  # type: ignore[arg-type]
+        operation=operation,
         account_id=stack.local_aws.account_id,
         region=stack.local_aws.region,
         event_id=new_event_id(),

@@ -4,6 +4,7 @@ and never hang it: a normal change, including one under a hostile route's prefix
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -74,7 +75,7 @@ def test_backtracking_patterns_match_in_linear_time_and_what_re2_cannot_run_is_r
         apply(stack.control_plane, stack.namespace, route)
     conditions = {
         name: wait_for(
-            lambda name=name: _ready_condition(stack, name), timeout=30, what=f"route {name} judged"
+            functools.partial(_ready_condition, stack, name), timeout=30, what=f"route {name} judged"
         )
         for name in hostile
     }

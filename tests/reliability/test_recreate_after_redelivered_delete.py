@@ -43,8 +43,12 @@ def test_a_re_create_in_the_second_of_a_redelivered_delete_reaches_every_instanc
         time.sleep(1.02 - time.time() % 1)  # start of a fresh second
         started = int(time.time())
         stack.send_event(name, operation="Delete")  # the redelivered delete, read while the name is gone
+
+        def read_as_delete(before: set[str] = known) -> set[str]:
+            return _delete_objects(stack, name) - before
+
         wait_for(
-            lambda before=known: _delete_objects(stack, name) - before,
+            read_as_delete,
             timeout=30,
             interval=0.05,
             what="the redelivered delete read as a DELETE",

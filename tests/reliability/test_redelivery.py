@@ -59,12 +59,16 @@ def test_every_message_twice_and_reordered_makes_one_object_per_key(
     assert_converged(stack.local_aws, stack.fleet, names)
     stack.wait_for(lambda: stack.queue_depth() == (0, 0), timeout=60, what="every copy consumed")
     for name in names:
-        objects = wait_for(
-            lambda name=name: (
+
+        def finished(name: str = name) -> Any:
+            return (
                 (items := stack.refreshes_of(name))
                 and all((i.get("status") or {}).get("phase") in FINISHED for i in items)
                 and items
-            ),
+            )
+
+        objects = wait_for(
+            finished,
             timeout=60,
             what=f"rollouts of {name} finished",
         )

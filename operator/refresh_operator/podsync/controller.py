@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, Registrar, ServiceRef
+from refresh_operator.cloudmap import CloudMapError, Instance, InstanceNotFound, ServiceRef
 from refresh_operator.podsync import metrics
 from refresh_operator.podsync.flusher import StatusFlusher
 from refresh_operator.podsync.kube import Kube
@@ -47,6 +47,7 @@ from refresh_operator.podsync.reconcile import (
     Action,
     ActualInstance,
     Deregister,
+    InstanceRegistry,
     Outcome,
     execute,
     plan_gone,
@@ -78,7 +79,7 @@ class PodSyncController:
         self,
         *,
         settings: OperatorSettings,
-        cloudmap: Registrar,
+        cloudmap: InstanceRegistry,
         kube: Kube,
         events: EventSink,
         status_debounce: float = 0.5,

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
-from refresh_operator.cloudmap.client import Instance
-from refresh_operator.cloudmap.registration import Registrar
+from refresh_operator.cloudmap.client import Instance, ServiceRef
 from refresh_operator.podsync.model import (
     PodIntent,
     comparable,
@@ -28,6 +28,32 @@ from refresh_operator.podsync.model import (
     is_managed,
     is_owned_by,
 )
+
+
+class InstanceWriter(Protocol):
+    """The Cloud Map writes `execute` makes (``cloudmap.Registrar``; an in-memory one in the unit tests)."""
+
+    async def register(
+        self,
+        service_id: str,
+        instance_id: str,
+        attributes: Mapping[str, str],
+        *,
+        healthy: bool,
+        replace: bool = False,
+    ) -> None: ...
+
+    async def set_health(self, service_id: str, instance_id: str, healthy: bool) -> None: ...
+
+    async def deregister(self, service_id: str, instance_id: str) -> None: ...
+
+
+class InstanceRegistry(InstanceWriter, Protocol):
+    """All that podSync asks of Cloud Map: the writes, the service lookup and the instance listing."""
+
+    async def resolve_service(self, namespace_name: str, service_name: str) -> ServiceRef: ...
+
+    async def list_instances(self, service_id: str) -> Mapping[str, Instance]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +193,7 @@ class Outcome:
 
 
 async def execute(
-    writer: Registrar,
+    writer: InstanceWriter,
     *,
     service_id: str,
     actions: Sequence[Action],

@@ -19,7 +19,7 @@ from configrefresh_api.times import canonical_time
 from refresh_operator import kube, metrics, status
 from refresh_operator.boundary import admission_from_settings
 from refresh_operator.context import OperatorContext
-from refresh_operator.fanout import FanOut, RefreshPolicy, discover_instances
+from refresh_operator.fanout import RefreshPolicy, discover_instances
 from refresh_operator.fanout.mapping import OperatorCredentials, effective_payload, policy_for
 from refresh_operator.kube import KubeError
 from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
@@ -27,7 +27,7 @@ from refresh_operator.rollouts.execution import Change, Discover, Execution, Exe
 from refresh_operator.rollouts.model import EventPoster, RetryLater, Subject
 from refresh_operator.rollouts.status_writer import StatusWriter
 from refresh_operator.rollouts.supersession import Supersession
-from refresh_operator.rollouts.wave_runner import WaveRunner
+from refresh_operator.rollouts.wave_runner import WaveFanOut, WaveRunner
 from refresh_operator.routes import Route, RouteError
 from refresh_operator.settings import OperatorSettings
 
@@ -53,7 +53,7 @@ class Rollouts:
         self,
         *,
         context: OperatorContext,
-        fanout: FanOut,
+        fanout: WaveFanOut,
         discover: Discover = discover_instances,
     ) -> None:
         self._context = context

@@ -12,17 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import status
 from refresh_operator.boundary import HealthGateRefused
-from refresh_operator.fanout import FanOut, RefreshPolicy, Target, TargetOutcome
+from refresh_operator.fanout import RefreshPolicy, Target, TargetOutcome
 from refresh_operator.waves import RolloutSpec
 
 Settle = Callable[[list[TargetOutcome]], Awaitable[list[TargetOutcome]]]
 """Turns a wave's outcomes into the ones that count (rollouts.departures: Failed ones that left, Gone)."""
+
+
+class WaveFanOut(Protocol):
+    """What the runner needs of the fan-out: `FanOut.run` (an in-memory one in the unit tests)."""
+
+    async def run(
+        self,
+        *,
+        targets: Sequence[Target],
+        request: pb.RefreshRequest,
+        policy: RefreshPolicy,
+        already_done: Mapping[str, TargetOutcome] | None = None,
+        on_outcome: Callable[[TargetOutcome], None] | None = None,
+        cancel: asyncio.Event | None = None,
+        started_at: float | None = None,
+    ) -> list[TargetOutcome]: ...
 
 
 class HealthProbe(Protocol):
@@ -50,7 +66,7 @@ class WavePlan:
 
 
 class WaveRunner:
-    def __init__(self, *, fanout: FanOut, health_gates: HealthProbe) -> None:
+    def __init__(self, *, fanout: WaveFanOut, health_gates: HealthProbe) -> None:
         self._fanout = fanout
         self._health_gates = health_gates
 

@@ -87,5 +87,7 @@ def test_config_service_messages_round_trip_every_field() -> None:
 
 def test_every_enum_starts_with_unspecified_zero() -> None:
     for enum in (rs.Operation, rs.PayloadMode, rs.ValueType, rs.RefreshResult):
-        zero = enum.Name(0)
+        # The descriptor's number-to-value table, which `Name` reads: the enums' `Name` methods each take
+        # their own ValueType, so the loop over all four has no argument type that fits every one.
+        zero = enum.DESCRIPTOR.values_by_number[0].name
         assert zero.endswith("_UNSPECIFIED"), zero

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -42,10 +43,10 @@ def key(entry: Entry) -> tuple[datetime, int]:
 
 @given(changes, st.randoms(use_true_random=False))
 def test_any_order_of_refreshes_and_deletes_ends_at_the_newest(
-    batch: list[tuple[int, int, bool]], rng: object
+    batch: list[tuple[int, int, bool]], rng: random.Random
 ) -> None:
     order = list(batch)
-    rng.shuffle(order)  # type: ignore[attr-defined]
+    rng.shuffle(order)
     cache = ConfigCache()
     seen: list[tuple[datetime, int]] = []
     for change in order:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -56,9 +57,9 @@ def stamp(moment: datetime) -> Timestamp:
         ({"parameter_name": NAME, "version": -1, "operation": pb.OPERATION_DELETE}, "version"),
     ],
 )
-def test_a_bad_request_is_refused_naming_the_field(request_fields: dict[str, object], field: str) -> None:
+def test_a_bad_request_is_refused_naming_the_field(request_fields: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        change_from_request(pb.RefreshRequest(**request_fields))  # type: ignore[arg-type]
+        change_from_request(pb.RefreshRequest(**request_fields))
     assert raised.value.field == field
     assert str(raised.value).startswith(f"{field}:")
 

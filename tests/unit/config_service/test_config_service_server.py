@@ -182,10 +182,9 @@ async def test_the_interceptor_sees_tls_and_the_loopback_origin_of_each_call(tmp
     recorder = Recorder()
     interceptor = AuthInterceptor(Authenticator([recorder]), service_prefix=CONFIG_SERVICE_PREFIX)
     server = grpc.aio.server(interceptors=[interceptor])
+    now = datetime.now(UTC)
     cpb_grpc.add_ConfigServiceServicer_to_server(
-        ConfigServicer(
-            cache=ConfigCache([Entry(NAME, "on", ValueType.STRING, 1, *([datetime.now(UTC)] * 2))])
-        ),
+        ConfigServicer(cache=ConfigCache([Entry(NAME, "on", ValueType.STRING, 1, now, now)])),
         server,
     )
     tls_port = server.add_secure_port(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
 import grpc
@@ -26,9 +26,9 @@ async def running() -> AsyncIterator[Served]:
         yield served
 
 
-async def code_of(call: object) -> grpc.StatusCode:
+async def code_of(call: Awaitable[object]) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call  # type: ignore[misc]
+        await call
     return raised.value.code()
 
 
@@ -41,20 +41,20 @@ async def test_everything_is_unavailable_until_the_bootstrap_completes(running: 
     assert await code_of(running.config.ListConfig(cpb.ListConfigRequest())) is grpc.StatusCode.UNAVAILABLE
     refresh = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="x")
     assert await code_of(running.refresh.Refresh(refresh)) is grpc.StatusCode.UNAVAILABLE
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     answer = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
     assert answer.entry.value == "v1"
 
 
 async def test_getconfig_codes(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     missing = running.config.GetConfig(cpb.GetConfigRequest(name=f"{PREFIX}nope"))
     assert await code_of(missing) is grpc.StatusCode.NOT_FOUND
     assert await code_of(running.config.GetConfig(cpb.GetConfigRequest())) is grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     name = f"{PREFIX}acme/p000"
     answer = await running.refresh.Refresh(
         rpb.RefreshRequest(parameter_name=name, version=1, operation=rpb.OPERATION_DELETE)
@@ -74,7 +74,7 @@ async def test_a_deleted_parameter_is_not_found_and_not_listed(running: Served) 
 
 
 async def test_listconfig_pages_through_everything_in_order(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     names: list[str] = []
     token = ""
     pages = 0
@@ -94,7 +94,7 @@ async def test_listconfig_pages_through_everything_in_order(running: Served) -> 
 
 
 async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     page = await running.config.ListConfig(cpb.ListConfigRequest(prefix=PREFIX, page_size=10))
     other_prefix = cpb.ListConfigRequest(prefix=f"{PREFIX}acme/", page_token=page.next_page_token)
     forged = cpb.ListConfigRequest(prefix=PREFIX, page_token="bm9wZQ.bad")
@@ -104,7 +104,7 @@ async def test_listconfig_refuses_foreign_tokens_and_negative_sizes(running: Ser
 
 
 async def test_refresh_refuses_bad_requests_naming_the_field(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     request = rpb.RefreshRequest(
         parameter_name="/elsewhere/x", version=1, operation=rpb.OPERATION_UPSERT, value="v"
     )
@@ -115,7 +115,7 @@ async def test_refresh_refuses_bad_requests_naming_the_field(running: Served) ->
 
 
 async def test_refresh_answers_with_the_instance_id_and_held_version(running: Served) -> None:
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     name = f"{PREFIX}acme/p007"
     newer = rpb.RefreshRequest(parameter_name=name, version=2, operation=rpb.OPERATION_UPSERT, value="v2")
     newer.last_modified.FromDatetime(datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
@@ -135,7 +135,7 @@ async def test_refresh_answers_with_the_instance_id_and_held_version(running: Se
 async def test_getconfig_answers_the_entry_held_now_after_every_kind_of_swap(running: Served) -> None:
     """GetConfig reuses its answer per entry: a pushed refresh, a delete and a swap made directly on the
     cache (as the TTL re-read and the bootstrap do) are each seen on the very next read."""
-    await running.lifecycle.set(Phase.SERVING)
+    await running.required_lifecycle.set(Phase.SERVING)
     name = f"{PREFIX}acme/p011"
     first = await running.config.GetConfig(cpb.GetConfigRequest(name=name))
     assert (first.entry.value, first.entry.version) == ("v11", 1)

@@ -232,7 +232,7 @@ def test_local_delivery_settings_refuse_what_would_leave_the_pod_or_cannot_work(
     fields: dict[str, object], key: str
 ) -> None:
     with pytest.raises(SettingsError, match=f"CONFIG_SERVICE_{key}"):
-        Settings(insecure_refresh=True, **fields)  # type: ignore[arg-type]
+        Settings(insecure_refresh=True, **fields)
 
 
 def test_the_secure_directory_must_be_apart_from_the_plain_one(tmp_path: Path) -> None:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from configctl.model import CurrentParameter, DesiredParameter
-from configctl.plan import Action, compute
+from configctl.plan import Action, Change, compute
 
 SCOPE = "/config-service/"
 
 
-def want(name: str, value: str, **kwargs: object) -> DesiredParameter:
-    return DesiredParameter(f"{SCOPE}{name}", value, source=f"{name}.yaml", **kwargs)  # type: ignore[arg-type]
+def want(name: str, value: str, **fields: Any) -> DesiredParameter:
+    return DesiredParameter(f"{SCOPE}{name}", value, source=f"{name}.yaml", **fields)
 
 
-def have(name: str, value: str, *, version: int = 3, **kwargs: object) -> CurrentParameter:
-    return CurrentParameter(f"{SCOPE}{name}", value, version=version, **kwargs)  # type: ignore[arg-type]
+def have(name: str, value: str, *, version: int = 3, **fields: Any) -> CurrentParameter:
+    return CurrentParameter(f"{SCOPE}{name}", value, version=version, **fields)
 
 
-def actions(plan_changes: object) -> dict[str, str]:
-    return {c.name.removeprefix(SCOPE): c.action.value for c in plan_changes}  # type: ignore[attr-defined]
+def actions(plan_changes: Iterable[Change]) -> dict[str, str]:
+    return {c.name.removeprefix(SCOPE): c.action.value for c in plan_changes}
 
 
 def test_missing_parameters_are_created() -> None:

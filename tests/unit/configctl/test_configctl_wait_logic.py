@@ -190,4 +190,5 @@ def test_rollouts_from_before_the_write_are_ignored() -> None:
         sleep=lambda _: None,
     )
     assert code is ExitCode.ROLLOUT_FAILED
+    assert tracked[0].rollout is not None
     assert tracked[0].rollout.object_name == "r-v1-new"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -11,12 +12,12 @@ from devstack.services.readers import release_ca
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
-def secret(data: dict[str, bytes], **fields: str) -> dict[str, object]:
+def secret(data: dict[str, bytes], **fields: str) -> dict[str, Any]:
     return {**fields, "data": {key: base64.b64encode(value).decode() for key, value in data.items()}}
 
 
 def test_the_first_secret_with_a_ca_is_the_releases_whether_rendered_or_listed() -> None:
-    rendered = [
+    rendered: list[dict[str, Any]] = [
         {"kind": "ConfigMap", "data": {"ca.crt": "bm90IGEgc2VjcmV0"}},
         secret({"token": b"x"}, kind="Secret"),
         secret({"ca.crt": PEM, "tls.crt": b"leaf"}, kind="Secret"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +45,8 @@ class FakeKube:
             self.created.append(dict(body))
         return True
 
-    def patches_of(self, name: str) -> list[dict[str, Any]]:
+    # `builtins.list`: inside this class body `list` is the method above.
+    def patches_of(self, name: str) -> builtins.list[dict[str, Any]]:
         with self.lock:
             return [patch for who, patch in self.status_patches if who == name]
 

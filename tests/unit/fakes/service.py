@@ -31,6 +31,12 @@ class Served:
     config: cpb_grpc.ConfigServiceStub
     refresh: rpb_grpc.RefreshServiceStub
 
+    @property
+    def required_lifecycle(self) -> Lifecycle:
+        """The lifecycle `serving` was given, for the tests that gave one."""
+        assert self.lifecycle is not None, "served without a lifecycle"
+        return self.lifecycle
+
 
 @contextlib.asynccontextmanager
 async def serving(

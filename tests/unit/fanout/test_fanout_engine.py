@@ -36,10 +36,14 @@ from refresh_operator.fanout.tokens import TokenCache
 Step = Callable[[pb.RefreshRequest, Any], Awaitable[pb.RefreshResponse]]
 
 
-def answer(result: int = pb.REFRESH_RESULT_APPLIED, version: int | None = None, message: str = "") -> Step:
+def answer(
+    result: pb.RefreshResult.ValueType = pb.REFRESH_RESULT_APPLIED,
+    version: int | None = None,
+    message: str = "",
+) -> Step:
     async def step(request: pb.RefreshRequest, context: Any) -> pb.RefreshResponse:
         return pb.RefreshResponse(
-            result=result,  # type: ignore[arg-type]
+            result=result,
             applied_version=request.version if version is None else version,
             message=message,
         )

@@ -26,6 +26,9 @@ class Holder(pb_grpc.RefreshServiceServicer):
         self.version = version
         self.requests: list[tuple[str, dict[str, str]]] = []
 
+    async def Refresh(self, request: pb.RefreshRequest, context: Any) -> pb.RefreshResponse:
+        raise NotImplementedError("these tests call GetState only")
+
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
         self.requests.append((request.name_prefix, dict(context.invocation_metadata())))
         state = pb.ParameterState(name="/app/a", version=self.version, deleted=False)

@@ -81,7 +81,7 @@ async def test_only_the_instances_behind_get_a_targeted_refresh_and_silent_ones_
                 routes=RouteIndex(),
                 values=ValueCache(),
             ),
-            fanout=fanout,  # type: ignore[arg-type]
+            fanout=fanout,
             policy_for=lambda _: policy,
         ).repair(route, [newest], {})
     finally:

@@ -155,7 +155,9 @@ def test_the_probe_connects_to_the_checked_address_and_sends_the_urls_host(
 
 def test_admission_refuses_a_route_whose_health_gate_is_not_allowed() -> None:
     admission = Admission(routing=RoutingPolicy(unrestricted=True), health_gates=HealthGatePolicy())
-    spec = {"rollout": {"waves": ["1"], "healthGate": {"url": "http://169.254.169.254/latest/"}}}
+    spec: dict[str, Any] = {
+        "rollout": {"waves": ["1"], "healthGate": {"url": "http://169.254.169.254/latest/"}}
+    }
     with pytest.raises(RouteError) as caught:
         admission.admit(route(**spec))
     assert caught.value.reason == "HealthGateNotAllowed"

@@ -9,7 +9,8 @@ import pytest
 
 from configrefresh_api.naming import refresh_name
 from configrefresh_api.versions import Operation, VersionKey
-from refresh_operator.antientropy import Held, is_behind, settled
+from refresh_operator.antientropy import is_behind, settled
+from refresh_operator.fanout.states import Held
 from refresh_operator.parameter_store import ParameterSnapshot, hierarchy_path
 from refresh_operator.resync import Known, is_missed, known_versions
 

@@ -46,7 +46,8 @@ def sync_over(index: RouteIndex, objects: list[dict[str, Any]], clock: Clock, ca
 
 
 async def test_a_route_created_since_is_indexed_and_reported() -> None:
-    index, calls, clock = RouteIndex(), [], Clock()
+    index, clock = RouteIndex(), Clock()
+    calls: list[int] = []
     objects = [route_object("orders", "/orders/")]
     sync = sync_over(index, objects, clock, calls)
     assert await sync.refresh() is True
@@ -54,7 +55,8 @@ async def test_a_route_created_since_is_indexed_and_reported() -> None:
 
 
 async def test_a_flood_of_misses_lists_once_per_interval_and_shares_the_result() -> None:
-    index, calls, clock = RouteIndex(), [], Clock()
+    index, clock = RouteIndex(), Clock()
+    calls: list[int] = []
     sync = sync_over(index, [route_object("orders", "/orders/")], clock, calls)
     results = await asyncio.gather(*(sync.refresh() for _ in range(20)))
     assert calls == [1]
@@ -66,7 +68,8 @@ async def test_a_flood_of_misses_lists_once_per_interval_and_shares_the_result()
 
 
 async def test_an_older_object_from_the_list_never_replaces_a_newer_indexed_one() -> None:
-    index, calls, clock = RouteIndex(), [], Clock()
+    index, clock = RouteIndex(), Clock()
+    calls: list[int] = []
     index.upsert(route_from_object(route_object("orders", "/orders-v2/", generation=3)))
     sync = sync_over(index, [route_object("orders", "/orders/", generation=2)], clock, calls)
     assert await sync.refresh() is False
@@ -75,7 +78,8 @@ async def test_an_older_object_from_the_list_never_replaces_a_newer_indexed_one(
 
 
 async def test_a_later_generation_or_a_recreated_object_replaces_the_indexed_one() -> None:
-    index, calls, clock = RouteIndex(), [], Clock()
+    index, clock = RouteIndex(), Clock()
+    calls: list[int] = []
     index.upsert(route_from_object(route_object("orders", "/old/", generation=1)))
     sync = sync_over(index, [route_object("orders", "/new/", generation=2)], clock, calls)
     assert await sync.refresh() is True
@@ -95,7 +99,8 @@ async def test_a_failed_list_is_no_change() -> None:
 
 
 async def test_an_invalid_route_is_skipped_and_the_rest_indexed() -> None:
-    index, calls, clock = RouteIndex(), [], Clock()
+    index, clock = RouteIndex(), Clock()
+    calls: list[int] = []
     objects = [route_object("bad", "/"), route_object("orders", "/orders/")]
     assert sync_over(index, objects, clock, calls).index_all(objects) == 1
     assert len(index) == 1

@@ -59,7 +59,7 @@ class Harness:
                 routes=self.routes,
                 values=self.values,
             ),
-            fanout=self.fanout,  # type: ignore[arg-type]
+            fanout=self.fanout,
             discover=self.discovery,
         )
 

@@ -87,9 +87,11 @@ async def test_with_a_short_interval_each_change_is_patched_in_turn(blocking: In
     progress_writer.start({"phase": status.IN_PROGRESS})
     for n in range(3):
         progress_writer.record(applied(n))
-        await blocking.until(
-            lambda n=n: any(p.get("progress") == f"{n + 1}/3" for p in kube.patches_of("r-v3"))
-        )
+
+        def shown(n: int = n) -> bool:
+            return any(p.get("progress") == f"{n + 1}/3" for p in kube.patches_of("r-v3"))
+
+        await blocking.until(shown)
     await progress_writer.stop()
     assert kube.patches_of("r-v3")[-1]["waves"] == [1, 3]
 

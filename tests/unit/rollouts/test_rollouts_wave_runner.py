@@ -37,7 +37,7 @@ async def run(
 ) -> tuple[Halt | None, dict[str, TargetOutcome], list[int]]:
     outcomes: dict[str, TargetOutcome] = {}
     waves: list[int] = []
-    halt = await WaveRunner(fanout=fanout, health_gates=gate or Gate()).run(  # type: ignore[arg-type]
+    halt = await WaveRunner(fanout=fanout, health_gates=gate or Gate()).run(
         targets=targets(count),
         plan=plan,
         request=pb.RefreshRequest(refresh_id="r", version=3),
@@ -128,7 +128,7 @@ async def test_a_cancelled_rollout_stops_after_the_wave_in_flight() -> None:
     def cancel_on_first(_: TargetOutcome) -> None:
         cancel.set()
 
-    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(  # type: ignore[arg-type]
+    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(
         targets=targets(10),
         plan=WavePlan([1, 5, 10], spec(threshold=1.0)),
         request=pb.RefreshRequest(refresh_id="r", version=3),
@@ -152,7 +152,7 @@ async def test_settle_turns_outcomes_before_they_count_and_reports_the_changed_o
         return [dataclasses.replace(o, result=Result.GONE) if o.result is Result.FAILED else o for o in final]
 
     outcomes: dict[str, TargetOutcome] = {}
-    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(  # type: ignore[arg-type]
+    halt = await WaveRunner(fanout=fanout, health_gates=Gate()).run(
         targets=targets(4),
         plan=WavePlan([1, 4], spec(threshold=0.0)),
         request=pb.RefreshRequest(refresh_id="r", version=3),
