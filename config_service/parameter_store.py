@@ -109,7 +109,7 @@ class ParameterStore:
 def make_client(settings: Settings) -> Any:
     """An SSM client with the configured region, endpoint and retry mode."""
     config = Config(
-        retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
+        retries={"mode": settings.aws_retry_mode, "total_max_attempts": settings.aws_max_attempts},
         connect_timeout=5,
         read_timeout=settings.aws_read_timeout_seconds,
     )

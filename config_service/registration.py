@@ -107,7 +107,7 @@ def from_settings(settings: Settings, *, refresh_port: int) -> CloudMapRegistrat
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         config=Config(
-            retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
+            retries={"mode": settings.aws_retry_mode, "total_max_attempts": settings.aws_max_attempts},
             read_timeout=settings.aws_read_timeout_seconds,
         ),
     )

@@ -99,7 +99,7 @@ class Settings(EnvSettings):
     aws_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     """botocore retry mode: standard or adaptive."""
     aws_max_attempts: int = Field(5, ge=1)
-    """botocore attempts per Parameter Store call, throttling included."""
+    """botocore attempts per Parameter Store call, the first included (1: no retry), throttling included."""
     aws_read_timeout_seconds: float = Field(10.0, gt=0)
     """How long one AWS request (Parameter Store, Cloud Map) waits for an answer before it is retried."""
     bootstrap_backoff_seconds: float = Field(0.5, gt=0)
