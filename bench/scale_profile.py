@@ -353,13 +353,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.scale_profile", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--base-operator", type=Path, required=True, help="another build's config-refresh-operator"
+        "--base-operator",
+        action="append",
+        required=True,
+        metavar="[LABEL=]PATH",
+        help="another build's config-refresh-operator (repeatable; LABEL names it in the output)",
     )
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=10, help="measured changes per operator run")
-    parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds (each runs both builds)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds, the order reversed every other one")
     args = parser.parse_args(argv)
-    builds = {"base": args.base_operator, "this tree": operator_executable()}
+    builds: dict[str, Path] = {}
+    for given in args.base_operator:
+        label, _, path = given.rpartition("=")
+        builds[label or f"base {len(builds) + 1}"] = Path(path)
+    builds["this tree"] = operator_executable()
     finals = compare(instances=args.instances, changes=args.changes, rounds=args.rounds, builds=builds)
     result = comparison_result(finals, instances=args.instances)
     for header, rows in result.tables:
