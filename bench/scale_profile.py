@@ -16,9 +16,10 @@ config-service processes):
   (commit + `status.latencyMs`) and final status composed (`status.completedAt`). Everything before
   "discovered" (event to SQS, the consumer's GetParameter, the ConfigRefresh create, kopf's watch event,
   the handler's start, Cloud Map) is one stage, the profile splits it.
-- **two builds side by side** (`python -m bench.scale_profile --base-operator PATH`): one stack, the
-  endpoints registered once, then operators of the two builds take turns (ABBA order, each a new
-  process with a warm-up change first) on the same route and key; the figures of each build are pooled.
+- **builds side by side** (`python -m bench.scale_profile --base-operator [LABEL=]PATH ...`): one stack,
+  the endpoints registered once, then operators of each build take turns (the order reversed every
+  other round, each a new process with a warm-up change first, SQS polls of 2 s: see COMPARE_ENV) on
+  the same route and key; the figures of each build are pooled.
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ PROFILE_NOTE = (
     ' calls, kopf, rollout orchestration, logging, the bare event loop). "GIL held" is how much of the'
     ' window some operator thread held the interpreter lock, "operator CPU" its CPU time over the window.'
 )
+
+COMPARE_ENV = {"CONFIG_REFRESH_POD_SYNC": "false", "CONFIG_REFRESH_WAIT_TIME_SECONDS": "2"}
+"""The operators of a side-by-side run. Each is stopped after its turn, and a stopped operator's SQS long
+poll stays open in moto until its wait ends: a change made meanwhile went to that dead receive and came
+back only after the visibility timeout (30 s). Polls of 2 s are over before the next operator has
+started; a long poll returns as soon as a message arrives, so the wait does not change the latency."""
+
+LONG_POLL_SECONDS = 20
+"""The SQS wait of an operator with the default settings (the one that makes the route Ready)."""
 
 FAN_OUT_LINE = re.compile(r"fan-out (\S+): (\d+) targets, .*? in ([\d.]+) ms")
 
@@ -264,19 +274,18 @@ def compare(
     with scale.scale_stack("bench-scale", instances, "embedded", processes=2) as stack:
         parts = stack.parts
         aws = parts.local_aws
-        stack.deploy([scale.route("fleet", aws=aws, prefix=aws.prefix, concurrency=instances)]).stop(
-            grace=5.0
-        )
+        first = stack.deploy([scale.route("fleet", aws=aws, prefix=aws.prefix, concurrency=instances)])
+        first.stop(grace=5.0)
+        time.sleep(
+            LONG_POLL_SECONDS + 1
+        )  # its long poll (see COMPARE_ENV) ends before anyone changes a thing
         ssm = aws.client("ssm")
         name = f"{aws.prefix}bench/scale/flag"
         order = list(builds.items())
         for round_number in range(rounds):
             for label, executable in order if round_number % 2 == 0 else order[::-1]:
                 env = operator_environment(
-                    parts.control_plane,
-                    aws,
-                    {"CONFIG_REFRESH_POD_SYNC": "false"},
-                    namespace=parts.namespace,
+                    parts.control_plane, aws, dict(COMPARE_ENV), namespace=parts.namespace
                 )
                 operator = OperatorProcess.launch(
                     namespace=parts.namespace,
