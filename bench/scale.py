@@ -231,6 +231,7 @@ def push_at_scale(
             met=p99 <= WHOLE_1000_P99_MS,
         )
     )
+    result.notes.append(scale_profile.SCALE_HISTORY_NOTE)
     if timeline:
         result.tables.append(scale_profile.stages_table(timeline, f"{instances:,} instances"))
     if profile is not None:

@@ -81,6 +81,30 @@ PROFILE_NOTE = (
     ' window some operator thread held the interpreter lock, "operator CPU" its CPU time over the window.'
 )
 
+SCALE_HISTORY_NOTE = (
+    "Is the row's move from p99 539 ms (make bench at 1b1f790) to 795 ms (at 7b40450) the operator or the"
+    " harness? Operators of four builds took turns on one stack in two runs of"
+    " `python -m bench.scale_profile`"
+    " (2026-12-06 03:09-03:20 UTC, 2 CPUs, load 4.5-7.6: another engineer's 10,000-endpoint run shared the"
+    " machine, so the figures are high; compare within a run). Commit → last ack p50 / p90, and the median"
+    " commit → targets discovered / fan-out. Run 1, 60 changes each: d2bc05f 1051 / 1339 ms (674 / 472);"
+    " 57d8f94 (main before this row's fixes) 644 / 1123 ms (206 / 415); this branch (e01dea0) 486 / 879 ms"
+    " (72 / 390)."
+    " Run 2, 40 changes each: 1b1f790 586 / 1003 ms (149 / 464); 57d8f94 736 / 1168 ms (271 / 401);"
+    " e01dea0 453 / 644 ms (84 / 340). The fan-out got faster after 1b1f790; what got slower is Cloud Map"
+    " discovery at exactly 1,000 instances. DiscoverInstances' reply is then full (1,000 is its ceiling)"
+    " and the operator lists the service to be sure nothing was cut. At 1b1f790 that listing called"
+    " ListInstances without MaxResults, and moto answers such a call with every instance in one page (AWS"
+    " never pages more than 100); since the one cloudmap package (issue 19) it asks for pages of 100, as"
+    " AWS serves them: ten pages of instances and ten of health, about 175 ms here (d2bc05f made them one"
+    " after the other; the 'speed' merge side by side). So the step is the operator's discovery becoming"
+    " faithful to AWS, which the fake had hidden, not the endpoints (1b1f790's harness already served each"
+    " endpoint at its own loopback address, one server each). e01dea0 reads the service's InstanceCount"
+    " instead (GetService, on the way to the listing): 1,000 instances in a service of 1,000 were not cut,"
+    " so no listing (discovery 188 → 20 ms measured alone), and status patches no longer parse the patched"
+    " object they get back (JSON decoding of the 1,000-instance object held the GIL during the fan-out)."
+)
+
 COMPARE_ENV = {"CONFIG_REFRESH_POD_SYNC": "false", "CONFIG_REFRESH_WAIT_TIME_SECONDS": "2"}
 """The operators of a side-by-side run. Each is stopped after its turn, and a stopped operator's SQS long
 poll stays open in moto until its wait ends: a change made meanwhile went to that dead receive and came
