@@ -103,6 +103,10 @@ SCALE_HISTORY_NOTE = (
     " instead (GetService, on the way to the listing): 1,000 instances in a service of 1,000 were not cut,"
     " so no listing (discovery 188 → 20 ms measured alone), and status patches no longer parse the patched"
     " object they get back (JSON decoding of the 1,000-instance object held the GIL during the fan-out)."
+    " What remains is mostly the fan-out itself: in the profile below most of the operator's GIL samples"
+    " are grpc.aio's own per-call work (UnaryUnaryCall), which the fan-out row's bare gather at 1,000"
+    " instances pays as well, with no engine; that gather, on 2 cores shared with the endpoints' processes,"
+    " is this row's floor."
 )
 
 COMPARE_ENV = {"CONFIG_REFRESH_POD_SYNC": "false", "CONFIG_REFRESH_WAIT_TIME_SECONDS": "2"}
