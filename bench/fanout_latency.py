@@ -29,10 +29,12 @@ The backends, said in the output as well:
 - ``real``: that many real ``config-service`` processes (devstack.services.fleet) on 127.0.0.x,
   bootstrapped from a local AWS stack (moto server process). Used for fleets of up to ``--real-max`` (10).
 - above ``--real-max``, NOT config-service processes (100 real ones do not fit on a 2-core machine):
-  ``--light-processes`` (2) separate Python processes serve that many distinct endpoints (127.1.x.y, each
-  its own grpc.aio server and port, so one channel and one connection each). ``embedded`` (default): each
-  endpoint runs config_service's own refresh path (RefreshServicer + Refresher + ConfigCache; no
-  bootstrap). ``minimal``: a trivial servicer that answers APPLIED.
+  ``--light-processes`` (2) separate Python processes serve that many distinct endpoints
+  (devstack.services.endpoints, the scale rows' fake endpoints: each its own address 127.2.x.y and
+  port, so one channel and one connection each, with config-service's TLS and token check).
+  ``embedded`` (default): each endpoint its own grpc.aio server running config_service's own refresh path
+  (RefreshServicer + Refresher + ConfigCache; no bootstrap). ``minimal``: a trivial servicer that
+  answers APPLIED, up to 1,000 endpoints per server.
 
 The "bare" baseline is one ``asyncio.gather`` of ``stub.Refresh`` over the same warm channels with the
 same metadata, without the engine: the floor of this machine for the same calls.
@@ -47,7 +49,6 @@ import argparse
 import asyncio
 import base64
 import itertools
-import json
 import os
 import secrets
 import subprocess
@@ -65,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 
 from configrefresh.v1 import refresh_service_pb2 as pb  # noqa: E402
+from devstack.services.endpoints import FakeEndpoints, Kind  # noqa: E402
 from refresh_operator.fanout import (  # noqa: E402
     BreakerRegistry,
     ChannelPool,
@@ -86,11 +88,6 @@ LIGHT_SERVER_NAME = "config-service.bench.svc"
 """The name in the light endpoints' certificate, as the chart's `<fullname>.<namespace>.svc`."""
 CRD = ROOT / "crds" / "configrefresh.io_configroutes.yaml"
 BARE_TIMEOUT_SECONDS = 60.0
-
-
-def light_host(index: int) -> str:
-    """127.1.x.y: 250 endpoints per /24, so fleets of thousands get distinct loopback addresses."""
-    return f"127.1.{index // 250}.{index % 250 + 1}"
 
 
 # ----- the policy the operator builds for a chart-shaped route ---------------------------------------
@@ -152,71 +149,7 @@ def default_max_concurrency() -> int:
     return applied
 
 
-# ----- the light backend (runs in its own process) ---------------------------------------------------
-
-
-async def _serve_light(first: int, count: int, kind: str, secure_dir: str) -> None:
-    """Serve ``count`` endpoints from index ``first`` until stdin closes; print their addresses first.
-    With ``secure_dir``: TLS (server.pem, server.key) and bearer tokens (token) from that directory."""
-    import grpc
-
-    from configrefresh.v1 import refresh_service_pb2_grpc as pb_grpc
-
-    class Applied(pb_grpc.RefreshServiceServicer):
-        async def Refresh(self, request: pb.RefreshRequest, context: Any) -> pb.RefreshResponse:
-            return pb.RefreshResponse(result=pb.REFRESH_RESULT_APPLIED, applied_version=request.version)
-
-        async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
-            return pb.GetStateResponse()
-
-    def servicer(index: int) -> Any:
-        if kind == "minimal":
-            return Applied()
-        # config_service's own refresh path (validation, version check, snapshot swap), one cache each.
-        from config_service.cache import ConfigCache
-        from config_service.refresh_servicer import RefreshServicer
-        from config_service.refresher import Refresher
-
-        cache = ConfigCache()
-        refresher = Refresher(cache=cache, store=None, prefixes=("/config-service/",))
-        return RefreshServicer(cache=cache, refresher=refresher, instance_id=f"light-{index}")
-
-    interceptors: list[Any] = []
-    directory = Path(secure_dir)
-    if secure_dir:
-        from config_service.auth import AuthInterceptor, build_authenticator
-
-        authenticator = build_authenticator(
-            allowed_identities=(),
-            mtls=False,
-            token_file=directory / "token",
-            reviews=None,
-            tokenreview_allowed_users=(),
-        )
-        assert authenticator is not None
-        interceptors = [AuthInterceptor(authenticator)]
-    servers = []
-    addresses = []
-    for index in range(first, first + count):
-        server = grpc.aio.server(interceptors=interceptors)
-        pb_grpc.add_RefreshServiceServicer_to_server(servicer(index), server)
-        host = light_host(index)
-        if secure_dir:
-            from config_service.tls import ReloadingCertificate
-
-            # One per server, as in config-service: its initial configuration is handed to one port.
-            certificate = ReloadingCertificate(
-                cert_file=directory / "server.pem", key_file=directory / "server.key"
-            )
-            port = server.add_secure_port(f"{host}:0", certificate.credentials())
-        else:
-            port = server.add_insecure_port(f"{host}:0")
-        addresses.append(f"{host}:{port}")
-        await server.start()
-        servers.append(server)
-    print(json.dumps(addresses), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-    await asyncio.gather(*(server.stop(grace=None) for server in servers))
+# ----- the light backend (devstack.services.endpoints) -------------------------------------------
 
 
 def _light_material(workdir: Path) -> Secured:
@@ -238,7 +171,7 @@ class LightBackend:
         self,
         count: int,
         *,
-        kind: str,
+        kind: Kind,
         processes: int,
         security: str = PLAINTEXT,
         workdir: Path | None = None,
@@ -254,48 +187,24 @@ class LightBackend:
         self.description = (
             f"endpoints, NOT config-service processes: {what}, served by {processes} separate process(es)"
         )
-        secure_dir = ""
+        secure_dir: Path | None = None
         self.secured = Secured(PLAINTEXT)
         if security == TLS_TOKEN:
             assert workdir is not None, "TLS needs a directory for its certificate and token"
             self.secured = _light_material(workdir)
-            secure_dir = str(workdir)
-        share = -(-count // processes)
-        self._processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--serve-light",
-                    f"{first},{min(share, count - first)},{kind},{secure_dir}",
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for first in range(0, count, share)
-        ]
-        addresses: list[str] = []
-        for process in self._processes:
-            assert process.stdout is not None
-            addresses.extend(json.loads(process.stdout.readline()))
+            secure_dir = workdir
+        self._endpoints = FakeEndpoints(count, kind=kind, processes=processes, secure_dir=secure_dir)
         self.targets = [
-            Target(instance_id=f"light-{index}", address=address, attributes={})
-            for index, address in enumerate(addresses)
+            Target(instance_id=endpoint.instance_id, address=endpoint.address, attributes={})
+            for endpoint in self._endpoints
         ]
 
     @property
     def pids(self) -> list[int]:
-        return [process.pid for process in self._processes]
+        return self._endpoints.pids
 
     def close(self) -> None:
-        for process in self._processes:
-            assert process.stdin is not None
-            process.stdin.close()
-        for process in self._processes:
-            process.wait(30)
-            if process.stdout is not None:
-                process.stdout.close()
+        self._endpoints.close()
 
 
 class RealBackend:
@@ -346,7 +255,7 @@ def open_backend(
     *,
     security: str,
     real_max: int = 10,
-    light: str = "embedded",
+    light: Kind = "embedded",
     processes: int = 2,
 ) -> Any:
     """Real config-service processes up to ``real_max`` instances, light endpoints above."""
@@ -594,7 +503,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--real-max", type=int, default=10, help="largest fleet run on real config-service")
     parser.add_argument("--light", choices=("embedded", "minimal"), default="embedded")
     parser.add_argument("--light-processes", type=int, default=2, help="processes serving light endpoints")
-    parser.add_argument("--serve-light", help=argparse.SUPPRESS)
     parser.add_argument("--spin", help=argparse.SUPPRESS)
     parser.add_argument(
         "--profile", action="store_true", help="also profile the first size's rollouts with py-spy"
@@ -603,10 +511,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.spin:
         size, seconds, security = args.spin.split(",")
         _spin(int(size), float(seconds), security)
-        return 0
-    if args.serve_light:
-        first, count, kind, secure_dir = args.serve_light.split(",")
-        asyncio.run(_serve_light(int(first), int(count), kind, secure_dir))
         return 0
 
     sizes = [int(size) for size in args.sizes.split(",") if size]

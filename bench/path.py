@@ -51,6 +51,7 @@ the fan-out) p50 134 → 111 ms, p90 188 → 137 ms, handler → discovered 37 �
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -63,6 +64,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench import scale_profile
 from bench.common import Check, RowResult, fmt_ms, percentile, say
 from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
@@ -92,6 +94,7 @@ READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 TTL_DEFAULT = 600.0  # config_service/settings.py ttl_seconds
 RESYNC_DEFAULT = 300  # the CRD's spec.resync.intervalSeconds default
 IDLE_PARAMETERS = 10  # what the idle window's instances cache (as the polling row's fleet)
+PROFILE_CHANGES = 30  # rollouts of the largest fleet run again under py-spy, after the measured ones
 
 
 class Rollouts:
@@ -174,11 +177,13 @@ def whole_path(stack: Stack, rollouts: Rollouts, changes: int) -> dict[str, Any]
         commit_ms: list[float] = []
         missing_latency = 0
         phases: Counter[str] = Counter()
+        finals: list[dict[str, Any]] = []
         for index in range(changes):
             answer = ssm.put_parameter(Name=name, Value=f"value-{index}", Type="String", Overwrite=True)
             write = probe.track(name, int(answer["Version"]), time.monotonic())
             probe.wait(timeout=60, writes=[write])
-            status = rollouts.wait_final(name, int(answer["Version"]))["status"]
+            finals.append(rollouts.wait_final(name, int(answer["Version"])))
+            status = finals[-1]["status"]
             phases[status["phase"]] += 1
             if status.get("latencyMs") is None:
                 missing_latency += 1
@@ -197,7 +202,25 @@ def whole_path(stack: Stack, rollouts: Rollouts, changes: int) -> dict[str, Any]
         "phases": phases,
         "counts": counts,
         "reads": reads(counts),
+        "finals": finals,
     }
+
+
+def profile_rollouts(stack: Stack, rollouts: Rollouts, changes: int) -> scale_profile.Profile | None:
+    """`changes` more changes to the whole path's key while py-spy samples the operator (after the measured
+    ones: the profiler's CPU stays out of the reported figures)."""
+    ssm = stack.local_aws.client("ssm")
+    name = f"{stack.local_aws.prefix}bench/path/flag"
+    assert stack.operator.pid is not None
+
+    def body() -> int:
+        for index in range(changes):
+            answer = ssm.put_parameter(Name=name, Value=f"profiled-{index}", Type="String", Overwrite=True)
+            rollouts.wait_final(name, int(answer["Version"]))
+        return changes
+
+    with tempfile.TemporaryDirectory(prefix="bench-path-profile-") as scratch:
+        return scale_profile.profiled(stack.operator.pid, body, Path(scratch) / "path-operator.txt")
 
 
 def extra_keys(stack: Stack, rollouts: Rollouts, total: int) -> int:
@@ -362,6 +385,7 @@ def run(
     read_rows: list[list[str]] = []
     series: dict[int, list[float]] = {}
     extra: dict[str, Any] = {}
+    profile_tables: list[tuple[list[str], list[list[str]]]] = []
     for position, size in enumerate(sizes):
         largest = position == len(sizes) - 1
         say(f"  starting the whole stack with {size} config-service instances ...")
@@ -433,6 +457,12 @@ def run(
                 extra["staleness"] = s
                 extra["last_p50_ms"] = p[50]
                 extra["last_p99_ms"] = p[99]
+                timeline = scale_profile.stages(path["finals"], stack.operator.log_text())
+                if timeline:
+                    profile_tables.append(scale_profile.stages_table(timeline, f"{size} instances"))
+                profile = profile_rollouts(stack, rollouts, PROFILE_CHANGES)
+                if profile is not None:
+                    profile_tables.extend(scale_profile.profile_tables(profile, f"{size} instances"))
                 say("  burst: 100 writes to one key ...")
                 b = burst(stack, rollouts)
                 extra["burst"] = b
@@ -505,6 +535,9 @@ def run(
                 ],
             )
         )
+    result.tables += profile_tables
+    if profile_tables:
+        result.notes.append(scale_profile.PROFILE_NOTE)
     result.notes.append(NOTE)
     result.notes.append(EVENTBRIDGE_NOTE)
     figure, axis = plt.subplots(figsize=(6, 3.5))

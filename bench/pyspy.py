@@ -2,8 +2,10 @@
 
 `record(pid, seconds, out)` samples a process into py-spy's collapsed-stack format, either without pausing
 it (`--nonblocking`: the process under measurement keeps its latency) or with native frames (pausing it).
-`shares(path, buckets)` reads that file and gives each bucket the share of samples whose stack contains one
-of its markers (the first bucket that matches wins, so order them from specific to general);
+`recording(pid, out)` does the same for as long as a `with` block runs (the profile then covers exactly
+the work the block does). `shares(path, buckets)` reads that file and gives each bucket the share of
+samples whose stack contains one of its markers (the first bucket that matches wins, so order them from
+specific to general);
 `top_own(path)` gives the functions with the most own time.
 
 py-spy comes with the dev extras (`make install`); without it, `record` returns None and a row says so.
@@ -11,11 +13,15 @@ py-spy comes with the dev extras (`make install`); without it, `record` returns 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -61,6 +67,46 @@ def record(pid: int, seconds: float, out: Path, *, rate: int = 250, native: bool
         print(f"py-spy failed ({done.returncode}): {done.stderr.strip()[-500:]}", file=sys.stderr)
         return None
     return out
+
+
+@dataclass
+class Recorded:
+    """What `recording` leaves once its block is over: the profile (None when py-spy could not take it),
+    and the wall-clock seconds it covered."""
+
+    path: Path | None = None
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def recording(pid: int, out: Path, *, rate: int = 250) -> Iterator[Recorded]:
+    """Sample `pid` (nonblocking, GIL holder only, as `record`) while the block runs; py-spy is stopped
+    with SIGINT when it ends, which makes it write what it has. Without py-spy the block runs unprofiled
+    and `Recorded.path` stays None."""
+    recorded = Recorded()
+    spy = executable()
+    if spy is None:
+        yield recorded
+        return
+    command = [spy, "record", "--pid", str(pid), "--duration", "3600", "--rate", str(rate)]
+    command += ["--nonblocking", "--gil", "--format", "raw", "--output", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)  # py-spy attaches (reads the interpreter's memory layout) before the block's work
+    started = time.monotonic()
+    try:
+        yield recorded
+    finally:
+        recorded.seconds = time.monotonic() - started
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        if process.returncode == 0 and out.exists():
+            recorded.path = out
+        else:
+            print(f"py-spy failed ({process.returncode}): {(output or '').strip()[-500:]}", file=sys.stderr)
 
 
 def _stacks(path: Path) -> Counter[str]:

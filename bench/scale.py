@@ -155,44 +155,39 @@ def route(
     }
 
 
-def push_at_scale(*, instances: int, changes: int) -> tuple[RowResult, dict[str, Any]]:
+def push_at_scale(
+    *, instances: int, changes: int, profile_changes: int = 10
+) -> tuple[RowResult, dict[str, Any]]:
+    """The row; then `profile_changes` more changes while py-spy samples the operator (bench.scale_profile),
+    and the stages of the measured rollouts from their own timestamps."""
+    from bench import scale_profile
+
     result = RowResult(
         title=f"Push at {instances:,} instances (operator, light endpoints)", method=__doc__ or ""
     )
     with scale_stack("bench-scale", instances, "embedded", processes=2) as stack:
         aws = stack.parts.local_aws
-        stack.deploy([route("fleet", aws=aws, prefix=aws.prefix, concurrency=instances)])
+        operator = stack.deploy([route("fleet", aws=aws, prefix=aws.prefix, concurrency=instances)])
         ssm = aws.client("ssm")
         name = f"{aws.prefix}bench/scale/flag"
-
-        def final(version: int) -> dict[str, Any]:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                for item in stack.rollouts():
-                    parameter = item["spec"]["parameter"]
-                    if (
-                        parameter["name"] == name
-                        and parameter.get("version") == version
-                        and (item.get("status") or {}).get("phase") in FINAL
-                    ):
-                        return item
-                time.sleep(0.1)
-            raise TimeoutError(f"v{version} not final")
-
-        final(int(ssm.put_parameter(Name=name, Value="warm", Type="String", Overwrite=True)["Version"]))
+        namespace = stack.parts.namespace
+        scale_profile.push_changes(stack.custom, ssm, namespace, name, 1, label="warm")
         aws.reset_call_counts()
-        latencies: list[float] = []
-        phases: Counter[str] = Counter()
-        refreshed: list[int] = []
-        for index in range(changes):
-            version = int(
-                ssm.put_parameter(Name=name, Value=f"v{index}", Type="String", Overwrite=True)["Version"]
-            )
-            status = final(version)["status"]
-            phases[status["phase"]] += 1
-            refreshed.append(int(status.get("refreshed", 0)))
-            latencies.append(float(status.get("latencyMs", 0)))
+        finals = scale_profile.push_changes(stack.custom, ssm, namespace, name, changes)
         counts = aws.call_counts()
+        statuses = [item["status"] for item in finals]
+        phases: Counter[str] = Counter(status["phase"] for status in statuses)
+        refreshed = [int(status.get("refreshed", 0)) for status in statuses]
+        latencies = [float(status.get("latencyMs", 0)) for status in statuses]
+        timeline = scale_profile.stages(finals, operator.log_text())
+        with tempfile.TemporaryDirectory(prefix="bench-scale-profile-") as scratch:
+            profile = scale_profile.profiled(
+                _pid(operator),
+                lambda: len(
+                    scale_profile.push_changes(stack.custom, ssm, namespace, name, profile_changes, "p")
+                ),
+                Path(scratch) / "scale-operator.txt",
+            )
     reads = sum(counts.get(a, 0) for a in READS)
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     say(
@@ -236,6 +231,14 @@ def push_at_scale(*, instances: int, changes: int) -> tuple[RowResult, dict[str,
             met=p99 <= WHOLE_1000_P99_MS,
         )
     )
+    result.notes.append(scale_profile.SCALE_HISTORY_NOTE)
+    if timeline:
+        result.tables.append(scale_profile.stages_table(timeline, f"{instances:,} instances"))
+    if profile is not None:
+        result.tables += scale_profile.profile_tables(profile, f"{instances:,} instances")
+        result.notes.append(scale_profile.PROFILE_NOTE)
+    else:
+        result.notes.append("No profile: py-spy (a dev extra) is not installed or could not attach.")
     extra = {"reads_per_change": reads / changes, "p99": p99, "counts": counts, "refreshed": refreshed}
     return result, extra
 

@@ -42,6 +42,16 @@ def _wrap(operation: str, error: Exception) -> KubeError:
     return KubeError(f"{operation}: {type(error).__name__}: {error}", status=0)
 
 
+def _discard(response: Any) -> None:
+    """Read and drop a reply the caller has no use for, and give its connection back to the pool.
+
+    A patch answers with the whole patched object; a ConfigRefresh of a 1,000-instance rollout carries
+    `status.instances`, and parsing it into Python objects (the client's default) held the interpreter
+    lock, in a pool thread, while the event loop was fanning out (issue 20's scale-row profile)."""
+    response.read()
+    response.release_conn()
+
+
 def _summary(obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status")
     if isinstance(status, dict) and "instances" in status:
@@ -178,15 +188,24 @@ class Kube:
         self, operation: str, plural: str, namespace: str, name: str, body: dict[str, Any], **options: Any
     ) -> None:
         try:
-            self._custom().patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, body, _request_timeout=REQUEST_TIMEOUT, **options
+            reply = self._custom().patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
+                **options,
             )
+            _discard(reply)
         except Exception as error:
             raise _wrap(operation, error) from None
 
     def patch(self, plural: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         try:
-            self._custom().patch_namespaced_custom_object(
+            reply = self._custom().patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 namespace,
@@ -195,7 +214,9 @@ class Kube:
                 dict(body),
                 _content_type=MERGE_PATCH,
                 _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
             )
+            _discard(reply)
         except Exception as error:
             raise _wrap(f"patch {plural}", error) from None
 

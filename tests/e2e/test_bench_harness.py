@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import operator_memory, path, polling, scale  # noqa: E402
+from bench import operator_memory, path, polling, scale, scale_profile  # noqa: E402
 
 
 @pytest.fixture(params=[3, 6], ids=lambda n: f"{n}-instances")
@@ -55,6 +55,10 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert measured["staleness"].samples == 4 * len(whole_stack.fleet)
         # the probe-free pass timed every change from the rollout's own latencyMs (a missing one raises)
         assert len(measured["acked_ms"]) == 4
+        # each rollout's stages, from its status and the operator's fan-out log line
+        stages = scale_profile.stages(measured["finals"], whole_stack.operator.log_text())
+        assert len(stages) == 4
+        assert all(s.first_call is not None and 0 < s.discovered < s.last_ack <= s.completed for s in stages)
 
         quiet = path.idle_cost(whole_stack, seconds=5.0, speedup=1, parameters=1)
         assert quiet["push_reads"] == 0
@@ -85,6 +89,10 @@ def test_push_at_scale_counts_one_read_per_change_and_every_endpoint_acknowledge
     assert extra["counts"]["ssm:GetParameter"] == 3
     assert extra["refreshed"] == [20, 20, 20]
     assert result.checks  # the 1,000-instance target is reported (met or not), never asserted
+    tables = {header[0]: rows for header, rows in result.tables}
+    assert {row[-1] for row in tables["stage, 20 instances"]} == {"3"}  # every stage of every change
+    profiled = any(title.startswith("where the operator's GIL time goes") for title in tables)
+    assert profiled or any(note.startswith("No profile") for note in result.notes)
 
 
 @pytest.mark.timeout(300)

@@ -142,3 +142,29 @@ def test_status_is_applied_server_side_under_a_field_manager(seeded: str) -> Non
     assert found["status"]["phase"] == "Succeeded"  # fields of other managers stay
     managers = {entry["manager"] for entry in found["metadata"]["managedFields"]}
     assert "kube-lists-test" in managers
+
+
+def _connections_opened(api: Kube) -> int:
+    """New connections the client's pool has made so far (urllib3 counts them per host pool)."""
+    pools = api._custom().api_client.rest_client.pool_manager.pools
+    keys = pools.keys()  # the container refuses plain iteration
+    return sum(int(pools[key].num_connections) for key in keys)
+
+
+def test_patches_land_without_reading_the_object_back_and_keep_their_connection(seeded: str) -> None:
+    # A patch's reply (the whole object, with every per-instance result) is dropped unparsed; the
+    # connection still goes back to the pool, so one connection serves every call.
+    api = Kube(pool=1)
+    for n in range(6):
+        api.patch_status(kube.REFRESHES, seeded, "orders-v2", {"latencyMs": n})
+        api.patch(kube.REFRESHES, seeded, "orders-v2", {"metadata": {"labels": {"round": str(n)}}})
+    with pytest.raises(kube.KubeError) as missing:
+        api.patch_status(kube.REFRESHES, seeded, "no-such-refresh", {"latencyMs": 1})
+
+    found = api.get(kube.REFRESHES, seeded, "orders-v2")
+    assert found is not None
+    assert found["status"]["latencyMs"] == 5
+    assert len(found["status"]["instances"]) == INSTANCES  # a merge patch leaves the rest as it was
+    assert found["metadata"]["labels"]["round"] == "5"
+    assert missing.value.status == 404
+    assert _connections_opened(api) == 1

@@ -109,6 +109,33 @@ async def test_more_than_one_reply_of_instances_are_all_found(
     assert ("ListInstances" in listed) == (reply_cap < 130)
 
 
+async def test_a_full_reply_is_the_answer_when_the_service_holds_no_more(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply as full as the cap, from a service whose InstanceCount is the cap: nothing was cut, so no
+    listing; one instance more and the listing runs."""
+    monkeypatch.setattr(discovery, "DISCOVER_MAX_RESULTS", 12)
+    listed: list[str] = []
+
+    def counting_call(client: object) -> Call:
+        inner = plain_call(client)
+
+        async def call(api: str, /, **params: object) -> dict[str, object]:
+            listed.append(api)
+            return await inner(api, **params)
+
+        return call
+
+    monkeypatch.setattr(discovery, "plain_call", counting_call)
+    for index in range(12):
+        local_aws.register_instance(f"orders-{index:03d}", f"127.0.2.{index}", 7000)
+    assert len(await _discover(local_aws)) == 12
+    assert ("GetService" in listed, "ListInstances" in listed) == (True, False)
+    local_aws.register_instance("orders-012", "127.0.2.12", 7000)
+    assert len(await _discover(local_aws)) == 13
+    assert "ListInstances" in listed
+
+
 async def test_an_unknown_service_raises_a_discovery_error_naming_it(local_aws: LocalAws) -> None:
     with pytest.raises(DiscoveryError, match=rf"{local_aws.namespace_name}/no-such-service: ServiceNotFound"):
         await discover_instances(

@@ -1,7 +1,7 @@
 """Cloud Map behaviour moto lacks and the project relies on, patched inside the moto server process.
 
-Three AWS behaviours the operator's pod sync and discovery depend on (Cloud Map API reference,
-RegisterInstance and DiscoverInstances), each missing from moto 5.2:
+Four AWS behaviours the operator's pod sync and discovery depend on (Cloud Map API reference,
+RegisterInstance, DiscoverInstances and GetService), each missing from moto 5.2:
 
 - RegisterInstance with an InstanceId that exists updates that instance (moto appends a duplicate).
   AWS recreates the custom health check on re-registration, so the health starts over.
@@ -9,6 +9,7 @@ RegisterInstance and DiscoverInstances), each missing from moto 5.2:
   (moto always starts HEALTHY).
 - DiscoverInstances returns at most MaxResults instances, 100 when it is not given, and has no paging
   (moto returns every instance), so a caller that forgets MaxResults sees the truncation here too.
+- A service (GetService, ListServices) states its InstanceCount, the number of instances registered.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _INSTALLED_MARK = "_devstack_cloudmap_installed"
 
 def install() -> None:
     """Patch moto's Cloud Map backend and response once per process."""
-    from moto.servicediscovery.models import ServiceDiscoveryBackend
+    from moto.servicediscovery.models import Service, ServiceDiscoveryBackend
     from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
     if getattr(ServiceDiscoveryBackend, _INSTALLED_MARK, False):
@@ -33,6 +34,7 @@ def install() -> None:
     discover = _wrap_discover(ServiceDiscoveryResponse.discover_instances)
     setattr(ServiceDiscoveryBackend, "register_instance", register)  # noqa: B010
     setattr(ServiceDiscoveryResponse, "discover_instances", discover)  # noqa: B010
+    setattr(Service, "to_json", _wrap_service_json(Service.to_json))  # noqa: B010
     setattr(ServiceDiscoveryBackend, _INSTALLED_MARK, True)
 
 
@@ -66,3 +68,11 @@ def _wrap_discover(original: Callable[[Any], str]) -> Callable[[Any], str]:
         return original(self)
 
     return discover_instances
+
+
+def _wrap_service_json(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    @functools.wraps(original)
+    def to_json(self: Any) -> dict[str, Any]:
+        return {**original(self), "InstanceCount": len(self.instances)}
+
+    return to_json

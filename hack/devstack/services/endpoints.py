@@ -8,8 +8,12 @@ the loopback interface, so 10,000 distinct addresses need no setup), from `proce
   own listening socket on its own address (a server loses calls, CANCELLED, once it holds much more than
   about 1,500 connections here). A client therefore opens one channel and one connection per endpoint, as
   against a real fleet.
-- `embedded`: config_service's own refresh path (RefreshServicer + Refresher + ConfigCache, no auth, no
+- `embedded`: config_service's own refresh path (RefreshServicer + Refresher + ConfigCache, no
   bootstrap), one server and one cache per endpoint.
+
+Plaintext and unauthenticated by default. With `secure_dir` (a directory holding `server.pem`,
+`server.key` and `token`) every endpoint serves TLS with config-service's ReloadingCertificate and checks
+a bearer token with config-service's AuthInterceptor and token file, as the charts deploy config-service.
 
 Each endpoint is an instance to register in Cloud Map (`instance_id`, `host`, `refresh_port`,
 `attributes`), like a ServiceFleet's; the child processes stop when `close()` closes their stdin.
@@ -65,6 +69,7 @@ class FakeEndpoints(Sequence[Endpoint]):
         processes: int = 2,
         id_prefix: str = "light",
         attributes: Callable[[int], dict[str, str]] | None = None,
+        secure_dir: Path | None = None,
     ) -> None:
         processes = max(1, min(processes, count))
         share = -(-count // processes)
@@ -79,6 +84,7 @@ class FakeEndpoints(Sequence[Endpoint]):
                     str(first),
                     str(min(share, count - first)),
                     kind,
+                    *([str(secure_dir)] if secure_dir is not None else []),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -118,6 +124,11 @@ class FakeEndpoints(Sequence[Endpoint]):
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints)
 
+    @property
+    def pids(self) -> list[int]:
+        """The serving processes (their CPU is the endpoints' side of a measurement)."""
+        return [process.pid for process in self._processes]
+
     def connected(self) -> int:
         """How many of these endpoints hold an established TCP connection right now (their side, from
         /proc/net/tcp and tcp6: gRPC listens on dual-stack sockets, so IPv4 shows there as ::ffff:a.b.c.d)."""
@@ -155,8 +166,9 @@ class FakeEndpoints(Sequence[Endpoint]):
 # ----- the serving side (runs in a child process) -----------------------------------------------------
 
 
-async def _serve(first: int, count: int, kind: Kind) -> None:
-    """Serve `count` endpoints from index `first` until stdin closes; print their addresses first."""
+async def _serve(first: int, count: int, kind: Kind, secure_dir: Path | None = None) -> None:
+    """Serve `count` endpoints from index `first` until stdin closes; print their addresses first.
+    With `secure_dir`: TLS (server.pem, server.key) and a bearer token (token) from that directory."""
     import grpc
 
     from configrefresh.v1 import refresh_service_pb2 as pb
@@ -178,6 +190,31 @@ async def _serve(first: int, count: int, kind: Kind) -> None:
         refresher = Refresher(cache=cache, store=None, prefixes=("/config-service/",))
         return RefreshServicer(cache=cache, refresher=refresher, instance_id=f"light-{index}")
 
+    interceptors: list[Any] = []
+    if secure_dir is not None:
+        from config_service.auth import AuthInterceptor, build_authenticator
+
+        authenticator = build_authenticator(
+            allowed_identities=(),
+            mtls=False,
+            token_file=secure_dir / "token",
+            reviews=None,
+            tokenreview_allowed_users=(),
+        )
+        assert authenticator is not None
+        interceptors = [AuthInterceptor(authenticator)]
+
+    def listen(server: Any, host: str) -> int:
+        if secure_dir is None:
+            return int(server.add_insecure_port(f"{host}:0"))
+        from config_service.tls import ReloadingCertificate
+
+        # One per port, as config-service has one: its initial configuration is handed to one port.
+        certificate = ReloadingCertificate(
+            cert_file=secure_dir / "server.pem", key_file=secure_dir / "server.key"
+        )
+        return int(server.add_secure_port(f"{host}:0", certificate.credentials()))
+
     indexes = list(range(first, first + count))
     groups = (
         [[index] for index in indexes]
@@ -187,13 +224,13 @@ async def _serve(first: int, count: int, kind: Kind) -> None:
     servers = []
     addresses = []
     for group in groups:
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=interceptors)
         pb_grpc.add_RefreshServiceServicer_to_server(
             embedded(group[0]) if kind == "embedded" else Applied(), server
         )
         for index in group:
             host = endpoint_host(index)
-            addresses.append(f"{host}:{server.add_insecure_port(f'{host}:0')}")
+            addresses.append(f"{host}:{listen(server, host)}")
         await server.start()
         servers.append(server)
     print(json.dumps(addresses), flush=True)
@@ -206,8 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("first", type=int)
     parser.add_argument("count", type=int)
     parser.add_argument("kind", choices=("minimal", "embedded"))
+    parser.add_argument("secure_dir", nargs="?", type=Path, help="TLS and token files (default: plaintext)")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.first, args.count, args.kind))
+    asyncio.run(_serve(args.first, args.count, args.kind, args.secure_dir))
     return 0
 
 

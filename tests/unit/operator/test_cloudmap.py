@@ -91,6 +91,26 @@ async def test_a_full_reply_switches_to_the_listing_filtered_by_attributes_and_h
     assert {params["ServiceId"] for params in listings} == {"srv-1"}
 
 
+@pytest.mark.parametrize(
+    ("count", "listed"), [(DISCOVER_MAX_RESULTS, False), (DISCOVER_MAX_RESULTS + 1, True)]
+)
+async def test_a_full_reply_from_a_service_holding_no_more_instances_is_the_answer(
+    count: int, listed: bool
+) -> None:
+    script = lookup_script()
+    script["get_service"] = [{"Service": {"Id": "srv-1", "NamespaceId": "ns-2", "InstanceCount": count}}]
+    everyone = [instance(n) for n in range(count)]
+    client = ScriptedClient(
+        discover_instances=[full_reply()],
+        **script,
+        list_instances=[{"Instances": everyone}],
+        get_instances_health_status=[{"Status": {i["Id"]: "HEALTHY" for i in everyone}}],
+    )
+    found = await healthy_instances(client, namespace="prod", service="orders", query_parameters={})
+    assert len(found) == count
+    assert any(api == "list_instances" for api, _ in client.calls) == listed
+
+
 async def test_a_service_without_health_check_counts_every_listed_instance_healthy() -> None:
     client = ScriptedClient(
         discover_instances=[full_reply()],
