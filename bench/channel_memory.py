@@ -27,8 +27,9 @@ from devstack.stack.operator import OPERATOR_IMAGE_ENV
 
 WAIT, CALLS, CLOSE, BATCH = "bench.wait_seconds", "bench.calls", "bench.close", "bench.batch"
 """Not channel options: how long to wait before the second reading, whether to call, whether to close."""
+AS_OPENED = "as the operator opens them"
 VARIANTS: dict[str, dict[str, int]] = {
-    "as the operator opens them": {},
+    AS_OPENED: {},
     "smaller read chunks (tcp_read_chunk_size 1 KiB, max 64 KiB)": {
         "grpc.experimental.tcp_read_chunk_size": 1024,
         "grpc.experimental.tcp_max_read_chunk_size": 65536,
@@ -109,7 +110,8 @@ def measure(addresses: list[str], options: dict[str, int]) -> dict[str, int]:
     return measured
 
 
-def run(*, channels: int, rounds: int) -> RowResult:
+def run(*, channels: int, rounds: int) -> tuple[RowResult, dict[str, tuple[float, float]]]:
+    """The section, and per variant the median (RSS, traced Python) KiB per channel."""
     from devstack.services.endpoints import FakeEndpoints
 
     found: dict[str, list[dict[str, int]]] = {name: [] for name in VARIANTS}
@@ -130,9 +132,11 @@ def run(*, channels: int, rounds: int) -> RowResult:
     result = RowResult(title=f"One warm gRPC channel, {channels:,} at once", method=__doc__ or "")
     base = statistics.median(s["rss"] for s in found[next(iter(VARIANTS))])
     rows = []
+    figures: dict[str, tuple[float, float]] = {}
     for name, samples in found.items():
         rss = statistics.median(s["rss"] for s in samples)
         traced = statistics.median(s["traced"] for s in samples)
+        figures[name] = (rss / channels / 1024, traced / channels / 1024)
         rows.append(
             [
                 name,
@@ -156,7 +160,7 @@ def run(*, channels: int, rounds: int) -> RowResult:
             rows,
         )
     )
-    return result
+    return result, figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bench.memory_profile import render
 
-    print(render(run(channels=args.channels, rounds=args.rounds)))
+    print(render(run(channels=args.channels, rounds=args.rounds)[0]))
     return 0
 
 

@@ -137,6 +137,7 @@ class Heap:
 
     total: int
     by_group: Counter[str]
+    by_package: Counter[str]
     by_site: Counter[tuple[str, str]]
     blocks_by_site: Counter[tuple[str, str]]
 
@@ -144,6 +145,7 @@ class Heap:
     def read(cls, path: Path) -> Heap:
         snapshot = tracemalloc.Snapshot.load(str(path))
         by_group: Counter[str] = Counter()
+        by_package: Counter[str] = Counter()
         by_site: Counter[tuple[str, str]] = Counter()
         blocks: Counter[tuple[str, str]] = Counter()
         total = 0
@@ -151,14 +153,16 @@ class Heap:
             frames = list(reversed(statistic.traceback))  # innermost first
             owner = next((f for f in frames if package(f.filename) is not None), None)
             inner = frames[0]
-            group = group_of(None if owner is None else package(owner.filename))
+            name = None if owner is None else package(owner.filename)
+            group = group_of(name)
             site = f"{_short(inner.filename)}:{inner.lineno}"
             via = "" if owner is None or owner is inner else f"{_short(owner.filename)}:{owner.lineno}"
             by_group[group] += statistic.size
+            by_package[name or "stdlib"] += statistic.size
             by_site[(site, via)] += statistic.size
             blocks[(site, via)] += statistic.count
             total += statistic.size
-        return cls(total, by_group, by_site, blocks)
+        return cls(total, by_group, by_package, by_site, blocks)
 
 
 def _mib(value: float) -> str:
@@ -169,19 +173,49 @@ def _kib(value: float) -> str:
     return f"{value / 1024:.1f}"
 
 
-def section(
-    stages: Sequence[Stage],
-    *,
-    routes: int,
-    instances: int,
-    untraced_rss: dict[str, int] | None,
-    command: str,
-) -> RowResult:
-    """The profile as a report section: heap by package per stage, top growing sites, native share."""
-    heaps = {stage.name: Heap.read(stage.snapshot) for stage in stages}
-    facts = {stage.name: stage.facts for stage in stages}
+@dataclass
+class Analysis:
+    """The snapshots read: per stage the attributed heap, the traced process's facts, and the RSS the
+    native share is taken from (the untraced pass's, or the traced process's less tracemalloc's own)."""
+
+    names: list[str]
+    heaps: dict[str, Heap]
+    facts: dict[str, dict[str, float]]
+    rss: dict[str, float]
+    untraced: bool
+
+    def native(self, stage: str) -> float:
+        return self.rss[stage] - self.heaps[stage].total
+
+    def grown(self, stage: str, values: dict[str, float]) -> float:
+        """Growth of `values` over the step that ends at `stage` (its size at the first stage)."""
+        index = self.names.index(stage)
+        return values[stage] - (values[self.names[index - 1]] if index else 0.0)
+
+    def group_growth(self, stage: str) -> Counter[str]:
+        index = self.names.index(stage)
+        new = self.heaps[stage].by_group
+        if not index:
+            return Counter(new)
+        old = self.heaps[self.names[index - 1]].by_group
+        return Counter({group: new[group] - old.get(group, 0) for group in new})
+
+
+def analyse(stages: Sequence[Stage], untraced_rss: dict[str, int] | None) -> Analysis:
     names = [stage.name for stage in stages]
-    frames = stages[0].facts.get("frames", FRAMES)
+    facts = {stage.name: {k: float(v) for k, v in stage.facts.items()} for stage in stages}
+    if untraced_rss:
+        rss = {n: float(untraced_rss[n]) for n in names}
+    else:
+        rss = {n: facts[n]["VmRSS"] - facts[n]["tracemalloc_own"] for n in names}
+    heaps = {stage.name: Heap.read(stage.snapshot) for stage in stages}
+    return Analysis(names, heaps, facts, rss, bool(untraced_rss))
+
+
+def section(analysis: Analysis, *, routes: int, instances: int, command: str) -> RowResult:
+    """The profile as a report section: heap by package per stage, top growing sites, native share."""
+    heaps, facts, names = analysis.heaps, analysis.facts, analysis.names
+    frames = int(facts[names[0]].get("frames", FRAMES))
     result = RowResult(
         title=f"Operator memory profile (tracemalloc): {instances:,} instances across {routes:,} routes",
         method=__doc__ or "",
@@ -200,23 +234,21 @@ def section(
             cells += [_mib(delta), _kib(delta / per[name])]
         return cells
 
-    rows = [[group, *growth_cells({n: heaps[n].by_group[group] for n in names})] for group in groups]
-    rows.append(["**traced Python heap, total**", *growth_cells({n: heaps[n].total for n in names})])
-    own = {n: float(facts[n]["tracemalloc_own"]) for n in names}
+    rows = [[group, *growth_cells({n: float(heaps[n].by_group[group]) for n in names})] for group in groups]
+    rows.append(["**traced Python heap, total**", *growth_cells({n: float(heaps[n].total) for n in names})])
+    own = {n: facts[n]["tracemalloc_own"] for n in names}
     rows.append(["tracemalloc's own bookkeeping (traced pass only)", *growth_cells(own)])
-    traced_rss = {n: float(facts[n]["VmRSS"]) for n in names}
-    rows.append(["VmRSS of the traced process", *growth_cells(traced_rss)])
-    in_use = {n: float(facts[n].get("malloc_in_use", 0)) for n in names}
-    free_held = {n: float(facts[n].get("malloc_free_held", 0)) for n in names}
+    rows.append(["VmRSS of the traced process", *growth_cells({n: facts[n]["VmRSS"] for n in names})])
+    in_use = {n: facts[n].get("malloc_in_use", 0.0) for n in names}
+    free_held = {n: facts[n].get("malloc_free_held", 0.0) for n in names}
     rows.append(["glibc malloc: in use (traced process)", *growth_cells(in_use)])
     rows.append(["glibc malloc: freed but held (traced process)", *growth_cells(free_held)])
-    if untraced_rss:
-        rows.append(["VmRSS of the untraced pass", *growth_cells({n: float(untraced_rss[n]) for n in names})])
-        rss, what = untraced_rss, "untraced pass's RSS"
+    if analysis.untraced:
+        rows.append(["VmRSS of the untraced pass", *growth_cells(analysis.rss)])
+        what = "untraced pass's RSS"
     else:
-        rss = {n: int(traced_rss[n] - own[n]) for n in names}
         what = "traced process's RSS less tracemalloc's bookkeeping"
-    native = {n: float(rss[n] - heaps[n].total) for n in names}
+    native = {n: analysis.native(n) for n in names}
     rows.append([f"**native, not traced** ({what} minus traced heap)", *growth_cells(native)])
     result.tables.append((header, rows))
 
@@ -242,7 +274,19 @@ def section(
             site_rows,
         )
     )
-    seconds = max(float(f.get("snapshot_seconds", 0)) for f in facts.values())
+    others = Counter(
+        {
+            name: size
+            for name, size in heaps[names[0]].by_package.items()
+            if name != "stdlib" and group_of(name) == OTHER
+        }
+    )
+    result.notes.append(
+        f"{OTHER.capitalize()} with no routes, the largest: "
+        + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in others.most_common(6))
+        + "."
+    )
+    seconds = max(f.get("snapshot_seconds", 0.0) for f in facts.values())
     result.notes.append(
         f"Taken by `{command}`: traceback depth {frames} frames, snapshots in the operator process"
         f" (each took up to {seconds:.0f} s with the event loop paused; KiB per unit: per route for the"
@@ -268,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-route", type=int, default=10)
     parser.add_argument("--profile-only", action="store_true", help="skip the untraced pass")
     parser.add_argument("--frames", type=int, default=FRAMES)
+    parser.add_argument("--channels", type=int, default=0, help="also measure N warm channels alone")
     args = parser.parse_args(argv)
     from bench import rss
 
@@ -278,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure=not args.profile_only,
         frames=args.frames,
         command=command.strip(),
+        channels=args.channels,
     )
     for result in results:
         print(render(result))

@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import memory_profile, scale
+from bench import channel_memory, memory_profile, scale
 from bench.common import Check, RowResult, rss_kib, say
 from bench.targets import RSS_BYTES
 from devstack.stack import kube
 from devstack.stack.operator import OperatorProcess
+from refresh_operator.settings import OperatorSettings
 
 PROFILE_COMMAND = "python -m bench --only rss"
+MAX_CHANNELS = int(OperatorSettings.model_fields["max_channels"].default)
+"""The operator's default bound on warm channels."""
 
 
 @dataclass
@@ -128,15 +131,44 @@ def memory_pass(
     return seen
 
 
-def measured_result(seen: Pass, *, routes: int, per_route: int) -> RowResult:
+VARIANTS: dict[str, dict[str, str]] = {
+    f"as it ships (at most {MAX_CHANNELS:,} warm channels)": {},
+    "no bound on warm channels (CONFIG_REFRESH_MAX_CHANNELS=0, as before issue 20)": {
+        "CONFIG_REFRESH_MAX_CHANNELS": "0"
+    },
+}
+"""The measured passes, one after the other on stacks of their own; the first is the row's figure."""
+
+
+def measured_result(passes: dict[str, Pass], *, routes: int, per_route: int) -> RowResult:
     instances = routes * per_route
     result = RowResult(
         title=f"Operator memory: {instances:,} instances across {routes:,} routes", method=scale.__doc__ or ""
     )
-    per_route_kib = (seen.idle_rss - seen.base_rss) / max(1, routes)
+    rows = []
+    for name, seen in passes.items():
+        rows.append(
+            [
+                name,
+                f"{instances:,}",
+                f"{routes:,}",
+                str(seen.ready),
+                f"{seen.base_rss / 1024:.0f} MiB",
+                f"{seen.idle_rss / 1024:.0f} MiB",
+                f"{(seen.idle_rss - seen.base_rss) / max(1, routes):.0f} KiB",
+                f"{seen.distinct:,}",
+                f"{seen.rolled_out:,} of {routes:,}",
+                f"{sum(seen.phases.values())} ({_counts(seen.phases)}, {seen.took:.0f} s)",
+                f"{seen.targets:,} ({seen.reached:,})",
+                f"{seen.held:,}",
+                f"{seen.after / 1024:.0f} MiB",
+                f"{seen.hwm / 1024:.0f} MiB",
+            ]
+        )
     result.tables.append(
         (
             [
+                "operator",
                 "instances",
                 "routes",
                 "routes Ready",
@@ -151,39 +183,17 @@ def measured_result(seen: Pass, *, routes: int, per_route: int) -> RowResult:
                 "RSS after",
                 "peak RSS (VmHWM)",
             ],
-            [
-                [
-                    f"{instances:,}",
-                    f"{routes:,}",
-                    str(seen.ready),
-                    f"{seen.base_rss / 1024:.0f} MiB",
-                    f"{seen.idle_rss / 1024:.0f} MiB",
-                    f"{per_route_kib:.0f} KiB",
-                    f"{seen.distinct:,}",
-                    f"{seen.rolled_out:,} of {routes:,}",
-                    f"{sum(seen.phases.values())} ({_counts(seen.phases)}, {seen.took:.0f} s)",
-                    f"{seen.targets:,} ({seen.reached:,})",
-                    f"{seen.held:,}",
-                    f"{seen.after / 1024:.0f} MiB",
-                    f"{seen.hwm / 1024:.0f} MiB",
-                ]
-            ],
+            rows,
         )
     )
-    grown = seen.after - seen.idle_rss
-    result.notes.append(
-        f"Where it goes: {seen.base_rss / 1024:.0f} MiB is the operator before any route (interpreter,"
-        " kopf and the Kubernetes client libraries it imports, boto3 with its three clients, gRPC);"
-        f" routes add {per_route_kib:.0f} KiB each (kopf's per-object handling at start-up, the route"
-        f" index); the rollouts add {grown / 1024:.0f} MiB, mostly one warm gRPC channel per address"
-        f" reached ({seen.held:,} connections held at the end, about {grown / max(1, seen.held):.0f} KiB"
-        " each; a channel is kept until idle for 10 minutes)."
-    )
-    if seen.rolled_out < routes or seen.reached < instances:
-        result.notes.append(
-            f"Gap: {seen.rolled_out:,} of {routes:,} routes rolled out to all their {per_route} instances,"
-            f" and {seen.reached:,} of {instances:,} distinct addresses acknowledged, within the wait."
-        )
+    for name, seen in passes.items():
+        if seen.rolled_out < routes or seen.reached < instances:
+            result.notes.append(
+                f"Gap ({name}): {seen.rolled_out:,} of {routes:,} routes rolled out to all their"
+                f" {per_route} instances, and {seen.reached:,} of {instances:,} distinct addresses"
+                " acknowledged, within the wait."
+            )
+    seen = next(iter(passes.values()))
     scale_note = "" if instances == 10_000 else f" (run at {instances:,} / {routes:,}: --quick)"
     result.checks.append(
         Check(
@@ -207,13 +217,20 @@ def operator_memory(
     profile: bool = True,
     frames: int = memory_profile.FRAMES,
     command: str = PROFILE_COMMAND,
+    channels: int = 1000,
 ) -> list[RowResult]:
-    """The row: the measured pass (its table and check), then the profile pass (its section)."""
+    """The row: the measured passes (their table and the check), the profile pass (its section), and
+    what one warm channel costs outside the operator (bench/channel_memory.py; `channels` 0: skipped)."""
     results: list[RowResult] = []
-    seen: Pass | None = None
+    passes: dict[str, Pass] = {}
     if measure:
-        seen = memory_pass(routes=routes, per_route=per_route, env={}, at_stage=lambda stage, pid: None)
-        results.append(measured_result(seen, routes=routes, per_route=per_route))
+        for name, env in VARIANTS.items():
+            say(f"  measured pass: {name}")
+            passes[name] = memory_pass(
+                routes=routes, per_route=per_route, env=env, at_stage=lambda stage, pid: None
+            )
+        results.append(measured_result(passes, routes=routes, per_route=per_route))
+    analysis: memory_profile.Analysis | None = None
     if profile:
         say("  profile pass (tracemalloc on; its RSS is not the row's)")
         with tempfile.TemporaryDirectory(prefix="bench-rss-trace-") as scratch:
@@ -231,23 +248,99 @@ def operator_memory(
             memory_pass(
                 routes=routes,
                 per_route=per_route,
-                env=memory_profile.trace_env(directory, frames),
+                env={**next(iter(VARIANTS.values())), **memory_profile.trace_env(directory, frames)},
                 at_stage=snapshot,
             )
             untraced = None
-            if seen is not None:
-                untraced = {
-                    "none": seen.base_rss * 1024,
-                    "routes": seen.idle_rss * 1024,
-                    "rollouts": seen.after * 1024,
-                }
-            results.append(
-                memory_profile.section(
-                    stages,
-                    routes=routes,
-                    instances=routes * per_route,
-                    untraced_rss=untraced,
-                    command=command,
-                )
-            )
+            if passes:
+                seen = next(iter(passes.values()))
+                untraced = {"none": seen.base_rss, "routes": seen.idle_rss, "rollouts": seen.after}
+                untraced = {stage: kib * 1024 for stage, kib in untraced.items()}
+            analysis = memory_profile.analyse(stages, untraced)
+        results.append(
+            memory_profile.section(analysis, routes=routes, instances=routes * per_route, command=command)
+        )
+    figures: dict[str, tuple[float, float]] = {}
+    if channels:
+        say(f"  one warm channel, {channels} at once (bench/channel_memory.py)")
+        section, figures = channel_memory.run(channels=channels, rounds=2)
+        results.append(section)
+    if passes and analysis is not None:
+        results[0].notes[:0] = where_it_goes(passes, analysis, figures, routes=routes, per_route=per_route)
     return results
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def _top(groups: Counter[str], count: int = 3) -> str:
+    """The largest groups, by their short name (the part before the parenthesis)."""
+    ranked = sorted(groups.items(), key=lambda item: -item[1])[:count]
+    return ", ".join(f"{group.split(' (')[0]} {value / 2**20:.1f} MiB" for group, value in ranked)
+
+
+def where_it_goes(
+    passes: dict[str, Pass],
+    analysis: memory_profile.Analysis,
+    channels: dict[str, tuple[float, float]],
+    *,
+    routes: int,
+    per_route: int,
+) -> list[str]:
+    """The row's notes, from this run's profile and passes: where the memory goes, the floor, the target."""
+    instances = routes * per_route
+    shipped = next(iter(passes.values()))
+    a = analysis
+    heap = {stage: float(a.heaps[stage].total) for stage in a.names}
+    notes = [
+        f"Where it goes (the profile section below, same run; traced heap and native share per step): with no"
+        f" route the operator is {shipped.base_rss / 1024:.0f} MiB, of which {_mib(heap['none'])} is traced"
+        f" Python heap ({_top(a.group_growth('none'))}: what their imports build: botocore's service models"
+        " and endpoint data, the Kubernetes clients' generated models) and"
+        f" {_mib(a.native('none'))} native (the interpreter, the shared libraries' code and data: gRPC"
+        " core, OpenSSL, protobuf's and yaml's C parts; thread stacks, allocator slack).",
+        f"The {routes:,} routes add {(shipped.idle_rss - shipped.base_rss) / 1024:.0f} MiB"
+        f" ({(shipped.idle_rss - shipped.base_rss) / max(1, routes):.0f} KiB per route):"
+        f" {_mib(a.grown('routes', heap))} traced ({_top(a.group_growth('routes'))}) and"
+        f" {_mib(a.grown('routes', {n: a.native(n) for n in a.names}))} native.",
+        f"One rollout per route then adds {(shipped.after - shipped.idle_rss) / 1024:.0f} MiB as the"
+        f" operator ships (it keeps at most {MAX_CHANNELS:,} channels warm):"
+        f" {_mib(a.grown('rollouts', heap))} traced ({_top(a.group_growth('rollouts'))}) and"
+        f" {_mib(a.grown('rollouts', {n: a.native(n) for n in a.names}))} native, the gRPC channels.",
+    ]
+    unbounded = list(passes.values())[-1] if len(passes) > 1 else None
+    if unbounded is not None and unbounded.held > MAX_CHANNELS:
+        extra = unbounded.after - shipped.after
+        notes.append(
+            f"With no bound (the second line of the table) the rollouts leave {unbounded.held:,} channels"
+            f" warm and the operator at {unbounded.after / 1024:.0f} MiB, {extra / 1024:+.0f} MiB against the"
+            f" bound: {extra / max(1, unbounded.held - MAX_CHANNELS):.0f} KiB per channel beyond the"
+            f" {MAX_CHANNELS:,}."
+        )
+    alone = channels.get(channel_memory.AS_OPENED)
+    if alone is not None:
+        notes.append(
+            f"A warm channel measured alone (the last section) costs {alone[0]:.0f} KiB, {alone[1]:.0f} KiB"
+            " of it Python objects: the rest is gRPC core's channel, subchannel and HTTP/2 transport, and"
+            " none of gRPC's buffer options moves it. That is the floor per warm channel; the lever is how"
+            " many are kept warm (CONFIG_REFRESH_MAX_CHANNELS)."
+        )
+    budget = RSS_BYTES / 2**10  # KiB
+    room = budget - shipped.idle_rss
+    if room < 0:
+        notes.append(
+            f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB. The operator is at"
+            f" {shipped.idle_rss / 1024:.0f} MiB with the {routes:,} routes indexed and before any rollout,"
+            " so the target is out of reach at this size whatever the channel bound: it would need the"
+            f" no-route process and the per-route cost together {-room / 1024:.0f} MiB smaller (e.g. one"
+            " Kubernetes client library instead of two, and kopf's per-object state for 1,000 routes), plus a"
+            " channel bound near zero, that is a cold connection on every refresh of this fleet."
+        )
+    elif alone is not None:
+        notes.append(
+            f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB; with the routes"
+            f" indexed there is room for {room / max(alone[0], 1):,.0f} warm channels at {alone[0]:.0f} KiB"
+            f" each (of {instances:,} instances)."
+        )
+    return notes

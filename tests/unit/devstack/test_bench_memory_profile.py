@@ -54,9 +54,8 @@ def test_stages_are_attributed_to_the_package_that_allocated(tmp_path: Path) -> 
             child.kill()
     assert [stage.facts["frames"] for stage in stages] == [8, 8, 8]
 
-    result = memory_profile.section(
-        stages, routes=2, instances=10, untraced_rss=None, command="the unit test"
-    )
+    analysis = memory_profile.analyse(stages, None)
+    result = memory_profile.section(analysis, routes=2, instances=10, command="the unit test")
     packages, sites = result.tables
     boto = _row(packages[1], "boto (boto3, botocore, s3transfer, jmespath)")
     assert float(boto[2]) >= 0.1  # MiB imported between the first two snapshots
@@ -71,7 +70,9 @@ def test_stages_are_attributed_to_the_package_that_allocated(tmp_path: Path) -> 
     blob = [row for row in sites[1] if row[0] == "after the rollouts" and row[1].startswith("`<string>:")]
     assert blob
     assert int(blob[0][4].replace(",", "")) >= 5000
-    assert "the unit test" in result.notes[0]
+    assert "the unit test" in result.notes[-1]
+    assert analysis.group_growth("rollouts")[memory_profile.STDLIB] >= 5000 * 1000
+    assert analysis.native("none") > 0  # the interpreter itself is not traced
 
 
 def test_package_and_group_of_a_source_file() -> None:
