@@ -21,7 +21,8 @@ heap growth of the same step.
 
 Run alone (reduced size for a smoke run, prints the sections):
 `python -m bench.memory_profile --routes 200 --per-route 10` (2,000 instances; `--profile-only` skips the
-untraced pass, then the native share is taken from the traced process's own RSS).
+untraced passes, and with them the native share; `--channels N` adds bench/channel_memory.py's section;
+`--keep DIR` keeps the snapshots).
 """
 
 from __future__ import annotations
@@ -245,11 +246,13 @@ def section(analysis: Analysis, *, routes: int, instances: int, command: str) ->
     rows.append(["glibc malloc: freed but held (traced process)", *growth_cells(free_held)])
     if analysis.untraced:
         rows.append(["VmRSS of the untraced pass", *growth_cells(analysis.rss)])
-        what = "untraced pass's RSS"
+        native = {n: analysis.native(n) for n in names}
+        rows.append(["**native, not traced** (untraced pass's RSS minus traced heap)", *growth_cells(native)])
     else:
-        what = "traced process's RSS less tracemalloc's bookkeeping"
-    native = {n: analysis.native(n) for n in names}
-    rows.append([f"**native, not traced** ({what} minus traced heap)", *growth_cells(native)])
+        result.notes.append(
+            "No untraced pass in this run (--profile-only): the native share is not given, as the traced"
+            " process's RSS is inflated by tracing well beyond tracemalloc's own bookkeeping."
+        )
     result.tables.append((header, rows))
 
     site_rows: list[list[str]] = []
@@ -313,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile-only", action="store_true", help="skip the untraced pass")
     parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--channels", type=int, default=0, help="also measure N warm channels alone")
+    parser.add_argument("--keep", type=Path, help="copy the snapshots to this directory")
     args = parser.parse_args(argv)
     from bench import rss
 
@@ -324,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames=args.frames,
         command=command.strip(),
         channels=args.channels,
+        keep=args.keep,
     )
     for result in results:
         print(render(result))

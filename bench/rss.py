@@ -7,6 +7,7 @@ never reaches the measured figures.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -218,9 +219,11 @@ def operator_memory(
     frames: int = memory_profile.FRAMES,
     command: str = PROFILE_COMMAND,
     channels: int = 1000,
+    keep: Path | None = None,
 ) -> list[RowResult]:
     """The row: the measured passes (their table and the check), the profile pass (its section), and
-    what one warm channel costs outside the operator (bench/channel_memory.py; `channels` 0: skipped)."""
+    what one warm channel costs outside the operator (bench/channel_memory.py; `channels` 0: skipped).
+    `keep`: a directory to copy the snapshots to, for a closer look."""
     results: list[RowResult] = []
     passes: dict[str, Pass] = {}
     if measure:
@@ -257,6 +260,10 @@ def operator_memory(
                 untraced = {"none": seen.base_rss, "routes": seen.idle_rss, "rollouts": seen.after}
                 untraced = {stage: kib * 1024 for stage, kib in untraced.items()}
             analysis = memory_profile.analyse(stages, untraced)
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for path in directory.iterdir():
+                    shutil.copy(path, keep / path.name)
         results.append(
             memory_profile.section(analysis, routes=routes, instances=routes * per_route, command=command)
         )
