@@ -277,17 +277,10 @@ def section(analysis: Analysis, *, routes: int, instances: int, command: str) ->
             site_rows,
         )
     )
-    others = Counter(
-        {
-            name: size
-            for name, size in heaps[names[0]].by_package.items()
-            if name != "stdlib" and group_of(name) == OTHER
-        }
-    )
+    largest = heaps[names[0]].by_package.most_common(10)
     result.notes.append(
-        f"{OTHER.capitalize()} with no routes, the largest: "
-        + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in others.most_common(6))
-        + "."
+        "With no routes, the largest packages (innermost non-stdlib frame; an import is its importer's):"
+        " " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in largest) + "."
     )
     seconds = max(f.get("snapshot_seconds", 0.0) for f in facts.values())
     result.notes.append(
