@@ -28,7 +28,7 @@ from devstack.stack.operator import OPERATOR_IMAGE_ENV
 WAIT, CALLS, CLOSE, BATCH = "bench.wait_seconds", "bench.calls", "bench.close", "bench.batch"
 """Not channel options: how long to wait before the second reading, whether to call, whether to close."""
 AS_OPENED = "as the operator opens them"
-VARIANTS: dict[str, dict[str, int]] = {
+OPTION_VARIANTS: dict[str, dict[str, int]] = {
     AS_OPENED: {},
     "smaller read chunks (tcp_read_chunk_size 1 KiB, max 64 KiB)": {
         "grpc.experimental.tcp_read_chunk_size": 1024,
@@ -39,6 +39,10 @@ VARIANTS: dict[str, dict[str, int]] = {
         "grpc.http2.hpack_table_size.decoder": 1024,
         "grpc.http2.hpack_table_size.encoder": 1024,
     },
+}
+"""Channel options that might shrink a connection's buffers."""
+VARIANTS: dict[str, dict[str, int]] = {
+    **OPTION_VARIANTS,
     "gone idle (client_idle_timeout 1 s; measured after 4 s)": {
         "grpc.client_idle_timeout_ms": 1000,
         WAIT: 4,

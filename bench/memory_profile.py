@@ -78,6 +78,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 OTHER = "other third-party"
 STDLIB = "stdlib only (interpreter, asyncio, stdlib imports)"
 _PACKAGE_GROUP = {package: group for group, packages in GROUPS.items() for package in packages}
+_ASKERS = ("kopf", "refresh_operator", "configrefresh_api")
+"""Whose request an allocation served: the sites table names the innermost frame of these too."""
 _OURS_DIRS = ("/operator/refresh_operator/", "/configrefresh_api/", "/protos/configrefresh/")
 
 
@@ -139,16 +141,16 @@ class Heap:
     total: int
     by_group: Counter[str]
     by_package: Counter[str]
-    by_site: Counter[tuple[str, str]]
-    blocks_by_site: Counter[tuple[str, str]]
+    by_site: Counter[tuple[str, str, str]]
+    blocks_by_site: Counter[tuple[str, str, str]]
 
     @classmethod
     def read(cls, path: Path) -> Heap:
         snapshot = tracemalloc.Snapshot.load(str(path))
         by_group: Counter[str] = Counter()
         by_package: Counter[str] = Counter()
-        by_site: Counter[tuple[str, str]] = Counter()
-        blocks: Counter[tuple[str, str]] = Counter()
+        by_site: Counter[tuple[str, str, str]] = Counter()
+        blocks: Counter[tuple[str, str, str]] = Counter()
         total = 0
         for statistic in snapshot.statistics("traceback"):
             frames = list(reversed(statistic.traceback))  # innermost first
@@ -158,10 +160,14 @@ class Heap:
             group = group_of(name)
             site = f"{_short(inner.filename)}:{inner.lineno}"
             via = "" if owner is None or owner is inner else f"{_short(owner.filename)}:{owner.lineno}"
+            asker = next((f for f in frames if package(f.filename) in _ASKERS), None)
+            caller = (
+                "" if asker is None or asker in (owner, inner) else f"{_short(asker.filename)}:{asker.lineno}"
+            )
             by_group[group] += statistic.size
             by_package[name or "stdlib"] += statistic.size
-            by_site[(site, via)] += statistic.size
-            blocks[(site, via)] += statistic.count
+            by_site[(site, via, caller)] += statistic.size
+            blocks[(site, via, caller)] += statistic.count
             total += statistic.size
         return cls(total, by_group, by_package, by_site, blocks)
 
@@ -200,6 +206,14 @@ class Analysis:
             return Counter(new)
         old = self.heaps[self.names[index - 1]].by_group
         return Counter({group: new[group] - old.get(group, 0) for group in new})
+
+    def top_sites(self, stage: str, count: int = TOP_SITES) -> list[tuple[tuple[str, str, str], int]]:
+        """The sites (innermost frame, attributed frame, kopf/operator frame) that grew most in the step
+        ending at `stage`, with their growth in bytes."""
+        index = self.names.index(stage)
+        new = self.heaps[stage].by_site
+        old = self.heaps[self.names[index - 1]].by_site if index else Counter()
+        return Counter({key: new[key] - old.get(key, 0) for key in new}).most_common(count)
 
 
 def analyse(stages: Sequence[Stage], untraced_rss: dict[str, int] | None) -> Analysis:
@@ -258,14 +272,15 @@ def section(analysis: Analysis, *, routes: int, instances: int, command: str) ->
     site_rows: list[list[str]] = []
     for previous, name in itertools.pairwise(names):
         new, old = heaps[name], heaps[previous]
-        grown = Counter({key: new.by_site[key] - old.by_site.get(key, 0) for key in new.by_site})
-        for (site, via), size in grown.most_common(TOP_SITES):
-            blocks = new.blocks_by_site[(site, via)] - old.blocks_by_site.get((site, via), 0)
+        for (site, via, caller), size in analysis.top_sites(name):
+            key = (site, via, caller)
+            blocks = new.blocks_by_site[key] - old.blocks_by_site.get(key, 0)
             site_rows.append(
                 [
                     STAGE_TITLES[name],
                     f"`{site}`",
                     f"`{via}`" if via else "(itself)",
+                    f"`{caller}`" if caller else "",
                     _mib(size),
                     f"{blocks:+,}",
                     _kib(size / per[name]),
@@ -273,7 +288,15 @@ def section(analysis: Analysis, *, routes: int, instances: int, command: str) ->
             )
     result.tables.append(
         (
-            ["step", "allocation site (innermost frame)", "attributed to", "MiB", "blocks", "KiB per unit"],
+            [
+                "step",
+                "allocation site (innermost frame)",
+                "attributed to",
+                "on behalf of (innermost kopf or operator frame)",
+                "MiB",
+                "blocks",
+                "KiB per unit",
+            ],
             site_rows,
         )
     )

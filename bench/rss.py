@@ -287,6 +287,12 @@ def _top(groups: Counter[str], count: int = 3) -> str:
     return ", ".join(f"{group.split(' (')[0]} {value / 2**20:.1f} MiB" for group, value in ranked)
 
 
+def _site(entry: tuple[tuple[str, str, str], int]) -> str:
+    (site, via, caller), size = entry
+    on_behalf = caller or via
+    return f"{size / 2**20:.1f} MiB at `{site}`" + (f" for `{on_behalf}`" if on_behalf else "")
+
+
 def where_it_goes(
     passes: dict[str, Pass],
     analysis: memory_profile.Analysis,
@@ -296,58 +302,82 @@ def where_it_goes(
     per_route: int,
 ) -> list[str]:
     """The row's notes, from this run's profile and passes: where the memory goes, the floor, the target."""
-    instances = routes * per_route
     shipped = next(iter(passes.values()))
     a = analysis
     heap = {stage: float(a.heaps[stage].total) for stage in a.names}
+    native = {stage: a.native(stage) for stage in a.names}
+    largest = a.heaps["none"].by_package.most_common(6)
+    packages = ", ".join(f"{name} {size / 2**20:.1f}" for name, size in largest)
     notes = [
-        f"Where it goes (the profile section below, same run; traced heap and native share per step): with no"
-        f" route the operator is {shipped.base_rss / 1024:.0f} MiB, of which {_mib(heap['none'])} is traced"
-        f" Python heap ({_top(a.group_growth('none'))}: what their imports build: botocore's service models"
-        " and endpoint data, the Kubernetes clients' generated models) and"
-        f" {_mib(a.native('none'))} native (the interpreter, the shared libraries' code and data: gRPC"
-        " core, OpenSSL, protobuf's and yaml's C parts; thread stacks, allocator slack).",
-        f"The {routes:,} routes add {(shipped.idle_rss - shipped.base_rss) / 1024:.0f} MiB"
-        f" ({(shipped.idle_rss - shipped.base_rss) / max(1, routes):.0f} KiB per route):"
-        f" {_mib(a.grown('routes', heap))} traced ({_top(a.group_growth('routes'))}) and"
-        f" {_mib(a.grown('routes', {n: a.native(n) for n in a.names}))} native.",
-        f"One rollout per route then adds {(shipped.after - shipped.idle_rss) / 1024:.0f} MiB as the"
-        f" operator ships (it keeps at most {MAX_CHANNELS:,} channels warm):"
-        f" {_mib(a.grown('rollouts', heap))} traced ({_top(a.group_growth('rollouts'))}) and"
-        f" {_mib(a.grown('rollouts', {n: a.native(n) for n in a.names}))} native, the gRPC channels.",
+        f"Where it goes (the profile section below, same run): with no route the operator is"
+        f" {shipped.base_rss / 1024:.0f} MiB, {_mib(heap['none'])} of it traced Python heap (by package, MiB:"
+        f" {packages}: what importing them builds, botocore's service models and endpoint data, the client"
+        f" libraries' modules) and {_mib(native['none'])} native (the interpreter, the shared libraries'"
+        " code and data: gRPC core, OpenSSL, protobuf's and yaml's C parts; thread stacks; allocator"
+        " slack). None of it grows with routes or instances: it is the floor of this process short of"
+        " dropping a library.",
     ]
+    routes_grown = (shipped.idle_rss - shipped.base_rss) * 1024
+    top = a.top_sites("routes", 2)
+    listing = any("kopf/_cogs/clients/fetching.py" in key[2] for key, _ in top[:1])
+    notes.append(
+        f"The {routes:,} routes add {_mib(routes_grown)} ({routes_grown / 1024 / max(1, routes):.0f} KiB per"
+        f" route): {_mib(a.grown('routes', heap))} traced ({_top(a.group_growth('routes'))}) and"
+        f" {_mib(a.grown('routes', native))} native. The largest sites: "
+        + "; ".join(_site(entry) for entry in top)
+        + (
+            ": kopf's initial listing of the ConfigRoutes, one response for all of them (kopf's"
+            " settings.watching.chunk_size is unset) parsed into Python objects, still alive when every"
+            " route is Ready; our route index is a few KiB per route."
+            if listing
+            else "."
+        )
+    )
+    rollouts_native = a.grown("rollouts", native)
+    notes.append(
+        f"One rollout per route then adds {(shipped.after - shipped.idle_rss) / 1024:.0f} MiB as the"
+        f" operator ships ({shipped.held:,} channels warm at the end, the bound):"
+        f" {_mib(a.grown('rollouts', heap))} traced ({_top(a.group_growth('rollouts'))}) and"
+        f" {_mib(rollouts_native)} native, gRPC core's channels: about"
+        f" {rollouts_native / 1024 / max(1, shipped.held):.0f} KiB per channel kept (closed channels'"
+        " memory is reused by new ones, not returned)."
+    )
     unbounded = list(passes.values())[-1] if len(passes) > 1 else None
     if unbounded is not None and unbounded.held > MAX_CHANNELS:
         extra = unbounded.after - shipped.after
         notes.append(
-            f"With no bound (the second line of the table) the rollouts leave {unbounded.held:,} channels"
-            f" warm and the operator at {unbounded.after / 1024:.0f} MiB, {extra / 1024:+.0f} MiB against the"
-            f" bound: {extra / max(1, unbounded.held - MAX_CHANNELS):.0f} KiB per channel beyond the"
-            f" {MAX_CHANNELS:,}."
+            f"With no bound (the table's second line) the rollouts leave {unbounded.held:,} channels warm"
+            f" and the operator at {unbounded.after / 1024:.0f} MiB ({unbounded.hwm / 1024:.0f} MiB peak),"
+            f" {extra / 1024:+.0f} MiB against the bound: {extra / max(1, unbounded.held - MAX_CHANNELS):.0f}"
+            f" KiB per channel beyond the {MAX_CHANNELS:,}. The bound costs a reconnect to an instance"
+            " whose channel was closed (the cold row measures one); a fleet within it keeps every channel."
         )
     alone = channels.get(channel_memory.AS_OPENED)
     if alone is not None:
+        ratios = [channels[name][0] / alone[0] for name in channel_memory.OPTION_VARIANTS if name in channels]
+        spread = max(abs(ratio - 1) for ratio in ratios)
         notes.append(
             f"A warm channel measured alone (the last section) costs {alone[0]:.0f} KiB, {alone[1]:.0f} KiB"
             " of it Python objects: the rest is gRPC core's channel, subchannel and HTTP/2 transport, and"
-            " none of gRPC's buffer options moves it. That is the floor per warm channel; the lever is how"
-            " many are kept warm (CONFIG_REFRESH_MAX_CHANNELS)."
+            f" gRPC's buffer options move it by at most {spread:.0%}. That is the floor per warm channel;"
+            " the lever is how many are kept warm (CONFIG_REFRESH_MAX_CHANNELS)."
         )
     budget = RSS_BYTES / 2**10  # KiB
     room = budget - shipped.idle_rss
     if room < 0:
         notes.append(
-            f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB. The operator is at"
-            f" {shipped.idle_rss / 1024:.0f} MiB with the {routes:,} routes indexed and before any rollout,"
-            " so the target is out of reach at this size whatever the channel bound: it would need the"
-            f" no-route process and the per-route cost together {-room / 1024:.0f} MiB smaller (e.g. one"
-            " Kubernetes client library instead of two, and kopf's per-object state for 1,000 routes), plus a"
-            " channel bound near zero, that is a cold connection on every refresh of this fleet."
+            f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB. With the"
+            f" {routes:,} routes indexed and before any rollout the operator is at"
+            f" {shipped.idle_rss / 1024:.0f} MiB, so the target is out of reach at this size whatever the"
+            f" channel bound: it would need the no-route process and the routes together"
+            f" {-room / 1024:.0f} MiB smaller (fewer libraries imported, kopf's listing of the routes kept"
+            " in chunks and freed), and then a bound of a few hundred channels, i.e. a reconnect on most"
+            " refreshes of a 10,000-instance fleet."
         )
     elif alone is not None:
         notes.append(
             f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB; with the routes"
             f" indexed there is room for {room / max(alone[0], 1):,.0f} warm channels at {alone[0]:.0f} KiB"
-            f" each (of {instances:,} instances)."
+            " each."
         )
     return notes

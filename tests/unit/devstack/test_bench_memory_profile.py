@@ -69,7 +69,7 @@ def test_stages_are_attributed_to_the_package_that_allocated(tmp_path: Path) -> 
     assert any(row[0] == "routes indexed" and "jmespath/" in row[2] for row in sites[1])
     blob = [row for row in sites[1] if row[0] == "after the rollouts" and row[1].startswith("`<string>:")]
     assert blob
-    assert int(blob[0][4].replace(",", "")) >= 5000
+    assert int(blob[0][5].replace(",", "")) >= 5000
     assert "the unit test" in result.notes[-1]
     assert analysis.group_growth("rollouts")[memory_profile.STDLIB] >= 5000 * 1000
     assert analysis.native("none") > 0  # the interpreter itself is not traced
