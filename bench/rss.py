@@ -23,6 +23,7 @@ from devstack.stack.operator import OperatorProcess
 from refresh_operator.settings import OperatorSettings
 
 PROFILE_COMMAND = "python -m bench --only rss"
+TRACED_DEADLINE_SECONDS = 900
 MAX_CHANNELS = int(OperatorSettings.model_fields["max_channels"].default)
 """The operator's default bound on warm channels."""
 
@@ -55,10 +56,16 @@ def _pid(operator: OperatorProcess) -> int:
 
 
 def memory_pass(
-    *, routes: int, per_route: int, env: dict[str, str], at_stage: Callable[[str, int], None]
+    *,
+    routes: int,
+    per_route: int,
+    env: dict[str, str],
+    at_stage: Callable[[str, int], None],
+    deadline_seconds: int | None = None,
 ) -> Pass:
     """One run of the row's steps on a new stack; `at_stage(stage, pid)` after each reading (the profile
-    pass takes its snapshots there), stages none, routes, rollouts."""
+    pass takes its snapshots there), stages none, routes, rollouts. `deadline_seconds`: the routes'
+    rollout deadline instead of bench/scale.py's (the traced operator is several times slower)."""
     instances = routes * per_route
     seen = Pass()
     with scale.scale_stack(
@@ -78,13 +85,14 @@ def memory_pass(
         operator.stop(grace=5.0)
         say(f"  operator with no routes: RSS {seen.base_rss / 1024:.0f} MiB")
         prefix = aws.prefix
-        operator = stack.deploy(
-            [
-                scale.route(f"t{r}", aws=aws, prefix=f"{prefix}t{r}/", query={"tenant": f"t{r}"})
-                for r in range(routes)
-            ],
-            register=False,
-        )
+        bodies = [
+            scale.route(f"t{r}", aws=aws, prefix=f"{prefix}t{r}/", query={"tenant": f"t{r}"})
+            for r in range(routes)
+        ]
+        if deadline_seconds is not None:
+            for body in bodies:
+                body["spec"]["refresh"]["deadlineSeconds"] = deadline_seconds
+        operator = stack.deploy(bodies, register=False)
         pid = _pid(operator)
         seen.ready = len(kube.ready_routes(stack.parts.control_plane, stack.parts.namespace))
         seen.idle_rss, _ = rss_kib(pid)
@@ -248,11 +256,12 @@ def operator_memory(
                     f" RSS {facts['VmRSS'] / 2**20:.0f} MiB (snapshot in {facts['snapshot_seconds']:.1f} s)"
                 )
 
-            memory_pass(
+            traced = memory_pass(
                 routes=routes,
                 per_route=per_route,
                 env={**next(iter(VARIANTS.values())), **memory_profile.trace_env(directory, frames)},
                 at_stage=snapshot,
+                deadline_seconds=TRACED_DEADLINE_SECONDS,
             )
             untraced = None
             if passes:
@@ -264,14 +273,22 @@ def operator_memory(
                 keep.mkdir(parents=True, exist_ok=True)
                 for path in directory.iterdir():
                     shutil.copy(path, keep / path.name)
-        results.append(
-            memory_profile.section(analysis, routes=routes, instances=routes * per_route, command=command)
+        profiled = memory_profile.section(
+            analysis, routes=routes, instances=routes * per_route, command=command
         )
+        profiled.notes.insert(
+            0,
+            f"The traced pass: {traced.rolled_out:,} of {routes:,} routes rolled out to all their instances"
+            f" ({_counts(traced.phases)}, {traced.took:.0f} s; the routes' rollout deadline raised to"
+            f" {TRACED_DEADLINE_SECONDS} s, as tracing slows the operator several times), {traced.held:,}"
+            " channels warm at the end.",
+        )
+        results.append(profiled)
     figures: dict[str, tuple[float, float]] = {}
     if channels:
         say(f"  one warm channel, {channels} at once (bench/channel_memory.py)")
-        section, figures = channel_memory.run(channels=channels, rounds=2)
-        results.append(section)
+        lone, figures = channel_memory.run(channels=channels, rounds=2)
+        results.append(lone)
     if passes and analysis is not None:
         results[0].notes[:0] = where_it_goes(passes, analysis, figures, routes=routes, per_route=per_route)
     return results
