@@ -80,6 +80,8 @@ STDLIB = "stdlib only (interpreter, asyncio, stdlib imports)"
 _PACKAGE_GROUP = {package: group for group, packages in GROUPS.items() for package in packages}
 _ASKERS = ("kopf", "refresh_operator", "configrefresh_api")
 """Whose request an allocation served: the sites table names the innermost frame of these too."""
+_PLUMBING = ("kopf/_cogs/clients/api.py", "kopf/_cogs/clients/auth.py")
+"""kopf's HTTP wrappers: the frame that asked is the one calling them."""
 _OURS_DIRS = ("/operator/refresh_operator/", "/configrefresh_api/", "/protos/configrefresh/")
 
 
@@ -160,7 +162,10 @@ class Heap:
             group = group_of(name)
             site = f"{_short(inner.filename)}:{inner.lineno}"
             via = "" if owner is None or owner is inner else f"{_short(owner.filename)}:{owner.lineno}"
-            asker = next((f for f in frames if package(f.filename) in _ASKERS), None)
+            asker = next(
+                (f for f in frames if package(f.filename) in _ASKERS and not f.filename.endswith(_PLUMBING)),
+                None,
+            )
             caller = (
                 "" if asker is None or asker in (owner, inner) else f"{_short(asker.filename)}:{asker.lineno}"
             )
@@ -292,7 +297,7 @@ def section(analysis: Analysis, *, routes: int, instances: int, command: str) ->
                 "step",
                 "allocation site (innermost frame)",
                 "attributed to",
-                "on behalf of (innermost kopf or operator frame)",
+                "on behalf of (innermost kopf or operator frame past kopf's HTTP wrappers)",
                 "MiB",
                 "blocks",
                 "KiB per unit",

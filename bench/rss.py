@@ -337,6 +337,7 @@ def where_it_goes(
     routes_grown = (shipped.idle_rss - shipped.base_rss) * 1024
     top = a.top_sites("routes", 2)
     listing = any("kopf/_cogs/clients/fetching.py" in key[2] for key, _ in top[:1])
+    ours = a.group_growth("routes")[next(iter(memory_profile.GROUPS))]
     notes.append(
         f"The {routes:,} routes add {_mib(routes_grown)} ({routes_grown / 1024 / max(1, routes):.0f} KiB per"
         f" route): {_mib(a.grown('routes', heap))} traced ({_top(a.group_growth('routes'))}) and"
@@ -345,19 +346,27 @@ def where_it_goes(
         + (
             ": kopf's initial listing of the ConfigRoutes, one response for all of them (kopf's"
             " settings.watching.chunk_size is unset) parsed into Python objects, still alive when every"
-            " route is Ready; our route index is a few KiB per route."
+            " route is Ready"
             if listing
-            else "."
+            else ""
         )
+        + f"; our own objects (the route index, discovery) are {ours / 1024 / max(1, routes):.1f} KiB per"
+        " route."
     )
     rollouts_native = a.grown("rollouts", native)
+    groups = a.group_growth("rollouts")
+    freed = [(group, size) for group, size in groups.items() if size < -(2**20)]
+    grown = Counter({group: size for group, size in groups.items() if size > 0})
     notes.append(
         f"One rollout per route then adds {(shipped.after - shipped.idle_rss) / 1024:.0f} MiB as the"
-        f" operator ships ({shipped.held:,} channels warm at the end, the bound):"
-        f" {_mib(a.grown('rollouts', heap))} traced ({_top(a.group_growth('rollouts'))}) and"
-        f" {_mib(rollouts_native)} native, gRPC core's channels: about"
-        f" {rollouts_native / 1024 / max(1, shipped.held):.0f} KiB per channel kept (closed channels'"
-        " memory is reused by new ones, not returned)."
+        f" operator ships ({shipped.held:,} channels warm at the end, the bound): the traced heap"
+        f" {a.grown('rollouts', heap) / 2**20:+.0f} MiB net ({_top(grown)} grown"
+        + "".join(f"; {group.split(' (')[0]} {size / 2**20:.1f} MiB freed" for group, size in freed)
+        + f") and {_mib(rollouts_native)} native, mostly gRPC core's channels: at most"
+        f" {rollouts_native / 1024 / max(1, shipped.held):.0f} KiB per channel kept. At most, because"
+        " Python memory freed in the step (the routes' listing) stays in the process and is reused"
+        " rather than returned, so RSS minus the net traced growth overstates the native part; and"
+        " closed channels' memory is reused by new ones, not returned either."
     )
     unbounded = list(passes.values())[-1] if len(passes) > 1 else None
     if unbounded is not None and unbounded.held > MAX_CHANNELS:
