@@ -242,9 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     def rss_row() -> Row:
-        from bench import scale
+        from bench import rss
 
-        return Row([scale.operator_memory(routes=plan.rss_routes, per_route=10)])
+        return Row(rss.operator_memory(routes=plan.rss_routes, per_route=10))
 
     def idle_row() -> Row:
         from bench import operator_memory

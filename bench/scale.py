@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import Check, RowResult, fmt_ms, percentile, rss_kib, say
-from bench.targets import RSS_BYTES, WHOLE_1000_P99_MS
+from bench.common import Check, RowResult, fmt_ms, percentile, say
+from bench.targets import WHOLE_1000_P99_MS
 from configrefresh_api.groupversion import API_VERSION, GROUP, REFRESHES, ROUTE_KIND, VERSION
 from configrefresh_api.phases import TERMINAL_PHASES
 from devstack.aws.local_aws import LocalAws
@@ -53,6 +53,8 @@ class Scale:
         self.parts = parts
         self.endpoints = endpoints
         self.operators: list[OperatorProcess] = []
+        self.operator_env: dict[str, str] = {}
+        """Added to each new operator's environment (the rss row's profile pass: tracemalloc on)."""
         from kubernetes import client
 
         self.api_client = parts.control_plane.api_client()
@@ -64,7 +66,7 @@ class Scale:
         env = operator_environment(
             parts.control_plane,
             parts.local_aws,
-            {"CONFIG_REFRESH_POD_SYNC": "false"},
+            {"CONFIG_REFRESH_POD_SYNC": "false", **self.operator_env},
             namespace=parts.namespace,
         )
         process = OperatorProcess(
@@ -241,150 +243,3 @@ def push_at_scale(
         result.notes.append("No profile: py-spy (a dev extra) is not installed or could not attach.")
     extra = {"reads_per_change": reads / changes, "p99": p99, "counts": counts, "refreshed": refreshed}
     return result, extra
-
-
-def _counts(phases: Counter[str]) -> str:
-    return ", ".join(f"{phase} {count}" for phase, count in phases.items())
-
-
-def _pid(operator: OperatorProcess) -> int:
-    assert operator.pid is not None
-    return operator.pid
-
-
-def operator_memory(*, routes: int, per_route: int) -> RowResult:
-    instances = routes * per_route
-    result = RowResult(
-        title=f"Operator memory: {instances:,} instances across {routes:,} routes", method=__doc__ or ""
-    )
-    with scale_stack(
-        "bench-rss", instances, "minimal", processes=2, attributes=lambda k: {"tenant": f"t{k // per_route}"}
-    ) as stack:
-        aws = stack.parts.local_aws
-        endpoints = list(stack.endpoints)
-        distinct = len({endpoint.address for endpoint in endpoints})
-        say(f"  {instances} endpoints serving at {distinct} distinct addresses")
-        # The same operator with no ConfigRoute first: what the process costs before any route.
-        started = time.monotonic()
-        operator = stack.deploy([])
-        say(f"  registered {instances} instances in Cloud Map in {time.monotonic() - started:.0f} s")
-        time.sleep(5)
-        base_rss, _ = rss_kib(_pid(operator))
-        operator.stop(grace=5.0)
-        say(f"  operator with no routes: RSS {base_rss / 1024:.0f} MiB")
-        prefix = aws.prefix
-        operator = stack.deploy(
-            [
-                route(f"t{r}", aws=aws, prefix=f"{prefix}t{r}/", query={"tenant": f"t{r}"})
-                for r in range(routes)
-            ],
-            register=False,
-        )
-        pid = _pid(operator)
-        ready = len(kube.ready_routes(stack.parts.control_plane, stack.parts.namespace))
-        idle_rss, _ = rss_kib(pid)
-        say(f"  operator indexed {ready}/{routes} routes; RSS {idle_rss / 1024:.0f} MiB")
-        ssm = aws.client("ssm")
-        started = time.monotonic()
-        peak = idle_rss
-        for r in range(routes):  # one rollout per route, every route
-            ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
-            if r % 20 == 0:
-                peak = max(peak, rss_kib(pid)[0])
-        deadline = time.monotonic() + 900
-        phases: Counter[str] = Counter()
-        while time.monotonic() < deadline:
-            items = stack.rollouts()
-            phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
-            peak = max(peak, rss_kib(pid)[0])
-            if len(items) >= routes and sum(phases[p] for p in FINAL) >= routes:
-                break
-            time.sleep(1 if routes <= 100 else 5)  # a list of 1,000 objects is not free for the API server
-        took = time.monotonic() - started
-        after, hwm = rss_kib(pid)
-        items = stack.rollouts()
-        targets = sum(int((i.get("status") or {}).get("refreshed", 0)) for i in items)
-        rolled_out = len(
-            {
-                i["spec"]["route"]
-                for i in items
-                if (i.get("status") or {}).get("phase") == "Succeeded"
-                and int(i["status"].get("refreshed", 0)) == per_route
-            }
-        )
-        reached = len(
-            {
-                entry.get("address")
-                for i in items
-                for entry in (i.get("status") or {}).get("instances") or []
-                if entry.get("result") == "Applied"
-            }
-        )
-        held = stack.endpoints.connected()
-    say(
-        f"  {routes} routes: {rolled_out} rolled out in {took:.0f} s ({dict(phases)}), {targets} instance"
-        f" refreshes at {reached} distinct addresses; the operator holds connections to {held}"
-    )
-    say(f"  RSS after {after / 1024:.0f} MiB, peak (VmHWM) {hwm / 1024:.0f} MiB")
-    result.tables.append(
-        (
-            [
-                "instances",
-                "routes",
-                "routes Ready",
-                "RSS, no routes",
-                "RSS, routes indexed",
-                "per route",
-                "distinct addresses",
-                "routes rolled out",
-                "rollouts",
-                "instance refreshes (distinct addresses)",
-                "connections held",
-                "RSS after",
-                "peak RSS (VmHWM)",
-            ],
-            [
-                [
-                    f"{instances:,}",
-                    f"{routes:,}",
-                    str(ready),
-                    f"{base_rss / 1024:.0f} MiB",
-                    f"{idle_rss / 1024:.0f} MiB",
-                    f"{(idle_rss - base_rss) / max(1, routes):.0f} KiB",
-                    f"{distinct:,}",
-                    f"{rolled_out:,} of {routes:,}",
-                    f"{sum(phases.values())} ({_counts(phases)}, {took:.0f} s)",
-                    f"{targets:,} ({reached:,})",
-                    f"{held:,}",
-                    f"{after / 1024:.0f} MiB",
-                    f"{hwm / 1024:.0f} MiB",
-                ]
-            ],
-        )
-    )
-    result.notes.append(
-        f"Where it goes: {base_rss / 1024:.0f} MiB is the operator before any route (interpreter, kopf and"
-        " the Kubernetes client libraries it imports, boto3 with its three clients, gRPC); routes add"
-        f" {(idle_rss - base_rss) / max(1, routes):.0f} KiB each (kopf's per-object handling at start-up,"
-        " the route index); the rollouts add"
-        f" {(after - idle_rss) / 1024:.0f} MiB, mostly one warm gRPC channel per address reached"
-        f" ({held:,} connections held at the end, about {(after - idle_rss) / max(1, held):.0f} KiB each;"
-        " a channel is kept until idle for 10 minutes)."
-    )
-    if rolled_out < routes or reached < instances:
-        result.notes.append(
-            f"Gap: {rolled_out:,} of {routes:,} routes rolled out to all their {per_route} instances, and"
-            f" {reached:,} of {instances:,} distinct addresses acknowledged, within the wait."
-        )
-    scale_note = "" if instances == 10_000 else f" (run at {instances:,} / {routes:,}: --quick)"
-    result.checks.append(
-        Check(
-            what=f"operator RSS with 10,000 instances across 1,000 routes{scale_note}",
-            target=f"≤ {RSS_BYTES / 1e6:.0f} MB",
-            measured=(
-                f"peak {hwm * 1024 / 1e6:.0f} MB (VmHWM), {idle_rss * 1024 / 1e6:.0f} MB with routes indexed"
-            ),
-            met=hwm * 1024 <= RSS_BYTES,
-        )
-    )
-    return result

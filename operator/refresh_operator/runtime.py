@@ -62,7 +62,11 @@ class Runtime:
         self._clients = await self.blocking.call(make_clients, self.settings)
         self.tokens = self._token_cache()
         idle = self.settings.channel_idle_seconds
-        channels = ChannelPool(idle_seconds=idle, options=[("grpc.client_idle_timeout_ms", int(idle * 1000))])
+        channels = ChannelPool(
+            idle_seconds=idle,
+            options=[("grpc.client_idle_timeout_ms", int(idle * 1000))],
+            max_channels=self.settings.max_channels,
+        )
         fanout = FanOut(channels=channels, breakers=BreakerRegistry(), tokens=self.tokens)
         leadership = Leadership(peerings, read_peering=self._read_peering)
         context = OperatorContext(

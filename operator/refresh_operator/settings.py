@@ -86,6 +86,13 @@ class OperatorSettings(EnvSettings):
         description="how long a gRPC channel to an instance may stay unused before it is closed (the "
         "fan-out's pool sweeps it, and gRPC drops its connection: grpc.client_idle_timeout_ms)",
     )
+    max_channels: int = Field(
+        2000,
+        ge=0,
+        le=1_000_000,
+        description="most gRPC channels (one per instance) kept warm; opening one more closes the least "
+        "recently used, after its running calls (0: no bound). About 40 KiB each.",
+    )
     instances_cap: int = Field(200, ge=1, le=5000)
     tls_ca_file: FilePath | None = None
     tls_cert_file: FilePath | None = None

@@ -11,6 +11,12 @@ alone on purpose: gRPC core uses it as the minimum *connect timeout* (20 s), and
 handshakes fail; each call's own deadline already bounds how long a caller waits. gRPC's own retries are
 off: the fan-out retries with its own deadline and breaker.
 
+With ``max_channels`` set, the pool keeps at most that many: opening one more first closes the least
+recently used. Each warm channel holds about 40 KiB (gRPC core's channel, subchannel and HTTP/2
+transport; bench/channel_memory.py), so a fleet larger than the bound trades a reconnect on its next
+refresh for memory. An evicted channel is closed with a grace of ``EVICTION_GRACE_SECONDS`` (the longest
+call timeout a route can set), so a call still running on it finishes first.
+
 TLS credentials are read from the mounted files when a channel is created, and re-read when a file's
 modification time changes (certificates rotated by cert-manager); channels built on older credentials are
 replaced at their next use.
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 
 MAX_RECONNECT_BACKOFF_SECONDS = 1.0
 """The longest a channel waits between reconnection attempts (gRPC adds up to 20 % jitter)."""
+
+EVICTION_GRACE_SECONDS = 60.0
+"""How long a channel closed to make room waits for its running calls (spec.refresh.timeoutSeconds ≤ 60)."""
 
 _CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.enable_retries", 0),
@@ -91,7 +100,8 @@ class ChannelPool:
     Endpoints disappear as instances are replaced. A caller that knows every live address (across all
     routes) can call ``close_missing``; otherwise ``sweep_idle`` (called by the fan-out at the start of
     each rollout) closes channels unused for ``idle_seconds`` (10 minutes if unset), far longer than any
-    call's deadline, so a channel is never closed under a call.
+    call's deadline, so a channel is never closed under a call. ``max_channels`` (0: no bound) caps the
+    channels kept: the least recently used is closed, after its running calls, to make room for a new one.
     """
 
     def __init__(
@@ -99,12 +109,16 @@ class ChannelPool:
         *,
         options: Iterable[tuple[str, int | str]] = (),
         idle_seconds: float = 600.0,
+        max_channels: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._options = (*_CHANNEL_OPTIONS, *options)
         self._idle_seconds = idle_seconds
+        self._max_channels = max_channels
+        self.evicted = 0
+        """Channels closed to stay within ``max_channels`` so far."""
         self._monotonic = monotonic
-        self._entries: dict[tuple[str, TlsSettings | None], _Entry] = {}
+        self._entries: dict[tuple[str, TlsSettings | None], _Entry] = {}  # least recently used first
         self._credentials: dict[TlsSettings, _Credentials] = {}
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -150,9 +164,11 @@ class ChannelPool:
         entry = self._entries.get(key)
         if entry is not None and entry.loop is loop and entry.fingerprint == fingerprint:
             entry.last_used = now
+            self._entries[key] = self._entries.pop(key)  # most recently used last
             return entry.stub
         if entry is not None:
-            self._retire(entry)
+            self._retire(self._entries.pop(key))
+        self._make_room()
         channel = self._open(address, tls)
         entry = _Entry(
             channel=channel,
@@ -163,6 +179,14 @@ class ChannelPool:
         )
         self._entries[key] = entry
         return entry.stub
+
+    def _make_room(self) -> None:
+        """Close least recently used channels until one more fits within ``max_channels``."""
+        if self._max_channels <= 0:
+            return
+        while len(self._entries) >= self._max_channels:
+            self._retire(self._entries.pop(next(iter(self._entries))), grace=EVICTION_GRACE_SECONDS)
+            self.evicted += 1
 
     def close_missing(self, live_addresses: Iterable[str]) -> int:
         """Close the channels of endpoints not in ``live_addresses``; returns how many were closed.
@@ -200,7 +224,7 @@ class ChannelPool:
             options = (*options, ("grpc.ssl_target_name_override", tls.server_name))
         return grpc.aio.secure_channel(address, self._credentials[tls].credentials, options=options)
 
-    def _retire(self, entry: _Entry) -> None:
+    def _retire(self, entry: _Entry, *, grace: float | None = None) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -208,6 +232,6 @@ class ChannelPool:
         if running is None or entry.loop is not running or entry.loop.is_closed():
             # A channel of another (possibly finished) loop cannot be awaited here; drop it.
             return
-        task = running.create_task(entry.channel.close())
+        task = running.create_task(entry.channel.close(grace))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)

@@ -438,6 +438,55 @@ async def test_idle_channels_and_their_breakers_are_dropped_at_the_next_rollout(
         await channels.aclose()
 
 
+async def test_a_bounded_pool_closes_the_least_recently_used_channel(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()], [answer()])
+    first, second, third = fleet.targets
+    channels = ChannelPool(max_channels=2)
+    engine = FanOut(channels=channels, breakers=BreakerRegistry())
+    try:
+        for targets in ([first], [second], [first], [third]):  # `second` is the least recently used
+            [outcome] = await engine.run(targets=targets, request=REQUEST, policy=FAST)
+            assert outcome.result is Result.APPLIED
+        assert channels.addresses() == {first.address, third.address}
+        assert channels.evicted == 1
+        [outcome] = await engine.run(targets=[second], request=REQUEST, policy=FAST)  # reconnects
+        assert outcome.result is Result.APPLIED
+        assert channels.addresses() == {third.address, second.address}
+    finally:
+        await channels.aclose()
+
+
+async def test_a_channel_closed_to_make_room_lets_its_running_call_finish(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    release = asyncio.Event()
+
+    async def held(request: pb.RefreshRequest, context: Any) -> pb.RefreshResponse:
+        await release.wait()
+        return pb.RefreshResponse(result=pb.REFRESH_RESULT_APPLIED, applied_version=request.version)
+
+    fleet = await fleet_factory([held], [answer()])
+    slow, other = fleet.targets
+    channels = ChannelPool(max_channels=1)
+    engine = FanOut(channels=channels, breakers=BreakerRegistry())
+    patient = RefreshPolicy(timeout_seconds=30.0, max_attempts=1, deadline_seconds=60.0)
+    try:
+        running = asyncio.create_task(engine.run(targets=[slow], request=REQUEST, policy=patient))
+        await fleet.servicers["i-000"].called.wait()
+        [outcome] = await engine.run(targets=[other], request=REQUEST, policy=patient)
+        assert outcome.result is Result.APPLIED
+        assert channels.addresses() == {other.address}
+        assert channels.evicted == 1
+        release.set()
+        [outcome] = await running
+        assert outcome.result is Result.APPLIED
+        assert fleet.servicers["i-000"].calls == 1
+    finally:
+        await channels.aclose()
+
+
 async def test_a_resumed_rollout_keeps_its_original_deadline(
     fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
 ) -> None:

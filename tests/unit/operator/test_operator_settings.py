@@ -31,6 +31,14 @@ def test_the_channel_idle_time_defaults_to_ten_minutes_and_is_bounded() -> None:
             load_settings({**BASE, "CONFIG_REFRESH_CHANNEL_IDLE_SECONDS": raw})
 
 
+def test_the_warm_channel_bound_defaults_to_two_thousand_and_zero_lifts_it() -> None:
+    assert load_settings(BASE).max_channels == 2000
+    assert load_settings({**BASE, "CONFIG_REFRESH_MAX_CHANNELS": "0"}).max_channels == 0
+    for raw in ("-1", "many"):
+        with pytest.raises(SettingsError, match="CONFIG_REFRESH_MAX_CHANNELS"):
+            load_settings({**BASE, "CONFIG_REFRESH_MAX_CHANNELS": raw})
+
+
 def test_endpoint_and_region_follow_the_aws_sdk_order() -> None:
     both = {"CONFIG_REFRESH_AWS_ENDPOINT_URL": "http://127.0.0.1:2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
     assert load_settings({**BASE, **both}).aws_endpoint_url == "http://127.0.0.1:2"
