@@ -21,7 +21,6 @@ from bench import channel_memory, memory_profile, scale
 from bench.common import Check, RowResult, rss_kib, say
 from bench.targets import RSS_BYTES
 from devstack.stack import kube
-from devstack.stack.operator import OperatorProcess
 from refresh_operator.settings import OperatorSettings
 
 PROFILE_COMMAND = "python -m bench --only rss"
@@ -52,11 +51,6 @@ def _counts(phases: Counter[str]) -> str:
     return ", ".join(f"{phase} {count}" for phase, count in phases.items())
 
 
-def _pid(operator: OperatorProcess) -> int:
-    assert operator.pid is not None
-    return operator.pid
-
-
 def memory_pass(
     *,
     routes: int,
@@ -82,8 +76,8 @@ def memory_pass(
         operator = stack.deploy([])
         say(f"  registered {instances} instances in Cloud Map in {time.monotonic() - started:.0f} s")
         time.sleep(5)
-        seen.base_rss, _ = rss_kib(_pid(operator))
-        at_stage("none", _pid(operator))
+        seen.base_rss, _ = rss_kib(scale.operator_pid(operator))
+        at_stage("none", scale.operator_pid(operator))
         operator.stop(grace=5.0)
         say(f"  operator with no routes: RSS {seen.base_rss / 1024:.0f} MiB")
         prefix = aws.prefix
@@ -95,7 +89,7 @@ def memory_pass(
             for body in bodies:
                 body["spec"]["refresh"]["deadlineSeconds"] = deadline_seconds
         operator = stack.deploy(bodies, register=False)
-        pid = _pid(operator)
+        pid = scale.operator_pid(operator)
         seen.ready = len(kube.ready_routes(stack.parts.control_plane, stack.parts.namespace))
         seen.idle_rss, _ = rss_kib(pid)
         say(f"  operator indexed {seen.ready}/{routes} routes; RSS {seen.idle_rss / 1024:.0f} MiB")

@@ -157,6 +157,13 @@ def route(
     }
 
 
+def operator_pid(operator: OperatorProcess) -> int:
+    """The pid of a started operator."""
+    if operator.pid is None:
+        raise RuntimeError("the operator is not running")
+    return operator.pid
+
+
 def push_at_scale(
     *, instances: int, changes: int, profile_changes: int = 10
 ) -> tuple[RowResult, dict[str, Any]]:
@@ -184,7 +191,7 @@ def push_at_scale(
         timeline = scale_profile.stages(finals, operator.log_text())
         with tempfile.TemporaryDirectory(prefix="bench-scale-profile-") as scratch:
             profile = scale_profile.profiled(
-                _pid(operator),
+                operator_pid(operator),
                 lambda: len(
                     scale_profile.push_changes(stack.custom, ssm, namespace, name, profile_changes, "p")
                 ),
