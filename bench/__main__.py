@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stored[name] = body()
             stored[name].when = f"{host.date}, {command}"
             stored[name].machine = dataclasses.replace(host, load_end=current_load())
+            cache.update(load_rows(quick=args.quick))  # rows another run saved meanwhile are kept
             cache[name] = stored[name]
             save_rows(cache, quick=args.quick)
         except Exception as exc:  # a row that breaks is reported, the others still run
