@@ -90,6 +90,7 @@ class Plan:
     cold_idle_seconds: float = 5.0
     fleet_instances: int = 300
     fleet_changes: int = 20
+    scale_runs: int = 5  # runs of scale_changes changes at each of the two concurrencies, alternating
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
@@ -100,6 +101,7 @@ QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_p
 QUICK = dataclasses.replace(QUICK, fanout_samples=10)
 QUICK = dataclasses.replace(QUICK, load_first_seconds=20.0)
 QUICK = dataclasses.replace(QUICK, cold_instances=10, cold_rounds=2, fleet_instances=30, fleet_changes=5)
+QUICK = dataclasses.replace(QUICK, scale_runs=2)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -239,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def scale_row() -> Row:
         from bench import scale
 
-        result, extra = scale.push_at_scale(instances=plan.scale_instances, changes=plan.scale_changes)
+        result, extra = scale.push_at_scale(
+            instances=plan.scale_instances, changes=plan.scale_changes, runs=plan.scale_runs
+        )
         return Row(
             [result], push={"reads_per_change_scale": {plan.scale_instances: extra["reads_per_change"]}}
         )

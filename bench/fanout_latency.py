@@ -152,7 +152,7 @@ def default_max_concurrency() -> int:
 # ----- the light backend (devstack.services.endpoints) -------------------------------------------
 
 
-def _light_material(workdir: Path) -> Secured:
+def light_material(workdir: Path) -> Secured:
     """A CA, a serving certificate for LIGHT_SERVER_NAME and a token file, in ``workdir``."""
     import trustme
 
@@ -191,7 +191,7 @@ class LightBackend:
         self.secured = Secured(PLAINTEXT)
         if security == TLS_TOKEN:
             assert workdir is not None, "TLS needs a directory for its certificate and token"
-            self.secured = _light_material(workdir)
+            self.secured = light_material(workdir)
             secure_dir = workdir
         self._endpoints = FakeEndpoints(count, kind=kind, processes=processes, secure_dir=secure_dir)
         self.targets = [
