@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -109,7 +110,7 @@ def run(*, runs: int, base_operator: Path | None = None) -> RowResult:
         builds = {"base": base_operator, **builds}
     result = RowResult(title="Operator idle memory", method=__doc__ or "")
     if base_operator is not None:
-        result.notes.append(f"base: {base_operator}")
+        result.notes.append(f"base: {base_operator}{_commit_of(base_operator)}")
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as scratch:
         samples = measure(runs=runs, builds=builds, log_dir=Path(scratch))
     rows = []
@@ -148,3 +149,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _commit_of(executable: Path) -> str:
+    """Which commit a build in a checkout's .venv/bin was made from (empty when it is not in one)."""
+    checkout = executable.resolve().parents[2] if len(executable.resolve().parents) > 2 else None
+    if checkout is None or not (checkout / ".git").exists():
+        return ""
+    done = subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h (%cs: %s)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (
+        f", the build of commit {done.stdout.strip()}" if done.returncode == 0 and done.stdout.strip() else ""
+    )
