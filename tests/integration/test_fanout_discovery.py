@@ -21,6 +21,23 @@ async def _discover(local_aws: LocalAws, **query: str) -> list[Target]:
     )
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Cloud Map APIs discovery calls from now on, in order."""
+    listed: list[str] = []
+
+    def counting_call(client: object) -> Call:
+        inner = plain_call(client)
+
+        async def call(api: str, /, **params: object) -> dict[str, object]:
+            listed.append(api)
+            return await inner(api, **params)
+
+        return call
+
+    monkeypatch.setattr(discovery, "plain_call", counting_call)
+    return listed
+
+
 async def test_discovery_returns_healthy_instances_with_their_refresh_address(local_aws: LocalAws) -> None:
     local_aws.register_instance("orders-0", "127.0.0.10", 7001, attributes={"tenant": "acme"})
     local_aws.register_instance("orders-1", "127.0.0.11", 7002, attributes={"tenant": "acme"})
@@ -77,18 +94,7 @@ async def test_more_than_one_reply_of_instances_are_all_found(
     """130 instances: beyond a reply of 100 the listing fallback finds them all; with the real cap
     (1,000) one DiscoverInstances reply does, and the listing is not called."""
     monkeypatch.setattr(discovery, "DISCOVER_MAX_RESULTS", reply_cap)
-    listed: list[str] = []
-
-    def counting_call(client: object) -> Call:
-        inner = plain_call(client)
-
-        async def call(api: str, /, **params: object) -> dict[str, object]:
-            listed.append(api)
-            return await inner(api, **params)
-
-        return call
-
-    monkeypatch.setattr(discovery, "plain_call", counting_call)
+    listed = count_calls(monkeypatch)
     client = local_aws.client("servicediscovery")
     for index in range(130):
         client.register_instance(
@@ -115,18 +121,7 @@ async def test_a_full_reply_is_the_answer_when_the_service_holds_no_more(
     """A reply as full as the cap, from a service whose InstanceCount is the cap: nothing was cut, so no
     listing; one instance more and the listing runs."""
     monkeypatch.setattr(discovery, "DISCOVER_MAX_RESULTS", 12)
-    listed: list[str] = []
-
-    def counting_call(client: object) -> Call:
-        inner = plain_call(client)
-
-        async def call(api: str, /, **params: object) -> dict[str, object]:
-            listed.append(api)
-            return await inner(api, **params)
-
-        return call
-
-    monkeypatch.setattr(discovery, "plain_call", counting_call)
+    listed = count_calls(monkeypatch)
     for index in range(12):
         local_aws.register_instance(f"orders-{index:03d}", f"127.0.2.{index}", 7000)
     assert len(await _discover(local_aws)) == 12
