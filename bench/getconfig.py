@@ -4,9 +4,13 @@ One real config-service process, 500 parameters, 8 concurrent readers from a cli
 and one phase per storm rate alternate in every round (each storm process is paused with SIGSTOP outside
 its phase) so outside load hits all alike. The target's storm is 200 refreshes/s, pushed at that
 controlled rate; the storm "max" beside it pushes as fast as the instance acknowledges (about 1,000-2,000/s
-on 2 cores), as this row measured before. The client-side figures include the Python gRPC client on the
-same 2 cores; the servicer's own histogram (config_service_getconfig_latency_seconds) and the instance's
-CPU during the measured reads are reported beside them.
+on 2 cores), as this row measured before. The 8 readers read back to back, which keeps the instance
+busy with reads alone (about a core); two more phases in every round ("paced") read at a fixed 1,000
+calls/s in all, quiet and during the 200/s storm, where the instance has room and a read waits only on
+what else it is doing. The target counts as met only if both ratios are within it. The client-side
+figures include the Python gRPC client on the same 2 cores; the servicer's own histogram
+(config_service_getconfig_latency_seconds) and the instance's CPU during the measured reads are reported
+beside them.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from pathlib import Path
 from bench.common import Check, RowResult, say
 from bench.targets import STORM_RATIO, STORM_REFRESHES_PER_SECOND
 
+# The paced phases' read rate: about a quarter of what one instance serves back to back on this machine,
+# so a read there waits on the storm's calls, not on other reads queued before it.
+PACED_READS_PER_SECOND = 1000.0
+
 SCRIPT = Path(__file__).resolve().parent / "getconfig_latency.py"
-PHASE = r"(quiet|storm [^:]+)"
+PHASE = r"(quiet|storm [^:]+|paced quiet|paced storm [^:]+)"
 CLIENT = re.compile(
     rf"^\s*{PHASE}: +(\d+) calls +(\d+)/s +p50 ([\d.]+) ms +p90 ([\d.]+) ms +p99 ([\d.]+) ms", re.M
 )
 SERVER = re.compile(rf"^\s*{PHASE}: p50 (\d+) us +p99 (\d+) us", re.M)
-STORM = re.compile(r"refreshes: (storm [^:]+): (\d+) applied \((\d+)/s\)")
-CPU = re.compile(r"(quiet|storm [^,]+?) (\d+)% of a core")
+STORM = re.compile(r"refreshes: ((?:paced )?storm [^:]+): (\d+) applied \((\d+)/s\)")
+CPU = re.compile(r"((?:paced )?quiet|(?:paced )?storm [^,]+?) (\d+)% of a core")
+PACED = re.compile(r"paced reads: ([\d.]+)/s in all")
 PROFILE = re.compile(r"^profile \(this build, ([^,]+),[^\n]*\n((?:\s+[\d.]+%  [^\n]+\n)+)", re.M)
 PER_CALL = re.compile(
     r"per call \(this build\): Refresh (\d+) us of instance CPU \(\d+ at ([^,]+), alone\), GetConfig (\d+) us"
@@ -40,6 +49,7 @@ def run(
 ) -> RowResult:
     command = [sys.executable, str(SCRIPT), "--rounds", str(rounds), "--seconds", str(seconds)]
     command += ["--storm-rates", ",".join(f"{rate:g}" for rate in rates)]
+    command += ["--paced-reads", f"{PACED_READS_PER_SECOND:g}"]
     with tempfile.TemporaryDirectory(prefix="getconfig-profile-") as profiles:
         command += ["--profile", profiles, "--profile-seconds", "6"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
@@ -60,6 +70,7 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
     rows = []
     quiet99 = float(client["quiet"][4])
     for phase, (calls, rps, p50, p90, p99) in client.items():
+        base99 = float(client["paced quiet"][4]) if phase.startswith("paced") else quiet99
         s50, s99 = server.get(phase, ("?", "?"))
         applied = storms.get(phase)
         rows.append(
@@ -71,7 +82,7 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
                 f"{p50} ms",
                 f"{p90} ms",
                 f"{p99} ms",
-                f"x{float(p99) / quiet99:.2f}",
+                f"x{float(p99) / base99:.2f}",
                 f"{s50} µs",
                 f"{s99} µs",
                 f"{cpu[phase]} %" if phase in cpu else "?",
@@ -99,6 +110,19 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
     ratio = storm99 / quiet99
     achieved = storms.get(target_phase, ("?", "?"))[1]
     say(f"  GetConfig p99 quiet {quiet99:.3f} ms, {target_phase} {storm99:.3f} ms (x{ratio:.2f})")
+    measured = f"x{ratio:.2f} with reads back to back (client p99 {quiet99:.2f} → {storm99:.2f} ms)"
+    met = ratio <= STORM_RATIO
+    paced_rate = PACED.search(section)
+    if paced_rate and "paced quiet" in client and f"paced {target_phase}" in client:
+        paced_quiet99 = float(client["paced quiet"][4])
+        paced99 = float(client[f"paced {target_phase}"][4])
+        paced_ratio = paced99 / paced_quiet99
+        say(f"  reads paced at {paced_rate.group(1)}/s: p99 {paced_quiet99:.3f} → {paced99:.3f} ms")
+        measured += (
+            f"; x{paced_ratio:.2f} with reads paced at {float(paced_rate.group(1)):g}/s"
+            f" ({paced_quiet99:.2f} → {paced99:.2f} ms)"
+        )
+        met = met and paced_ratio <= STORM_RATIO
     result.checks.append(
         Check(
             what=(
@@ -106,11 +130,21 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
                 f" (pushed at that rate; {achieved}/s applied)"
             ),
             target=f"≤ {STORM_RATIO:g} x quiet p99",
-            measured=f"x{ratio:.2f} (client p99 {quiet99:.2f} → {storm99:.2f} ms)",
-            met=ratio <= STORM_RATIO,
+            measured=measured,
+            met=met,
         )
     )
     cost = PER_CALL.search(stdout)
+    if cost and paced_rate:
+        busy = STORM_REFRESHES_PER_SECOND * int(cost.group(1)) / 1e4  # calls/s x µs → % of the time
+        result.notes.append(
+            "Why the paced ratio is a floor too: a Refresh and a GetConfig are served by the same event"
+            " loop, one call at a time, so a read that arrives while a Refresh call is being handled waits"
+            f" for the rest of it (up to its {cost.group(1)} µs). At {STORM_REFRESHES_PER_SECOND} Refresh"
+            f" calls/s the loop is inside one for about {busy:.0f}% of the time, more than the 1% a p99"
+            " leaves, so the p99 moves by up to one Refresh call's time, whatever the read path does; most of"
+            " that time is grpc.aio's per-call work, not the Refresh handler (the profile below)."
+        )
     if cost:
         result.notes.append(
             f"The instance's CPU per call, each kind alone: a Refresh (at {cost.group(2)})"
@@ -134,7 +168,7 @@ def result_of(stdout: str, stderr: str = "") -> RowResult:
     else:
         result.notes.append("No profile: py-spy is not installed or could not attach (see bench/pyspy.py).")
     for phase in client:
-        if phase not in ("quiet", target_phase):
+        if phase not in ("quiet", target_phase) and not phase.startswith("paced"):
             result.notes.append(
                 f"Beside the target's storm, {phase} ({storms.get(phase, ('?', '?'))[1]}/s applied):"
                 f" GetConfig p99 x{float(client[phase][4]) / quiet99:.2f} quiet (not a target)."

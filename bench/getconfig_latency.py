@@ -16,7 +16,7 @@ thread holding the GIL, native frames included: the process is paused per sample
 measured rounds) while the first storm rate runs and readers read, and prints where the time goes.
 
     .venv/bin/python bench/getconfig_latency.py [--rounds 5] [--seconds 2] [--readers 8] [--parameters 500]
-        [--storm-rates 200,0] [--base-service DIR] [--profile DIR]
+        [--storm-rates 200,0] [--paced-reads 1000] [--base-service DIR] [--profile DIR]
 
 The numbers are loopback numbers on a shared 2-core machine: compare the phases of one run, not runs
 with each other. Nothing here is asserted by a test.
@@ -55,8 +55,14 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def read_phase(address: str, names: list[str], readers: int, seconds: float) -> list[float]:
-    """GetConfig in `readers` concurrent loops for `seconds`; returns latencies in seconds."""
+async def read_phase(
+    address: str, names: list[str], readers: int, seconds: float, rate: float = 0.0
+) -> list[float]:
+    """GetConfig in `readers` concurrent loops for `seconds`; returns latencies in seconds.
+
+    `rate` > 0 paces the loops to that many reads per second in all (each loop starts a call every
+    readers / rate seconds, or at once when its last call came back late); 0 reads back to back, which
+    keeps the instance saturated."""
     latencies: list[float] = []
     errors = 0
     async with grpc.aio.insecure_channel(address) as channel:
@@ -67,7 +73,13 @@ async def read_phase(address: str, names: list[str], readers: int, seconds: floa
         async def reader(offset: int) -> None:
             nonlocal errors
             index = offset
+            interval = readers / rate if rate > 0 else 0.0
+            # Loops start spread over one interval, so paced calls do not arrive in bursts of `readers`.
+            next_at = time.monotonic() + interval * offset / readers
             while time.monotonic() < stop_at:
+                if interval:
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at = max(next_at + interval, time.monotonic())
                 name = names[index % len(names)]
                 index += readers
                 started = time.perf_counter()
@@ -209,8 +221,16 @@ class Target:
         fields = Path(f"/proc/{self.instance.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def phase(self, name: str, names: list[str], args: argparse.Namespace, rate: float | None) -> None:
-        """Read for `args.seconds`, quiet (rate None) or with the storm of `rate` running."""
+    def phase(
+        self,
+        name: str,
+        names: list[str],
+        args: argparse.Namespace,
+        rate: float | None,
+        read_rate: float = 0.0,
+    ) -> None:
+        """Read for `args.seconds` (paced at `read_rate`, or back to back), quiet (rate None) or with the
+        storm of `rate` running."""
         stormer = self.stormers[rate] if rate is not None else None
         applied_before = applied_refreshes(self.instance.metrics_text())
         started = time.monotonic()
@@ -220,7 +240,9 @@ class Target:
         before = latency_buckets(self.instance.metrics_text())
         cpu = self.cpu_seconds()
         self.samples.setdefault(name, []).extend(
-            asyncio.run(read_phase(self.instance.config_address, names, args.readers, args.seconds))
+            asyncio.run(
+                read_phase(self.instance.config_address, names, args.readers, args.seconds, read_rate)
+            )
         )
         self.cpu[name] = self.cpu.get(name, 0.0) + self.cpu_seconds() - cpu
         add_delta(self.server.setdefault(name, {}), before, latency_buckets(self.instance.metrics_text()))
@@ -305,7 +327,14 @@ def profile(target: Target, names: list[str], args: argparse.Namespace, rate: fl
             daemon=True,
         )
         thread.start()
-        asyncio.run(read_phase(target.instance.config_address, names, args.readers, args.profile_seconds))
+        asyncio.run(
+            read_phase(
+                target.instance.config_address,
+                names,
+                args.readers,
+                args.profile_seconds,
+            )
+        )
         thread.join(args.profile_seconds + 60)
     finally:
         stormer.send_signal(signal.SIGSTOP)
@@ -372,6 +401,9 @@ def run(args: argparse.Namespace) -> int:
                     target.phase("quiet", names, args, None)
                     for rate in rates:
                         target.phase(rate_label(rate), names, args, rate)
+                    if args.paced_reads:
+                        target.phase("paced quiet", names, args, None, args.paced_reads)
+                        target.phase(f"paced {rate_label(rates[0])}", names, args, rates[0], args.paced_reads)
             for target in targets:
                 per_call(target, names, args, rates[0])
             if args.profile:
@@ -388,16 +420,20 @@ def run(args: argparse.Namespace) -> int:
         for target in targets:
             print(f"\n[{target.label}]")
             quiet = summary("quiet", target.samples["quiet"], args.rounds * args.seconds)
-            for rate in rates:
-                label = rate_label(rate)
+            phases = [(quiet, rate_label(rate)) for rate in rates]
+            if args.paced_reads:
+                print(f"{'paced reads':>14}: {args.paced_reads:g}/s in all, by {args.readers} readers")
+                paced = summary("paced quiet", target.samples["paced quiet"], args.rounds * args.seconds)
+                phases.append((paced, f"paced {rate_label(rates[0])}"))
+            for quiet_figures, label in phases:
                 figures = summary(label, target.samples[label], args.rounds * args.seconds)
                 print(
                     f"{'refreshes':>14}: {label}: {target.applied[label]:.0f} applied"
                     f" ({target.applied[label] / target.storm_seconds[label]:.0f}/s)"
                 )
                 print(
-                    f"{'client ratio':>14}: {label}: p50 x{figures['p50_ms'] / quiet['p50_ms']:.2f},"
-                    f" p99 x{figures['p99_ms'] / quiet['p99_ms']:.2f}"
+                    f"{'client ratio':>14}: {label}: p50 x{figures['p50_ms'] / quiet_figures['p50_ms']:.2f},"
+                    f" p99 x{figures['p99_ms'] / quiet_figures['p99_ms']:.2f}"
                 )
             measured = args.rounds * args.seconds
             print(
@@ -423,6 +459,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each measured phase")
     parser.add_argument("--rounds", type=int, default=5, help="quiet/storm phase pairs, alternated")
     parser.add_argument("--readers", type=int, default=8, help="concurrent GetConfig loops")
+    parser.add_argument(
+        "--paced-reads",
+        type=float,
+        default=0.0,
+        help="also a quiet and a first-rate storm phase with reads paced at this many per second in all",
+    )
     parser.add_argument("--parameters", type=int, default=500, help="parameters loaded in the instance")
     parser.add_argument("--storm-concurrency", type=int, default=4, help="concurrent Refresh loops")
     parser.add_argument(

@@ -68,6 +68,35 @@ def test_the_check_is_the_200_per_second_storm_of_this_build_and_the_other_rate_
     ]
 
 
+PACED = """\
+[this build]
+         quiet:    2000 calls    1000/s  p50 2.000 ms  p90 3.000 ms  p99 10.000 ms  max 20.0 ms
+   paced reads: 1000/s in all, by 8 readers
+   paced quiet:    2000 calls    1000/s  p50 0.500 ms  p90 0.700 ms  p99 1.000 ms  max 5.0 ms
+   storm 200/s:    1900 calls     950/s  p50 2.100 ms  p90 3.100 ms  p99 10.500 ms  max 21.0 ms
+     refreshes: storm 200/s: 590 applied (197/s)
+  client ratio: storm 200/s: p50 x1.05, p99 x1.05
+paced storm 200/s:    2000 calls    1000/s  p50 0.510 ms  p90 0.900 ms  p99 1.300 ms  max 5.0 ms
+     refreshes: paced storm 200/s: 600 applied (200/s)
+  client ratio: paced storm 200/s: p50 x1.02, p99 x1.30
+  instance CPU: quiet 90% of a core, storm 200/s 95% of a core, paced quiet 26% of a core, \
+paced storm 200/s 31% of a core
+"""
+
+
+def test_paced_reads_are_compared_with_their_own_quiet_phase_and_must_meet_the_target_too() -> None:
+    result = result_of(PER_CALL + PACED)
+    [check] = result.checks
+    assert check.met is False  # back to back x1.05 is within 1.1, paced x1.30 is not
+    assert "x1.05 with reads back to back" in check.measured
+    assert "x1.30 with reads paced at 1000/s (1.00 → 1.30 ms)" in check.measured
+    rows = {row[0]: row for row in result.tables[0][1]}
+    assert rows["paced storm 200/s"][7] == "x1.30"  # against paced quiet, not the saturated quiet
+    assert rows["paced storm 200/s"][1] == "200/s (600 applied)"
+    assert rows["paced quiet"][-1] == "26 %"
+    assert rows["paced storm 200/s"][-1] == "31 %"
+    assert any("inside one for about 8% of the time" in note for note in result.notes)
+
 def test_socket_addresses_read_from_tcp_and_from_dual_stack_tcp6() -> None:
     assert _address("0A00007F:1F90") == ("127.0.0.10", 8080)
     assert _address("0000000000000000FFFF00000B00007F:0050") == ("127.0.0.11", 80)
