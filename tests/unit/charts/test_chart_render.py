@@ -200,6 +200,18 @@ def test_the_operator_settings_loader_accepts_the_rendered_environment() -> None
     assert settings.queue_url == QUEUE_URL
     assert settings.region == "us-east-1"
     assert settings.metrics_port == 9090
+    assert settings.max_channels == 2000
+    assert settings.channel_idle_seconds == 600.0
+
+
+def test_the_channel_idle_time_is_a_chart_value() -> None:
+    from refresh_operator.settings import load_settings
+
+    rendered = render_operator(
+        "refreshes.channelIdleSeconds=90", "refreshAuth.serviceAccountToken.enabled=false"
+    )
+    env = {e["name"]: e["value"] for e in container(rendered)["env"] if "value" in e}
+    assert load_settings(env).channel_idle_seconds == 90.0
 
 
 def test_a_missing_queue_url_fails_the_render_with_a_message_naming_it() -> None:
