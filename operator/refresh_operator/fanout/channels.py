@@ -15,7 +15,10 @@ With ``max_channels`` set, the pool keeps at most that many: opening one more fi
 recently used. Each warm channel holds about 40 KiB (gRPC core's channel, subchannel and HTTP/2
 transport; bench/channel_memory.py), so a fleet larger than the bound trades a reconnect on its next
 refresh for memory. An evicted channel is closed with a grace of ``EVICTION_GRACE_SECONDS`` (the longest
-call timeout a route can set), so a call still running on it finishes first.
+call timeout a route can set), so a call still running on it finishes first. Its address is remembered
+until it too has gone unused for ``idle_seconds``, so that ``sweep_idle`` reports it like an idle one and
+the fan-out drops its breaker: in a fleet larger than the bound whose pods come and go, the breakers of
+long-gone addresses would otherwise pile up.
 
 TLS credentials are read from the mounted files when a channel is created, and re-read when a file's
 modification time changes (certificates rotated by cert-manager); channels built on older credentials are
@@ -121,6 +124,7 @@ class ChannelPool:
         self._entries: dict[tuple[str, TlsSettings | None], _Entry] = {}  # least recently used first
         self._credentials: dict[TlsSettings, _Credentials] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        self._evicted_last_used: dict[str, float] = {}  # address → when its evicted channel was last used
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -168,6 +172,7 @@ class ChannelPool:
             return entry.stub
         if entry is not None:
             self._retire(self._entries.pop(key))
+        self._evicted_last_used.pop(address, None)
         self._make_room()
         channel = self._open(address, tls)
         entry = _Entry(
@@ -185,7 +190,11 @@ class ChannelPool:
         if self._max_channels <= 0:
             return
         while len(self._entries) >= self._max_channels:
-            self._retire(self._entries.pop(next(iter(self._entries))), grace=EVICTION_GRACE_SECONDS)
+            key = next(iter(self._entries))
+            entry = self._entries.pop(key)
+            self._retire(entry, grace=EVICTION_GRACE_SECONDS)
+            address = key[0]
+            self._evicted_last_used[address] = max(entry.last_used, self._evicted_last_used.get(address, 0.0))
             self.evicted += 1
 
     def close_missing(self, live_addresses: Iterable[str]) -> int:
@@ -198,12 +207,16 @@ class ChannelPool:
         return len(gone)
 
     def sweep_idle(self) -> set[str]:
-        """Close channels unused for ``idle_seconds``; returns the addresses left without any channel."""
+        """Close channels unused for ``idle_seconds``; returns the addresses left without any channel,
+        those of channels evicted earlier (``max_channels``) and unused since for as long included."""
         cutoff = self._monotonic() - self._idle_seconds
         idle = [key for key, entry in self._entries.items() if entry.last_used < cutoff]
         for key in idle:
             self._retire(self._entries.pop(key))
-        return {address for address, _ in idle} - self.addresses()
+        evicted = [address for address, last_used in self._evicted_last_used.items() if last_used < cutoff]
+        for address in evicted:
+            del self._evicted_last_used[address]
+        return ({address for address, _ in idle} | set(evicted)) - self.addresses()
 
     async def aclose(self) -> None:
         """Close every channel (those of the running loop; others are dropped)."""

@@ -458,6 +458,52 @@ async def test_a_bounded_pool_closes_the_least_recently_used_channel(
         await channels.aclose()
 
 
+async def test_the_breaker_of_an_evicted_channel_is_dropped_once_its_address_has_been_idle_as_long(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()])
+    first, second = fleet.targets
+    now = [0.0]
+    channels = ChannelPool(max_channels=1, idle_seconds=60.0, monotonic=lambda: now[0])
+    breakers = BreakerRegistry()
+    engine = FanOut(channels=channels, breakers=breakers)
+    try:
+        await engine.run(targets=[first], request=REQUEST, policy=FAST)
+        breakers.get(first.address).record_failure()
+        now[0] = 30.0
+        await engine.run(targets=[second], request=REQUEST, policy=FAST)  # evicts `first`
+        assert channels.addresses() == {second.address}
+        now[0] = 50.0
+        await engine.run(targets=[second], request=REQUEST, policy=FAST)
+        assert breakers.get(first.address).consecutive_failures == 1  # evicted, not yet idle for 60 s
+        now[0] = 61.0
+        await engine.run(targets=[second], request=REQUEST, policy=FAST)
+        assert breakers.get(first.address).consecutive_failures == 0  # dropped: a new, closed breaker
+        assert breakers.get(second.address) is breakers.get(second.address)
+    finally:
+        await channels.aclose()
+
+
+async def test_an_evicted_address_used_again_is_not_swept_as_idle(
+    fleet_factory: Callable[..., Awaitable[Fleet]],
+) -> None:
+    fleet = await fleet_factory([answer()], [answer()])
+    first, second = fleet.targets
+    now = [0.0]
+    tight = ChannelPool(max_channels=1, idle_seconds=60.0, monotonic=lambda: now[0])
+    engine = FanOut(channels=tight, breakers=BreakerRegistry())
+    try:
+        await engine.run(targets=[first], request=REQUEST, policy=FAST)
+        await engine.run(targets=[second], request=REQUEST, policy=FAST)  # evicts `first`
+        now[0] = 40.0
+        await engine.run(targets=[first], request=REQUEST, policy=FAST)  # back, evicts `second`
+        now[0] = 70.0  # both were evicted once after their use at 0; only `second` is still out
+        assert tight.sweep_idle() == {second.address}
+        assert tight.sweep_idle() == set()  # reported once
+    finally:
+        await tight.aclose()
+
+
 async def test_a_channel_closed_to_make_room_lets_its_running_call_finish(
     fleet_factory: Callable[..., Awaitable[Fleet]],
 ) -> None:
