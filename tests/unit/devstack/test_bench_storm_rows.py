@@ -97,6 +97,7 @@ def test_paced_reads_are_compared_with_their_own_quiet_phase_and_must_meet_the_t
     assert rows["paced storm 200/s"][-1] == "31 %"
     assert any("inside one for about 8% of the time" in note for note in result.notes)
 
+
 def test_socket_addresses_read_from_tcp_and_from_dual_stack_tcp6() -> None:
     assert _address("0A00007F:1F90") == ("127.0.0.10", 8080)
     assert _address("0000000000000000FFFF00000B00007F:0050") == ("127.0.0.11", 80)
