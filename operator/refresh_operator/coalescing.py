@@ -48,12 +48,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 - an item, as in the rest of the module's vocabulary
 R = TypeVar("R")
+
+logger = logging.getLogger("refresh_operator.coalescing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,10 @@ class _Batch(Generic[I, R]):
     opened: float
     last_joined: float
     window: float
+    joined: int = 0
+    """Submissions that joined this follow-up (a displaced one counts too)."""
+    during_hold: bool = False
+    """The first of them arrived while the key's run was holding (its work done, its fan-out going on)."""
 
 
 @dataclasses.dataclass
@@ -180,7 +187,9 @@ class Coalescer(Generic[K, I, R]):
             if pending is None:
                 pending = state.pending = _Batch([], loop.create_future(), now, now, 0.0)
                 pending.window = timing.window(state.follow_ups)
+                pending.during_hold = state.holding is not None
                 pending.result.add_done_callback(_retrieve)
+            pending.joined += 1
             refused = self._keep_latest(pending, item)
             if refused is not None:
                 return await refused
@@ -241,6 +250,15 @@ class Coalescer(Generic[K, I, R]):
             return
         batch, state.pending = state.pending, None
         state.follow_ups += 1
+        logger.info(
+            "Follow-up run of %s: %d change(s) joined over %.0f ms, the first while the previous run was %s;"
+            " starts %.0f ms after the last joined",
+            key,
+            batch.joined,
+            (batch.last_joined - batch.opened) * 1000,
+            "holding for its fan-out" if batch.during_hold else "reading and recording",
+            (loop.time() - batch.last_joined) * 1000,
+        )
         self._start(key, state, batch)
 
     def _start(self, key: K, state: _Key[I, R], batch: _Batch[I, R]) -> None:
