@@ -112,6 +112,47 @@ SCALE_HISTORY_NOTE = (
     " is this row's floor."
 )
 
+SCALE_TAIL_NOTE = (
+    'Where the tail of "commit → targets discovered" went (issue 20: p50 55 ms, p90 542 ms, one run in'
+    " five slow throughout, at 77a3db2). The operator logs each follow-up run of its per-key coalescer"
+    " (operator/refresh_operator/coalescing.py: how many changes joined, what the key was doing when the"
+    " first came, how long it waited). In a row at 88c064c (the code of 77a3db2 plus that line; 2026-12-06"
+    " 05:58 UTC, 2 CPUs, load 2.2-3.2, another engineer's one config-service process on the machine) 64 of"
+    " its 212 rollouts had waited about 500 ms (settle_seconds) in a follow-up: 4 times a change reached"
+    " the consumer while the previous run was still in its hold (the harness writes the next change as"
+    " soon as it sees the final status, and the operator ends the hold only after that final patch has"
+    " returned), which made it wait for company and put the key in a burst; the other 60 were the later"
+    " sequential changes of the same runs, each arriving within settle_seconds of the previous run's end"
+    " and so taken as the burst going on. Since 56ae377 such a lone change starts as the hold ends (1-7 ms"
+    " later, 5 times in the next row) and a lone follow-up ends a burst. The same row a minute later"
+    " (load 2.3-3.2): no follow-up, commit → targets discovered p50 42 ms, p90 80 ms (was 49 / 550 ms),"
+    " commit → last ack p99 576 ms (was 1024 ms) at the default concurrency. What is left of the p99 is"
+    " the fan-out's own tail (FanOut.run p90 355 ms; see the profile)."
+)
+
+FOLLOW_UP_LINE = re.compile(r"Follow-up run of \S+: \d+ change\(s\) joined .*?; starts (\d+) ms after")
+HOLD_END_LINE = re.compile(r"Change of \S+ came during the previous run's hold; starts as the hold ends")
+
+
+def waits_note(log_text: str) -> str:
+    """How many of the rollouts in the operator's log waited in a key's follow-up (coalescing.py), and how
+    many changes started at the end of the previous run's hold: the stage before "targets discovered"."""
+    rollouts = len(FAN_OUT_LINE.findall(log_text))
+    waits = sorted(int(ms) for ms in FOLLOW_UP_LINE.findall(log_text))
+    handed = len(HOLD_END_LINE.findall(log_text))
+    waited = (
+        f"{len(waits)} waited in a key's follow-up (median {statistics.median(waits):.0f} ms, longest"
+        f" {waits[-1]} ms)"
+        if waits
+        else "none waited in a key's follow-up"
+    )
+    return (
+        f"Coalescing in this run (the operator's log, warm-up changes included): of {rollouts} rollouts,"
+        f" {waited}; {handed} change(s) reached the consumer during the previous rollout's hold and"
+        " started as it ended."
+    )
+
+
 COMPARE_ENV = {"CONFIG_REFRESH_POD_SYNC": "false", "CONFIG_REFRESH_WAIT_TIME_SECONDS": "2"}
 """The operators of a side-by-side run. Each is stopped after its turn, and a stopped operator's SQS long
 poll stays open in moto until its wait ends: a change made meanwhile went to that dead receive and came
