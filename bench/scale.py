@@ -238,7 +238,8 @@ def push_at_scale(
                     )
             counts = aws.call_counts()
             everything = [item for config in configs for batch in finals[config] for item in batch]
-            timeline = scale_profile.stages(everything, operator.log_text())
+            log_text = operator.log_text()
+            timeline = scale_profile.stages(everything, log_text)
             with tempfile.TemporaryDirectory(prefix="bench-scale-profile-") as scratch:
                 profile = scale_profile.profiled(
                     operator_pid(operator),
@@ -326,6 +327,8 @@ def push_at_scale(
         )
     )
     result.notes.append(scale_profile.SCALE_HISTORY_NOTE)
+    result.notes.append(scale_profile.waits_note(log_text))
+    result.notes.append(scale_profile.SCALE_TAIL_NOTE)
     if timeline:
         result.tables.append(scale_profile.stages_table(timeline, f"{instances:,} instances"))
     if profile is not None:

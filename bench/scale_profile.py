@@ -112,6 +112,53 @@ SCALE_HISTORY_NOTE = (
     " is this row's floor."
 )
 
+SCALE_TAIL_NOTE = (
+    'Where the tail of "commit → targets discovered" went (issue 20: p50 55 ms, p90 542 ms, one run in'
+    " five slow throughout, at 77a3db2). The operator logs each follow-up run of its per-key coalescer"
+    " (operator/refresh_operator/coalescing.py: how many changes joined, what the key was doing when the"
+    " first came, how long it waited). In rows at 88c064c (the code of 77a3db2 plus that line) a share"
+    " of the rollouts had waited about 500 ms (settle_seconds) in a follow-up. It starts when a change"
+    " reaches the consumer while the previous run is still in its hold: the harness writes the next change"
+    " as soon as it sees the final status, and the operator ends the hold only after that final patch has"
+    " returned. That change waited for company and put the key in a burst, and every later sequential"
+    " change of the run, arriving within settle_seconds of the previous run's end, was taken as the burst"
+    " going on and waited again. Since 56ae377 such a lone change starts as the hold ends (1-17 ms later)"
+    " and a lone follow-up ends a burst; only a second such race in a row still waits (twice 500 ms: once"
+    " in the 424 rollouts after the fix below). Four rows of this kind taken in turns, after / before /"
+    " after / before"
+    " (2026-12-06 06:07-06:16 UTC, 2 CPUs, load 4.8-8.1: another engineer's bench and the coordinator's"
+    " config-service shared the machine), 212 rollouts each (warm-ups included): rollouts that waited in a"
+    " follow-up 2 / 121 / 0 / 55 (races that started one 1 / 14 / 0 / 6); commit → targets discovered"
+    " p50/p90 50/106, 541/602, 49/92, 50/569 ms; commit → last ack at the default concurrency p50/p99"
+    " 356/713, 871/1137, 371/612, 335/1107 ms. An earlier pair at load 2.2-3.2 (05:58-06:03 UTC): p99"
+    " 1024 → 576 ms, discovered p90 550 → 80 ms, follow-ups 64 → 0. What is left of the p99 is the"
+    " fan-out's own tail (FanOut.run p90 355-453 ms in the rows after the fix; see the profile), which is"
+    " why the row is still not met."
+)
+
+FOLLOW_UP_LINE = re.compile(r"Follow-up run of \S+: \d+ change\(s\) joined .*?; starts (\d+) ms after")
+HOLD_END_LINE = re.compile(r"Change of \S+ came during the previous run's hold; starts as the hold ends")
+
+
+def waits_note(log_text: str) -> str:
+    """How many of the rollouts in the operator's log waited in a key's follow-up (coalescing.py), and how
+    many changes started at the end of the previous run's hold: the stage before "targets discovered"."""
+    rollouts = len(FAN_OUT_LINE.findall(log_text))
+    waits = sorted(int(ms) for ms in FOLLOW_UP_LINE.findall(log_text))
+    handed = len(HOLD_END_LINE.findall(log_text))
+    waited = (
+        f"{len(waits)} waited in a key's follow-up (median {statistics.median(waits):.0f} ms, longest"
+        f" {waits[-1]} ms)"
+        if waits
+        else "none waited in a key's follow-up"
+    )
+    return (
+        f"Coalescing in this run (the operator's log, warm-up changes included): of {rollouts} rollouts,"
+        f" {waited}; {handed} change(s) reached the consumer during the previous rollout's hold and"
+        " started as it ended."
+    )
+
+
 COMPARE_ENV = {"CONFIG_REFRESH_POD_SYNC": "false", "CONFIG_REFRESH_WAIT_TIME_SECONDS": "2"}
 """The operators of a side-by-side run. Each is stopped after its turn, and a stopped operator's SQS long
 poll stays open in moto until its wait ends: a change made meanwhile went to that dead receive and came

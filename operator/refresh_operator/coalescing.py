@@ -24,6 +24,17 @@ counting it as part of the run keeps the number of runs of a burst near its unlo
 pays nothing: its change still runs at once, and a change written after the previous one was rolled out
 finds the key free.
 
+A change that arrives during the hold of a key not in a burst, and is the only one to arrive there, starts
+as soon as the hold ends, and the key stays out of a burst: that is a sequential writer that saw the
+previous rollout's final status a moment before the operator noticed the fan-out was done (the final status
+patch lands, then the hold ends). Waiting for it `settle_seconds` cost such a change half a second, and put
+the key in a burst in which every later sequential change, arriving within `settle_seconds` of the
+previous run, waited again. A second change during the same hold makes it a burst, as before, and so does
+another lone change during the next hold (this goes once until the key is quiet again): a burst can cost
+one run more than the bound above, when its second delivery comes alone during the first fan-out.
+Likewise a follow-up of one change that found the key idle (in a burst, not yet settled) and that no
+other change joined while it waited ends the burst: the next change of a free key runs at once.
+
 A key counts as busy only while its run (with its hold) is going on, not for a time after it: sequential
 changes, each written after the previous one was rolled out (so after its run), are each the first of a
 quiet key and wait for nothing, however close together they come (a 0.1 s quiet time made every change of
@@ -48,12 +59,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 - an item, as in the rest of the module's vocabulary
 R = TypeVar("R")
+
+logger = logging.getLogger("refresh_operator.coalescing")
+
+ARRIVED = {
+    "run": "the previous run (its read and create)",
+    "hold": "the previous run's hold (its fan-out)",
+    "idle": "the key's burst, the key idle",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +103,11 @@ class _Batch(Generic[I, R]):
     opened: float
     last_joined: float
     window: float
+    joined: int = 0
+    """Submissions that joined this follow-up (a displaced one counts too)."""
+    arrived: str = "run"
+    """What the key was doing when the first of them arrived: "run" (reading and recording), "hold" (its
+    run's work done, the fan-out going on) or "idle" (nothing, but in a burst and not yet settled)."""
 
 
 @dataclasses.dataclass
@@ -93,6 +118,8 @@ class _Key(Generic[I, R]):
     last_activity: float = 0.0
     timer: asyncio.TimerHandle | None = None
     holding: asyncio.Future[None] | None = None
+    graced: bool = False
+    """A change that came alone during a hold has started at the hold's end (once per quiet period)."""
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -180,7 +207,11 @@ class Coalescer(Generic[K, I, R]):
             if pending is None:
                 pending = state.pending = _Batch([], loop.create_future(), now, now, 0.0)
                 pending.window = timing.window(state.follow_ups)
+                pending.arrived = (
+                    "hold" if state.holding is not None else "run" if state.running is not None else "idle"
+                )
                 pending.result.add_done_callback(_retrieve)
+            pending.joined += 1
             refused = self._keep_latest(pending, item)
             if refused is not None:
                 return await refused
@@ -240,7 +271,21 @@ class Coalescer(Generic[K, I, R]):
             self._arm(key, state)
             return
         batch, state.pending = state.pending, None
-        state.follow_ups += 1
+        # A lone change that found the key idle, and no other joined it while it waited: the burst is
+        # over (a sequential writer, each change after the previous rollout, would otherwise stay in it
+        # and wait `settle_seconds` every time).
+        ended = batch.arrived == "idle" and batch.joined == 1
+        state.follow_ups = 0 if ended else state.follow_ups + 1
+        logger.info(
+            "Follow-up run of %s: %d change(s) joined over %.0f ms, the first during %s; starts %.0f ms after"
+            " the last joined%s",
+            key,
+            batch.joined,
+            (batch.last_joined - batch.opened) * 1000,
+            ARRIVED[batch.arrived],
+            (loop.time() - batch.last_joined) * 1000,
+            "; the burst is over" if ended else "",
+        )
         self._start(key, state, batch)
 
     def _start(self, key: K, state: _Key[I, R], batch: _Batch[I, R]) -> None:
@@ -280,11 +325,33 @@ class Coalescer(Generic[K, I, R]):
             return
         loop = asyncio.get_running_loop()
         state.last_activity = loop.time()
-        if state.pending is not None:
+        pending = state.pending
+        if pending is not None and self._goes_at_hold_end(state, pending):
+            # One change during the fan-out of a key not in a burst: a sequential writer that saw the
+            # previous rollout end a moment before the operator did. It goes now, as it would have had it
+            # come a moment later, and the key does not enter a burst for it.
+            state.pending = None
+            state.graced = True
+            logger.info(
+                "Change of %s came during the previous run's hold; starts as the hold ends, %.0f ms later",
+                key,
+                (loop.time() - pending.opened) * 1000,
+            )
+            self._start(key, state, pending)
+            return
+        if pending is not None:
             self._arm(key, state)
             return
         state.cancel_timer()
         state.timer = loop.call_later(self._timing.hot_for(state.follow_ups), self._forget, key, state)
+
+    @staticmethod
+    def _goes_at_hold_end(state: _Key[I, R], pending: _Batch[I, R]) -> bool:
+        """The key's follow-up is one change that came during the hold, the key is not in a burst, and
+        no change has been let through this way since the key was last quiet (so a slow burst, one
+        delivery per fan-out, still becomes a burst at its third change)."""
+        lone_in_hold = pending.arrived == "hold" and pending.joined == 1
+        return lone_in_hold and not state.graced and state.follow_ups == 0
 
     def _forget(self, key: K, state: _Key[I, R]) -> None:
         state.timer = None

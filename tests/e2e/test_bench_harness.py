@@ -97,6 +97,8 @@ def test_push_at_scale_counts_one_read_per_change_and_every_endpoint_acknowledge
     assert {row[-1] for row in tables["stage, 20 instances"]} == {"6"}  # every stage of every change
     profiled = any(title.startswith("where the operator's GIL time goes") for title in tables)
     assert profiled or any(note.startswith("No profile") for note in result.notes)
+    # where the stage before "targets discovered" waited, from the operator's own log
+    assert any(note.startswith("Coalescing in this run") for note in result.notes)
 
 
 @pytest.mark.timeout(300)

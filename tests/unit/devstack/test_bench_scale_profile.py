@@ -69,6 +69,23 @@ def test_a_rollout_without_its_log_line_has_no_first_call() -> None:
     assert not any(row[0].startswith("fan-out") for row in rows)  # no span without its two ends
 
 
+def test_the_waits_note_counts_follow_ups_and_hand_overs_at_a_holds_end() -> None:
+    log = (
+        LOG
+        + "[2026-12-06 02:40:03,000] refresh_operator.coa [INFO    ] Follow-up run of /p: 1 change(s) joined"
+        " over 0 ms, the first during the key's burst, the key idle; starts 501 ms after the last joined\n"
+        "[2026-12-06 02:40:04,000] refresh_operator.coa [INFO    ] Follow-up run of /p: 3 change(s) joined"
+        " over 20 ms, the first during the previous run (its read and create); starts 480 ms after the last"
+        " joined\n"
+        "[2026-12-06 02:40:05,000] refresh_operator.coa [INFO    ] Change of /p came during the previous"
+        " run's hold; starts as the hold ends, 4 ms later\n"
+    )
+    note = scale_profile.waits_note(log)
+    assert "of 2 rollouts, 2 waited in a key's follow-up (median 490 ms, longest 501 ms)" in note
+    assert "; 1 change(s) reached the consumer during the previous rollout's hold" in note
+    assert "none waited" in scale_profile.waits_note(LOG)
+
+
 def test_profile_samples_go_to_the_first_bucket_whose_code_is_on_their_stack(tmp_path: Path) -> None:
     loop = "run (asyncio/runners.py:1);BaseEventLoop._run_once (asyncio/base_events.py:2)"
     raw = tmp_path / "raw.txt"

@@ -214,6 +214,28 @@ async def test_a_key_in_a_burst_stays_in_it_until_it_settles() -> None:
     assert [items for _, items, _ in work.runs] == [[0], [1], [2]]
 
 
+async def test_a_lone_change_on_an_idle_key_in_a_burst_ends_the_burst() -> None:
+    # Sequential changes after a burst: the first waits for company (its window), none comes, so the
+    # burst is over and the next change, written right after, runs at once.
+    work = Work()
+    work.release.clear()
+    merged: list[int] = []
+    timing = Timing(settle_seconds=60.0, first_window_seconds=0.05)
+    coalescer: Coalescer[str, int, str] = Coalescer(work, timing)
+    first = asyncio.create_task(coalescer.submit("k", 0))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(coalescer.submit("k", 1, on_merge=functools.partial(merged.append, 1)))
+    work.release.set()
+    assert await settle([first, second]) == ["k:0", "k:1"]  # a burst: the key is hot for 60 s
+    third = coalescer.submit("k", 2, on_merge=functools.partial(merged.append, 2))
+    assert await asyncio.wait_for(third, 30) == "k:2"  # waited its window (0.1 s) alone
+    fourth = coalescer.submit("k", 3, on_merge=functools.partial(merged.append, 3))
+    assert await asyncio.wait_for(fourth, 30) == "k:3"
+    assert merged == [1, 2]  # the fourth ran at once
+    assert [items for _, items, _ in work.runs] == [[0], [1], [2], [3]]
+    await coalescer.close()
+
+
 @pytest.mark.parametrize(("follow_ups", "window"), [(0, 1.0), (1, 2.0), (2, 2.0), (50, 2.0)])
 def test_the_follow_up_window_doubles_up_to_its_bound(follow_ups: int, window: float) -> None:
     assert Timing().window(follow_ups) == window
@@ -239,6 +261,112 @@ async def test_a_run_covers_its_hold_and_items_arriving_during_it_share_one_foll
     assert await settle(rest) == ["k:3"] * 3
     assert [items for _, items, _ in work.runs] == [[0], [1, 2, 3]]
     assert holds == ["k:0", "k:3"]
+
+
+class Holds:
+    """A hold per run outcome that lasts until `release(outcome)`; `started` lists the holds begun."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self._released: dict[str, asyncio.Event] = {}
+        self._began = asyncio.Event()
+
+    def _event(self, outcome: str) -> asyncio.Event:
+        return self._released.setdefault(outcome, asyncio.Event())
+
+    def release(self, outcome: str) -> None:
+        self._event(outcome).set()
+
+    async def wait_started(self, count: int) -> None:
+        while len(self.started) < count:
+            self._began.clear()
+            await self._began.wait()
+
+    async def __call__(self, key: str, outcome: str) -> None:
+        self.started.append(outcome)
+        self._began.set()
+        await self._event(outcome).wait()
+
+
+async def forgotten(coalescer: Coalescer[str, int, str]) -> bool:
+    """Whether the coalescer forgets its keys within 30 s (an idle key out of a burst is forgotten)."""
+    for _ in range(30_000):
+        if not len(coalescer):
+            return True
+        await asyncio.sleep(0.001)
+    return False
+
+
+async def test_one_change_during_the_hold_of_a_quiet_key_starts_as_the_hold_ends() -> None:
+    # A sequential writer that saw the previous rollout end a moment before the hold did: its change
+    # waits neither the settle time (60 s here) nor a window, and the key does not enter a burst.
+    work = Work()
+    holds = Holds()
+    merged: list[int] = []
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=60, first_window_seconds=60, hold_max_seconds=120), hold=holds
+    )
+    assert await asyncio.wait_for(coalescer.submit("k", 0), 30) == "k:0"
+    await asyncio.wait_for(holds.wait_started(1), 30)
+    second = asyncio.create_task(coalescer.submit("k", 1, on_merge=functools.partial(merged.append, 1)))
+    await asyncio.sleep(0.05)
+    assert [items for _, items, _ in work.runs] == [[0]]  # not while the hold goes on
+    holds.release("k:0")
+    assert await asyncio.wait_for(second, 30) == "k:1"
+    assert merged == [1]
+    await asyncio.wait_for(holds.wait_started(2), 30)
+    holds.release("k:1")
+    assert await forgotten(coalescer)  # a key in a burst would be kept for its 60 s settle time
+    third = coalescer.submit("k", 2, on_merge=functools.partial(merged.append, 2))
+    holds.release("k:2")
+    assert await asyncio.wait_for(third, 30) == "k:2"
+    assert merged == [1]
+    assert [items for _, items, _ in work.runs] == [[0], [1], [2]]
+    await coalescer.close()
+
+
+async def test_a_lone_change_during_each_of_two_holds_in_a_row_is_a_burst_at_the_second() -> None:
+    # A slow burst, one delivery per fan-out: the first lone change goes at its hold's end, the next one
+    # waits for its follow-up as before (the bound on a burst's runs grows by one at most).
+    work = Work()
+    holds = Holds()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=60, first_window_seconds=60, hold_max_seconds=120), hold=holds
+    )
+    assert await asyncio.wait_for(coalescer.submit("k", 0), 30) == "k:0"
+    await asyncio.wait_for(holds.wait_started(1), 30)
+    second = asyncio.create_task(coalescer.submit("k", 1))
+    await asyncio.sleep(0.01)
+    holds.release("k:0")
+    assert await asyncio.wait_for(second, 30) == "k:1"
+    await asyncio.wait_for(holds.wait_started(2), 30)
+    third = asyncio.create_task(coalescer.submit("k", 2))
+    await asyncio.sleep(0.01)
+    holds.release("k:1")
+    await asyncio.sleep(0.05)
+    assert [items for _, items, _ in work.runs] == [[0], [1]]  # the third waits for its settle time
+    coalescer.flush()
+    assert await asyncio.wait_for(third, 30) == "k:2"
+    await coalescer.close()
+
+
+async def test_two_changes_during_one_hold_are_a_burst_and_wait_for_their_follow_up() -> None:
+    work = Work()
+    holds = Holds()
+    coalescer: Coalescer[str, int, str] = Coalescer(
+        work, Timing(settle_seconds=60, first_window_seconds=60, hold_max_seconds=120), hold=holds
+    )
+    assert await asyncio.wait_for(coalescer.submit("k", 0), 30) == "k:0"
+    await asyncio.wait_for(holds.wait_started(1), 30)
+    rest = [asyncio.create_task(coalescer.submit("k", i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    holds.release("k:0")
+    await asyncio.sleep(0.05)
+    assert [items for _, items, _ in work.runs] == [[0]]  # the follow-up waits for its settle time
+    coalescer.flush()
+    assert await settle(rest) == ["k:2", "k:2"]
+    assert [items for _, items, _ in work.runs] == [[0], [1, 2]]
+    await coalescer.close()
 
 
 async def test_a_hold_ends_at_its_cap_and_at_flush() -> None:
