@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from refresh_operator import kube, metrics, retention
+from refresh_operator import kube, memory, metrics, retention
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking, make_clients
 from refresh_operator.backoff import doubling
@@ -102,6 +102,9 @@ class Runtime:
                     leadership=leadership,
                 ),
                 name="config-refresh-retention",
+            ),
+            asyncio.create_task(
+                memory.trim_periodically(self._stop, run=self.blocking.call), name="config-refresh-trim"
             ),
         ]
 

@@ -28,6 +28,11 @@ def test_the_rss_row_profiles_the_operator_it_measures(control_plane: ControlPla
     assert [row[0] for row in rows] == list(rss.VARIANTS)
     assert all(row[header.index("routes rolled out")] == "2 of 2" for row in rows)
     assert measured.notes[0].startswith("Where it goes")
+    settled = header.index(f"RSS, routes indexed, {rss.SETTLE_SECONDS} s later")
+    assert all(row[settled].endswith(" MiB") for row in rows)
+    assert any(
+        note.startswith(f"{rss.SETTLE_SECONDS} s after every route is Ready") for note in measured.notes
+    )
     assert measured.checks[0].met is not None
 
     assert {path.name for path in tmp_path.glob("*.snapshot")} == {
