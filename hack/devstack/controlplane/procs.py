@@ -8,11 +8,14 @@ fails at once with the tail of its log instead of after a timeout.
 
 from __future__ import annotations
 
+import collections
 import os
+import random
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,26 +27,56 @@ class ControlPlaneError(RuntimeError):
     """A control-plane server did not start, did not become ready, or is not running."""
 
 
+FREE_PORT_RANGE = (10000, 32767)
+"""Where free ports are chosen: below Linux's default ephemeral range (32768-60999), from which the kernel
+picks the local port of every outgoing connection. A port chosen there could be taken by any process's
+connect() between the choice and the server's bind (a second operator replica's metrics port was, in CI)."""
+
+HANDED_OUT_SECONDS = 300.0
+"""How long a port handed out stays reserved for the server it was chosen for (a fleet of 300 instances
+binds its last ports about 90 s after choosing them); after that it may be chosen again."""
+
+_handed_out: collections.OrderedDict[tuple[str, int], float] = collections.OrderedDict()  # oldest first
+_handed_out_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on `host` right now."""
     return free_ports(1, host)[0]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct TCP ports free on `host` right now.
+    """`count` distinct TCP ports free on `host` right now, never one this process handed out
+    in the last HANDED_OUT_SECONDS.
 
-    The probes stay bound until all are chosen: probing one port at a time can give the same port twice
-    (the kernel may hand a just-released port out again); a config-service instance whose refresh and
-    metrics ports coincided died at start in a 50-instance soak.
+    The servers that get them bind them later, so two calls in a row must not give the same port (a
+    config-service instance whose refresh and metrics ports coincided died at start in a 50-instance soak);
+    and they come from FREE_PORT_RANGE, outside the range outgoing connections take their ports from.
     """
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind((host, 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+    low, high = FREE_PORT_RANGE
+    chosen: list[int] = []
+    with _handed_out_lock:
+        expired = time.monotonic() - HANDED_OUT_SECONDS
+        while _handed_out and next(iter(_handed_out.values())) < expired:
+            _handed_out.popitem(last=False)
+        attempts = 0
+        while len(chosen) < count:
+            attempts += 1
+            if attempts > 20 * count + 1000:
+                raise ControlPlaneError(f"no {count} free ports on {host} in {low}-{high}")
+            port = random.randint(low, high)
+            if (host, port) in _handed_out or port in chosen:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((host, port))
+                except OSError:
+                    continue
+            chosen.append(port)
+        now = time.monotonic()
+        for port in chosen:
+            _handed_out[(host, port)] = now
+    return chosen
 
 
 def tail(path: Path, lines: int = 40) -> str:

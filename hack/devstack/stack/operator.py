@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from devstack.aws.local_aws import LocalAws
+from devstack.controlplane import procs
 from devstack.controlplane.plane import ControlPlane
 
 READY_MARK = "ConfigRoute(s)"
@@ -42,9 +42,7 @@ def operator_executable() -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    return procs.free_port(host)
 
 
 def operator_environment(
