@@ -111,6 +111,51 @@ async def test_a_full_reply_from_a_service_holding_no_more_instances_is_the_answ
     assert any(api == "list_instances" for api, _ in client.calls) == listed
 
 
+async def test_the_service_found_once_is_asked_for_by_its_id_after() -> None:
+    """The second full reply costs one GetService, not the namespace and service listings again."""
+    script = lookup_script()
+    held = {"Id": "srv-1", "Name": "orders", "NamespaceId": "ns-2", "InstanceCount": DISCOVER_MAX_RESULTS}
+    script["get_service"] = [{"Service": held}, {"Service": held}]
+    client = ScriptedClient(discover_instances=[full_reply(), full_reply()], **script)
+    for _ in range(2):
+        found = await healthy_instances(client, namespace="prod", service="orders", query_parameters={})
+        assert len(found) == DISCOVER_MAX_RESULTS
+    apis = [api for api, _ in client.calls]
+    assert apis == [
+        "discover_instances",
+        "list_namespaces",
+        "list_namespaces",
+        "list_services",
+        "get_service",
+        "discover_instances",
+        "get_service",
+    ]
+    assert client.calls[-1][1] == {"Id": "srv-1"}
+
+
+@pytest.mark.parametrize(
+    "second_answer",
+    [
+        client_error("ServiceNotFound"),
+        {"Service": {"Id": "srv-1", "Name": "renamed", "NamespaceId": "ns-2"}},
+    ],
+    ids=["deleted", "another-service"],
+)
+async def test_a_remembered_service_that_is_gone_is_looked_up_again(second_answer: Any) -> None:
+    script = lookup_script()
+    first = {"Id": "srv-1", "Name": "orders", "NamespaceId": "ns-2", "InstanceCount": DISCOVER_MAX_RESULTS}
+    again = {"Id": "srv-9", "Name": "orders", "NamespaceId": "ns-2", "InstanceCount": DISCOVER_MAX_RESULTS}
+    script["get_service"] = [{"Service": first}, second_answer, {"Service": again}]
+    script["list_namespaces"] = script["list_namespaces"] * 2
+    script["list_services"] = [{"Services": [{"Id": "srv-1", "Name": "orders"}]}, {"Services": [again]}]
+    client = ScriptedClient(discover_instances=[full_reply(), full_reply()], **script)
+    for _ in range(2):
+        assert len(await healthy_instances(client, namespace="prod", service="orders", query_parameters={}))
+    asked = [params["Id"] for api, params in client.calls if api == "get_service"]
+    assert asked == ["srv-1", "srv-1", "srv-9"]
+    assert [api for api, _ in client.calls].count("list_services") == 2
+
+
 async def test_a_service_without_health_check_counts_every_listed_instance_healthy() -> None:
     client = ScriptedClient(
         discover_instances=[full_reply()],
