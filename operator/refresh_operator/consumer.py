@@ -6,10 +6,11 @@ batch. The rules, in order:
 - a message that is not a Parameter Store change is counted, logged once with its id and reason, and
   left alone: the queue's redrive policy moves it to the DLQ after maxReceiveCount receives;
 - a name no ConfigRoute claims is deleted and counted;
-- the parameter is read once (its value only when a claiming route pushes values); a read failure leaves
-  the message for a later receive. Messages of one name are coalesced (coalescing.py): the first change
-  of a quiet name is read at once, those that arrive while it is being recorded or in a burst share one
-  follow-up read, so a burst of writes costs a few reads and rollouts, never one per write;
+- the parameter is read once (its value only when a claiming route pushes values; the routes' Cloud Map
+  discovery starts beside it); a read failure leaves the message for a later receive. Messages of one
+  name are coalesced (coalescing.py): the first change of a quiet name is read at once, those that
+  arrive while it is being recorded or in a burst share one follow-up read, so a burst of writes costs a
+  few reads and rollouts, never one per write;
 - a ConfigRefresh is created per claiming route (409 = a duplicate delivery or another replica: fine);
   while the API server is unreachable the create is retried and the message's visibility extended, so
   the message is never deleted before the object exists and never lost to the DLQ by an outage;
@@ -34,7 +35,7 @@ import dataclasses
 import datetime
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -49,9 +50,14 @@ from refresh_operator.coalescing import Coalescer, Timing
 from refresh_operator.context import OperatorContext
 from refresh_operator.events import InvalidEvent, ParameterChangeEvent, parse_envelope
 from refresh_operator.kube import KubeError
-from refresh_operator.parameter_store import ParameterSnapshot, ParameterStoreError, read_parameter
+from refresh_operator.parameter_store import (
+    ParameterSnapshot,
+    ParameterStoreError,
+    deletion_key_time,
+    read_parameter,
+)
 from refresh_operator.recorder import Recorder
-from refresh_operator.routes import Route
+from refresh_operator.routes import Route, RouteError
 
 logger = logging.getLogger("refresh_operator.consumer")
 T = TypeVar("T")
@@ -68,31 +74,6 @@ RECEIPT_GONE = frozenset(
 
 def _event_time(event: ParameterChangeEvent) -> datetime.datetime:
     return event.time
-
-
-def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
-    """When a deletion is ordered: the last microsecond of the event's time.
-
-    EventBridge's `time` has whole seconds, while LastModifiedDate has milliseconds, so the write that
-    was deleted may carry a later timestamp within the same second than the event. The deletion happened
-    before the end of that second, after every write it removed. Never use this alone for a read that
-    found nothing: see `deletion_key_time`.
-    """
-    if event_time.microsecond:
-        return event_time
-    return event_time + datetime.timedelta(microseconds=999_999)
-
-
-def deletion_key_time(event_time: datetime.datetime, observed: datetime.datetime) -> datetime.datetime:
-    """When a read that found nothing orders its deletion: the end of the event's second, but never later
-    than the moment that read started (`observed`).
-
-    The parameter was already gone when the read started, so a re-create after it carries a later
-    LastModifiedDate. Without the cap, a delete observed early in a second (or a redelivered message for
-    an already deleted name) outranked a re-create later in that same second, and every instance kept
-    the tombstone for good: versions only move forward and a tombstone beats anything older.
-    """
-    return min(deletion_time(event_time), observed.astimezone(datetime.UTC))
 
 
 def _utcnow() -> datetime.datetime:
@@ -286,6 +267,7 @@ class Consumer:
         matches = self._context.routes.match(name)
         if not matches:
             return "unrouted"
+        self._prefetch_discovery(matches)
         with_value = any(route.refresh.payload == "value" for route, _ in matches)
         snapshot = await self._read_once(name, with_value=with_value)
         if snapshot is None:
@@ -301,6 +283,18 @@ class Consumer:
         if any(outcome is None for outcome in outcomes):
             return "error"
         return "created" if any(outcomes) else "duplicate"
+
+    def _prefetch_discovery(self, matches: Sequence[tuple[Route, dict[str, str]]]) -> None:
+        """Each claiming route's discovery starts now, beside the read and the create (cloudmap.prefetch)."""
+        if self._context.discovery.active:
+            for route, scope in matches:
+                with contextlib.suppress(RouteError):  # a bad query: the rollout reports it
+                    self._context.discovery.start(
+                        self._context.clients.servicediscovery,
+                        namespace=route.cloud_map_namespace,
+                        service=route.cloud_map_service,
+                        query_parameters=route.query_for(scope),
+                    )
 
     async def _hold(self, name: str, outcome: str) -> None:
         """The key's run covers the fan-outs it created: wait until their rollouts finish (coalescing.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from refresh_operator.aws import AwsClients, Blocking
+from refresh_operator.cloudmap.prefetch import DiscoveryPrefetch
 from refresh_operator.kube import Kube
 from refresh_operator.routes import RouteIndex
 from refresh_operator.settings import OperatorSettings
@@ -23,3 +24,5 @@ class OperatorContext:
     kube: Kube
     routes: RouteIndex
     values: ValueCache
+    discovery: DiscoveryPrefetch = dataclasses.field(default_factory=DiscoveryPrefetch)
+    """Cloud Map discoveries the consumer starts with a change and the rollouts take."""

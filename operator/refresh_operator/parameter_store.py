@@ -133,3 +133,28 @@ def list_parameters(ssm: Any, *, prefix: str, with_value: bool) -> tuple[list[Pa
         token = response.get("NextToken")
         if not token:
             return found, calls
+
+
+def deletion_time(event_time: datetime.datetime) -> datetime.datetime:
+    """When a deletion is ordered: the last microsecond of the event's time.
+
+    EventBridge's `time` has whole seconds, while LastModifiedDate has milliseconds, so the write that
+    was deleted may carry a later timestamp within the same second than the event. The deletion happened
+    before the end of that second, after every write it removed. Never use this alone for a read that
+    found nothing: see `deletion_key_time`.
+    """
+    if event_time.microsecond:
+        return event_time
+    return event_time + datetime.timedelta(microseconds=999_999)
+
+
+def deletion_key_time(event_time: datetime.datetime, observed: datetime.datetime) -> datetime.datetime:
+    """When a read that found nothing orders its deletion: the end of the event's second, but never later
+    than the moment that read started (`observed`).
+
+    The parameter was already gone when the read started, so a re-create after it carries a later
+    LastModifiedDate. Without the cap, a delete observed early in a second (or a redelivered message for
+    an already deleted name) outranked a re-create later in that same second, and every instance kept
+    the tombstone for good: versions only move forward and a tombstone beats anything older.
+    """
+    return min(deletion_time(event_time), observed.astimezone(datetime.UTC))

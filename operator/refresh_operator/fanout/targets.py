@@ -15,6 +15,7 @@ from typing import Any
 
 from refresh_operator.cloudmap.client import IPV4_ATTRIBUTE, PORT_ATTRIBUTE, Instance
 from refresh_operator.cloudmap.discovery import healthy_instances
+from refresh_operator.cloudmap.prefetch import HealthyInstances
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,13 @@ async def discover_instances(
     service: str,
     query_parameters: Mapping[str, str],
     default_port: int | None = None,
+    source: HealthyInstances = healthy_instances,
 ) -> list[Target]:
     """The HEALTHY instances of ``namespace``/``service`` whose attributes match every query parameter,
     as targets sorted by instance id. An instance without ``AWS_INSTANCE_PORT`` gets ``default_port``; one
-    without an address is skipped (and logged). Raises ``cloudmap.DiscoveryError`` when Cloud Map fails."""
-    found = await healthy_instances(
-        client, namespace=namespace, service=service, query_parameters=query_parameters
-    )
+    without an address is skipped (and logged). Raises ``cloudmap.DiscoveryError`` when Cloud Map fails.
+    ``source`` asks Cloud Map; the rollouts pass their ``DiscoveryPrefetch`` (cloudmap.prefetch)."""
+    found = await source(client, namespace=namespace, service=service, query_parameters=query_parameters)
     return targets_of(found, default_port)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -54,7 +55,7 @@ class Rollouts:
         *,
         context: OperatorContext,
         fanout: WaveFanOut,
-        discover: Discover = discover_instances,
+        discover: Discover | None = None,
     ) -> None:
         self._context = context
         self._credentials = credentials_from_settings(context.settings)
@@ -69,7 +70,8 @@ class Rollouts:
                 status_patch_interval_seconds=context.settings.status_patch_interval_seconds,
             ),
             cloud_map=context.clients.servicediscovery,
-            discover=discover,
+            discover=discover
+            or functools.partial(discover_instances, source=context.discovery.healthy_instances),
             routing=self._admission.routing,
             writer=self._writer,
             supersession=self._supersession,
@@ -98,6 +100,7 @@ class Rollouts:
             return
         if subject.phase == HALTED and not resume:
             return  # waits for `configctl rollout resume|abort`
+        self._context.discovery.rollout_started()
         order = ConfigRefreshSpec.from_body(spec)
         parameter = order.parameter
         try:

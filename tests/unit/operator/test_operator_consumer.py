@@ -16,8 +16,9 @@ from configrefresh_api.times import parse_time
 from configrefresh_api.versions import VersionKey
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.coalescing import Timing
-from refresh_operator.consumer import Consumer, deletion_key_time, deletion_time
+from refresh_operator.consumer import Consumer
 from refresh_operator.context import OperatorContext
+from refresh_operator.parameter_store import deletion_key_time, deletion_time
 from refresh_operator.routes import RouteIndex, route_from_object
 from refresh_operator.settings import load_settings
 from refresh_operator.values import ValueCache
