@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from refresh_operator import kube, memory, metrics, retention
+from refresh_operator import collector, kube, memory, metrics, retention
 from refresh_operator.antientropy import AntiEntropy
 from refresh_operator.aws import AwsClients, Blocking, make_clients
 from refresh_operator.backoff import doubling
@@ -107,6 +107,7 @@ class Runtime:
                 memory.trim_periodically(self._stop, run=self.blocking.call), name="config-refresh-trim"
             ),
         ]
+        collector.settle_after_startup()
 
     async def _read_peering(self, peering: Peering) -> dict[str, Any] | None:
         return await self.blocking.call(self.kube.get_peering, peering)
