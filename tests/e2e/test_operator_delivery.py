@@ -142,7 +142,8 @@ class DeliveryClock:
 def test_a_burst_of_a_hundred_writes_on_a_loaded_machine_keeps_the_documented_bound(stack: Stack) -> None:
     """docs/operator.md: a burst that reaches the operator over D seconds makes at most
     2 + ceil((D - 1 s) / 2 s) rollouts (three for 1-3 s), plus one per delivery gap of more than 0.5 s that
-    falls outside a run, also while every core is busy; the last version lands everywhere."""
+    falls outside a run and one for a second delivery that comes alone during the first fan-out, also while
+    every core is busy; the last version lands everywhere."""
     name = f"{stack.local_aws.prefix}orders/loaded-burst"
     with cpu_burners(), DeliveryClock(stack) as deliveries:
         started = time.monotonic()
@@ -165,10 +166,15 @@ def test_a_burst_of_a_hundred_writes_on_a_loaded_machine_keeps_the_documented_bo
         )
     phases = sorted((o["spec"]["parameter"]["version"], o["status"]["phase"]) for o in objects)
     span, gaps, bound = deliveries.bound()
+    # The documented bound's last clause: a second delivery that comes alone during the first fan-out runs
+    # as that run's hold ends, and can add a run; the operator logs it, at most once per quiet period.
+    lone = stack.operator.log_text().count(f"Change of {name} came during the previous run's hold")
     print(
         f"\nloaded burst of 100 writes in {written:.2f} s, delivered over {span:.2f} s with {gaps} gap(s) "
-        f"over 0.5 s: {len(objects)} rollouts (bound {bound}): {phases}"
+        f"over 0.5 s and {lone} lone delivery during a hold: {len(objects)} rollouts (bound {bound + lone}):"
+        f" {phases}"
     )
     assert deliveries.increases, "the operator counted the burst's deliveries"
-    assert len(objects) <= bound, (written, span, gaps, phases)
+    assert lone <= 1, "a lone delivery during a hold ran at its end more than once in one burst"
+    assert len(objects) <= bound + lone, (written, span, gaps, lone, phases)
     assert phases[-1] == (last, "Succeeded"), phases
