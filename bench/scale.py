@@ -329,6 +329,7 @@ def push_at_scale(
     result.notes.append(scale_profile.SCALE_HISTORY_NOTE)
     result.notes.append(scale_profile.waits_note(log_text))
     result.notes.append(scale_profile.SCALE_TAIL_NOTE)
+    result.notes.append(scale_profile.SCALE_SETTLED_NOTE)
     if timeline:
         result.tables.append(scale_profile.stages_table(timeline, f"{instances:,} instances"))
     if profile is not None:
