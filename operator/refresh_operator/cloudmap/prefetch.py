@@ -12,7 +12,8 @@ What the rollout takes is as fresh as the change: a prefetch is used only by a r
 itself), and each is taken once, so a later look (the departures check after a fan-out) asks again. A
 prefetch that failed is not an answer: the rollout asks again and keeps its own retries. A replica whose
 kopf handlers are paused (peering: another replica runs the rollouts) would only add calls, so prefetching
-is on only while this replica has started a rollout in the last ``ACTIVE_SECONDS``.
+is on only while this replica has started a rollout in the last ``ACTIVE_SECONDS`` (a replica that has
+just become standby still prefetches for that long: one DiscoverInstances more per change it receives).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class DiscoveryPrefetch:
     ) -> list[Instance]:
         """The prefetched answer when one started within ``fresh_seconds``, else Cloud Map's answer now."""
         entry = self._pending.pop(_key(namespace, service, query_parameters), None)
+        self._expire()  # what no rollout took (a duplicate create, another replica's rollout) goes now
         if entry is not None:
             started, task = entry
             if self._clock() - started <= self._fresh:

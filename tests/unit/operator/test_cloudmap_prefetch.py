@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from refresh_operator.aws import AwsClients, Blocking
 from refresh_operator.cloudmap import DiscoveryError, Instance
@@ -147,6 +148,22 @@ async def test_pending_prefetches_are_bounded() -> None:
     assert len(cloud_map.calls) == asked + 1  # "a" was displaced by "c": asked again
     await found.healthy_instances(None, namespace="n", service="c", query_parameters={})
     assert len(cloud_map.calls) == asked + 1  # "c" is still there
+
+
+def unused_prefetches() -> float:
+    value = REGISTRY.get_sample_value("config_refresh_discovery_prefetches_total", {"outcome": "unused"})
+    return value or 0.0
+
+
+async def test_a_prefetch_no_rollout_took_is_dropped_once_stale() -> None:
+    cloud_map, clock = CloudMap(), Clock()
+    found = prefetch(cloud_map, clock)
+    found.start(None, namespace="n", service="a", query_parameters={})
+    await asyncio.sleep(0.01)
+    before = unused_prefetches()
+    clock.now += 1.5
+    await ask(found)  # another service's rollout
+    assert unused_prefetches() == before + 1
 
 
 async def test_the_consumer_starts_the_route_s_discovery_with_the_change() -> None:
