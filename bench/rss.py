@@ -30,6 +30,8 @@ PROFILE_COMMAND = "python -m bench --only rss"
 TRACED_DEADLINE_SECONDS = 900
 MAX_CHANNELS = int(OperatorSettings.model_fields["max_channels"].default)
 """The operator's default bound on warm channels."""
+WARM_FLEET = 1000
+"""The fleet the scale row's latency target is set for: its channels must stay warm to meet it."""
 SETTLE_SECONDS = int(2 * TRIM_INTERVAL_SECONDS + 5)
 """After every route is Ready: the burst's connections closed and at least one trim since it ended."""
 
@@ -428,12 +430,15 @@ def where_it_goes(
             " the lever is how many are kept warm (CONFIG_REFRESH_MAX_CHANNELS)."
         )
     budget = RSS_BYTES / 2**10  # KiB
-    room = budget - shipped.idle_rss
+    # The trim and the collector return the startup burst's memory over a minute: the settled reading
+    # is what the routes cost, the one at Ready still holds the burst.
+    indexed = shipped.settled_rss or shipped.idle_rss
+    room = budget - indexed
     if room < 0:
         notes.append(
             f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB. With the"
-            f" {routes:,} routes indexed and before any rollout the operator is at"
-            f" {shipped.idle_rss / 1024:.0f} MiB, so the target is out of reach at this size whatever the"
+            f" {routes:,} routes indexed and settled, before any rollout, the operator is at"
+            f" {indexed / 1024:.0f} MiB, so the target is out of reach at this size whatever the"
             f" channel bound: it would need the no-route process and the routes together"
             f" {-room / 1024:.0f} MiB smaller (fewer libraries imported, kopf's listing of the routes kept"
             " in chunks and freed), and then a bound of a few hundred channels, i.e. a reconnect on most"
@@ -442,7 +447,24 @@ def where_it_goes(
     elif alone is not None:
         notes.append(
             f"What the target needs: {RSS_BYTES / 1e6:.0f} MB is {budget / 1024:.0f} MiB; with the routes"
-            f" indexed there is room for {room / max(alone[0], 1):,.0f} warm channels at {alone[0]:.0f} KiB"
-            " each."
+            f" indexed and settled there is room for {room / max(alone[0], 1):,.0f} warm channels at"
+            f" {alone[0]:.0f} KiB each."
+        )
+    if alone is not None:
+        floor = shipped.base_rss + ours / 1024 + WARM_FLEET * alone[0]
+        notes.append(
+            f"The floor of the peak, short of dropping a library: the no-route process"
+            f" ({shipped.base_rss / 1024:.0f} MiB), the routes' own objects ({ours / 2**20:.0f} MiB, with"
+            f" nothing of the listing's burst left and no allocator slack at all) and a {WARM_FLEET:,}"
+            f"-instance fleet kept warm, the scale row's ({WARM_FLEET:,} x {alone[0]:.0f} KiB ="
+            f" {WARM_FLEET * alone[0] / 1024:.0f} MiB): {floor / 1024:.0f} MiB against"
+            f" {budget / 1024:.0f} MiB. "
+            + (
+                "So at this size the memory target and the 1,000-instance latency target (which needs"
+                " those channels warm: the cold row measures a reconnect) cannot both be met by this"
+                " process; a bound below the fleet trades one for the other."
+                if floor > budget
+                else "Within the target: what is above it is the burst's memory not yet returned."
+            )
         )
     return notes

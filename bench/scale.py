@@ -13,7 +13,8 @@ fake endpoints served by 2 processes (devstack.services.endpoints), each at its 
   Store reads counted at the endpoint. Two routes over the same 1,000 instances (two prefixes): one at
   the route's default `refresh.maxConcurrency` (64: the engine keeps 64 calls in flight), one at 1,000
   (one call per instance at once); 5 runs of 20 changes each, the two alternating run by run. The target
-  is checked at the default.
+  is checked at the default. Each endpoint host settles its garbage collector once serving, as
+  config-service does (one host's full collection would stall 500 endpoints at once).
 - operator memory: 10,000 instances registered in Cloud Map across 1,000 ConfigRoutes (route r has
   prefix /config-service/t<r>/ and discovers the 10 instances whose attribute tenant = t<r>). Each
   instance is its own endpoint at its own address (10,000 distinct addresses: all of 127.0.0.0/8 is
@@ -330,6 +331,7 @@ def push_at_scale(
     result.notes.append(scale_profile.waits_note(log_text))
     result.notes.append(scale_profile.SCALE_TAIL_NOTE)
     result.notes.append(scale_profile.SCALE_SETTLED_NOTE)
+    result.notes.append(scale_profile.SCALE_ENDPOINT_COLLECTOR_NOTE)
     if timeline:
         result.tables.append(scale_profile.stages_table(timeline, f"{instances:,} instances"))
     if profile is not None:

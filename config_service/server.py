@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from config_service import registration
+from config_service import collector, registration
 from config_service.auth import (
     CONFIG_SERVICE_PREFIX,
     PROTECTED_SERVICE,
@@ -290,7 +290,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    boot = asyncio.create_task(service.bootstrap(), name="bootstrap")
+    boot = asyncio.create_task(_bootstrap_then_settle(service), name="bootstrap")
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({boot, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if boot.done() and boot.exception() is not None:
@@ -304,6 +304,11 @@ async def serve(settings: Settings) -> int:
         await boot
     await service.stop()
     return 0
+
+
+async def _bootstrap_then_settle(service: Service) -> None:
+    await service.bootstrap()
+    collector.settle()  # what the process keeps is built now; see config_service.collector
 
 
 def _health_listener(health: health_aio.HealthServicer, name: str) -> Callable[[Phase], Awaitable[None]]:

@@ -33,6 +33,7 @@ def test_the_rss_row_profiles_the_operator_it_measures(control_plane: ControlPla
     assert any(
         note.startswith(f"{rss.SETTLE_SECONDS} s after every route is Ready") for note in measured.notes
     )
+    assert any(note.startswith("The floor of the peak") for note in measured.notes)
     assert measured.checks[0].met is not None
 
     assert {path.name for path in tmp_path.glob("*.snapshot")} == {

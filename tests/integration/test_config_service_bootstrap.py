@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 
+from configrefresh.v1 import refresh_service_pb2 as pb
 from devstack.aws.local_aws import LocalAws
 from devstack.fixtures.services import FleetFactory
 
@@ -80,3 +83,30 @@ def test_a_restarted_instance_bootstraps_again_on_the_same_ports(
     assert instance.refresh_address == address
     entry = instance.get_config(names[0])
     assert (entry.value, entry.version) == ("after-restart", 2)
+
+
+def test_a_serving_instance_settles_its_collector_once_and_still_applies_refreshes(
+    local_aws: LocalAws, service_fleet: FleetFactory
+) -> None:
+    names = put_parameters(local_aws, 2)
+    instance = service_fleet(1, local_aws=local_aws)[0]
+    deadline = time.monotonic() + 30
+    while '"garbage collector settled"' not in instance.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # it runs right after SERVING is reported
+    settled = [
+        json.loads(line) for line in instance.log_text().splitlines() if '"garbage collector settled"' in line
+    ]
+    assert len(settled) == 1, instance.log_tail()
+    assert settled[0]["frozen_objects"] > 10_000, "the libraries and the loaded cache are frozen"
+    assert settled[0]["young_generation_threshold"] == 20_000
+    change = pb.RefreshRequest(
+        refresh_id="it",
+        parameter_name=names[0],
+        version=2,
+        operation=pb.OPERATION_UPSERT,
+        payload_mode=pb.PAYLOAD_MODE_VALUE,
+        value="after-settle",
+    )
+    change.last_modified.FromDatetime(datetime.now(UTC) + timedelta(minutes=2))
+    assert instance.refresh(change).result == pb.REFRESH_RESULT_APPLIED
+    assert instance.get_config(names[0]).value == "after-settle"

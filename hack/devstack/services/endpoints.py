@@ -233,6 +233,11 @@ async def _serve(first: int, count: int, kind: Kind, secure_dir: Path | None = N
             addresses.append(f"{host}:{listen(server, host)}")
         await server.start()
         servers.append(server)
+    # Each endpoint stands in for a config-service process, which settles its collector once serving
+    # (config_service.collector); here one full collection would stall 500 endpoints at once.
+    from config_service import collector
+
+    collector.settle()
     print(json.dumps(addresses), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     await asyncio.gather(*(server.stop(grace=None) for server in servers))
