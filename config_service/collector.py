@@ -10,7 +10,8 @@ of the middle generation in 90 rollouts of 1,000 targets; settled as below, none
 `settle()` runs one full collection, freezes what survived (`gc.freeze()`: those objects are still freed
 by reference counting, only skipped by the cyclic collector), and lets the young generation grow larger
 before it is collected, so the objects of one Refresh mostly die young. Only `serve()` (the standalone
-process) calls it: a service embedding the cache keeps its own collector settings.
+process) has it run, just before the instance reports SERVING, so the one full collection pauses no
+caller; a service embedding the cache keeps its own collector settings.
 """
 
 from __future__ import annotations

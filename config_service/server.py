@@ -104,8 +104,10 @@ class Service:
             },
         )
 
-    async def bootstrap(self) -> None:
-        """Load every prefix, then report SERVING, register in Cloud Map and start the TTL re-reads."""
+    async def bootstrap(self, *, settle_collector: bool = False) -> None:
+        """Load every prefix, then report SERVING, register in Cloud Map and start the TTL re-reads.
+        `settle_collector` (the standalone process only): settle the garbage collector before SERVING,
+        so its one full collection pauses no caller (config_service.collector)."""
         await bootstrap(
             cache=self.cache,
             store=self.store,
@@ -115,6 +117,8 @@ class Service:
         )
         if self.local is not None:
             await self.local.ready()  # the files exist before the instance reports SERVING
+        if settle_collector:
+            collector.settle()
         await self.lifecycle.set(Phase.SERVING)
         if self.registration is not None:
             await self.registration.register()
@@ -290,7 +294,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    boot = asyncio.create_task(_bootstrap_then_settle(service), name="bootstrap")
+    boot = asyncio.create_task(service.bootstrap(settle_collector=True), name="bootstrap")
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({boot, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if boot.done() and boot.exception() is not None:
@@ -304,11 +308,6 @@ async def serve(settings: Settings) -> int:
         await boot
     await service.stop()
     return 0
-
-
-async def _bootstrap_then_settle(service: Service) -> None:
-    await service.bootstrap()
-    collector.settle()  # what the process keeps is built now; see config_service.collector
 
 
 def _health_listener(health: health_aio.HealthServicer, name: str) -> Callable[[Phase], Awaitable[None]]:
