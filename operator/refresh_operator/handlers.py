@@ -211,6 +211,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 generation=int(meta.get("generation") or 0),
                 post_event=post_event,
                 retry=retry,
+                uid=meta.uid or "",
             )
         except RetryLater as later:
             raise kopf.TemporaryError(str(later), delay=later.delay) from None
@@ -243,7 +244,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         generation = int(meta.get("generation") or 0)
         if str(new).startswith("abort"):
             await runtime.rollouts.abort(
-                namespace=namespace, name=name, current=current, generation=generation, post_event=post_event
+                namespace=namespace,
+                name=name,
+                current=current,
+                generation=generation,
+                post_event=post_event,
+                uid=meta.uid or "",
             )
             return
         if str(new).startswith("resume"):
@@ -257,6 +263,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                     generation=generation,
                     post_event=post_event,
                     resume=True,
+                    uid=meta.uid or "",
                 )
             except RetryLater as later:
                 raise kopf.TemporaryError(str(later), delay=later.delay) from None

@@ -26,6 +26,11 @@ ROLLOUTS = Counter(
     "ConfigRefresh rollouts finished, by final phase.",
     ["phase"],
 )
+STALE_RUNS_SKIPPED = Counter(
+    "config_refresh_rollout_stale_runs_skipped_total",
+    "Rollout handler runs skipped because this process had already ended (or halted) that rollout: kopf "
+    "handed over a copy of the object from before its final status (an operator behind on its watch).",
+)
 ROLLOUT_DURATION = Histogram(
     "config_refresh_rollout_duration_seconds",
     "Time from a rollout's start (handler) to its final status.",

@@ -9,6 +9,8 @@ scheduling.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from configrefresh.v1 import refresh_service_pb2 as pb
@@ -56,3 +58,20 @@ def short(text: str | None) -> str:
     """An error detail on one line, cut to MAX_DETAIL characters."""
     text = (text or "").strip().replace("\n", " ")
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+CHANNEL_CLOSED_ERROR = "the call was cancelled by this operator: its channel was closed before the call ended"
+
+
+def being_cancelled() -> bool:
+    """Whether the running task has been asked to stop (``Task.cancel()``), rather than handed a
+    CancelledError by something it awaited."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def channel_closed() -> AttemptFailed:
+    """A call grpc.aio cancelled on this side although nothing stopped the rollout: its channel was closed
+    under it (evicted from the pool, and still running when the eviction's grace ran out, as on a loaded
+    operator). Not the instance's fault: retried, on a new channel."""
+    return AttemptFailed(code="CANCELLED", detail=CHANNEL_CLOSED_ERROR, retryable=True)

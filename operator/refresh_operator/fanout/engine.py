@@ -34,6 +34,8 @@ from refresh_operator.fanout.attempts import (
     RESULTS,
     RETRYABLE_CODES,
     AttemptFailed,
+    being_cancelled,
+    channel_closed,
     is_retryable,
     short,
 )
@@ -347,6 +349,11 @@ class FanOut:
                 raise AttemptFailed(
                     code=code.name, detail=short(exc.details()), retryable=is_retryable(code)
                 ) from None
+            except asyncio.CancelledError:
+                breaker.release()
+                if being_cancelled():
+                    raise  # the rollout is stopping (superseded, or the operator shuts down)
+                raise channel_closed() from None
             except BaseException:
                 breaker.release()
                 raise

@@ -29,6 +29,8 @@ class Subject:
     current: Mapping[str, Any]
     """`status` as it was when the handler started."""
     post_event: EventPoster
+    uid: str = ""
+    """metadata.uid: an object deleted and created again under the same name is another rollout."""
 
     @property
     def phase(self) -> str | None:

@@ -94,12 +94,26 @@ class Rollouts:
         post_event: EventPoster,
         retry: int = 0,
         resume: bool = False,
+        uid: str = "",
     ) -> None:
-        subject = Subject(namespace, name, generation, current, post_event)
+        subject = Subject(namespace, name, generation, current, post_event, uid)
+        settled = self._writer.settled(subject)
+        if settled is not None and not (resume and settled == HALTED):
+            # kopf handed over a copy of the object from before this process ended the rollout.
+            metrics.STALE_RUNS_SKIPPED.inc()
+            logger.info(
+                "ConfigRefresh %s/%s already ended %s here; a handler run on an older copy does nothing",
+                namespace,
+                name,
+                settled,
+            )
+            return
         if subject.phase in status.TERMINAL_PHASES:
             return
         if subject.phase == HALTED and not resume:
             return  # waits for `configctl rollout resume|abort`
+        if resume:
+            self._writer.reopen(subject)
         self._context.discovery.rollout_started()
         order = ConfigRefreshSpec.from_body(spec)
         parameter = order.parameter
@@ -178,13 +192,14 @@ class Rollouts:
         current: Mapping[str, Any],
         generation: int,
         post_event: EventPoster,
+        uid: str = "",
     ) -> None:
         """A Halted rollout is given up: Failed, with an Aborted condition; instances keep what they hold."""
         if current.get("phase") != HALTED:
             return
         message = "aborted by request while halted; instances not yet refreshed keep their version"
         await self._writer.finish(
-            Subject(namespace, name, generation, current, post_event),
+            Subject(namespace, name, generation, current, post_event, uid),
             phase=status.FAILED,
             extra={},
             conditions=[

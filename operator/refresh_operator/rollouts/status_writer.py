@@ -9,6 +9,7 @@ holds as `already_done`, and only unacknowledged instances are called again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -30,6 +31,10 @@ logger = logging.getLogger("refresh_operator.rollouts")
 MUST_ATTEMPTS = 5
 """A status patch that must land (a final phase) is tried this many times before the handler retries."""
 
+SETTLED_MEMORY = 4096
+"""How many rollouts the process remembers having ended or halted (about 150 bytes each): enough for every
+rollout of a burst across a thousand routes, while kopf may still hand over older copies of them."""
+
 
 class StatusWriter:
     """Patches ConfigRefresh status and the Halted label; shared by every rollout of the process."""
@@ -38,6 +43,28 @@ class StatusWriter:
         self._blocking = blocking
         self._kube = kube_api
         self._values = values
+        self._settled: collections.OrderedDict[tuple[str, str, str], str] = collections.OrderedDict()
+
+    def settled(self, subject: Subject) -> str | None:
+        """The phase this process wrote when the rollout ended (or halted), if it still remembers it.
+
+        Why: kopf runs a handler with the object as its watch last delivered it, and waits only a few
+        seconds for its own patches to come back through the watch. On an operator behind on its watch
+        (a burst over a thousand routes) the rollout handler ran again on a copy taken before the rollout
+        ended, still InProgress, and fanned out again: duplicate calls to every instance at the worst
+        moment, and a Succeeded rollout could end up Failed. The status patch itself is not read back."""
+        return self._settled.get(_settled_key(subject))
+
+    def reopen(self, subject: Subject) -> None:
+        """A Halted rollout resumed by request: it runs again, so it is no longer settled."""
+        self._settled.pop(_settled_key(subject), None)
+
+    def _settle(self, subject: Subject, phase: str) -> None:
+        key = _settled_key(subject)
+        self._settled[key] = phase
+        self._settled.move_to_end(key)
+        while len(self._settled) > SETTLED_MEMORY:
+            self._settled.popitem(last=False)
 
     async def patch(self, namespace: str, name: str, patch: Mapping[str, Any], *, must: bool = False) -> None:
         """Merge `patch` into status. A vanished object is fine; a failed progress patch is logged, a
@@ -89,6 +116,7 @@ class StatusWriter:
         if "startedAt" not in existing and "startedAt" not in extra:
             patch["startedAt"] = patch["completedAt"]
         await self.patch(subject.namespace, subject.name, patch, must=True)
+        self._settle(subject, phase)
         self._values.fan_out_done(subject.namespace, subject.name)
         metrics.ROLLOUTS.labels(phase).inc()
         if existing.get("phase") == HALTED:
@@ -119,8 +147,13 @@ class StatusWriter:
             },
             must=True,
         )
+        self._settle(subject, HALTED)
         self._values.fan_out_done(subject.namespace, subject.name)
         metrics.ROLLOUTS.labels(HALTED).inc()
+
+
+def _settled_key(subject: Subject) -> tuple[str, str, str]:
+    return (subject.namespace, subject.name, subject.uid)
 
 
 @dataclasses.dataclass

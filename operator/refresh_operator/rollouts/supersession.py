@@ -133,8 +133,11 @@ class Supersession:
                 or older.key >= key
             ):
                 continue
-            generation = int((item.get("metadata") or {}).get("generation") or 1)
-            halted = Subject(namespace, name, generation, current, lambda *_: None)
+            metadata = item.get("metadata") or {}
+            generation = int(metadata.get("generation") or 1)
+            halted = Subject(
+                namespace, name, generation, current, lambda *_: None, str(metadata.get("uid", ""))
+            )
             await self.mark_superseded(halted, successor)
             post_event("Normal", "TookOver", f"the Halted rollout {name} of an older version is Superseded")
 

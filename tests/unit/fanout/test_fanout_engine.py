@@ -533,6 +533,38 @@ async def test_a_channel_closed_to_make_room_lets_its_running_call_finish(
         await channels.aclose()
 
 
+async def test_a_call_cut_by_its_evicted_channel_closing_is_retried_on_a_new_channel(
+    fleet_factory: Callable[..., Awaitable[Fleet]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a loaded operator a call can outlive the eviction's grace; grpc.aio then cancels it on this side
+    # and raises CancelledError. That must be one failed attempt, not "the rollout was stopped".
+    monkeypatch.setattr("refresh_operator.fanout.channels.EVICTION_GRACE_SECONDS", 0.05)
+    fleet = await fleet_factory([hang(), answer()], [answer()])
+    slow, other = fleet.targets
+    channels = ChannelPool(max_channels=1)
+    engine = FanOut(channels=channels, breakers=BreakerRegistry())
+    patient = RefreshPolicy(
+        timeout_seconds=30.0, max_attempts=3, deadline_seconds=60.0, backoff_base_seconds=0.01
+    )
+    cancelled_before = attempts_counted("CANCELLED")
+    try:
+        running = asyncio.create_task(engine.run(targets=[slow], request=REQUEST, policy=patient))
+        await fleet.servicers["i-000"].called.wait()
+        [outcome] = await engine.run(targets=[other], request=REQUEST, policy=patient)  # evicts `slow`
+        assert outcome.result is Result.APPLIED
+        [outcome] = await asyncio.wait_for(running, 20)
+        assert outcome.result is Result.APPLIED, outcome.error
+        assert outcome.attempts == 2
+        assert fleet.servicers["i-000"].calls == 2
+        assert attempts_counted("CANCELLED") == cancelled_before + 1
+    finally:
+        await channels.aclose()
+
+
+def attempts_counted(code: str) -> float:
+    return REGISTRY.get_sample_value("config_refresh_refresh_attempts_total", {"code": code}) or 0.0
+
+
 async def test_a_resumed_rollout_keeps_its_original_deadline(
     fleet_factory: Callable[..., Awaitable[Fleet]], fanout: FanOut
 ) -> None:

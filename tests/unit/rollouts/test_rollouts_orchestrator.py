@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from configrefresh_api.labels import LABEL_HALTED
 from configrefresh_api.times import canonical_time
@@ -84,7 +85,13 @@ class Harness:
         self.values.put(NS, name, snapshot)
 
     async def run(
-        self, name: str, version: int, *, current: dict[str, Any] | None = None, resume: bool = False
+        self,
+        name: str,
+        version: int,
+        *,
+        current: dict[str, Any] | None = None,
+        resume: bool = False,
+        uid: str = "uid-1",
     ) -> None:
         await self.rollouts.run(
             namespace=NS,
@@ -96,6 +103,7 @@ class Harness:
                 (kind, reason, message)
             ),
             resume=resume,
+            uid=uid,
         )
 
     def reasons(self, name: str) -> list[str]:
@@ -131,6 +139,52 @@ async def test_every_instance_applied_is_succeeded_with_the_latency_from_commit(
     assert h.fanout.calls == [["i-00", "i-01", "i-02"]]
     assert h.fanout.requests[0].value == "value-3"
     assert h.reasons("r-v3") == ["Started", "Succeeded"]
+
+
+async def test_a_handler_run_on_a_copy_from_before_the_end_does_nothing(make: Callable[..., Harness]) -> None:
+    # kopf, behind on its watch, hands the handler the object as it was before the final status: still
+    # InProgress. The rollout this process ended is not fanned out again, nor its final status rewritten.
+    h = make(found=targets(2), answer=lambda _: Result.APPLIED)
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    assert h.kube.final("r-v3")["phase"] == status.SUCCEEDED
+    patches, calls = len(h.kube.status_patches), len(h.fanout.calls)
+    skipped = stale_runs_skipped()
+    h.fanout.answer = lambda _: Result.FAILED  # a second fan-out would now fail: it must not happen
+    await h.run("r-v3", 3, current=h.kube.patches_of("r-v3")[0])
+    assert h.kube.patches_of("r-v3")[0]["phase"] == status.IN_PROGRESS  # the copy handed over
+    assert (len(h.kube.status_patches), len(h.fanout.calls)) == (patches, calls)
+    assert h.kube.final("r-v3")["phase"] == status.SUCCEEDED
+    assert stale_runs_skipped() == skipped + 1
+
+    # The same name deleted and created again is another object (another uid): it rolls out.
+    await h.run("r-v3", 3, uid="uid-2")
+    assert len(h.fanout.calls) == calls + 1
+    assert h.kube.final("r-v3")["phase"] == status.FAILED
+
+
+async def test_a_stale_copy_of_a_halted_rollout_waits_and_resume_still_runs_it(
+    make: Callable[..., Harness],
+) -> None:
+    rollout = {"waves": ["1", "100%"], "bakeSeconds": 0, "failureThreshold": 0}
+    h = make(
+        found=targets(2),
+        answer=lambda t: Result.FAILED if t.instance_id == "i-00" else Result.APPLIED,
+        rollout=rollout,
+    )
+    h.cache("r-v3", 3)
+    await h.run("r-v3", 3)
+    halted = h.kube.final("r-v3")
+    assert halted["phase"] == "Halted"
+    await h.run("r-v3", 3, current=h.kube.patches_of("r-v3")[0])  # InProgress: older than the halt
+    assert h.fanout.calls == [["i-00"]]
+    await h.run("r-v3", 3, current=halted, resume=True)
+    assert h.fanout.calls == [["i-00"], ["i-01"]]
+    assert h.kube.final("r-v3")["phase"] == status.PARTIALLY_FAILED
+
+
+def stale_runs_skipped() -> float:
+    return REGISTRY.get_sample_value("config_refresh_rollout_stale_runs_skipped_total") or 0.0
 
 
 async def test_some_instances_failing_is_partially_failed_naming_them(make: Callable[..., Harness]) -> None:
