@@ -69,6 +69,10 @@ __all__ = [
 
 Security = Literal["plaintext", "tls-token"]
 SECURITIES: tuple[Security, ...] = ("plaintext", "tls-token")
+SECURITY_NAMES: dict[Security, str] = {
+    "plaintext": "plaintext, no token: loopback only",
+    "tls-token": "TLS + bearer token",
+}
 SERVER_NAME = "config-service.local"
 """The name every instance's serving certificate carries (devstack.services.fleet) and a TLS route checks."""
 
@@ -212,7 +216,7 @@ class Stack:
             fleet.wait_serving(max(120.0, 3.0 * instances))
             say(
                 f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
-                f" {port}  ({time.monotonic() - started:.1f} s)"
+                f" {port} ({SECURITY_NAMES[security]})  ({time.monotonic() - started:.1f} s)"
             )
             env = operator_environment(
                 parts.control_plane,
