@@ -5,7 +5,9 @@ channel per instance; after `CONFIG_REFRESH_CHANNEL_IDLE_SECONDS` unused (10 min
 fan-out's pool closes it and gRPC drops the connection (`grpc.client_idle_timeout_ms`), so the next change
 pays a TCP connect (and a TLS handshake where the route has one) per instance. This row shortens that
 setting for the run (the idle wait is seconds, not an hour) on the whole local stack (devstack.stack: real
-config-service processes, kube-apiserver, local AWS, the operator as it ships), then alternates: wait
+config-service processes, kube-apiserver, local AWS, the operator as it ships), secured as the charts
+deploy it (TLS on every instance's refresh port, a bearer token checked on every call: a reconnect pays
+the handshake), then alternates: wait
 longer than the idle setting, one change (cold), then changes back to back (warm); and the same again with
 every connection the operator holds to kube-apiserver aborted (`ss -K`) just before the cold change, as an
 idle timeout between the operator and the API server (a load balancer's) would leave them. Each change is
@@ -31,7 +33,7 @@ from urllib.parse import urlsplit
 
 from bench.common import RowResult, fmt_ms, percentile, say
 from bench.path import Rollouts, timed_change
-from devstack.stack.builder import Stack
+from devstack.stack.builder import Security, Stack
 
 
 def _inodes(pid: int) -> set[int]:
@@ -115,13 +117,25 @@ COLD = "cold: gRPC channels idle-closed"
 COLD_API = "cold: channels idle-closed and API connections reset"
 
 
-def run(*, instances: int, cold: int, warm: int, idle_seconds: float) -> RowResult:
+SECURITY_LABELS: dict[Security, str] = {
+    "tls-token": "TLS and a bearer token on every instance, as the charts deploy it",
+    "plaintext": "plaintext, no token (the demo's loopback opt-out; not how the charts deploy it)",
+}
+
+
+def run(
+    *, instances: int, cold: int, warm: int, idle_seconds: float, security: Security = "tls-token"
+) -> RowResult:
     result = RowResult(title="Cold path: the first change after the connections closed", method=__doc__ or "")
-    say(f"  starting the whole stack with {instances} instances, channel idle {idle_seconds:g} s ...")
+    say(
+        f"  starting the whole stack with {instances} instances ({security}), channel idle"
+        f" {idle_seconds:g} s ..."
+    )
     stack = Stack.start(
         instances=instances,
         namespace="bench-cold",
         operator_env={"CONFIG_REFRESH_CHANNEL_IDLE_SECONDS": f"{idle_seconds:g}"},
+        security=security,
     )
     rollouts = Rollouts(stack)
     kinds = (WARM, COLD, COLD_API)
@@ -189,7 +203,8 @@ def run(*, instances: int, cold: int, warm: int, idle_seconds: float) -> RowResu
         f" {COLD} {summary[COLD] - summary[WARM]:+.0f} ms (x{summary[COLD] / summary[WARM]:.2f});"
         f" {COLD_API} {summary[COLD_API] - summary[WARM]:+.0f} ms"
         f" (x{summary[COLD_API] / summary[WARM]:.2f}; {sum(aborted)} connections to kube-apiserver aborted"
-        f" in {len(aborted)} resets). The instances are plaintext on loopback here: a TLS handshake and a"
-        " network round trip per instance, as a real cluster has, would widen the cold gap."
+        f" in {len(aborted)} resets). Refresh calls: {SECURITY_LABELS[security]}. Loopback here: a network"
+        " round trip per instance, as a real cluster has, would widen the cold gap (a reconnect costs"
+        " TCP's round trip and TLS's on top of the warm call's)."
     )
     return result

@@ -7,9 +7,11 @@
 The stack (devstack.stack.builder): kube-apiserver + etcd (built from Go once, cached), local AWS (moto with
 the Parameter Store change emitter), DEMO_INSTANCES real `config-service` processes (default 20) on
 127.0.0.x, one Ready Pod object per instance, a ConfigRoute with podSync (so Cloud Map is filled from the
-pods), and the operator as it ships. The demo then runs `configctl apply --wait` on examples/config/,
-changes one value and applies again, and shows the `kubectl get configrefresh -w` progression, the value
-read back from three instances over GetConfig, and the commit-to-applied latency the operator measured.
+pods), and the operator as it ships. Refresh calls are secured as the charts deploy them: TLS on every
+instance's refresh port (a certificate from the stack's own CA) and a bearer token checked on every call.
+The demo then runs `configctl apply --wait` on examples/config/, changes one value and applies again, and
+shows the `kubectl get configrefresh -w` progression, the value read back from three instances over
+GetConfig, and the commit-to-applied latency the operator measured.
 Exit status: 0 when both rollouts Succeeded and every value read back is right, 1 otherwise, 130 on
 Ctrl-C (after tearing down).
 """
@@ -84,7 +86,11 @@ def start(instances: int, *, detach: bool) -> Stack:
     step(1, f"Starting the local stack with {instances} config-service instances")
     ensure_control_plane()
     return Stack.start(
-        instances=instances, namespace=NAMESPACE, detach=detach, say=lambda line: say(f"   {line}")
+        instances=instances,
+        namespace=NAMESPACE,
+        detach=detach,
+        security="tls-token",
+        say=lambda line: say(f"   {line}"),
     )
 
 

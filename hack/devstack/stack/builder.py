@@ -24,6 +24,7 @@ again from another process (devstack.stack.detached).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
@@ -35,7 +36,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -56,12 +57,42 @@ ROUTE_NAME = "config-service"
 __all__ = [
     "APP_LABEL",
     "ROUTE_NAME",
+    "SECURITIES",
+    "Security",
     "Stack",
     "StackError",
     "deploy",
     "port_free_on_every",
     "stop_described",
 ]
+
+
+Security = Literal["plaintext", "tls-token"]
+SECURITIES: tuple[Security, ...] = ("plaintext", "tls-token")
+SECURITY_NAMES: dict[Security, str] = {
+    "plaintext": "plaintext, no token: loopback only",
+    "tls-token": "TLS + bearer token",
+}
+SERVER_NAME = "config-service.local"
+"""The name every instance's serving certificate carries (devstack.services.fleet) and a TLS route checks."""
+
+
+def secured_refresh(fleet: ServiceFleet) -> dict[str, Any]:
+    """A route's `spec.refresh` TLS and auth for `fleet`: its CA and token when it has them, else none."""
+    credentials = fleet.credentials
+    refresh: dict[str, Any] = {}
+    if credentials.ca_file is not None:
+        ca_bundle = base64.b64encode(credentials.ca_file.read_bytes()).decode()
+        refresh["tls"] = {"enabled": True, "serverName": SERVER_NAME, "caBundle": ca_bundle}
+    if credentials.token_file is not None:
+        refresh["auth"] = {"type": "bearerToken"}
+    return refresh
+
+
+def secured_operator_env(fleet: ServiceFleet) -> dict[str, str]:
+    """The operator's token file for `fleet` (the token its instances accept), when it has one."""
+    token_file = fleet.credentials.token_file
+    return {} if token_file is None else {"CONFIG_REFRESH_TOKEN_FILE": str(token_file)}
 
 
 class Stack:
@@ -142,9 +173,17 @@ class Stack:
         detach: bool = False,
         service_args: Sequence[str] = (),
         operator_env: dict[str, str] | None = None,
+        security: Security = "plaintext",
         say: Say = quiet,
     ) -> Stack:
-        """Bring the whole stack up (see the module docstring); on any failure, stop what was started."""
+        """Bring the whole stack up (see the module docstring); on any failure, stop what was started.
+
+        `security`: "plaintext" (the demo's loopback opt-out: no TLS, no token) or "tls-token", as the
+        charts deploy it: every instance serves its refresh port with TLS (a certificate from the fleet's
+        own CA, named config-service.local) and accepts only the fleet's bearer token, and the route trusts
+        that CA (`tls.caBundle`, `serverName`) and sends the operator's token file (`auth: bearerToken`)."""
+        if security not in SECURITIES:
+            raise StackError(f"security must be one of {', '.join(SECURITIES)}, not {security!r}")
         if instances < 1:
             raise StackError("instances must be at least 1")
         workdir = workdir or Path(tempfile.mkdtemp(prefix="config-refresh-demo-"))
@@ -158,7 +197,15 @@ class Stack:
         try:
             aws = parts.local_aws
             started = time.monotonic()
-            fleet = ServiceFleet(instances, local_aws=aws, workdir=workdir / "fleet", extra_args=service_args)
+            secured = security == "tls-token"
+            fleet = ServiceFleet(
+                instances,
+                local_aws=aws,
+                workdir=workdir / "fleet",
+                extra_args=service_args,
+                auth="token" if secured else "insecure",
+                tls=secured,
+            )
             promised = {p for i in fleet for p in (i.config_port, i.metrics_port)}
             port = port_free_on_every([instance.host for instance in fleet], taken=promised)
             for instance in fleet:
@@ -169,12 +216,12 @@ class Stack:
             fleet.wait_serving(max(120.0, 3.0 * instances))
             say(
                 f"config-service  {instances} processes on {fleet[0].host}..{fleet[-1].host}, refresh port"
-                f" {port}  ({time.monotonic() - started:.1f} s)"
+                f" {port} ({SECURITY_NAMES[security]})  ({time.monotonic() - started:.1f} s)"
             )
             env = operator_environment(
                 parts.control_plane,
                 aws,
-                {"CONFIG_REFRESH_POD_SYNC": "true", **(operator_env or {})},
+                {"CONFIG_REFRESH_POD_SYNC": "true", **secured_operator_env(fleet), **(operator_env or {})},
                 namespace=namespace,
             )
             operator = OperatorProcess(namespace=namespace, env=env, log_path=workdir / "operator.log")
@@ -185,7 +232,11 @@ class Stack:
                 namespace=namespace,
                 fleet=fleet,
                 route=kube.route_object(
-                    ROUTE_NAME, local_aws=aws, port=port, pod_sync_labels={"app": APP_LABEL}
+                    ROUTE_NAME,
+                    local_aws=aws,
+                    port=port,
+                    pod_sync_labels={"app": APP_LABEL},
+                    **secured_refresh(fleet),
                 ),
                 operator=operator,
                 pod_sync=True,
