@@ -27,7 +27,11 @@ from refresh_operator.memory import TRIM_INTERVAL_SECONDS
 from refresh_operator.settings import OperatorSettings
 
 PROFILE_COMMAND = "python -m bench --only rss"
-TRACED_DEADLINE_SECONDS = 900
+TRACED_DEADLINE_SECONDS = 1500
+TRACED_CALL_TIMEOUT_SECONDS = 60
+"""The traced pass's Refresh call timeout (the CRD's maximum): tracing slows the operator several times,
+and with the scale row's 5 s most of 10,000 calls timed out (678 of 1,000 rollouts Failed), which left the
+profile of a backlog rather than of the rollouts."""
 MAX_CHANNELS = int(OperatorSettings.model_fields["max_channels"].default)
 """The operator's default bound on warm channels."""
 WARM_FLEET = 1000
@@ -92,10 +96,12 @@ def memory_pass(
     env: dict[str, str],
     at_stage: Callable[[str, int], None],
     deadline_seconds: int | None = None,
+    call_timeout_seconds: int | None = None,
 ) -> Pass:
     """One run of the row's steps on a new stack; `at_stage(stage, pid)` after each reading (the profile
     pass takes its snapshots there), stages none, routes, rollouts. `deadline_seconds`: the routes'
-    rollout deadline instead of bench/scale.py's (the traced operator is several times slower)."""
+    rollout deadline and `call_timeout_seconds` the Refresh call timeout instead of bench/scale.py's (the
+    traced operator is several times slower)."""
     instances = routes * per_route
     seen = Pass()
     with scale.scale_stack(
@@ -119,9 +125,11 @@ def memory_pass(
             scale.route(f"t{r}", aws=aws, prefix=f"{prefix}t{r}/", query={"tenant": f"t{r}"})
             for r in range(routes)
         ]
-        if deadline_seconds is not None:
-            for body in bodies:
+        for body in bodies:
+            if deadline_seconds is not None:
                 body["spec"]["refresh"]["deadlineSeconds"] = deadline_seconds
+            if call_timeout_seconds is not None:
+                body["spec"]["refresh"]["timeoutSeconds"] = call_timeout_seconds
         operator = stack.deploy(bodies, register=False)
         pid = scale.operator_pid(operator)
         seen.ready = len(kube.ready_routes(stack.parts.control_plane, stack.parts.namespace))
@@ -135,7 +143,7 @@ def memory_pass(
         started = time.monotonic()
         for r in range(routes):  # one rollout per route, every route
             ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + max(900, (deadline_seconds or 0) + 60)
         while time.monotonic() < deadline:
             items = stack.rollouts()
             seen.phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
@@ -298,6 +306,7 @@ def operator_memory(
                 env={**next(iter(VARIANTS.values())), **memory_profile.trace_env(directory, frames)},
                 at_stage=snapshot,
                 deadline_seconds=TRACED_DEADLINE_SECONDS,
+                call_timeout_seconds=TRACED_CALL_TIMEOUT_SECONDS,
             )
             untraced = None
             if passes:
@@ -316,8 +325,8 @@ def operator_memory(
             0,
             f"The traced pass: {traced.rolled_out:,} of {routes:,} routes rolled out to all their instances"
             f" ({_counts(traced.phases)}, {traced.took:.0f} s; the routes' rollout deadline raised to"
-            f" {TRACED_DEADLINE_SECONDS} s, as tracing slows the operator several times), {traced.held:,}"
-            " channels warm at the end.",
+            f" {TRACED_DEADLINE_SECONDS} s and the Refresh call timeout to {TRACED_CALL_TIMEOUT_SECONDS} s,"
+            f" as tracing slows the operator several times), {traced.held:,} channels warm at the end.",
         )
         results.append(profiled)
     figures: dict[str, tuple[float, float]] = {}
