@@ -29,9 +29,13 @@ from refresh_operator.settings import OperatorSettings
 PROFILE_COMMAND = "python -m bench --only rss"
 TRACED_DEADLINE_SECONDS = 1500
 TRACED_CALL_TIMEOUT_SECONDS = 60
-"""The traced pass's Refresh call timeout (the CRD's maximum): tracing slows the operator several times,
-and with the scale row's 5 s most of 10,000 calls timed out (678 of 1,000 rollouts Failed), which left the
-profile of a backlog rather than of the rollouts."""
+"""The traced pass's Refresh call timeout (the CRD's maximum): tracing slows the operator several times."""
+TRACED_WAVE_ROUTES = 200
+"""The traced pass writes the routes' parameters 200 routes (2,000 instances) at a time. All 1,000 at once,
+the traced operator's event loop fell more than a minute behind: calls timed out (678 of 1,000 rollouts
+Failed with the scale row's 5 s timeout), or outlived their evicted channel's grace (with 60 s), and the
+snapshot after the rollouts profiled that backlog rather than what the rollouts leave behind. The measured
+passes write all at once."""
 MAX_CHANNELS = int(OperatorSettings.model_fields["max_channels"].default)
 """The operator's default bound on warm channels."""
 WARM_FLEET = 1000
@@ -97,11 +101,13 @@ def memory_pass(
     at_stage: Callable[[str, int], None],
     deadline_seconds: int | None = None,
     call_timeout_seconds: int | None = None,
+    wave_routes: int | None = None,
 ) -> Pass:
     """One run of the row's steps on a new stack; `at_stage(stage, pid)` after each reading (the profile
     pass takes its snapshots there), stages none, routes, rollouts. `deadline_seconds`: the routes'
     rollout deadline and `call_timeout_seconds` the Refresh call timeout instead of bench/scale.py's (the
-    traced operator is several times slower)."""
+    traced operator is several times slower). `wave_routes`: write that many routes' parameters at a time,
+    each batch once the previous one's rollouts ended (default: all at once)."""
     instances = routes * per_route
     seen = Pass()
     with scale.scale_stack(
@@ -141,15 +147,19 @@ def memory_pass(
         say(f"  {SETTLE_SECONDS} s later: RSS {seen.settled_rss / 1024:.0f} MiB")
         ssm = aws.client("ssm")
         started = time.monotonic()
-        for r in range(routes):  # one rollout per route, every route
-            ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
         deadline = time.monotonic() + max(900, (deadline_seconds or 0) + 60)
-        while time.monotonic() < deadline:
-            items = stack.rollouts()
-            seen.phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
-            if len(items) >= routes and sum(seen.phases[p] for p in scale.FINAL) >= routes:
-                break
-            time.sleep(1 if routes <= 100 else 5)  # a list of 1,000 objects is not free for the API server
+        step = wave_routes or routes
+        for first in range(0, routes, step):  # one rollout per route, every route
+            written = min(routes, first + step)
+            for r in range(first, written):
+                ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
+            while time.monotonic() < deadline:
+                items = stack.rollouts()
+                seen.phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
+                if len(items) >= written and sum(seen.phases[p] for p in scale.FINAL) >= written:
+                    break
+                # a list of 1,000 objects is not free for the API server
+                time.sleep(1 if routes <= 100 else 5)
         seen.took = time.monotonic() - started
         seen.after, seen.hwm = rss_kib(pid)
         at_stage("rollouts", pid)
@@ -307,6 +317,7 @@ def operator_memory(
                 at_stage=snapshot,
                 deadline_seconds=TRACED_DEADLINE_SECONDS,
                 call_timeout_seconds=TRACED_CALL_TIMEOUT_SECONDS,
+                wave_routes=TRACED_WAVE_ROUTES,
             )
             untraced = None
             if passes:
@@ -326,7 +337,8 @@ def operator_memory(
             f"The traced pass: {traced.rolled_out:,} of {routes:,} routes rolled out to all their instances"
             f" ({_counts(traced.phases)}, {traced.took:.0f} s; the routes' rollout deadline raised to"
             f" {TRACED_DEADLINE_SECONDS} s and the Refresh call timeout to {TRACED_CALL_TIMEOUT_SECONDS} s,"
-            f" as tracing slows the operator several times), {traced.held:,} channels warm at the end.",
+            f" the parameters written {TRACED_WAVE_ROUTES:,} routes at a time, as tracing slows the operator"
+            f" several times), {traced.held:,} channels warm at the end.",
         )
         results.append(profiled)
     figures: dict[str, tuple[float, float]] = {}
