@@ -163,12 +163,11 @@ async def test_a_handler_run_on_a_copy_from_before_the_end_does_nothing(make: Ca
     assert h.kube.final("r-v3")["phase"] == status.FAILED
 
 
-async def test_a_stale_copy_of_a_halted_rollout_waits_and_resume_still_runs_it(
-    make: Callable[..., Harness],
-) -> None:
+async def halted_after_its_first_wave(make: Callable[..., Harness], count: int) -> tuple[Harness, Any]:
+    """Rollout r-v3 in waves 1 and 100% over `count` instances, Halted: its one first-wave instance failed."""
     rollout = {"waves": ["1", "100%"], "bakeSeconds": 0, "failureThreshold": 0}
     h = make(
-        found=targets(2),
+        found=targets(count),
         answer=lambda t: Result.FAILED if t.instance_id == "i-00" else Result.APPLIED,
         rollout=rollout,
     )
@@ -176,6 +175,13 @@ async def test_a_stale_copy_of_a_halted_rollout_waits_and_resume_still_runs_it(
     await h.run("r-v3", 3)
     halted = h.kube.final("r-v3")
     assert halted["phase"] == "Halted"
+    return h, halted
+
+
+async def test_a_stale_copy_of_a_halted_rollout_waits_and_resume_still_runs_it(
+    make: Callable[..., Harness],
+) -> None:
+    h, halted = await halted_after_its_first_wave(make, 2)
     await h.run("r-v3", 3, current=h.kube.patches_of("r-v3")[0])  # InProgress: older than the halt
     assert h.fanout.calls == [["i-00"]]
     await h.run("r-v3", 3, current=halted, resume=True)
@@ -232,16 +238,7 @@ async def test_a_missing_route_fails_the_rollout_without_a_fan_out(make: Callabl
 async def test_a_failed_first_wave_halts_before_the_next_and_resume_runs_it(
     make: Callable[..., Harness],
 ) -> None:
-    rollout = {"waves": ["1", "100%"], "bakeSeconds": 0, "failureThreshold": 0}
-    h = make(
-        found=targets(4),
-        answer=lambda t: Result.FAILED if t.instance_id == "i-00" else Result.APPLIED,
-        rollout=rollout,
-    )
-    h.cache("r-v3", 3)
-    await h.run("r-v3", 3)
-    halted = h.kube.final("r-v3")
-    assert halted["phase"] == "Halted"
+    h, halted = await halted_after_its_first_wave(make, 4)
     assert (halted["waves"], halted["currentWave"], halted["failed"]) == ([1, 4], 1, 1)
     assert {c["type"]: c["reason"] for c in halted["conditions"]} == {
         "Ready": "WaveFailed",
