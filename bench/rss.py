@@ -43,6 +43,18 @@ WARM_FLEET = 1000
 SETTLE_SECONDS = int(2 * TRIM_INTERVAL_SECONDS + 5)
 """After every route is Ready: the burst's connections closed and at least one trim since it ended."""
 
+PAGE_CACHE_PROBED = (
+    "Part of that native share is the shared libraries' pages mapped into the process, and how many of"
+    " them a start maps depends on what the kernel's page cache holds (it maps the cached neighbours of"
+    " each page touched): probed once for issue 20 with a process importing what the operator imports,"
+    " 34 MiB of file-backed RSS with the virtualenv just reinstalled (every library file in the cache),"
+    " 27 MiB after dropping the page cache, and 27 MiB again at the next start. The virtualenv was"
+    " reinstalled just before this run, with no operator code changed that runs before a route: that is"
+    " the likely cause of the 7 MiB between this run's no-route reading and the earlier run's 103 MiB (as"
+    " much as the probe's drop), not measured directly."
+)
+"""Not measured by this run: a one-time probe, kept with its conditions."""
+
 NATIVE_PROBED = (
     "What the routes' untraced share is, probed once for issue 20 (1,000 routes, the operator as it ships,"
     " in-process readings of glibc's mallinfo2, Python's sys._debugmallocstats and /proc/self/smaps; not"
@@ -389,7 +401,7 @@ def where_it_goes(
         f" libraries' modules) and {_mib(native['none'])} native (the interpreter, the shared libraries'"
         " code and data: gRPC core, OpenSSL, protobuf's and yaml's C parts; thread stacks; allocator"
         " slack). None of it grows with routes or instances: it is the floor of this process short of"
-        " dropping a library.",
+        " dropping a library. " + PAGE_CACHE_PROBED,
     ]
     routes_grown = (shipped.idle_rss - shipped.base_rss) * 1024
     top = a.top_sites("routes", 2)
