@@ -46,6 +46,8 @@ from devstack.controlplane.procs import free_ports
 
 AuthMode = Literal["insecure", "token", "mtls", "serviceaccount"]
 CLIENT_IDENTITY = "config-refresh-operator"
+SERVER_NAME = "config-service.local"
+"""The name every instance's serving certificate carries besides its address: what a TLS route checks."""
 FIRST_HOST_OCTET = 10
 
 
@@ -480,7 +482,7 @@ class ServiceFleet:
             self._next_index += 1
             env = {key: value.replace("{index}", str(index)) for key, value in self._base_env.items()}
             if self._ca is not None:
-                leaf = self._ca.issue_cert(host_for(index), "localhost", "config-service.local")
+                leaf = self._ca.issue_cert(host_for(index), "localhost", SERVER_NAME)
                 chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
                 (self.workdir / f"server-{index}.pem").write_bytes(chain)
                 leaf.private_key_pem.write_to_path(str(self.workdir / f"server-{index}.key"))

@@ -36,14 +36,14 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import grpc
 
 from devstack.aws.events import new_event_id, parameter_change_event
 from devstack.aws.local_aws import LocalAws
 from devstack.controlplane.plane import ControlPlane
-from devstack.services.fleet import ServiceFleet
+from devstack.services.fleet import SERVER_NAME, ServiceFleet
 from devstack.stack import kube
 from devstack.stack.deploy import deploy
 from devstack.stack.detached import describe, stop_described
@@ -63,18 +63,17 @@ __all__ = [
     "StackError",
     "deploy",
     "port_free_on_every",
+    "secured_refresh",
     "stop_described",
 ]
 
 
 Security = Literal["plaintext", "tls-token"]
-SECURITIES: tuple[Security, ...] = ("plaintext", "tls-token")
+SECURITIES: tuple[Security, ...] = get_args(Security)
 SECURITY_NAMES: dict[Security, str] = {
     "plaintext": "plaintext, no token: loopback only",
     "tls-token": "TLS + bearer token",
 }
-SERVER_NAME = "config-service.local"
-"""The name every instance's serving certificate carries (devstack.services.fleet) and a TLS route checks."""
 
 
 def secured_refresh(fleet: ServiceFleet) -> dict[str, Any]:
