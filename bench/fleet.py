@@ -94,6 +94,7 @@ def run(*, instances: int, changes: int) -> RowResult:
     started = time.monotonic()
     stack = Stack.start(instances=instances, namespace=f"bench-fleet-{instances}")
     say(f"  stack up in {time.monotonic() - started:.0f} s")
+    security = stack.security_name()
     rollouts = Rollouts(stack)
     queue = RunQueue()
     per_change: list[dict[str, Any]] = []
@@ -184,7 +185,8 @@ def run(*, instances: int, changes: int) -> RowResult:
     fleet_ms = percentile([c["fleet_cpu"] for c in per_change], 50) / 2 * 1000
     runnable = percentile([c["peak_runnable"] for c in per_change], 50)
     result.notes.append(
-        f"{len(per_change)} changes to {instances} instances. At the median, the CPU work of one change"
+        f"{len(per_change)} changes to {instances} instances, the operator's Refresh calls over {security}."
+        " At the median, the CPU work of one change"
         f" (instances + operator) needs {fmt_ms(percentile(floor, 50))} of the 2 cores, {share:.0%} of the"
         f" measured {fmt_ms(percentile(put, 50))}. The instances' part of it ({fmt_ms(fleet_ms)} of the 2"
         " cores) is what a real fleet, one instance per pod on many nodes, runs in parallel; the rest of the"

@@ -69,6 +69,7 @@ def run(
     late = 3 * first
     say(f"  starting the whole stack with {instances} config-service instances ...")
     stack = Stack.start(instances=instances, namespace="bench-load", operator_env=operator_env)
+    security = stack.security_name()
     api_client = stack.control_plane.api_client()
     try:
         names = [f"{stack.local_aws.prefix}bench/load/key-{index}" for index in range(keys)]
@@ -92,7 +93,7 @@ def run(
         Check(
             what=f"{rate:g} changes/s sustained on {instances} instances: rollouts Superseded mid-fan-out",
             target=f"≤ {SUPERSEDED_SHARE:.0%}",
-            measured=f"{share:.0%} ({mid} of {len(objects)} rollouts){shortfall}",
+            measured=f"{share:.0%} ({mid} of {len(objects)} rollouts; {security}){shortfall}",
             met=offered and share <= SUPERSEDED_SHARE,
         )
     )

@@ -1,7 +1,9 @@
 """Rows on the whole local stack (devstack.stack, the one `make demo` uses): latency, reads, idle, burst.
 
 The stack: kube-apiserver + etcd, local AWS (moto + change emitter), N real config-service processes on
-127.0.0.x, Ready Pod objects, a ConfigRoute with podSync, the operator as it ships. Measured:
+127.0.0.x, Ready Pod objects, a ConfigRoute with podSync, the operator as it ships, secured as the
+charts deploy it (every instance's refresh port over TLS, accepting only the fleet's bearer token; the
+route trusts the fleet's CA and the operator sends the token). Measured:
 
 - whole path, over sequential changes to one key: staleness per instance, with the same client-side
   probe as the polling cache (bench/staleness.py): after PutParameter returns, GetConfig on every
@@ -449,7 +451,7 @@ def run(
                             f"→ last ack p50 {fmt_ms(acked[50])}, p90 {fmt_ms(acked[90])}, p99"
                             f" {fmt_ms(acked[99])} ({count} changes, no probe running); with the GetConfig"
                             f" probe on every instance: → last serves it p50 {fmt_ms(p[50])}, p99"
-                            f" {fmt_ms(p[99])} (no EventBridge delivery in either)"
+                            f" {fmt_ms(p[99])} (no EventBridge delivery in either; {stack.security_name()})"
                         ),
                         met=acked[50] <= PATH_100_P50_MS and acked[99] <= PATH_100_P99_MS,
                     )

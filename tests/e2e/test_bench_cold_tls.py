@@ -1,11 +1,12 @@
 """The whole local stack secured as the charts deploy it, and the cold-path row measured on it.
 
-`Stack.start(security="tls-token")` is what bench/cold.py runs: every instance serves its refresh port
-with TLS and accepts only the fleet's bearer token, and the operator reaches them through a route with the
-fleet's CA and its token file. Checked as a user would: a change is applied on every instance, and the
-instances refuse what the operator must not be able to do instead (a plaintext connection, a call without
-the token). Then the cold row at a tiny size: the cold changes found no connection to an instance open and
-the warm ones found every one. Timings are printed by the harness, never asserted.
+`Stack.start()` is secured by default (security="tls-token"), and that is what every whole-stack row of
+bench/ runs: every instance serves its refresh port with TLS and accepts only the fleet's bearer token,
+and the operator reaches them through a route with the fleet's CA and its token file. Checked as a user
+would: a change is applied on every instance, and the instances refuse what the operator must not be
+able to do instead (a plaintext connection, a call without the token). Then the cold row at a tiny size:
+the cold changes found no connection to an instance open and the warm ones found every one. Timings are
+printed by the harness, never asserted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bench import cold  # noqa: E402
 @pytest.fixture
 def secured_stack(control_plane: ControlPlane) -> Iterator[Stack]:
     # control_plane: the binaries exist; the stack runs its own apiserver, as make bench does.
-    stack = Stack.start(instances=3, namespace="bench-tls", security="tls-token")
+    stack = Stack.start(instances=3, namespace="bench-tls")  # no security named: the default
     try:
         yield stack
     finally:
@@ -51,8 +52,11 @@ def probe(stack: Stack) -> pb.RefreshRequest:
 
 
 @pytest.mark.timeout(300)
-def test_a_tls_token_stack_rolls_out_through_tls_and_the_token_only(secured_stack: Stack) -> None:
+def test_a_stack_started_without_naming_security_rolls_out_through_tls_and_the_token_only(
+    secured_stack: Stack,
+) -> None:
     stack = secured_stack
+    assert stack.security_name() == "TLS + bearer token"  # what the benchmark rows print beside a figure
     route = kube.get_json(stack.control_plane, "configroute", stack.route, "-n", stack.namespace)
     refresh = route["spec"]["refresh"]
     assert refresh["tls"]["enabled"] is True

@@ -118,6 +118,7 @@ class Stack:
         self.ssm = local_aws.client("ssm")
         self.sqs = local_aws.client("sqs")
         self.parts: Parts | None = None  # set by start(): stop() then stops the fleet and the parts
+        self.security: Security | None = None  # set by start(); deploy() takes the fleet as it was built
 
     # ----- building -------------------------------------------------------------------------------------
 
@@ -172,15 +173,16 @@ class Stack:
         detach: bool = False,
         service_args: Sequence[str] = (),
         operator_env: dict[str, str] | None = None,
-        security: Security = "plaintext",
+        security: Security = "tls-token",
         say: Say = quiet,
     ) -> Stack:
         """Bring the whole stack up (see the module docstring); on any failure, stop what was started.
 
-        `security`: "plaintext" (the demo's loopback opt-out: no TLS, no token) or "tls-token", as the
-        charts deploy it: every instance serves its refresh port with TLS (a certificate from the fleet's
-        own CA, named config-service.local) and accepts only the fleet's bearer token, and the route trusts
-        that CA (`tls.caBundle`, `serverName`) and sends the operator's token file (`auth: bearerToken`)."""
+        `security`: "tls-token" (the default), as the charts deploy it: every instance serves its refresh
+        port with TLS (a certificate from the fleet's own CA, named config-service.local) and accepts only
+        the fleet's bearer token, and the route trusts that CA (`tls.caBundle`, `serverName`) and sends the
+        operator's token file (`auth: bearerToken`); or "plaintext", the explicit loopback opt-out (no TLS,
+        no token), for a comparison."""
         if security not in SECURITIES:
             raise StackError(f"security must be one of {', '.join(SECURITIES)}, not {security!r}")
         if instances < 1:
@@ -242,6 +244,7 @@ class Stack:
                 workdir=workdir,
             )
             stack.parts = parts
+            stack.security = security
             say(
                 f"operator        pid {operator.pid}; podSync registered {instances} Ready pods in"
                 f" Cloud Map ({time.monotonic() - started:.1f} s)"
@@ -256,6 +259,10 @@ class Stack:
                     fleet.close()
             parts.stop(remove_workdir=True)
             raise
+
+    def security_name(self) -> str:
+        """How the operator's Refresh calls reach the fleet, in the words the reports use."""
+        return SECURITY_NAMES[self.security] if self.security is not None else "as the fleet was built"
 
     def create_pods(self) -> None:
         """One Ready Pod per instance, named after it, at its host (devstack.stack.pods)."""
