@@ -118,7 +118,6 @@ class Stack:
         self.ssm = local_aws.client("ssm")
         self.sqs = local_aws.client("sqs")
         self.parts: Parts | None = None  # set by start(): stop() then stops the fleet and the parts
-        self.security: Security | None = None  # set by start(); deploy() takes the fleet as it was built
 
     # ----- building -------------------------------------------------------------------------------------
 
@@ -244,7 +243,6 @@ class Stack:
                 workdir=workdir,
             )
             stack.parts = parts
-            stack.security = security
             say(
                 f"operator        pid {operator.pid}; podSync registered {instances} Ready pods in"
                 f" Cloud Map ({time.monotonic() - started:.1f} s)"
@@ -260,9 +258,21 @@ class Stack:
             parts.stop(remove_workdir=True)
             raise
 
+    @property
+    def security(self) -> Security | None:
+        """The fleet's refresh security as `start()` names it, read off its credentials; None for a fleet
+        built another way (mutual TLS, ServiceAccount tokens, a token without TLS)."""
+        credentials = self.fleet.credentials
+        if credentials.mode == "token" and credentials.ca_file is not None:
+            return "tls-token"
+        if credentials.mode == "insecure" and credentials.ca_file is None:
+            return "plaintext"
+        return None
+
     def security_name(self) -> str:
         """How the operator's Refresh calls reach the fleet, in the words the reports use."""
-        return SECURITY_NAMES[self.security] if self.security is not None else "as the fleet was built"
+        security = self.security
+        return SECURITY_NAMES[security] if security is not None else f"auth {self.fleet.credentials.mode}"
 
     def create_pods(self) -> None:
         """One Ready Pod per instance, named after it, at its host (devstack.stack.pods)."""
