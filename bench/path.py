@@ -23,16 +23,16 @@ route trusts the fleet's CA and the operator sends the token). Measured:
 - Parameter Store calls per change, counted at the local AWS endpoint (`call_counts()`), by action.
 - idle cost, at the largest fleet, once 10 parameters are cached: Parameter Store reads per minute with
   nothing changing, the instances' TTL safety net and the operator's resync pass included. Both run on
-  timers longer than a practical window (TTL 600 s, re-read at 540-600 s; resync every 300 s), so this
-  stack runs both SHORTENED by the same factor k (instances `--ttl-seconds` 600/k, the route's
-  `spec.resync.intervalSeconds` 300/k), counts every Parameter Store read over the window (`make
-  bench`: k = 10, 180 s = three shortened TTLs, 100 instances; `--quick`: k = 20, 60 s = two, 10
+  timers longer than a practical window (TTL 600 s, re-read at 540-600 s, from 480 s when it tops up a call;
+  resync every 300 s), so this stack runs both SHORTENED by the same factor k (instances `--ttl-seconds`
+  600/k, the route's `spec.resync.intervalSeconds` 300/k), counts every Parameter Store read over the window
+  (`make bench`: k = 10, 180 s = three shortened TTLs, 100 instances; `--quick`: k = 20, 60 s = two, 10
   instances) and divides the rate by k for the defaults. By action: GetParameters is the TTL safety net
-  (config_service/ttl.py), GetParametersByPath the resync pass, GetParameter the push path. The scaling
-  is approximate: the TTL check runs every TTL/10 when shortened but every 30 s (TTL/20) at the
-  defaults, so at the defaults re-reads come up to 2.5 % sooner, and how many due entries share one
-  GetParameters call (10 names at most) differs. The bound with no sharing at all: one call per cached
-  parameter per instance per ~585 s.
+  (config_service/ttl.py), GetParametersByPath the resync pass, GetParameter the push path. The scaling is
+  approximate: the TTL check runs every TTL/10 when shortened but every 30 s (TTL/20) at the defaults, so at
+  the defaults re-reads come up to 2.5 % sooner, and how many entries share one GetParameters call (10 names
+  at most; a round fills its last call up with entries due within TTL x 0.1) differs. The bound with no
+  sharing at all: one call per cached parameter per instance per ~585 s.
 - burst: 100 PutParameter to one key as fast as moto takes them (aimed at 1 s): rollouts started for it,
   their final phases, the value on every instance at the end, and whether any of 3 sampled instances ever
   served an older version after a newer one (regression), sampled continuously during the burst.

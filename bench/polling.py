@@ -2,8 +2,9 @@
 
 Real config-service processes, the operator absent, with their own TTL re-read as the only way a change
 arrives (`CONFIG_SERVICE_TTL_SECONDS` = 5 and = 45, 45 s being AppConfig Agent's default poll interval;
-jitter 0.1, the service's default: each entry is re-read 0.9-1.0 x TTL after it was loaded, checked
-every TTL/10). The fleet caches 10 parameters.
+jitter 0.1, the service's default: each entry is re-read 0.9-1.0 x TTL after it was loaded, from 0.8 x TTL
+when a round fills its last call up with entries nearly due (config_service/ttl.py); checked every
+TTL/10). The fleet caches 10 parameters.
 
 Staleness is MEASURED, with the same client-side probe as the push path (bench/staleness.py): after
 PutParameter returns, GetConfig on every instance until it serves the version written; staleness =

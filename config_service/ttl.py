@@ -7,6 +7,15 @@ moves a version backwards; one that finds the same version only moves `loaded_at
 time is made earlier by a random fraction (`jitter`) so a fleet that bootstrapped together does not
 re-read together, and names are read ten at a time with GetParameters to stay within Parameter Store's
 shared throughput. A TTL of 0 disables it.
+
+A round's last call is filled up to ten names with the entries due soonest, if they fall due within the
+jitter window (TTL x jitter) anyway. Why: each re-read draws a fresh jitter, so the entries of one
+instance drift apart over a window of TTL x jitter, longer than the interval between rounds; without the
+top-up an instance holding 10 parameters made about three calls per TTL of three names each (the idle
+benchmark: 1,050 GetParameters in 180 s for 100 instances where 300 would do). An entry is then re-read
+at most TTL x jitter earlier than its own jitter made it due: never before (1 - 2 x jitter) x TTL. The
+instances stay desynchronised from each other: the round that tops up is set by the instance's own
+earliest due entry. The top-up never adds a call, and a jitter of 0 turns it off.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -67,21 +76,38 @@ class TtlRefresher:
                 log.exception("TTL re-read round crashed; will retry")
                 self._count("error")
 
-    def due(self) -> list[Entry]:
-        """Entries whose (jittered) TTL has passed."""
+    def _draw_offset(self) -> float:
+        return self._ttl * (1 - self._jitter * random.random())
+
+    def _due_at(self, entry: Entry) -> datetime:
+        offset = self._offsets.get(entry.name)
+        if offset is None:
+            offset = self._offsets[entry.name] = self._draw_offset()
+        return entry.loaded_at + timedelta(seconds=offset)
+
+    def to_read(self) -> list[Entry]:
+        """The entries whose (jittered) TTL has passed, then (when they leave the last call short of ten
+        names) the entries due soonest within the jitter window, up to ten names in it (see the module
+        doc)."""
         now = utcnow()
         due: list[Entry] = []
+        soon: list[tuple[datetime, Entry]] = []
+        horizon = now + timedelta(seconds=self._ttl * self._jitter)
         for entry in self._cache.snapshot:
-            offset = self._offsets.get(entry.name)
-            if offset is None:
-                offset = self._offsets[entry.name] = self._ttl * (1 - self._jitter * random.random())
-            if entry.loaded_at + timedelta(seconds=offset) <= now:
+            due_at = self._due_at(entry)
+            if due_at <= now:
                 due.append(entry)
-        return due
+            elif due_at <= horizon:
+                soon.append((due_at, entry))
+        room = -len(due) % BATCH
+        if not due or not room or not soon:
+            return due
+        soon.sort(key=lambda pair: pair[0])
+        return due + [entry for _, entry in soon[:room]]
 
     async def run_once(self) -> int:
-        """Re-read every due entry; returns how many were read."""
-        due = self.due()
+        """Re-read every due entry (and the top-up, see `to_read`); returns how many were read."""
+        due = self.to_read()
         for start in range(0, len(due), BATCH):
             batch = due[start : start + BATCH]
             found, missing = await self._store.get_parameters([entry.name for entry in batch])
@@ -109,7 +135,7 @@ class TtlRefresher:
                 )
             for entry in batch:
                 # A fresh jitter for the next round.
-                self._offsets[entry.name] = self._ttl * (1 - self._jitter * random.random())
+                self._offsets[entry.name] = self._draw_offset()
         if due:
             log.info("TTL re-read", extra={"parameters": len(due)})
         return len(due)
