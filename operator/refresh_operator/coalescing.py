@@ -26,14 +26,15 @@ finds the key free.
 
 A change that arrives during the hold of a key not in a burst, and is the only one to arrive there, starts
 as soon as the hold ends, and the key stays out of a burst: that is a sequential writer that saw the
-previous rollout's final status a moment before the operator noticed the fan-out was done (the final status
-patch lands, then the hold ends). Waiting for it `settle_seconds` cost such a change half a second, and put
-the key in a burst in which every later sequential change, arriving within `settle_seconds` of the
+previous rollout's final status a moment before the hold's end reached the key (the rollout ends the hold as
+it sends its final status patch, rollouts/status_writer.py, but on a busy event loop the hand-over can still
+come after the writer's next change). Waiting for it `settle_seconds` cost such a change half a second, and
+put the key in a burst in which every later sequential change, arriving within `settle_seconds` of the
 previous run, waited again. A second change during the same hold makes it a burst, as before, and so does
-another lone change during the next hold (this goes once until the key is quiet again): a burst can cost
-one run more than the bound above, when its second delivery comes alone during the first fan-out.
-Likewise a follow-up of one change that found the key idle (in a burst, not yet settled) and that no
-other change joined while it waited ends the burst: the next change of a free key runs at once.
+another lone change during the next hold (this goes once until the key is quiet again): a burst can cost one
+run more than the bound above, when its second delivery comes alone during the first fan-out. Likewise a
+follow-up of one change that found the key idle (in a burst, not yet settled) and that no other change
+joined while it waited ends the burst: the next change of a free key runs at once.
 
 A key counts as busy only while its run (with its hold) is going on, not for a time after it: sequential
 changes, each written after the previous one was rolled out (so after its run), are each the first of a

@@ -115,9 +115,9 @@ class StatusWriter:
         }
         if "startedAt" not in existing and "startedAt" not in extra:
             patch["startedAt"] = patch["completedAt"]
+        self._fan_out_over(subject)
         await self.patch(subject.namespace, subject.name, patch, must=True)
         self._settle(subject, phase)
-        self._values.fan_out_done(subject.namespace, subject.name)
         metrics.ROLLOUTS.labels(phase).inc()
         if existing.get("phase") == HALTED:
             await self.label_halted(subject.namespace, subject.name, False)
@@ -125,6 +125,7 @@ class StatusWriter:
     async def halt(self, subject: Subject, *, extra: Mapping[str, Any], reason: str, message: str) -> None:
         """Phase Halted: no more fan-out until a person resumes or aborts the rollout."""
         generation = subject.generation
+        self._fan_out_over(subject)
         await self.label_halted(subject.namespace, subject.name, True)
         await self.patch(
             subject.namespace,
@@ -148,8 +149,17 @@ class StatusWriter:
             must=True,
         )
         self._settle(subject, HALTED)
-        self._values.fan_out_done(subject.namespace, subject.name)
         metrics.ROLLOUTS.labels(HALTED).inc()
+
+    def _fan_out_over(self, subject: Subject) -> None:
+        """Tell the consumer the rollout's calls are over (it ends the key's hold, coalescing.py), before
+        the final patch is sent rather than after it returns. Why: a writer that waits for each rollout's
+        final status writes its next change as soon as the API server has the patch, and on a busy
+        operator that change could reach the consumer before the patch's reply was handled here; it then
+        counted as a change during the hold (a burst) and waited `settle_seconds` (500 ms). Nothing is
+        called after this point, so a newer rollout starting now supersedes nothing in flight; a final
+        patch that keeps failing no longer holds the key for `hold_max_seconds` either."""
+        self._values.fan_out_done(subject.namespace, subject.name)
 
 
 def _settled_key(subject: Subject) -> tuple[str, str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -150,6 +151,49 @@ async def test_finish_sets_started_at_once_and_clears_the_halted_label(blocking:
     assert kube.patches == [("r-v3", {"metadata": {"labels": {"configrefresh.io/halted": None}}})]
     await writer.finish(SUBJECT, phase=status.SUCCEEDED, extra={}, conditions=[])
     assert kube.final("r-v3")["startedAt"] == kube.final("r-v3")["completedAt"]
+
+
+class ThreadBlocking:
+    """Runs the blocking call on a thread, as the operator's pool does."""
+
+    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class SlowKube(FakeKube):
+    """An API server that answers status patches only once `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = threading.Event()
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Any) -> None:
+        if not self.answer.wait(10):
+            raise KubeError("no answer", status=504)
+        super().patch_status(plural, namespace, name, status)
+
+
+@pytest.mark.parametrize("ending", ["finish", "halt"])
+async def test_the_consumer_hears_a_rollout_is_over_before_its_final_patch_returns(ending: str) -> None:
+    """The consumer ends the key's hold on this (coalescing.py): a writer waiting for the final status must
+    not be able to write its next change before the hold has ended."""
+    values = ValueCache()
+    kube = SlowKube()
+    writer = StatusWriter(blocking=ThreadBlocking(), kube_api=kube, values=values)  # type: ignore[arg-type]
+    if ending == "finish":
+        ended = writer.finish(SUBJECT, phase=status.SUCCEEDED, extra={}, conditions=[])
+    else:
+        ended = writer.halt(SUBJECT, extra={}, reason="WaveFailed", message="wave 1/2 failed")
+    ending_task = asyncio.create_task(ended)
+    try:
+        async with asyncio.timeout(5):
+            await values.wait_fan_out("team-a", "r-v3")
+        assert kube.status_patches == [], "the final patch has not been answered yet"
+        assert not ending_task.done()
+    finally:
+        kube.answer.set()
+    await ending_task
+    assert kube.final("r-v3")["phase"] == (status.SUCCEEDED if ending == "finish" else "Halted")
 
 
 _real_sleep = asyncio.sleep
