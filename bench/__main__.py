@@ -1,9 +1,11 @@
 """`python -m bench [--quick] [--only ROWS]`: run the benchmarks, print figures, rewrite docs/benchmarks.md.
 
-Full run (`make bench`): about 40 minutes on a 2-core machine. `--quick`: smaller sizes and shorter
-windows (about 15 minutes), said in the report. `--only ROWS` (a comma-separated subset of ROWS below)
-runs a subset (the report then lists the others as not measured). `--base-operator PATH` adds another
-build's operator to the idle-memory row, measured side by side.
+Full run (`make bench`): 70 minutes on a 2-core machine (40 on a faster one). `--quick`: smaller sizes and
+shorter windows (about 15 minutes), said in the report. `--only ROWS` (a comma-separated subset of ROWS
+below) runs a subset (the report then lists the others as not measured); with `--merge` the others are
+reported from their last run, as committed in docs/benchmarks/rows.json (bench/rows_file.py) or cached on
+this machine since. A run that writes docs/benchmarks.md writes that file too: commit them together.
+`--base-operator PATH` adds another build's operator to the idle-memory row, measured side by side.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench import rows_file
 from bench.common import (
     ROOT,
     Check,
@@ -178,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter windows")
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument(
-        "--merge", action="store_true", help="report the rows not run now from the last run's cached results"
+        "--merge",
+        action="store_true",
+        help="report the rows not run now from their last run: docs/benchmarks/rows.json (the committed"
+        " report's rows) or this machine's cache, whichever is newer",
     )
     parser.add_argument(
         "--base-operator", type=Path, help="another build's config-refresh-operator, for the idle-memory row"
@@ -200,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"{command}: {host.cpus} CPUs, {host.memory_gib:.1f} GiB, commit {host.commit}, load {host.load}")
 
     failures: list[str] = []
-    cache = load_rows(quick=args.quick)  # every row's last run; a partial run replaces only its rows
+    # every row's last run (a partial run replaces only its rows): the committed ones, or this machine's
+    cache = load_rows(quick=True) if args.quick else rows_file.newest(rows_file.load(), load_rows())
     stored: dict[str, Row] = dict(cache) if args.merge else {}
 
     def attempt(name: str, body: Callable[[], Row]) -> None:
@@ -212,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stored[name] = body()
             stored[name].when = f"{host.date}, {command}"
             stored[name].machine = dataclasses.replace(host, load_end=current_load())
-            cache.update(load_rows(quick=args.quick))  # rows another run saved meanwhile are kept
+            cache.update(rows_file.newest(cache, load_rows(quick=args.quick)))  # another run's rows kept
             cache[name] = stored[name]
             save_rows(cache, quick=args.quick)
         except Exception as exc:  # a row that breaks is reported, the others still run
@@ -382,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs=[(when, run_machine, names) for when, (run_machine, names) in runs.items()],
         same_run=same_run,
     )
+    if not args.quick and args.out.resolve() == rows_file.REPORT.resolve():
+        rows_file.dump({name: stored[name] for name in ROWS if name in stored})
     say(f"\nwrote {args.out} in {time.monotonic() - started:.0f} s total")
     say(
         "\n".join(
