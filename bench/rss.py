@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import channel_memory, memory_profile, scale
 from bench.common import Check, RowResult, rss_kib, say
@@ -165,10 +166,13 @@ def memory_pass(
             written = min(routes, first + step)
             for r in range(first, written):
                 ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
+            wave = {f"t{r}" for r in range(written)}  # the routes written so far (route t<r> is bodies[r])
             while time.monotonic() < deadline:
                 items = stack.rollouts()
                 seen.phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)
-                if len(items) >= written and sum(seen.phases[p] for p in scale.FINAL) >= written:
+                # per route, not a count of final rollouts: a route can have more than one (anti-entropy's
+                # repairs, a resync), which made the count reach the wave's size with routes still running
+                if wave <= finished_routes(items):
                     break
                 # a list of 1,000 objects is not free for the API server
                 time.sleep(1 if routes <= 100 else 5)
@@ -201,6 +205,13 @@ def memory_pass(
     )
     say(f"  RSS after {seen.after / 1024:.0f} MiB, peak (VmHWM) {seen.hwm / 1024:.0f} MiB")
     return seen
+
+
+def finished_routes(items: list[dict[str, Any]]) -> set[str]:
+    """The routes with a rollout in a final phase, among ConfigRefresh objects `items`."""
+    return {
+        str(item["spec"]["route"]) for item in items if (item.get("status") or {}).get("phase") in scale.FINAL
+    }
 
 
 VARIANTS: dict[str, dict[str, str]] = {
