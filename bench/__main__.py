@@ -25,7 +25,6 @@ from typing import Any
 
 from bench import rows_file
 from bench.common import (
-    ROOT,
     Check,
     Machine,
     Row,
@@ -189,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--base-operator", type=Path, help="another build's config-refresh-operator, for the idle-memory row"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="report to write")
+    parser.add_argument("--out", type=Path, default=rows_file.REPORT, help="report to write")
     args = parser.parse_args(argv)
     only = [row for row in args.only.split(",") if row]
     unknown = set(only) - set(ROWS)

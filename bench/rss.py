@@ -166,7 +166,7 @@ def memory_pass(
             written = min(routes, first + step)
             for r in range(first, written):
                 ssm.put_parameter(Name=f"{prefix}t{r}/flag", Value="on", Type="String", Overwrite=True)
-            wave = {f"t{r}" for r in range(written)}  # the routes written so far (route t<r> is bodies[r])
+            wave = {str(body["metadata"]["name"]) for body in bodies[:written]}  # the routes written so far
             while time.monotonic() < deadline:
                 items = stack.rollouts()
                 seen.phases = Counter((i.get("status") or {}).get("phase", "Pending") for i in items)

@@ -17,7 +17,7 @@ import pytest
 from devstack.aws.local_aws import LocalAws
 from devstack.fixtures.stack import StackFactory
 from devstack.stack.builder import Stack
-from refresh_operator.fanout.channels import MAX_RECONNECT_BACKOFF_SECONDS
+from refresh_operator.fanout.attempts import RECONNECT_SETTLE_SECONDS
 
 CONFIGCTL = str(Path(sys.executable).parent / "configctl")
 FINAL = {"Succeeded", "PartiallyFailed", "Failed", "Halted"}
@@ -144,11 +144,11 @@ def test_a_newer_version_supersedes_a_halted_rollout(
 
     first.start()
     first.wait_serving()
-    # The operator's channel to the restarted instance is still in reconnect backoff (at most
-    # MAX_RECONNECT_BACKOFF_SECONDS plus gRPC's 20 % jitter, fanout/channels.py): a call in that window
-    # fails at once, and this route allows one attempt. Seen on a slow machine: v2's only call came 0.4 s
-    # after the restart and failed, so v2 halted too. Wait out that bound before writing v2.
-    time.sleep(MAX_RECONNECT_BACKOFF_SECONDS * 1.2 + 0.3)
+    # The operator's channel to the restarted instance may still be in reconnect backoff: a call in that
+    # window fails at once, and this route allows one attempt (the engine's own retries wait out the same
+    # bound, RECONNECT_SETTLE_SECONDS). Seen on a slow machine: v2's only call came 0.4 s after the
+    # restart and failed, so v2 halted too. Wait out that bound before writing v2.
+    time.sleep(RECONNECT_SETTLE_SECONDS)
     good = stack.put(name, "fixed-value")
     done = stack.wait_phase(name, good, {"Succeeded"}, timeout=120)
     old = stack.wait_phase(name, bad, {"Superseded"}, timeout=60)
