@@ -1,5 +1,6 @@
-"""The local stack's SQS receive patch (devstack.aws.sqs): same answers as moto, without the per-message
-scan of the whole queue, so a backlog does not make moto the bottleneck of a load test."""
+"""The local stack's SQS patches (devstack.aws.sqs): same answers as moto, without the per-message scan of
+the whole queue on receive nor a clock read per message on send, so a backlog does not make moto the
+bottleneck of a load test."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.sqs.models import SQSBackend, sqs_backends
+from moto.sqs.models import Message, SQSBackend, sqs_backends
 
 from devstack.aws import sqs as aws_sqs
 
@@ -69,3 +70,47 @@ def test_receiving_does_not_build_the_queue_attributes_per_message(
 
     assert received == 25
     assert calls == []
+
+
+def test_the_queue_counts_visible_in_flight_and_delayed_messages_as_moto_does(sqs: Any) -> None:
+    url, _ = _queue(sqs, retention=345_600)
+    for body in ("first", "second", "third"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    taken = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    assert len(taken) == 1
+    assert counts["ApproximateNumberOfMessages"] == "2"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in rest) == sorted({"first", "second", "third"} - {taken[0]["Body"]})
+
+
+def test_sending_does_not_read_the_clock_per_queued_message(
+    sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = _queue(sqs, retention=345_600)
+    for index in range(25):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    reads: list[str] = []
+
+    def read(what: str, answer: bool) -> property:
+        def counted(_message: Any) -> bool:
+            reads.append(what)
+            return answer
+
+        return property(counted)
+
+    monkeypatch.setattr(Message, "visible", read("visible", True))
+    monkeypatch.setattr(Message, "delayed", read("delayed", False))
+
+    sqs.send_message(QueueUrl=url, MessageBody="one more")
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    assert reads == []
+    assert counts["ApproximateNumberOfMessages"] == "16"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "10"
