@@ -110,6 +110,15 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """Time a process has run on a CPU so far, every thread (/proc/PID/schedstat, ns: exact, where
+    /proc/PID/stat's utime and stime count 10 ms ticks); 0 if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        return 0.0
+
+
 def fmt_ms(value: float) -> str:
     return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 

@@ -64,7 +64,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT))  # run as a script (see Usage), bench.common is not on the path otherwise
 
+from bench.common import cpu_seconds  # noqa: E402
 from configrefresh.v1 import refresh_service_pb2 as pb  # noqa: E402
 from devstack.services.endpoints import FakeEndpoints, Kind  # noqa: E402
 from refresh_operator.fanout import (  # noqa: E402
@@ -330,17 +332,9 @@ async def bare_rollout(
     return (time.perf_counter() - start) * 1000
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds used so far by the processes ``pids`` (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+def cpu_seconds_of(pids: Sequence[int]) -> float:
+    """CPU seconds used so far by the processes ``pids`` together."""
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 async def _run(
@@ -352,7 +346,7 @@ async def _run(
     try:
         result = RunResult(cold_ms=await one_rollout(fanout, backend.targets, first, next(versions)))
         result.acks = {name: [] for name in policies}
-        own, served = time.process_time(), cpu_seconds(backend.pids)
+        own, served = time.process_time(), cpu_seconds_of(backend.pids)
         for _ in range(samples):  # taking turns, so every configuration sees the same machine
             for name, policy in policies.items():
                 result.acks[name].append(await one_rollout(fanout, backend.targets, policy, next(versions)))
@@ -360,7 +354,7 @@ async def _run(
         rollouts = samples * (len(policies) + 1)
         result.cpu = {
             "operator": (time.process_time() - own) / rollouts,
-            "endpoints": (cpu_seconds(backend.pids) - served) / rollouts,
+            "endpoints": (cpu_seconds_of(backend.pids) - served) / rollouts,
         }
     finally:
         await channels.aclose()

@@ -25,18 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RowResult, fmt_ms, percentile, say
+from bench.common import RowResult, cpu_seconds, fmt_ms, percentile, say
 from bench.path import Rollouts, timed_change
 from devstack.stack.builder import Stack
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """Time a process has run on a CPU (/proc/PID/schedstat, ns: exact, where utime and stime count
-    10 ms ticks); 0 if it is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
-    except OSError:
-        return 0.0
 
 
 def busy_idle() -> tuple[int, int]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pyspy
-from bench.common import RowResult, fmt_ms, percentile, say
+from bench.common import RowResult, cpu_seconds, fmt_ms, percentile, say
 from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
 from configrefresh_api.labels import LABEL_VERSION, refresh_selector
 from configrefresh_api.phases import TERMINAL_PHASES
@@ -213,15 +213,6 @@ class Profile:
     @property
     def gil_share(self) -> float:
         return self.samples / max(1.0, RATE * self.seconds)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of every thread of `pid` so far (/proc/PID/stat); 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def profiled(pid: int, body: Callable[[], int], out: Path) -> Profile | None:
