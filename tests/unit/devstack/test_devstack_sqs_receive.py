@@ -32,6 +32,14 @@ def _queue(sqs: Any, retention: int) -> tuple[str, Any]:
     return url, sqs_backends[ACCOUNT][REGION].get_queue("changes")
 
 
+def _backlog(sqs: Any, messages: int) -> str:
+    """A queue holding `messages` messages, none received yet; returns its URL."""
+    url, _ = _queue(sqs, retention=345_600)
+    for index in range(messages):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    return url
+
+
 def test_a_message_within_the_retention_period_is_received(sqs: Any) -> None:
     url, _ = _queue(sqs, retention=60)
     sqs.send_message(QueueUrl=url, MessageBody="fresh")
@@ -52,9 +60,7 @@ def test_a_message_past_the_retention_period_is_not_received(sqs: Any) -> None:
 def test_receiving_does_not_build_the_queue_attributes_per_message(
     sqs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, _ = _queue(sqs, retention=345_600)
-    for index in range(25):
-        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    url = _backlog(sqs, 25)
     calls: list[str] = []
     original = SQSBackend.get_queue_attributes
 
@@ -92,9 +98,7 @@ def test_the_queue_counts_visible_in_flight_and_delayed_messages_as_moto_does(sq
 def test_sending_does_not_read_the_clock_per_queued_message(
     sqs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, _ = _queue(sqs, retention=345_600)
-    for index in range(25):
-        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    url = _backlog(sqs, 25)
     sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     reads: list[str] = []
 
