@@ -54,7 +54,11 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert len(measured["last_ms"]) == 4  # the probe saw every change on every instance
         assert measured["staleness"].samples == 4 * len(whole_stack.fleet)
         # the probe-free pass timed every change from the rollout's own latencyMs (a missing one raises)
-        assert len(measured["acked_ms"]) == 4
+        acked = measured["acked"]
+        assert len(acked.ms) == 4
+        # and what each change cost the instances and the operator in CPU, the floor the row reports
+        assert len(acked.floor_ms()) == 4
+        assert all(cpu > 0 for cpu in acked.instances_cpu + acked.operator_cpu), acked
         # each rollout's stages, from its status and the operator's fan-out log line
         stages = scale_profile.stages(measured["finals"], whole_stack.operator.log_text())
         assert len(stages) == 4
