@@ -3,6 +3,7 @@ against the targets, every table."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ def write(
     same_run: bool = True,
 ) -> None:
     def rel(path: Path) -> str:
-        return path.relative_to(out.parent).as_posix()
+        # a report written elsewhere (`--out /tmp/x.md --merge`) links to the plots its merged rows
+        # keep under docs/benchmarks/: relative, climbing out of its own folder
+        return Path(os.path.relpath(path.resolve(), out.parent.resolve())).as_posix()
 
     several = runs is not None and len(runs) > 1
     parts = [

@@ -14,10 +14,20 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench.common import Machine  # noqa: E402
+from bench.common import Machine, RowResult  # noqa: E402
 from bench.path import burst_check  # noqa: E402
 from bench.report import targets_section, write  # noqa: E402
 from bench.targets import BURST_SECONDS, TARGETS  # noqa: E402
+
+HOST = Machine(
+    cpus=2,
+    memory_gib=4.0,
+    python="3.11",
+    system="Linux",
+    commit="abc1234",
+    date="2026-12-05 20:00 UTC",
+    load="0.5, 0.5, 0.5",
+)
 
 
 def test_docs_benchmarks_opens_with_the_targets_table_bench_writes() -> None:
@@ -28,18 +38,9 @@ def test_docs_benchmarks_opens_with_the_targets_table_bench_writes() -> None:
 
 def test_a_generated_report_opens_with_every_target(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
-    host = Machine(
-        cpus=2,
-        memory_gib=4.0,
-        python="3.11",
-        system="Linux",
-        commit="abc1234",
-        date="2026-12-05 20:00 UTC",
-        load="0.5, 0.5, 0.5",
-    )
     write(
         out=out,
-        machine=host,
+        machine=HOST,
         command="`make bench`",
         results=[],
         checks=[],
@@ -85,3 +86,30 @@ def test_a_burst_that_took_longer_than_the_row_names_is_not_met_whatever_the_fan
 
 def test_too_many_fan_outs_are_not_met() -> None:
     assert burst_check(measured_burst(1.5, fanned_out=4)).met is False
+
+
+def test_a_report_written_outside_docs_links_the_plots_its_merged_rows_keep_under_docs(
+    tmp_path: Path,
+) -> None:
+    plot = ROOT / "docs" / "benchmarks" / "staleness.png"
+    out = tmp_path / "elsewhere" / "report.md"
+    out.parent.mkdir()
+    kept = RowResult(title="A merged row", method="Kept from the committed rows.", plots=[plot])
+
+    write(
+        out=out,
+        machine=HOST,
+        command="`python -m bench --only load --merge --out elsewhere/report.md`",
+        results=[kept],
+        checks=[],
+        headline_text="(none)",
+        headline_plot=plot,
+        failures=[],
+        provenance=[],
+    )
+
+    links = [line for line in out.read_text().splitlines() if line.startswith("![")]
+    assert links, "the report links no plot"
+    for line in links:
+        target = line[line.index("(") + 1 : line.rindex(")")]
+        assert (out.parent / target).resolve() == plot.resolve(), line
