@@ -119,6 +119,11 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
+def cpu_seconds_of(pids: Sequence[int | None]) -> float:
+    """CPU seconds used so far by the processes `pids` together (the gone ones count 0)."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def fmt_ms(value: float) -> str:
     return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 

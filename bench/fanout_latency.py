@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT))  # run as a script (see Usage), bench.common is not on the path otherwise
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import cpu_seconds_of  # noqa: E402
 from configrefresh.v1 import refresh_service_pb2 as pb  # noqa: E402
 from devstack.services.endpoints import FakeEndpoints, Kind  # noqa: E402
 from refresh_operator.fanout import (  # noqa: E402
@@ -330,11 +330,6 @@ async def bare_rollout(
         *(stub.Refresh(request, timeout=BARE_TIMEOUT_SECONDS, metadata=metadata) for stub in stubs)
     )
     return (time.perf_counter() - start) * 1000
-
-
-def cpu_seconds_of(pids: Sequence[int]) -> float:
-    """CPU seconds used so far by the processes ``pids`` together."""
-    return sum(cpu_seconds(pid) for pid in pids)
 
 
 async def _run(

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RowResult, cpu_seconds, fmt_ms, percentile, say
+from bench.common import RowResult, cpu_seconds, cpu_seconds_of, fmt_ms, percentile, say
 from bench.path import Rollouts, timed_change
 from devstack.stack.builder import Stack
 
@@ -94,14 +94,14 @@ def run(*, instances: int, changes: int) -> RowResult:
         timed_change(stack, rollouts, name, "warm-up")
         pids = [instance.pid for instance in stack.fleet]
         for index in range(changes):
-            fleet_cpu = sum(cpu_seconds(pid) for pid in pids)
+            fleet_cpu = cpu_seconds_of(pids)
             operator_cpu = cpu_seconds(stack.operator.pid)
             busy, idle = busy_idle()
             queue.reset()
             put_ms, commit_ms, returned, version = timed_change(stack, rollouts, name, f"value-{index}")
             busy_after, idle_after = busy_idle()
             peak = queue.peak()
-            fleet_used = sum(cpu_seconds(pid) for pid in pids) - fleet_cpu
+            fleet_used = cpu_seconds_of(pids) - fleet_cpu
             operator_used = cpu_seconds(stack.operator.pid) - operator_cpu
             applied = [moment - returned for moment in apply_times(stack, name, version)]
             per_change.append(

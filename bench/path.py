@@ -73,7 +73,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench import scale_profile
-from bench.common import Check, RowResult, cpu_seconds, fmt_ms, percentile, say
+from bench.common import Check, RowResult, cpu_seconds, cpu_seconds_of, fmt_ms, percentile, say
 from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
 from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
@@ -179,12 +179,16 @@ class AckedPath:
             for fleet, operator in zip(self.instances_cpu, self.operator_cpu, strict=True)
         ]
 
+    def per_instance_ms(self, instances: int) -> float:
+        """The instances' CPU per change at the median, per instance (ms)."""
+        return percentile(self.instances_cpu, 50) / instances * 1e3
+
     def describe_floor(self, instances: int) -> str:
         floor = self.floor_ms()
         return (
             f"the CPU one change used, instances + operator, over the {self.cores} cores: p50"
             f" {fmt_ms(percentile(floor, 50))}, p99 {fmt_ms(percentile(floor, 99))} (instances"
-            f" {percentile(self.instances_cpu, 50) / instances * 1e3:.2f} ms each, operator"
+            f" {self.per_instance_ms(instances):.2f} ms each, operator"
             f" {fmt_ms(percentile(self.operator_cpu, 50) * 1e3)}, p50): the floor on this machine"
         )
 
@@ -197,10 +201,10 @@ def acked_path(stack: Stack, rollouts: Rollouts, changes: int) -> AckedPath:
     pids = [instance.pid for instance in stack.fleet]
     measured = AckedPath()
     for index in range(changes):
-        fleet_before = sum(cpu_seconds(pid) for pid in pids)
+        fleet_before = cpu_seconds_of(pids)
         operator_before = cpu_seconds(stack.operator.pid)
         put_ms, commit_ms, _, _ = timed_change(stack, rollouts, name, f"acked-{index}")
-        measured.instances_cpu.append(sum(cpu_seconds(pid) for pid in pids) - fleet_before)
+        measured.instances_cpu.append(cpu_seconds_of(pids) - fleet_before)
         measured.operator_cpu.append(cpu_seconds(stack.operator.pid) - operator_before)
         if commit_ms <= 0:
             raise RuntimeError(f"rollout of change {index} has no status.latencyMs")
@@ -471,7 +475,7 @@ def run(
                     ", ".join(f"{k} {v}" for k, v in path["phases"].items()),
                     f"{fmt_ms(acked[50])} / {fmt_ms(acked[90])} / {fmt_ms(acked[99])} ({count} changes)",
                     f"{fmt_ms(percentile(floor, 50))} / {fmt_ms(percentile(floor, 99))}"
-                    f" ({percentile(no_probe.instances_cpu, 50) / size * 1e3:.2f} ms per instance)",
+                    f" ({no_probe.per_instance_ms(size):.2f} ms per instance)",
                 ]
             )
             read_rows.append(
