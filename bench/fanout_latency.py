@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT))  # run as a script (see Usage), bench.common is not on the path otherwise
 
-from bench.common import cpu_seconds_of  # noqa: E402
+from bench.common import cpu_seconds_of, percentile  # noqa: E402
 from configrefresh.v1 import refresh_service_pb2 as pb  # noqa: E402
 from devstack.services.endpoints import FakeEndpoints, Kind  # noqa: E402
 from refresh_operator.fanout import (  # noqa: E402
@@ -469,13 +469,6 @@ def _spin(size: int, seconds: float, security: str) -> None:
             asyncio.run(spin())
         finally:
             backend.close()
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def spread(values: Sequence[float]) -> tuple[float, float, float]:

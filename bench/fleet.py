@@ -9,7 +9,7 @@ ConfigRefresh's last acknowledgment), one after another.
 
 What the cores did, per change, between PutParameter returning and the rollout being final:
 - the machine's CPU busy share (/proc/stat) and the most runnable tasks seen (sampled every 20 ms);
-- CPU time used by the instances together and by the operator (/proc/PID/schedstat);
+- CPU time used by the instances together and by the operator (every thread: each process's CPU-time clock);
 - the instances' own apply times (the "refresh" log line each writes, ms resolution): first and last
   applied after PutParameter returned, and their spread.
 The floor the cores set: (instances' + operator's CPU seconds) / 2 cores is the shortest time that work can

@@ -20,10 +20,11 @@ route trusts the fleet's CA and the operator sends the token). Measured:
   operator and the instances, and its resolution is itself tens of ms at 100 instances. The target
   check takes this pass; the probe pass is the staleness comparison with a polling cache (the same
   probe on both sides). Beside it, the CPU time each change cost the instances together and the
-  operator (/proc/PID/schedstat, from the PutParameter to the final status), divided by the machine's
-  cores: the shortest time that work can take on this machine however it is scheduled. Most of it is
-  the instances' refresh handling, which a real fleet runs on as many CPUs as it has pods; here every
-  instance waits for one of the 2 cores (the `fleet` row measures the same at 300 instances).
+  operator (every thread: each process's CPU-time clock, from the PutParameter to the final status),
+  divided by the machine's cores: the shortest time that work can take on this machine however it is
+  scheduled. Most of it is the instances' refresh handling, which a real fleet runs on as many CPUs as it
+  has pods; here every instance waits for one of the 2 cores (the `fleet` row measures the same at 300
+  instances).
 - Parameter Store calls per change, counted at the local AWS endpoint (`call_counts()`), by action.
 - idle cost, at the largest fleet, once 10 parameters are cached: Parameter Store reads per minute with
   nothing changing, the instances' TTL safety net and the operator's resync pass included. Both run on

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,3 +34,21 @@ def test_cpu_seconds_counts_this_process_working_and_is_zero_for_a_gone_one() ->
 
     assert cpu_seconds(os.getpid()) - before >= 0.04
     assert cpu_seconds(2**22 + 12345) == 0.0
+    assert cpu_seconds(None) == 0.0
+
+
+def test_cpu_seconds_counts_a_process_s_other_threads() -> None:
+    """gRPC core and the operator's blocking pool work outside the main thread; /proc/PID/schedstat, which
+    this read before, counts the main thread alone and saw none of this."""
+
+    def spin() -> None:
+        deadline = time.thread_time() + 0.2
+        while time.thread_time() < deadline:
+            pass
+
+    before = cpu_seconds(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()
+
+    assert cpu_seconds(os.getpid()) - before >= 0.19
