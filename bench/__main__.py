@@ -93,6 +93,7 @@ class Plan:
     fleet_instances: int = 300
     fleet_changes: int = 20
     scale_runs: int = 5  # runs of scale_changes changes at each of the two concurrencies, alternating
+    instance_calls: int = 1000  # the path row's direct Refresh calls to one instance (bench/instance_cost.py)
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
@@ -104,6 +105,7 @@ QUICK = dataclasses.replace(QUICK, fanout_samples=10)
 QUICK = dataclasses.replace(QUICK, load_first_seconds=20.0)
 QUICK = dataclasses.replace(QUICK, cold_instances=10, cold_rounds=2, fleet_instances=30, fleet_changes=5)
 QUICK = dataclasses.replace(QUICK, scale_runs=2)
+QUICK = dataclasses.replace(QUICK, instance_calls=200)
 
 
 def polling_result(polls: list[dict[str, Any]]) -> RowResult:
@@ -241,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_seconds=plan.idle_seconds,
             idle_speedup=plan.idle_speedup,
             plots=plots,
+            instance_calls=plan.instance_calls,
         )
         return Row([result], push={**extra, "fleet": plan.path_sizes[-1]})
 

@@ -73,7 +73,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import scale_profile
+from bench import instance_cost, scale_profile
 from bench.common import Check, RowResult, cpu_seconds, cpu_seconds_of, fmt_ms, percentile, say
 from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
@@ -97,6 +97,23 @@ EVENTBRIDGE_NOTE = (
     " (https://bitesizedserverless.com/bite/serverless-messaging-latency-compared/); it covers neither"
     " the Parameter Store → EventBridge hop (service events are delivered best-effort) nor an SQS"
     " target, so it is an indication of the order of magnitude, not a bound."
+)
+INSTANCE_COST_NOTE = (
+    "Where an instance's CPU per change goes (bench/instance_cost.py), the instance side of the floor: the"
+    " first row is the no-probe pass above, every instance's CPU by thread over its changes, divided by"
+    " changes x instances (main thread: the asyncio loop, where grpc.aio's server and every handler run;"
+    " gRPC core's threads: polling the sockets, TLS, HTTP/2; other: the rest, threads that exited"
+    " included, from the process's CPU-time clock). The next two rows call one of the same instances"
+    " directly afterwards, with nothing else running, over the same TLS and token: the same Refresh, the"
+    " same code, once with the process going idle between calls (as every instance does between two"
+    " changes) and once back to back, where it stays warm. What the gapped row adds to the warm one is"
+    " the cost of waking from idle (the event loop's and gRPC's poller's wake-ups, cold caches); what"
+    " the first row adds to the gapped one is 100 processes contending for 2 cores and their caches at"
+    " once. Every pod pays the wake-up in a cluster too, but on its own CPU and in parallel with the"
+    " others, so there a change's latency holds about one instance's figure, not their sum over the"
+    " cores. The profile: py-spy on that instance during more gapped calls, native frames, only the"
+    " thread holding the GIL (gRPC core's threads run without it and are not in it); a sample counts for"
+    " the first bucket whose code is on its stack, our code before gRPC's and the loop's."
 )
 FINAL = TERMINAL_PHASES
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
@@ -171,6 +188,7 @@ class AckedPath:
     instances_cpu: list[float] = field(default_factory=list)
     operator_cpu: list[float] = field(default_factory=list)
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: instance_cost.ThreadCpu = field(default_factory=instance_cost.ThreadCpu)
 
     def floor_ms(self) -> list[float]:
         """Per change, (instances' + operator's CPU) / the machine's cores: the shortest time that work
@@ -202,11 +220,13 @@ def acked_path(stack: Stack, rollouts: Rollouts, changes: int) -> AckedPath:
     pids = [instance.pid for instance in stack.fleet]
     measured = AckedPath()
     for index in range(changes):
+        measured.threads.start(pids)
         fleet_before = cpu_seconds_of(pids)
         operator_before = cpu_seconds(stack.operator.pid)
         put_ms, commit_ms, _, _ = timed_change(stack, rollouts, name, f"acked-{index}")
         measured.instances_cpu.append(cpu_seconds_of(pids) - fleet_before)
         measured.operator_cpu.append(cpu_seconds(stack.operator.pid) - operator_before)
+        measured.threads.stop()
         if commit_ms <= 0:
             raise RuntimeError(f"rollout of change {index} has no status.latencyMs")
         measured.ms.append(put_ms)
@@ -424,8 +444,75 @@ def burst(stack: Stack, rollouts: Rollouts, writes: int = 100) -> dict[str, Any]
     }
 
 
+INSTANCE_COST_GAP = 0.05  # seconds between two Refresh calls: the instance goes idle in between
+
+
+def instance_costs(
+    stack: Stack, acked: AckedPath, *, size: int, changes: int, calls: int
+) -> tuple[list[tuple[list[str], list[list[str]]]], list[str]]:
+    """Where an instance's CPU per change goes (bench/instance_cost.py): the no-probe pass's CPU by
+    thread, per instance and change; then one instance called directly, back to back and with a gap,
+    with nothing else running; then the gapped calls under py-spy. Returns the tables and the notes."""
+    target = stack.fleet[0]
+    name = f"{stack.local_aws.prefix}bench/path/instance-cost"
+    versions = instance_cost.Versions()
+    warm = instance_cost.refresh_cost(target, name, versions, calls=calls, gap=0.0)
+    woken = instance_cost.refresh_cost(
+        target, name, versions, calls=max(20, calls // 5), gap=INSTANCE_COST_GAP
+    )
+    say(f"  instance cost: {instance_cost.describe([warm, woken])}")
+    gap_ms = f"{INSTANCE_COST_GAP * 1e3:.0f} ms"
+    rows = [
+        instance_cost.cost_row(
+            f"each of {size} instances, per change (the no-probe pass: all of them at once on the machine's"
+            f" {acked.cores} cores)",
+            f"{changes} changes x {size}",
+            acked.threads.per(changes * size),
+        ),
+        instance_cost.cost_row(
+            f"one of them, called directly {gap_ms} apart (idle in between), nothing else running",
+            str(woken.calls),
+            woken.ms,
+        ),
+        instance_cost.cost_row(
+            "one of them, called directly back to back (stays warm), nothing else running",
+            str(warm.calls),
+            warm.ms,
+        ),
+    ]
+    tables: list[tuple[list[str], list[list[str]]]] = [(instance_cost.COST_HEADER, rows)]
+    with tempfile.TemporaryDirectory(prefix="bench-instance-profile-") as scratch:
+        profile = instance_cost.profile_refreshes(
+            target,
+            name,
+            versions,
+            calls=max(20, calls * 3 // 10),
+            gap=INSTANCE_COST_GAP,
+            out=Path(scratch) / "instance.txt",
+        )
+    if profile is None:
+        return tables, ["No profile of the instance: py-spy is missing or could not attach (make install)."]
+    tables.append(
+        (
+            [
+                f"where one instance's GIL time goes, Refresh calls {gap_ms} apart (py-spy, native"
+                f" frames, {profile.samples} samples)",
+                "share of samples",
+            ],
+            instance_cost.profile_rows(profile),
+        )
+    )
+    return tables, [INSTANCE_COST_NOTE]
+
+
 def run(
-    *, sizes: list[int], changes: int, idle_seconds: float, idle_speedup: int, plots: Path
+    *,
+    sizes: list[int],
+    changes: int,
+    idle_seconds: float,
+    idle_speedup: int,
+    plots: Path,
+    instance_calls: int = 1000,
 ) -> tuple[RowResult, dict[str, Any]]:
     result = RowResult(title="Whole path on the local stack", method=__doc__ or "")
     latency_rows: list[list[str]] = []
@@ -538,6 +625,12 @@ def run(
                     " reads/min at the default intervals"
                 )
                 result.checks.append(idle_check(quiet))
+                say("  where an instance's CPU per change goes ...")
+                cost_tables, cost_notes = instance_costs(
+                    stack, no_probe, size=size, changes=count, calls=instance_calls
+                )
+                profile_tables += cost_tables
+                result.notes += cost_notes
         finally:
             rollouts.close()
             stack.stop()

@@ -78,6 +78,24 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         assert burst["regressions"] == []
         assert burst["samples"] > 0
         assert 1 <= burst["rollouts"] <= 20
+
+        # the instance side of the floor: the pass's CPU by thread, then one instance called directly
+        tables, notes = path.instance_costs(
+            whole_stack, acked, size=len(whole_stack.fleet), changes=4, calls=40
+        )
+        costs = tables[0][1]
+        assert len(costs) == 3
+        for row in costs:
+            total, *by_role = (float(cell.removesuffix(" ms")) for cell in row[2:])
+            assert total > 0, row
+            assert abs(sum(by_role) - total) <= 0.02, row  # each figure is rounded to 0.01 ms
+            assert by_role[0] > 0, row  # the main thread runs every handler
+        # every direct call was applied: 5 warm-up calls before each of the two passes, 40 back to
+        # back, 20 gapped, 20 more under py-spy
+        name = f"{whole_stack.local_aws.prefix}bench/path/instance-cost"
+        assert whole_stack.fleet[0].get_config(name).version == 5 + 40 + 5 + 20 + 20
+        profiled = any(header[0].startswith("where one instance's GIL time goes") for header, _ in tables)
+        assert profiled or any(note.startswith("No profile") for note in notes)
     finally:
         rollouts.close()
     for item in rollouts_for(whole_stack, "/config-service/bench/path/flag"):
