@@ -44,6 +44,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.pyspy
 
+from bench.common import cpu_seconds as process_cpu_seconds
 from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as rpb
@@ -217,9 +218,8 @@ class Target:
         self.cpu: dict[str, float] = {}  # the instance's CPU seconds during the measured reads
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the instance process so far (/proc/PID/stat)."""
-        fields = Path(f"/proc/{self.instance.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The instance's CPU time so far, every thread (its CPU-time clock, in ns rather than ticks)."""
+        return process_cpu_seconds(self.instance.pid)
 
     def phase(
         self,
