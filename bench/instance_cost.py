@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from bench import pyspy
 from bench.common import cpu_seconds
@@ -228,7 +228,3 @@ def profile_rows(profile: RefreshProfile) -> list[list[str]]:
 def describe(costs: Sequence[RefreshCost]) -> str:
     """One line for the console: CPU per call, by gap."""
     return "; ".join(f"gap {cost.gap * 1e3:.0f} ms: {cost.ms['total']:.2f} ms per refresh" for cost in costs)
-
-
-def as_dict(cost: RefreshCost) -> dict[str, Any]:
-    return {"calls": cost.calls, "gap": cost.gap, "ms": dict(cost.ms)}
