@@ -19,9 +19,8 @@ over the cores). This module says what that CPU is, so the floor rests on a meas
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -87,10 +86,13 @@ class ThreadCpu:
     def start(self, pids: Iterable[int | None]) -> None:
         self._before = {pid: (cpu_seconds(pid), thread_seconds(pid)) for pid in pids if pid is not None}
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """Add the span since `start` to `by_role`; returns the span's CPU seconds, every process together."""
+        span = 0.0
         for pid, (total_before, roles_before) in self._before.items():
             roles_after = thread_seconds(pid)
             total = cpu_seconds(pid) - total_before
+            span += total
             counted = 0.0
             for role in (MAIN, GRPC_CORE):
                 spent = max(0.0, roles_after.get(role, 0.0) - roles_before.get(role, 0.0))
@@ -98,6 +100,7 @@ class ThreadCpu:
                 counted += spent
             self.by_role[OTHER] += max(0.0, total - counted)
         self._before = {}
+        return span
 
     @property
     def total(self) -> float:
@@ -132,20 +135,10 @@ def _request(name: str, version: int) -> pb.RefreshRequest:
     )
 
 
-@dataclass
-class Versions:
-    """Each call needs a newer version than the last, or the instance answers STALE without applying."""
-
-    next: int = 1
-
-    def take(self) -> int:
-        self.next += 1
-        return self.next - 1
-
-
-def _calls(target: RefreshTarget, name: str, versions: Versions, calls: int, gap: float) -> None:
+def _calls(target: RefreshTarget, name: str, versions: Iterator[int], calls: int, gap: float) -> None:
+    """`versions` gives each call a newer version than the last: an older one is answered STALE, unapplied."""
     for _ in range(calls):
-        answer = target.refresh(_request(name, versions.take()))
+        answer = target.refresh(_request(name, next(versions)))
         if answer.result != pb.REFRESH_RESULT_APPLIED:
             raise RuntimeError(f"instance-cost refresh of {name} not applied: {answer}")
         if gap > 0:
@@ -162,7 +155,7 @@ class RefreshCost:
 
 
 def refresh_cost(
-    target: RefreshTarget, name: str, versions: Versions, *, calls: int, gap: float
+    target: RefreshTarget, name: str, versions: Iterator[int], *, calls: int, gap: float
 ) -> RefreshCost:
     """`calls` Refresh calls to `target` for `name` (applied each: every version is new), `gap` seconds
     apart, and the instance's CPU per call by role. The instance must accept `name` (under its prefix);
@@ -187,27 +180,21 @@ class RefreshProfile:
 
 
 def profile_refreshes(
-    target: RefreshTarget, name: str, versions: Versions, *, calls: int, gap: float, out: Path
+    target: RefreshTarget, name: str, versions: Iterator[int], *, calls: int, gap: float, out: Path
 ) -> RefreshProfile | None:
     """The gapped calls again while py-spy samples the instance (native frames; it pauses the process
     per sample, so no CPU figure is taken here); None without py-spy."""
     pid = target.pid
-    if pid is None or pyspy.executable() is None:
+    if pid is None:
         return None
-    seconds = calls * (gap + 0.003) + 2
-    spy: dict[str, Path | None] = {}
-    recorder = threading.Thread(
-        target=lambda: spy.update(raw=pyspy.record(pid, seconds, out, rate=1000, native=True)), daemon=True
-    )
-    recorder.start()
-    time.sleep(1.0)  # py-spy attaches before the calls
-    _calls(target, name, versions, calls, gap)
-    recorder.join(seconds + 90)
-    raw = spy.get("raw")
-    if raw is None:
+    with pyspy.recording(pid, out, rate=1000, native=True) as recorded:
+        _calls(target, name, versions, calls, gap)
+    if recorded.path is None:
         return None
     return RefreshProfile(
-        samples=pyspy.samples(raw), shares=pyspy.shares(raw, PROFILE_BUCKETS), top=pyspy.top_own(raw, 6)
+        samples=pyspy.samples(recorded.path),
+        shares=pyspy.shares(recorded.path, PROFILE_BUCKETS),
+        top=pyspy.top_own(recorded.path, 6),
     )
 
 

@@ -57,6 +57,7 @@ the fan-out) p50 134 → 111 ms, p90 188 → 137 ms, handler → discovered 37 �
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -74,7 +75,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench import instance_cost, scale_profile
-from bench.common import Check, RowResult, cpu_seconds, cpu_seconds_of, fmt_ms, percentile, say
+from bench.common import Check, RowResult, cpu_seconds, fmt_ms, percentile, say
 from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
 from configrefresh_api.groupversion import GROUP, REFRESHES, VERSION
@@ -221,12 +222,10 @@ def acked_path(stack: Stack, rollouts: Rollouts, changes: int) -> AckedPath:
     measured = AckedPath()
     for index in range(changes):
         measured.threads.start(pids)
-        fleet_before = cpu_seconds_of(pids)
         operator_before = cpu_seconds(stack.operator.pid)
         put_ms, commit_ms, _, _ = timed_change(stack, rollouts, name, f"acked-{index}")
-        measured.instances_cpu.append(cpu_seconds_of(pids) - fleet_before)
         measured.operator_cpu.append(cpu_seconds(stack.operator.pid) - operator_before)
-        measured.threads.stop()
+        measured.instances_cpu.append(measured.threads.stop())
         if commit_ms <= 0:
             raise RuntimeError(f"rollout of change {index} has no status.latencyMs")
         measured.ms.append(put_ms)
@@ -455,7 +454,7 @@ def instance_costs(
     with nothing else running; then the gapped calls under py-spy. Returns the tables and the notes."""
     target = stack.fleet[0]
     name = f"{stack.local_aws.prefix}bench/path/instance-cost"
-    versions = instance_cost.Versions()
+    versions = itertools.count(1)
     warm = instance_cost.refresh_cost(target, name, versions, calls=calls, gap=0.0)
     woken = instance_cost.refresh_cost(
         target, name, versions, calls=max(20, calls // 5), gap=INSTANCE_COST_GAP

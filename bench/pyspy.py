@@ -79,17 +79,17 @@ class Recorded:
 
 
 @contextlib.contextmanager
-def recording(pid: int, out: Path, *, rate: int = 250) -> Iterator[Recorded]:
-    """Sample `pid` (nonblocking, GIL holder only, as `record`) while the block runs; py-spy is stopped
-    with SIGINT when it ends, which makes it write what it has. Without py-spy the block runs unprofiled
-    and `Recorded.path` stays None."""
+def recording(pid: int, out: Path, *, rate: int = 250, native: bool = False) -> Iterator[Recorded]:
+    """Sample `pid` (GIL holder only; nonblocking, or with native frames, as `record`) while the block
+    runs; py-spy is stopped with SIGINT when it ends, which makes it write what it has. Without py-spy the
+    block runs unprofiled and `Recorded.path` stays None."""
     recorded = Recorded()
     spy = executable()
     if spy is None:
         yield recorded
         return
     command = [spy, "record", "--pid", str(pid), "--duration", "3600", "--rate", str(rate)]
-    command += ["--nonblocking", "--gil", "--format", "raw", "--output", str(out)]
+    command += ["--native" if native else "--nonblocking", "--gil", "--format", "raw", "--output", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(0.5)  # py-spy attaches (reads the interpreter's memory layout) before the block's work
     started = time.monotonic()

@@ -41,7 +41,7 @@ def test_thread_cpu_counts_the_main_thread_a_live_thread_and_an_exited_one_apart
     exited.join()
     _burn(0.1)
     assert burnt.wait(60)
-    cpu.stop()  # the live thread is still there, waiting; the other one has gone
+    span = cpu.stop()  # the live thread is still there, waiting; the other one has gone
     release.set()
     live_thread.join()
 
@@ -49,6 +49,7 @@ def test_thread_cpu_counts_the_main_thread_a_live_thread_and_an_exited_one_apart
     # the live thread by its own clock, the exited one through what the process clock has left over
     assert cpu.by_role[OTHER] >= 0.24, cpu.by_role
     assert cpu.by_role[GRPC_CORE] == 0.0
+    assert abs(span - cpu.total) < 1e-9  # one span: what stop() returns is all that was added
     per = cpu.per(10)
     assert abs(per["total"] - cpu.total * 100) < 1e-9
     assert abs(sum(per[role] for role in instance_cost.ROLES) - per["total"]) < 1e-9
