@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import enum
 import hmac
-import ipaddress
 import logging
 import os
 import threading
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +35,11 @@ from typing import Any, Protocol
 
 import grpc
 
+from config_service.loopback import is_loopback_peer
 from config_service.metrics import Metrics
 from config_service.tokenreview import RateLimited, ReviewFailed, TokenReviewer, TokenReviews
 
-__all__ = ["TokenReviewer", "TokenReviews"]
+__all__ = ["TokenReviewer", "TokenReviews", "is_loopback_peer"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,8 @@ class CallCredentials:
     tls: bool
     """The call arrived over TLS (its bearer token, if any, was encrypted in transit)."""
     loopback: bool = False
-    """The caller is on this host (127.0.0.0/8, ::1 or a Unix socket): its call never crossed a network."""
+    """The caller is on this host (127.0.0.0/8, ::1 or a Unix socket): its call never crossed a network.
+    Only worked out when it decides something (a bearer token without TLS); otherwise False."""
 
 
 class Method(Protocol):
@@ -216,6 +216,9 @@ class Authenticator:
     def __init__(self, methods: Sequence[Method], *, plaintext_tokens: bool = False) -> None:
         self._methods = tuple(methods)
         self._plaintext_tokens = plaintext_tokens
+        self.reads_peer_identities = any(isinstance(method, MutualTls) for method in self._methods)
+        """Whether any method looks at the client certificate; without one, a call's TLS identities are
+        not decoded (that is most of the check's cost on every Refresh and GetConfig)."""
 
     async def authenticate(self, credentials: CallCredentials) -> tuple[grpc.StatusCode | None, Verdict]:
         """(None, verdict) to let the call through, else (status code, verdict)."""
@@ -243,37 +246,11 @@ class Authenticator:
         return grpc.StatusCode.UNAUTHENTICATED, Verdict(Decision.ABSENT, reason="no credential")
 
 
-def is_loopback_peer(peer: str) -> bool:
-    """Whether a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`, `unix:...`) is on this host:
-    any 127.0.0.0/8 address, ::1, an IPv4-mapped loopback, or a Unix socket."""
-    scheme, _, rest = peer.partition(":")
-    rest = urllib.parse.unquote(rest)
-    if scheme in ("unix", "unix-abstract"):
-        return True
-    if scheme == "ipv4":
-        host = rest.rsplit(":", 1)[0]
-    elif scheme == "ipv6":
-        host = rest.rsplit(":", 1)[0].strip("[]")
-    else:
-        return False
-    return is_loopback_address(host)
-
-
-def is_loopback_address(host: str) -> bool:
-    """Whether an address or host name only reaches this host (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def credentials_of(context: grpc.aio.ServicerContext[Any, Any]) -> CallCredentials:
-    """The bearer token, TLS peer identities, transport security and origin of a call."""
+def credentials_of(
+    context: grpc.aio.ServicerContext[Any, Any], *, peer_identities: bool = True
+) -> CallCredentials:
+    """The bearer token, TLS peer identities (unless `peer_identities` is False), transport security and,
+    for a bearer token sent without TLS, the origin of a call."""
     bearer = None
     for key, value in context.invocation_metadata() or ():
         if key.lower() == "authorization" and isinstance(value, str):
@@ -282,19 +259,18 @@ def credentials_of(context: grpc.aio.ServicerContext[Any, Any]) -> CallCredentia
                 bearer = token.strip()
     auth_context = context.auth_context() or {}
     identities: list[str] = []
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
-        for raw in auth_context.get(key, ()):
-            text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-            if text and text not in identities:
-                identities.append(text)
-    security = [
-        raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        for raw in auth_context.get("transport_security_type", ())
-    ]
-    tls = "ssl" in security or "tls" in security
-    return CallCredentials(
-        bearer=bearer, peer_identities=tuple(identities), tls=tls, loopback=is_loopback_peer(context.peer())
-    )
+    if peer_identities:
+        for key in ("x509_subject_alternative_name", "x509_common_name"):
+            for raw in auth_context.get(key, ()):
+                text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+                if text and text not in identities:
+                    identities.append(text)
+    security = auth_context.get("transport_security_type", ())
+    tls = any(raw in (b"ssl", b"tls", "ssl", "tls") for raw in security)
+    # Only a bearer token that came without TLS needs its origin; parsing the peer address on every call
+    # was a measurable part of an instance's CPU per Refresh (bench/instance_cost.py).
+    loopback = bearer is not None and not tls and is_loopback_peer(context.peer())
+    return CallCredentials(bearer=bearer, peer_identities=tuple(identities), tls=tls, loopback=loopback)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -312,6 +288,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._prefix = service_prefix
         self._service = service_prefix.strip("/").rsplit(".", 1)[-1]
         self._metrics = metrics
+        # grpc.aio asks the interceptor once per call: the guarded handler is built once per method
+        # (and per handler object, should the server's handlers change) instead of on every call.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -322,15 +301,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler is None or not method.startswith(self._prefix):
             return handler
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = self._guard(method, handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is None:  # pragma: no cover - both protected services are unary only
             raise RuntimeError(f"{method}: only unary methods can be guarded")
         inner = handler.unary_unary
         authenticator = self._authenticator
         metrics = self._metrics
         service = self._service
+        peer_identities = authenticator.reads_peer_identities
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            code, verdict = await authenticator.authenticate(credentials_of(context))
+            credentials = credentials_of(context, peer_identities=peer_identities)
+            code, verdict = await authenticator.authenticate(credentials)
             if code is not None:
                 log.warning(
                     "refresh call refused" if service == "RefreshService" else "config call refused",

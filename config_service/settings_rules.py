@@ -4,11 +4,11 @@ at fault by its environment variable, and the flag that opts out where there is 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from config_service.loopback import is_loopback_address
 from config_service.settings_local import check_local_delivery
 
 if TYPE_CHECKING:
@@ -31,15 +31,8 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether binding to `host` keeps a port on this host: any address in 127.0.0.0/8 (the whole block
-    is loopback for the operating system, not just 127.0.0.1), ::1, or the name localhost."""
-    if host.strip().lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
+is_loopback_host = is_loopback_address
+"""Whether binding to a host keeps a port on this host (see `is_loopback_address`)."""
 
 
 PORTS: tuple[Literal["refresh", "config"], ...] = ("refresh", "config")
