@@ -15,7 +15,8 @@ max over the runs of each run's p50 and p99; "p99 of all" pools every warm sampl
 and auth are as the charts deploy them: TLS (the route's caBundle and serverName) and a bearer token
 checked by the endpoint; the one plaintext row is labelled as such. Endpoints and the operator share the
 machine's 2 cores here (in a cluster the instances run elsewhere): the CPU columns say how much each side
-used per rollout.
+used per rollout. The engine runs in the benchmark's process with the garbage collector set as the
+operator sets its own (settled once started), not the interpreter's defaults.
 """
 
 from __future__ import annotations

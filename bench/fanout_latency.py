@@ -36,6 +36,13 @@ The backends, said in the output as well:
   (RefreshServicer + Refresher + ConfigCache; no bootstrap). ``minimal``: a trivial servicer that
   answers APPLIED, up to 1,000 endpoints per server.
 
+- **The operator's garbage collector.** The operator settles its collector once started
+  (refresh_operator/collector.py: startup objects frozen, a larger young generation). The engine here runs
+  inside the benchmark's own process, so ``measure`` and the profile settle it the same way while they
+  run (``operator_collector``); with the interpreter's defaults, the full collections of this process's
+  heap (matplotlib, the harness) landed inside rollouts and made the tail of every configuration,
+  the bare gather's too: a tail of the harness, which the operator does not have.
+
 The "bare" baseline is one ``asyncio.gather`` of ``stub.Refresh`` over the same warm channels with the
 same metadata, without the engine: the floor of this machine for the same calls.
 
@@ -48,6 +55,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import gc
 import itertools
 import os
 import secrets
@@ -356,6 +365,21 @@ async def _run(
     return result
 
 
+@contextlib.contextmanager
+def operator_collector() -> Iterator[int]:
+    """This process's garbage collector set as the operator sets its own (settled: one collection, the
+    survivors frozen, the young threshold raised) for the block, and as it was again after it. Yields
+    how many objects were frozen."""
+    from refresh_operator import collector
+
+    thresholds = gc.get_threshold()
+    try:
+        yield collector.settle_after_startup()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 def measure(
     backend: Any,
     policies: dict[str, RefreshPolicy],
@@ -366,8 +390,9 @@ def measure(
     engine: Any = FanOut,
 ) -> list[RunResult]:
     """``runs`` independent runs (each a fresh loop, engine and channel pool) of ``samples`` warm
-    rollouts per policy, taking turns with the bare baseline."""
-    return [asyncio.run(_run(backend, policies, samples, versions, engine)) for _ in range(runs)]
+    rollouts per policy, taking turns with the bare baseline; the collector set as the operator's."""
+    with operator_collector():
+        return [asyncio.run(_run(backend, policies, samples, versions, engine)) for _ in range(runs)]
 
 
 def concurrency_policies(secured: Secured, size: int) -> dict[str, RefreshPolicy]:
@@ -466,7 +491,8 @@ def _spin(size: int, seconds: float, security: str) -> None:
                     await one_rollout(fanout, backend.targets, policy, next(versions))
                 await channels.aclose()
 
-            asyncio.run(spin())
+            with operator_collector():
+                asyncio.run(spin())
         finally:
             backend.close()
 

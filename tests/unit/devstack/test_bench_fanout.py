@@ -1,8 +1,10 @@
 """The fan-out row's configuration: the policy it measures is the operator's own for a chart-shaped route
-(TLS + bearer token, the route's default maxConcurrency), and its profile buckets add up."""
+(TLS + bearer token, the route's default maxConcurrency), its garbage collector is set as the operator's,
+and its profile buckets add up."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -48,6 +50,23 @@ def test_the_tls_policy_sends_a_token_over_tls_checked_against_the_route_ca_and_
         assert policy.tls.server_name == "svc.bench.svc"
         assert policy.token_file == str(token)
         assert not policy.allow_plaintext
+
+
+def test_rollouts_are_measured_with_the_collector_settled_as_the_operator_settles_it() -> None:
+    from refresh_operator.collector import YOUNG_THRESHOLD
+
+    thresholds = gc.get_threshold()
+    with fl.operator_collector() as frozen:
+        assert frozen > 0
+        assert gc.get_freeze_count() > 0  # (some of the frozen may have died since)
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == 0
+    # put back when the measurement fails, too
+    with pytest.raises(RuntimeError), fl.operator_collector():
+        raise RuntimeError("a rollout failed")
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_fleet_within_the_default_concurrency_has_no_tuned_configuration() -> None:
