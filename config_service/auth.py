@@ -39,7 +39,7 @@ from config_service.loopback import is_loopback_peer
 from config_service.metrics import Metrics
 from config_service.tokenreview import RateLimited, ReviewFailed, TokenReviewer, TokenReviews
 
-__all__ = ["TokenReviewer", "TokenReviews", "is_loopback_peer"]
+__all__ = ["TokenReviewer", "TokenReviews"]
 
 log = logging.getLogger(__name__)
 

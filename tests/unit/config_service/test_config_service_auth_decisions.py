@@ -19,8 +19,8 @@ from config_service.auth import (
     MutualTls,
     ServiceAccountToken,
     TokenFile,
-    is_loopback_peer,
 )
+from config_service.loopback import is_loopback_peer
 from config_service.tokenreview import TokenBucket, TokenReviews
 
 
