@@ -97,7 +97,8 @@ class Plan:
 
 
 # polling: TTL → writes, spread 24 to a TTL (bench/polling.py): 30 s and 135 s of writes at full size
-FULL = Plan([10, 100, 1000], 5, [10, 100], 50, 180.0, 1000, 20, 1000, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72})
+# path_sizes holds poll_instances: the staleness ratio compares push and polling on fleets of one size
+FULL = Plan([10, 100, 1000], 5, [20, 100], 50, 180.0, 1000, 20, 1000, 3, 5, 2.0, 20, {5.0: 144, 45.0: 72})
 QUICK = Plan([10, 100, 1000], 5, [10], 20, 60.0, 1000, 5, 100, 1, 2, 1.0, 10, {5.0: 48, 45.0: 24}, 20, 20)
 # Each helper row's reduced sizes on a line of its own, so that rows added later merge cleanly.
 QUICK = dataclasses.replace(QUICK, goapp_changes=10, goapp_poll_keys=10, goapp_poll_rounds=1)
@@ -153,23 +154,33 @@ def polling_result(polls: list[dict[str, Any]]) -> RowResult:
 def staleness_check(
     push: dict[str, Any], polls: list[dict[str, Any]], *, same_run: bool = True
 ) -> Check | None:
-    """Push against the 45 s polling cache, both measured by the same probe: the slow side's low bound
-    over the fast side's high bound, per-instance p99s."""
+    """Push against the 45 s polling cache, both measured by the same probe on fleets of the same size
+    (push's largest fleet beside it): the slow side's low bound over the fast side's high bound,
+    per-instance p99s."""
+    from bench.report import push_fleets, push_side
     from bench.targets import STALENESS_RATIO
 
     slow = [p for p in polls if p["ttl"] == 45.0 and "staleness" in p]
     if "staleness" not in push or not slow:
         return None
-    fast, poll = push["staleness"], slow[0]["staleness"]
+    poll, instances = slow[0]["staleness"], slow[0]["instances"]
+    size, fast = push_side(push, instances)
     ratio = poll.p99_low / fast.p99
+    others = "".join(
+        f"; at {other_size} instances push {other.p99 * 1000:.0f} ms over {other.samples} samples:"
+        f" {poll.p99_low / other.p99:,.0f}x"
+        for other_size, other in push_fleets(push).items()
+        if other_size != size
+    )
+    sizes = "the same fleet size" if size == instances else f"push {size}, polling {instances} instances"
     return Check(
         what="staleness against a 45 s polling cache" + (", same run" if same_run else ", two runs"),
         target=f"≥ {STALENESS_RATIO:g} x lower p99",
         measured=(
-            f"{ratio:,.0f}x lower p99 per instance (push {fast.p99 * 1000:.0f} ms over {fast.samples}"
-            f" samples, {push.get('fleet', '?')} instances; 45 s poll {poll.p99_low:.1f} s over"
-            f" {poll.samples} samples, {slow[0]['instances']} instances; both measured by the GetConfig"
-            " probe; no EventBridge delivery on the push side)"
+            f"{ratio:,.0f}x lower p99 per instance at {sizes} (push {fast.p99 * 1000:.0f} ms over"
+            f" {fast.samples} samples, {size} instances; 45 s poll {poll.p99_low:.1f} s over"
+            f" {poll.samples} samples, {instances} instances){others}; both measured by the GetConfig"
+            " probe; no EventBridge delivery on the push side"
         ),
         met=ratio >= STALENESS_RATIO,
     )

@@ -529,7 +529,8 @@ def run(
         say(f"  stack up in {time.monotonic() - started:.0f} s")
         rollouts = Rollouts(stack)
         try:
-            count = changes if largest else max(10, changes // 5)
+            # every size runs every change: the smaller one is the staleness comparison's push side
+            count = changes
             path = whole_path(stack, rollouts, count)
             last_ms, commit_ms, s = path["last_ms"], path["commit_ms"], path["staleness"]
             series[size] = last_ms
@@ -575,6 +576,7 @@ def run(
                 ]
             )
             extra.setdefault("reads_per_change", {})[size] = path["reads"] / count
+            extra.setdefault("staleness_by_fleet", {})[size] = s
             if largest:
                 target = f"p50 ≤ {PATH_100_P50_MS:g} ms, p99 ≤ {PATH_100_P99_MS:g} ms" + (
                     "" if size == 100 else f" (at 100; run at {size})"

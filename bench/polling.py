@@ -14,8 +14,8 @@ Writes go to the 10 parameters at independent, uniformly random moments, 24 writ
 `--quick`: 48 over 10 s and 24 over 45 s, 10 instances), so the 45 s cache gives 24 samples per
 instance per 45 s instead of one write per poll period, and the row takes about 5 minutes. A key
 written again before every instance caught up is fine: each write is timed to its own version or a
-newer one. The probe runs a round every 50 ms here (back to back for push); the ratio with push takes
-this side's low bound (bench/staleness.py), so the coarser rounds cannot flatter it.
+newer one. The probe asks each instance once per 50 ms, as on the push side; the ratio with push takes
+this side's low bound (bench/staleness.py), so the probe's resolution cannot flatter it.
 
 Parameter Store reads are counted at the local AWS endpoint (GetParameter, GetParameters,
 GetParametersByPath; the benchmark's PutParameters are not reads) from the first write until every
@@ -42,7 +42,6 @@ from devstack.services.fleet import ServiceFleet
 READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")
 KEYS = 10
 WRITES_PER_TTL = 24
-PROBE_INTERVAL = 0.05
 
 
 def model(ttl: float, q: float) -> float:
@@ -72,7 +71,7 @@ def measure(*, ttl: float, instances: int, writes: int, workdir: Path) -> dict[s
         )
         fleet.start()
         fleet.wait_serving(max(120.0, 3.0 * instances))
-        probe = Probe([instance.config_address for instance in fleet], interval=PROBE_INTERVAL)
+        probe = Probe([instance.config_address for instance in fleet])
         duration = window(ttl, writes)
         plan = schedule(keys=KEYS, writes=writes, duration=duration, rng=random.Random())
         aws.reset_call_counts()

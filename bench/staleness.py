@@ -6,18 +6,24 @@ instance = from the moment PutParameter returned to the benchmark to the moment 
 the version written, or a newer one (a newer write supersedes it; the instance is then no longer
 stale with respect to this one).
 
-How: a background thread runs rounds. Each round asks GetConfig once on every (instance, parameter)
-that still has a pending write, all calls in flight together (sync gRPC futures, one channel per
-instance), and stamps each answer with its send and receive times. For a pending write of version v on
-instance i, the serving moment lies after the send time of the last probe that still saw an older
-version (or after the write, if later) and before the receive time of the first probe that saw v or
-newer: the probe records both bounds, `low` and `high`, as seconds after PutParameter returned. `high`
-is what a client could have observed; `high - low` is the probe's resolution. A ratio between two
-designs is taken from the slower side's `low` and the faster side's `high`, so the probe's
-resolution can only shrink it.
+How: every (instance, parameter) with a pending write is asked GetConfig on its own clock, at most one
+call in flight and one call per `period` (PERIOD, the same on both sides), the first calls of a write
+spread over one period so the instances are not all asked at once. Each answer is stamped with its
+send and receive times. For a pending write of version v on instance i, the serving moment lies after
+the send time of the last probe that still saw an older version (or after the write, if later) and
+before the receive time of the first probe that saw v or newer: the probe records both bounds, `low`
+and `high`, as seconds after PutParameter returned. `high` is what a client could have observed;
+`high - low` is the probe's resolution, about one period plus one call. A ratio between two designs is
+taken from the slower side's `low` and the faster side's `high`, so the probe's resolution can only
+shrink it.
 
-The probe's own load (a round per `interval`, plus the calls' time) lands on the same machine as the
-instances and, for push, the operator: it slows both sides, not one.
+Why a clock per instance rather than rounds over all of them: a round ends with its slowest answer, so
+while a change is being applied every instance was timed only as finely as the busiest one answered
+(a 208 ms median resolution at 100 instances on 2 cores), and rounds sent back to back kept every
+instance answering GetConfig as fast as it could, the load the measurement then timed.
+
+The probe's own load (one GetConfig per instance per period while a write is pending there) lands on
+the same machine as the instances and, for push, the operator: it slows both sides, not one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import grpc
 
 from bench.common import percentile
 from configrefresh.v1 import config_service_pb2, config_service_pb2_grpc
+
+PERIOD = 0.05  # s between two GetConfig to one (instance, parameter): both sides' resolution
 
 
 @dataclass(frozen=True)
@@ -109,22 +117,34 @@ class ProbeTimeout(RuntimeError):
 
 
 @dataclass
+class _Target:
+    """One (instance, parameter) with writes still pending: at most one GetConfig in flight."""
+
+    items: list[_Pending]
+    due: float  # monotonic: when the next GetConfig may be sent
+    in_flight: bool = False
+
+
+@dataclass
 class Probe:
-    """GetConfig rounds on every instance with a pending write (see the module docstring).
+    """GetConfig on every instance with a pending write, each on its own clock (see the module docstring).
 
     `addresses`: each instance's ConfigService host:port (loopback mode: no credentials needed).
-    `interval`: shortest time between the starts of two rounds (0: back to back).
+    `period`: shortest time between two GetConfig sent to the same (instance, parameter); the same on
+    both sides of a comparison, so that both are timed as finely and loaded alike.
     """
 
     addresses: Sequence[str]
-    interval: float = 0.0
+    period: float = PERIOD
     call_timeout: float = 2.0
     observations: list[Observation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.period <= 0:
+            raise ValueError("period must be > 0: a probe with none would spin on every instance")
         self._channels = [grpc.insecure_channel(address) for address in self.addresses]
         self._stubs = [config_service_pb2_grpc.ConfigServiceStub(channel) for channel in self._channels]
-        self._pending: dict[tuple[int, str], list[_Pending]] = {}
+        self._targets: dict[tuple[int, str], _Target] = {}
         self._writes = 0
         self._lock = threading.Condition()
         self._stop = False
@@ -140,15 +160,23 @@ class Probe:
         with self._lock:
             index = self._writes
             self._writes += 1
-            for instance in range(len(self._stubs)):
-                self._pending.setdefault((instance, name), []).append(_Pending(index, version, written))
+            count = len(self._stubs)
+            for instance in range(count):
+                item = _Pending(index, version, written)
+                target = self._targets.get((instance, name))
+                if target is None:
+                    # first probes spread over one period: the instances are not all asked at once
+                    due = written + self.period * instance / count
+                    self._targets[(instance, name)] = _Target([item], due)
+                else:
+                    target.items.append(item)
             self._lock.notify_all()
             return index
 
     def pending(self) -> int:
         """(write, instance) pairs not yet observed."""
         with self._lock:
-            return sum(len(items) for items in self._pending.values())
+            return sum(len(target.items) for target in self._targets.values())
 
     def wait(self, timeout: float, writes: Iterable[int] | None = None) -> None:
         """Until every pending write (or the given ones) is observed on every instance."""
@@ -158,8 +186,8 @@ class Probe:
             while True:
                 left = [
                     item.write
-                    for items in self._pending.values()
-                    for item in items
+                    for target in self._targets.values()
+                    for item in target.items
                     if wanted is None or item.write in wanted
                 ]
                 if not left:
@@ -183,59 +211,65 @@ class Probe:
         for channel in self._channels:
             channel.close()
 
-    # ----- the probe thread ----------------------------------------------------------------------------
+    # ----- the probe thread and gRPC's callbacks -------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._stop:
-                    self._lock.wait()
+                ready = self._ready()
+                while not ready and not self._stop:
+                    self._lock.wait(self._until_next())
+                    ready = self._ready()
                 if self._stop:
                     return
-                targets = list(self._pending)
-            started = time.monotonic()
-            answered = self._round(targets)
-            # a round nobody answered (instances down) waits a little rather than spin
-            rest = max(self.interval, 0.0 if answered else 0.05) - (time.monotonic() - started)
-            if rest > 0:
-                time.sleep(rest)
+                for key in ready:
+                    self._targets[key].in_flight = True
+            for instance, name in ready:
+                self._send(instance, name)
 
-    def _round(self, targets: list[tuple[int, str]]) -> int:
-        """One GetConfig per target, all in flight together; returns how many answered."""
-        received: dict[int, float] = {}
-        calls = []
-        for slot, (instance, name) in enumerate(targets):
-            sent = time.monotonic()
-            future = self._stubs[instance].GetConfig.future(
-                config_service_pb2.GetConfigRequest(name=name), timeout=self.call_timeout
-            )
-            future.add_done_callback(lambda _f, slot=slot: received.__setitem__(slot, time.monotonic()))
-            calls.append((instance, name, sent, future))
-        answers = []
-        for slot, (instance, name, sent, future) in enumerate(calls):
-            try:
-                version = int(future.result().entry.version)
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.NOT_FOUND:
-                    continue  # no answer: tells nothing about what the instance serves
-                version = 0
-            answers.append((instance, name, sent, received.get(slot, time.monotonic()), version))
+    def _ready(self) -> list[tuple[int, str]]:
+        now = time.monotonic()
+        return [key for key, target in self._targets.items() if not target.in_flight and target.due <= now]
+
+    def _until_next(self) -> float | None:
+        waiting = [target.due for target in self._targets.values() if not target.in_flight]
+        return max(0.0, min(waiting) - time.monotonic()) if waiting else None
+
+    def _send(self, instance: int, name: str) -> None:
+        sent = time.monotonic()
+        future = self._stubs[instance].GetConfig.future(
+            config_service_pb2.GetConfigRequest(name=name), timeout=self.call_timeout
+        )
+        future.add_done_callback(lambda done: self._answered(instance, name, sent, done))
+
+    def _answered(self, instance: int, name: str, sent: float, future: grpc.Future) -> None:
+        got = time.monotonic()
+        try:
+            version: int | None = int(future.result().entry.version)
+        except grpc.RpcError as error:
+            # no answer tells nothing about what the instance serves; NOT_FOUND: it has no version yet
+            version = 0 if error.code() == grpc.StatusCode.NOT_FOUND else None
         with self._lock:
-            for instance, name, sent, got, version in answers:
-                items = self._pending.get((instance, name))
-                if not items:
-                    continue
-                left = []
-                for item in items:
-                    if version >= item.version:
-                        high = max(0.0, got - item.written)
-                        self.observations.append(Observation(item.write, instance, min(item.low, high), high))
-                    else:
-                        item.low = max(item.low, sent - item.written)
-                        left.append(item)
-                if left:
-                    self._pending[(instance, name)] = left
-                else:
-                    del self._pending[(instance, name)]
+            target = self._targets[(instance, name)]
+            if version is not None:
+                target.items = self._settle(instance, target.items, version, sent, got)
+            if target.items:
+                target.in_flight = False
+                target.due = sent + self.period
+            else:
+                del self._targets[(instance, name)]
             self._lock.notify_all()
-        return len(answers)
+
+    def _settle(
+        self, instance: int, items: list[_Pending], version: int, sent: float, got: float
+    ) -> list[_Pending]:
+        """Records the writes this answer shows served; returns those still pending."""
+        left = []
+        for item in items:
+            if version >= item.version:
+                high = max(0.0, got - item.written)
+                self.observations.append(Observation(item.write, instance, min(item.low, high), high))
+            else:
+                item.low = max(item.low, sent - item.written)
+                left.append(item)
+        return left

@@ -50,7 +50,7 @@ TARGETS = [
     Target(
         "staleness against a 45 s polling cache, same run",
         f"≥ {STALENESS_RATIO:g} x lower p99",
-        "`path` and `polling`",
+        "`path` and `polling`, at the same fleet size",
     ),
     Target(
         "Parameter Store calls while idle",
@@ -89,8 +89,8 @@ TARGETS = [
 # How a row must be measured to count against its target (issues 20 and 24).
 RULES = [
     "Staleness is measured on both sides the same way: a client probes GetConfig on every instance until"
-    " it serves the new version, for push and for polling alike; a ratio comes from measured p99s, and a"
-    " model, where one is shown, is labelled as one.",
+    " it serves the new version, for push and for polling alike, on fleets of the same size; a ratio"
+    " comes from measured p99s, and a model, where one is shown, is labelled as one.",
     "Idle cost is counted over a window longer than both periodic readers (600 s or more, or intervals"
     " shortened and the rate scaled) and reported as reads per minute, TTL safety net and resync included,"
     " for push and polling alike.",

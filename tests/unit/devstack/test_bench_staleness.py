@@ -109,6 +109,29 @@ def test_the_ratio_divides_the_polling_low_bound_by_the_push_high_bound() -> Non
     assert staleness_check(push, polls[:1]) is None
 
 
+def test_the_ratio_sets_push_beside_polling_at_the_same_fleet_size_and_shows_the_largest_too() -> None:
+    at_20, at_100 = _summary(high=0.1, low=0.05), _summary(high=0.6, low=0.3)
+    push = {"staleness": at_100, "fleet": 100, "staleness_by_fleet": {100: at_100, 20: at_20}}
+    polls = [{"ttl": 45.0, "staleness": _summary(high=45.0, low=40.0), "instances": 20}]
+    check = staleness_check(push, polls)
+    assert check is not None
+    assert check.met is True  # 40 s / 0.1 s, at 20 instances on both sides
+    assert check.measured.startswith("400x lower p99 per instance at the same fleet size")
+    assert "at 100 instances push 600 ms over 1 samples: 67x" in check.measured
+    # a polling fleet of a size push was not measured at: the largest push fleet, and the text says so
+    other = staleness_check(push, [{**polls[0], "instances": 50}])
+    assert other is not None
+    assert other.met is False
+    assert "at push 100, polling 50 instances" in other.measured
+
+
+def test_every_plan_measures_push_at_the_polling_fleets_size() -> None:
+    from bench.__main__ import FULL, QUICK
+
+    for plan in (FULL, QUICK):
+        assert plan.poll_instances in plan.path_sizes
+
+
 def test_idle_is_met_only_when_the_push_path_read_nothing() -> None:
     idle: dict[str, Any] = {
         "instances": 100,
@@ -141,6 +164,7 @@ class _Versions(config_service_pb2_grpc.ConfigServiceServicer):
 
     def __init__(self) -> None:
         self.version = 0
+        self.asked = 0
         self.flipping = self.flipped = 0.0  # just before and just after the new version is served
 
     def set(self, version: int) -> None:
@@ -149,6 +173,7 @@ class _Versions(config_service_pb2_grpc.ConfigServiceServicer):
         self.flipped = time.monotonic()
 
     def GetConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.asked += 1
         if not self.version:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such parameter")
         entry = config_service_pb2.ConfigEntry(name=request.name, value="v", version=self.version)
@@ -216,3 +241,32 @@ def test_an_instance_that_never_answers_is_never_counted_as_serving() -> None:
     finally:
         probe.close()
         servers[0].stop(None)
+
+
+def test_the_probe_asks_each_instance_at_most_once_per_period() -> None:
+    # the probe's own load is part of what it times: it must not ask faster than its period, however
+    # fast the instances answer (back-to-back rounds asked each one hundreds of times a second)
+    servers, services, addresses = _serve(2)
+    probe = Probe(addresses, period=0.05)
+    try:
+        for service in services:
+            service.set(1)
+        started = time.monotonic()
+        write = probe.track("/p/key", 2, started)
+        time.sleep(0.5)
+        for service in services:
+            service.set(2)
+        probe.wait(timeout=30, writes=[write])
+        elapsed = time.monotonic() - started
+        for service in services:
+            assert 2 <= service.asked <= elapsed / 0.05 + 2, (service.asked, elapsed)
+        assert len(probe.of(write)) == 2
+    finally:
+        probe.close()
+        for server in servers:
+            server.stop(None)
+
+
+def test_a_probe_without_a_period_is_refused() -> None:
+    with pytest.raises(ValueError, match="period must be > 0"):
+        Probe(["127.0.0.1:1"], period=0.0)
