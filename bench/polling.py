@@ -14,8 +14,9 @@ Writes go to the 10 parameters at independent, uniformly random moments, 24 writ
 `--quick`: 48 over 10 s and 24 over 45 s, 10 instances), so the 45 s cache gives 24 samples per
 instance per 45 s instead of one write per poll period, and the row takes about 5 minutes. A key
 written again before every instance caught up is fine: each write is timed to its own version or a
-newer one. The probe asks each instance once per 50 ms, as on the push side; the ratio with push takes
-this side's low bound (bench/staleness.py), so the probe's resolution cannot flatter it.
+newer one. The probe is the push side's, with the same settings: each (instance, parameter) asked once
+per 50 ms, less often when more are pending than 1,000 calls/s allows; the ratio with push takes this
+side's low bound (bench/staleness.py), so the probe's resolution cannot flatter it.
 
 Parameter Store reads are counted at the local AWS endpoint (GetParameter, GetParameters,
 GetParametersByPath; the benchmark's PutParameters are not reads) from the first write until every

@@ -267,6 +267,28 @@ def test_the_probe_asks_each_instance_at_most_once_per_period() -> None:
             server.stop(None)
 
 
-def test_a_probe_without_a_period_is_refused() -> None:
-    with pytest.raises(ValueError, match="period must be > 0"):
-        Probe(["127.0.0.1:1"], period=0.0)
+def test_the_probe_asks_each_less_often_when_many_are_pending_so_its_rate_stays_bounded() -> None:
+    servers, services, addresses = _serve(4)
+    probe = Probe(addresses, period=0.01, rate=40.0)  # 4 targets at 40/s in all: each once per 100 ms
+    try:
+        for service in services:
+            service.set(1)
+        started = time.monotonic()
+        write = probe.track("/p/key", 2, started)
+        time.sleep(0.5)
+        for service in services:
+            service.set(2)
+        probe.wait(timeout=30, writes=[write])
+        elapsed = time.monotonic() - started
+        assert sum(service.asked for service in services) <= elapsed * 40.0 + 2 * len(services)
+        assert all(service.asked >= 2 for service in services)
+    finally:
+        probe.close()
+        for server in servers:
+            server.stop(None)
+
+
+@pytest.mark.parametrize("bad", [{"period": 0.0}, {"rate": 0.0}])
+def test_a_probe_without_a_period_or_a_rate_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="period and rate must be > 0"):
+        Probe(["127.0.0.1:1"], **bad)
