@@ -243,52 +243,43 @@ def test_an_instance_that_never_answers_is_never_counted_as_serving() -> None:
         servers[0].stop(None)
 
 
+def _asked_while_pending(instances: int, *, period: float, rate: float) -> tuple[list[int], float]:
+    """One write that every instance serves only after 0.5 s: the GetConfig each instance answered
+    meanwhile, and the seconds from the write to the last instance seen serving it."""
+    servers, services, addresses = _serve(instances)
+    probe = Probe(addresses, period=period, rate=rate)
+    try:
+        for service in services:
+            service.set(1)
+        started = time.monotonic()
+        write = probe.track("/p/key", 2, started)
+        time.sleep(0.5)
+        for service in services:
+            service.set(2)
+        probe.wait(timeout=30, writes=[write])
+        assert len(probe.of(write)) == instances
+        return [service.asked for service in services], time.monotonic() - started
+    finally:
+        probe.close()
+        for server in servers:
+            server.stop(None)
+
+
 def test_the_probe_asks_each_instance_at_most_once_per_period() -> None:
     # the probe's own load is part of what it times: it must not ask faster than its period, however
     # fast the instances answer (back-to-back rounds asked each one hundreds of times a second)
-    servers, services, addresses = _serve(2)
-    probe = Probe(addresses, period=0.05)
-    try:
-        for service in services:
-            service.set(1)
-        started = time.monotonic()
-        write = probe.track("/p/key", 2, started)
-        time.sleep(0.5)
-        for service in services:
-            service.set(2)
-        probe.wait(timeout=30, writes=[write])
-        elapsed = time.monotonic() - started
-        for service in services:
-            assert 2 <= service.asked <= elapsed / 0.05 + 2, (service.asked, elapsed)
-        assert len(probe.of(write)) == 2
-    finally:
-        probe.close()
-        for server in servers:
-            server.stop(None)
+    asked, elapsed = _asked_while_pending(2, period=0.05, rate=1000.0)
+    assert all(2 <= count <= elapsed / 0.05 + 2 for count in asked), (asked, elapsed)
 
 
 def test_the_probe_asks_each_less_often_when_many_are_pending_so_its_rate_stays_bounded() -> None:
-    servers, services, addresses = _serve(4)
-    probe = Probe(addresses, period=0.01, rate=40.0)  # 4 targets at 40/s in all: each once per 100 ms
-    try:
-        for service in services:
-            service.set(1)
-        started = time.monotonic()
-        write = probe.track("/p/key", 2, started)
-        time.sleep(0.5)
-        for service in services:
-            service.set(2)
-        probe.wait(timeout=30, writes=[write])
-        elapsed = time.monotonic() - started
-        assert sum(service.asked for service in services) <= elapsed * 40.0 + 2 * len(services)
-        assert all(service.asked >= 2 for service in services)
-    finally:
-        probe.close()
-        for server in servers:
-            server.stop(None)
+    # 4 targets at 40 calls/s in all: each once per 100 ms, not once per 10 ms
+    asked, elapsed = _asked_while_pending(4, period=0.01, rate=40.0)
+    assert sum(asked) <= elapsed * 40.0 + 2 * len(asked), (asked, elapsed)
+    assert all(count >= 2 for count in asked), asked
 
 
 @pytest.mark.parametrize("bad", [{"period": 0.0}, {"rate": 0.0}])
 def test_a_probe_without_a_period_or_a_rate_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="period and rate must be > 0"):
-        Probe(["127.0.0.1:1"], **bad)
+        Probe(["127.0.0.1:1"], period=bad.get("period", 0.05), rate=bad.get("rate", 1000.0))
