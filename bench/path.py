@@ -16,8 +16,8 @@ route trusts the fleet's CA and the operator sends the token). Measured:
   acknowledgment (the parameter's LastModifiedDate + the rollout's `status.latencyMs`, both from the
   same clock as the writer's). An instance acknowledges after it applied the change, so this bounds
   "last instance applied" from above; the probe cannot be used for that target, since its GetConfig
-  calls to every instance (every few ms, 100 instances at once) share the machine's 2 cores with the
-  operator and the instances, and its resolution is itself tens of ms at 100 instances. The target
+  calls to every instance (up to 1,000 a second) share the machine's 2 cores with the
+  operator and the instances, and its resolution is itself about 250 ms at 100 instances. The target
   check takes this pass; the probe pass is the staleness comparison with a polling cache (the same
   probe on both sides). Beside it, the CPU time each change cost the instances together and the
   operator (every thread: each process's CPU-time clock, from the PutParameter to the final status),
