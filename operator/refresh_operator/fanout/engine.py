@@ -133,7 +133,6 @@ class FanOut:
 
         def emit(outcome: TargetOutcome) -> None:
             finished[outcome.target.instance_id] = outcome
-            metrics.count_outcome(outcome.result.value)
             if on_outcome is not None:
                 try:
                     on_outcome(outcome)

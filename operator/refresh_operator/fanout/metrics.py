@@ -11,8 +11,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 INSTANCE_REFRESHES = Counter(
     "config_refresh_instance_refreshes_total",
-    "Targets finished by a fan-out, by result (Applied, Stale, Rejected, Failed); Gone: failed targets "
-    "then found gone from Cloud Map (also counted under Failed).",
+    "Targets a rollout's waves called, by settled result (Applied, Stale, Rejected, Failed, Gone); "
+    "Gone: failed, then found gone from Cloud Map (not counted under Failed).",
     ["result"],
 )
 

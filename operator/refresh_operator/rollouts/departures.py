@@ -15,7 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from refresh_operator.fanout import CANCELLED_ERROR, DiscoveryError, Result, Target, TargetOutcome
-from refresh_operator.fanout import metrics as fanout_metrics
 
 logger = logging.getLogger("refresh_operator.rollouts")
 
@@ -69,7 +68,6 @@ async def settle_departures(
     settled = mark_gone(outcomes, {target.instance_id for target in now})
     for before, after in zip(outcomes, settled, strict=True):
         if after.result is Result.GONE and before.result is not Result.GONE:
-            fanout_metrics.count_outcome(Result.GONE.value)
             logger.info(
                 "Instance %s (%s) of %s left Cloud Map during the rollout: Gone, not Failed",
                 after.target.instance_id,

@@ -19,6 +19,7 @@ from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator import status
 from refresh_operator.boundary import HealthGateRefused
 from refresh_operator.fanout import RefreshPolicy, Target, TargetOutcome
+from refresh_operator.fanout import metrics as fanout_metrics
 from refresh_operator.waves import RolloutSpec
 
 Settle = Callable[[list[TargetOutcome]], Awaitable[list[TargetOutcome]]]
@@ -86,23 +87,31 @@ class WaveRunner:
     ) -> Halt | None:
         """Run the waves from `plan.first`; `outcomes` is updated in place (it also holds what an earlier
         run settled). `started_at` (epoch seconds) keeps the deadline of a resumed handler's first wave.
-        `settle` runs on each wave's outcomes before they count (and before the failure threshold);
+        `settle` runs on each wave's outcomes before they count (in the failure threshold and in
+        config_refresh_instance_refreshes_total, which counts each target called once, as settled);
         an outcome it changes is passed to `on_outcome` again.
         Returns why the rollout halted, or None when every wave ran (or `cancel` was set)."""
         ends = plan.ends
         recorded_before = frozenset(outcomes)  # what an earlier handler settled before a failover or retry
+        finished: set[str] = set()  # the wave's targets called and finished (not skipped, not cancelled)
+
+        def record(outcome: TargetOutcome) -> None:
+            finished.add(outcome.target.instance_id)
+            on_outcome(outcome)
+
         for index, end in enumerate(ends, start=1):
             if index < plan.first:
                 continue
             wave = targets[ends[index - 2] if index > 1 else 0 : end]
             if plan.spec is not None:
                 on_wave(index)
+            finished.clear()
             final = await self._fanout.run(
                 targets=wave,
                 request=request,
                 policy=policy,
                 already_done=dict(outcomes),
-                on_outcome=on_outcome,
+                on_outcome=record,
                 cancel=cancel,
                 started_at=started_at if index == plan.first else None,
             )
@@ -114,6 +123,9 @@ class WaveRunner:
                 final = settled
             for outcome in final:
                 outcomes[outcome.target.instance_id] = outcome
+                if outcome.target.instance_id in finished:
+                    # counted once settled: a target that left Cloud Map counts as Gone, never as Failed
+                    fanout_metrics.count_outcome(outcome.result.value)
             if cancel.is_set():
                 return None
             if plan.spec is None or index == len(ends):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from prometheus_client import REGISTRY
+
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.boundary import HealthGateRefused
 from refresh_operator.fanout import RefreshPolicy, Result, TargetOutcome
@@ -170,6 +172,37 @@ async def test_settle_turns_outcomes_before_they_count_and_reports_the_changed_o
         ("i-00", Result.FAILED),
         ("i-00", Result.GONE),
     ]
+
+
+def counted(result: str) -> float:
+    sample = REGISTRY.get_sample_value("config_refresh_instance_refreshes_total", {"result": result})
+    return sample or 0.0
+
+
+async def test_each_target_called_is_counted_once_by_its_settled_result_so_gone_is_never_failed() -> None:
+    results = {"i-00": Result.APPLIED, "i-01": Result.FAILED, "i-02": Result.FAILED, "i-03": Result.STALE}
+    fanout = FakeFanOut(lambda t: results[t.instance_id])
+
+    async def settle(final: list[TargetOutcome]) -> list[TargetOutcome]:  # i-01 left Cloud Map
+        return [
+            dataclasses.replace(o, result=Result.GONE) if o.target.instance_id == "i-01" else o for o in final
+        ]
+
+    before = {result: counted(result.value) for result in Result}
+    done_earlier = TargetOutcome(targets(5)[4], Result.APPLIED, 1, 1, None, 1.0)
+    await WaveRunner(fanout=fanout, health_gates=Gate()).run(
+        targets=targets(5),
+        plan=WavePlan([5], None),
+        request=pb.RefreshRequest(refresh_id="r", version=3),
+        policy=RefreshPolicy(),
+        outcomes={"i-04": done_earlier},  # acknowledged by an earlier handler: not called, not counted
+        on_outcome=lambda _: None,
+        on_wave=lambda _: None,
+        cancel=asyncio.Event(),
+        settle=settle,
+    )
+    grown = {result.value: counted(result.value) - before[result] for result in Result}
+    assert grown == {"Applied": 1, "Stale": 1, "Rejected": 0, "Failed": 1, "Gone": 1}
 
 
 def settled(count: int) -> dict[str, TargetOutcome]:
