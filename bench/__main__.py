@@ -164,12 +164,13 @@ def staleness_check(
     if "staleness" not in push or not slow:
         return None
     poll, instances = slow[0]["staleness"], slow[0]["instances"]
-    size, fast = push_side(push, instances)
+    pushed = push_fleets(push)
+    size, fast = push_side(pushed, instances)
     ratio = poll.p99_low / fast.p99
     others = "".join(
         f"; at {other_size} instances push {other.p99 * 1000:.0f} ms over {other.samples} samples:"
         f" {poll.p99_low / other.p99:,.0f}x"
-        for other_size, other in push_fleets(push).items()
+        for other_size, other in pushed.items()
         if other_size != size
     )
     sizes = "the same fleet size" if size == instances else f"push {size}, polling {instances} instances"

@@ -35,10 +35,9 @@ def push_fleets(push: dict[str, Any]) -> dict[int, Any]:
     return dict(sorted(by_fleet.items()))
 
 
-def push_side(push: dict[str, Any], fleet: int) -> tuple[int, Any]:
-    """The push measurement to set beside a polling fleet: the same size if one was measured, else the
-    largest (and the caller says the sizes differ)."""
-    by_fleet = push_fleets(push)
+def push_side(by_fleet: dict[int, Any], fleet: int) -> tuple[int, Any]:
+    """Of `push_fleets`, the measurement to set beside a polling fleet: the same size if one was
+    measured, else the largest (and the caller says the sizes differ)."""
     if fleet in by_fleet:
         return fleet, by_fleet[fleet]
     largest = max(by_fleet)
@@ -52,6 +51,7 @@ def headline(push: dict[str, Any], polls: list[dict[str, Any]], plots: Path) -> 
     if "staleness" not in push or not polls:
         return "(the headline needs the whole-path and polling rows; one of them did not run)", None
     fleet = push.get("fleet", 0)
+    pushed = push_fleets(push)
     idle = push.get("idle_cost")
     idle_text = (
         f"{idle['per_minute']:.1f} ({idle['per_minute'] / idle['instances']:.2f} per instance): TTL net"
@@ -70,11 +70,11 @@ def headline(push: dict[str, Any], polls: list[dict[str, Any]], plots: Path) -> 
             f"{push.get('reads_per_change', {}).get(size, float('nan')):.2f}",
             "1x",
         ]
-        for size, summary in push_fleets(push).items()
+        for size, summary in pushed.items()
     ]
     for poll in polls:
         s = poll["staleness"]
-        size, beside = push_side(push, poll["instances"])
+        size, beside = push_side(pushed, poll["instances"])
         rows.append(
             [
                 f"TTL/polling cache {poll['ttl']:g} s, {poll['instances']} instances",
@@ -87,7 +87,7 @@ def headline(push: dict[str, Any], polls: list[dict[str, Any]], plots: Path) -> 
                 f"{s.p99_low / beside.p99:,.0f}x higher p99 than push at {size} instances"
                 + "".join(
                     f"; {s.p99_low / other.p99:,.0f}x than at {other_size}"
-                    for other_size, other in push_fleets(push).items()
+                    for other_size, other in pushed.items()
                     if other_size != size
                 ),
             ]
@@ -121,7 +121,6 @@ def headline(push: dict[str, Any], polls: list[dict[str, Any]], plots: Path) -> 
             f" shortened {idle['speedup']}x, scaled back to the defaults (TTL 600 s, resync 300 s)."
         )
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    pushed = push_fleets(push)
     labels = [f"push, {size}" for size in pushed] + [f"poll {p['ttl']:g} s, {p['instances']}" for p in polls]
     summaries = list(pushed.values()) + [p["staleness"] for p in polls]
     positions = range(len(labels))
