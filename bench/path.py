@@ -74,7 +74,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import instance_cost, scale_profile
+from bench import instance_cost, scale_profile, wake_probe
 from bench.common import Check, RowResult, cpu_seconds, fmt_ms, percentile, say
 from bench.staleness import Probe, last_per_write, summarize
 from bench.targets import BURST_FAN_OUTS, BURST_SECONDS, PATH_100_P50_MS, PATH_100_P99_MS
@@ -112,7 +112,13 @@ INSTANCE_COST_NOTE = (
     " the first row adds to the gapped one is 100 processes contending for 2 cores and their caches at"
     " once. Every pod pays the wake-up in a cluster too, but on its own CPU and in parallel with the"
     " others, so there a change's latency holds about one instance's figure, not their sum over the"
-    " cores. The profile: py-spy on that instance during more gapped calls, native frames, only the"
+    " cores. The next table tells the machine's part of the wake-up from the software's: the same plain"
+    " Python burst (lookups, string building, JSON, hashing over a fixed working set of a few tens of"
+    " MiB) timed by its thread's CPU clock, back to back and after sleeping as long; it wakes no event"
+    " loop and no gRPC thread, so what it gains after a sleep is the CPU's caches and TLB refilled after"
+    " whatever else ran on the host meanwhile. Where it grows as much as the Refresh or more, the"
+    " wake-up is the machine's, and only less memory touched per call shrinks it. The profile: py-spy"
+    " on that instance during more gapped calls, native frames, only the"
     " thread holding the GIL (gRPC core's threads run without it and are not in it); a sample counts for"
     " the first bucket whose code is on its stack, our code before gRPC's and the loop's."
 )
@@ -480,6 +486,25 @@ def instance_costs(
         ),
     ]
     tables: list[tuple[list[str], list[list[str]]]] = [(instance_cost.COST_HEADER, rows)]
+    plain = wake_probe.measure([0.0, INSTANCE_COST_GAP], calls=max(20, calls // 5))
+    say(f"  plain Python, own process: {wake_probe.describe(plain)}")
+    tables.append(
+        (
+            wake_probe.header(INSTANCE_COST_GAP),
+            [
+                wake_probe.row(
+                    "Refresh on one instance (the rows above: gRPC, TLS, token, handler; whole process)",
+                    warm.ms["total"],
+                    woken.ms["total"],
+                ),
+                wake_probe.row(
+                    "a plain Python burst with no event loop, gRPC, thread or I/O, in a process of its own"
+                    " (bench/wake_probe.py: its thread's CPU, median)",
+                    *wake_probe.warm_and_after(plain, INSTANCE_COST_GAP),
+                ),
+            ],
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="bench-instance-profile-") as scratch:
         profile = instance_cost.profile_refreshes(
             target,

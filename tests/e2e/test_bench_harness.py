@@ -94,6 +94,14 @@ def test_whole_path_reads_parameter_store_once_per_change_and_never_while_idle(
         # back, 20 gapped, 20 more under py-spy
         name = f"{whole_stack.local_aws.prefix}bench/path/instance-cost"
         assert whole_stack.fleet[0].get_config(name).version == 5 + 40 + 5 + 20 + 20
+        # the machine's part of the wake-up: the Refresh beside a plain burst in a process of its own
+        wake = next(rows for header, rows in tables if header[0] == "what ran, nothing else running")
+        assert [row[0].split(" ")[0] for row in wake] == ["Refresh", "a"]
+        for row in wake:
+            warm, after = (float(cell.removesuffix(" ms")) for cell in row[1:3])
+            assert warm > 0, row
+            assert after > 0, row
+            assert float(row[3].removeprefix("x")) > 0, row
         profiled = any(header[0].startswith("where one instance's GIL time goes") for header, _ in tables)
         assert profiled or any(note.startswith("No profile") for note in notes)
     finally:
