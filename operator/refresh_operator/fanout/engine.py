@@ -20,9 +20,9 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -73,6 +73,35 @@ class _Rollout:
     metadata: grpc.aio.Metadata  # built once per rollout: grpc.aio converts a tuple on every call
     semaphore: asyncio.Semaphore
     deadline: float  # on the monotonic clock
+
+
+class _Launcher:
+    """Starts one task per target as slots free up (``start_next``) until ``stop``."""
+
+    def __init__(
+        self, todo: Sequence[Target], one: Callable[[Target, _Launcher], Coroutine[Any, Any, None]]
+    ) -> None:
+        self._pending = collections.deque(todo)
+        self._one = one
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False  # the rollout is over or cancelled: start nothing more
+
+    def start_next(self) -> None:
+        if self._pending and not self._stopping:
+            target = self._pending.popleft()
+            self._tasks.append(
+                asyncio.create_task(self._one(target, self), name=f"refresh {target.instance_id}")
+            )
+
+    async def stop(self, waiters: Sequence[asyncio.Task[bool]]) -> None:
+        """Cancel what still runs and wait for it; then let go of the tasks (a cancelled task's
+        exception holds its frame, which holds this launcher: a cycle)."""
+        self._stopping = True
+        for task in (*self._tasks, *waiters):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *waiters, return_exceptions=True)
+        self._tasks.clear()
+        self._pending.clear()
 
 
 class FanOut:
@@ -208,19 +237,14 @@ class FanOut:
         to wait out a backoff (so a backoff never holds back the targets not yet started)."""
         all_done = asyncio.Event()
         left = len(todo)
-        pending = collections.deque(todo)
-        tasks: list[asyncio.Task[None]] = []
-        stopping = False  # set once the rollout is over or cancelled: start nothing more
 
-        def start_next() -> None:
-            if pending and not stopping:
-                target = pending.popleft()
-                tasks.append(asyncio.create_task(one(target), name=f"refresh {target.instance_id}"))
-
-        async def one(target: Target) -> None:
+        async def one(target: Target, launcher: _Launcher) -> None:
+            # The launcher comes as an argument, not from the enclosing scope: `one` must not refer
+            # to what refers to it, or the rollout's tasks, targets and outcomes would wait in a
+            # reference cycle for a collection the operator runs seldom (collector.py).
             nonlocal left
             try:
-                emit(await self._refresh_target(target, rollout, start_next))
+                emit(await self._refresh_target(target, rollout, launcher.start_next))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not hang the rollout: fail this target, say why
@@ -230,20 +254,18 @@ class FanOut:
                 left -= 1
                 if left == 0:
                     all_done.set()
-                start_next()
+                launcher.start_next()
 
+        launcher = _Launcher(todo, one)
         for _ in range(min(rollout.policy.max_concurrency, len(todo))):
-            start_next()
+            launcher.start_next()
         waiters = [asyncio.create_task(all_done.wait())]
         if cancel is not None:
             waiters.append(asyncio.create_task(cancel.wait()))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping = True
-            for task in (*tasks, *waiters):
-                task.cancel()
-            await asyncio.gather(*tasks, *waiters, return_exceptions=True)
+            await launcher.stop(waiters)
         return all_done.is_set()
 
     def _collect(
