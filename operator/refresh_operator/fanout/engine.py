@@ -20,9 +20,9 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 
@@ -46,6 +46,7 @@ from refresh_operator.fanout.breaker import (
 )
 from refresh_operator.fanout.channels import ChannelPool, CredentialFileError
 from refresh_operator.fanout.credentials import call_metadata
+from refresh_operator.fanout.launcher import Launcher
 from refresh_operator.fanout.plaintext import plaintext_refusal, token_refusal
 from refresh_operator.fanout.policy import RefreshPolicy
 from refresh_operator.fanout.states import InstanceState, get_states
@@ -73,35 +74,6 @@ class _Rollout:
     metadata: grpc.aio.Metadata  # built once per rollout: grpc.aio converts a tuple on every call
     semaphore: asyncio.Semaphore
     deadline: float  # on the monotonic clock
-
-
-class _Launcher:
-    """Starts one task per target as slots free up (``start_next``) until ``stop``."""
-
-    def __init__(
-        self, todo: Sequence[Target], one: Callable[[Target, _Launcher], Coroutine[Any, Any, None]]
-    ) -> None:
-        self._pending = collections.deque(todo)
-        self._one = one
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False  # the rollout is over or cancelled: start nothing more
-
-    def start_next(self) -> None:
-        if self._pending and not self._stopping:
-            target = self._pending.popleft()
-            self._tasks.append(
-                asyncio.create_task(self._one(target, self), name=f"refresh {target.instance_id}")
-            )
-
-    async def stop(self, waiters: Sequence[asyncio.Task[bool]]) -> None:
-        """Cancel what still runs and wait for it; then let go of the tasks (a cancelled task's
-        exception holds its frame, which holds this launcher: a cycle)."""
-        self._stopping = True
-        for task in (*self._tasks, *waiters):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *waiters, return_exceptions=True)
-        self._tasks.clear()
-        self._pending.clear()
 
 
 class FanOut:
@@ -238,10 +210,8 @@ class FanOut:
         all_done = asyncio.Event()
         left = len(todo)
 
-        async def one(target: Target, launcher: _Launcher) -> None:
-            # The launcher comes as an argument, not from the enclosing scope: `one` must not refer
-            # to what refers to it, or the rollout's tasks, targets and outcomes would wait in a
-            # reference cycle for a collection the operator runs seldom (collector.py).
+        async def one(target: Target, launcher: Launcher) -> None:
+            # the launcher comes as an argument, never from this scope (launcher.py says why)
             nonlocal left
             try:
                 emit(await self._refresh_target(target, rollout, launcher.start_next))
@@ -256,7 +226,7 @@ class FanOut:
                     all_done.set()
                 launcher.start_next()
 
-        launcher = _Launcher(todo, one)
+        launcher = Launcher(todo, one)
         for _ in range(min(rollout.policy.max_concurrency, len(todo))):
             launcher.start_next()
         waiters = [asyncio.create_task(all_done.wait())]

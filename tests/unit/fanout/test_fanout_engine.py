@@ -33,6 +33,7 @@ from refresh_operator.fanout import (
     TargetOutcome,
     is_retryable,
 )
+from refresh_operator.fanout.launcher import Launcher
 from refresh_operator.fanout.tokens import TokenCache
 
 Step = Callable[[pb.RefreshRequest, Any], Awaitable[pb.RefreshResponse]]
@@ -687,8 +688,8 @@ async def test_a_rollout_leaves_no_reference_cycle_holding_its_tasks_targets_or_
             item
             for item in gc.garbage
             if (isinstance(item, asyncio.Task) and item.get_name().startswith("refresh "))
-            or isinstance(item, TargetOutcome | Target)
-            or (inspect.isfunction(item) and item.__module__ == "refresh_operator.fanout.engine")
+            or isinstance(item, TargetOutcome | Target | Launcher)
+            or (inspect.isfunction(item) and item.__module__.startswith("refresh_operator.fanout."))
         ]
     finally:
         gc.set_debug(0)
