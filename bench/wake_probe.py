@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-OBJECTS = 100_000  # records in the working set: a few tens of MiB, the order of an instance's heap
+OBJECTS = 100_000  # records in the working set: a few tens of MiB
 PICKS = 1_500  # records one burst reads, scattered over the working set
 SEED = 20  # the same working set and the same picks in every run
 
@@ -100,7 +100,10 @@ def measure(gaps: Sequence[float], calls: int, *, objects: int = OBJECTS) -> lis
         str(objects),
     ]
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise RuntimeError(f"bench.wake_probe gave no answer in {error.timeout:.0f} s: {command}") from error
     if done.returncode != 0:
         raise RuntimeError(f"bench.wake_probe failed ({done.returncode}): {done.stderr.strip()}")
     return parse(done.stdout)
