@@ -254,10 +254,19 @@ class Target:
             self.storm_seconds[name] = self.storm_seconds.get(name, 0.0) + time.monotonic() - started
 
 
+def stormer_lifetime(args: argparse.Namespace, rates: int, builds: int) -> float:
+    """Seconds a storm process must outlive: it is paused, not stopped, outside its phases, so its clock
+    runs through every phase of every build (a round has a quiet phase, one per rate, two paced ones),
+    the per-call phases and the profile; past that it ends by itself should this process die."""
+    phases = 1 + rates + (2 if args.paced_reads else 0)
+    per_build = int(args.rounds) * phases * (float(args.seconds) + 1.0) + 6.0 + float(args.profile_seconds)
+    return per_build * builds + 60.0
+
+
 def start_stormer(
-    address: str, names_file: Path, args: argparse.Namespace, rate: float
+    address: str, names_file: Path, args: argparse.Namespace, rate: float, lifetime: float
 ) -> subprocess.Popen[bytes]:
-    total = args.rounds * (args.seconds + 1.0) * 4 + 60 + args.profile_seconds
+    total = lifetime
     stormer = subprocess.Popen(
         [
             sys.executable,
@@ -287,11 +296,13 @@ def per_call(target: Target, names: list[str], args: argparse.Namespace, rate: f
     readers for 3 s (no storm). Printed, not part of the phases above."""
     stormer = target.stormers[rate]
     cpu, applied = target.cpu_seconds(), applied_refreshes(target.instance.metrics_text())
+    storm_cpu = process_cpu_seconds(stormer.pid)
     stormer.send_signal(signal.SIGCONT)
     time.sleep(3.0)
     stormer.send_signal(signal.SIGSTOP)
     refreshes = applied_refreshes(target.instance.metrics_text()) - applied
     refresh_cpu = target.cpu_seconds() - cpu
+    storm_cpu = process_cpu_seconds(stormer.pid) - storm_cpu
     cpu = target.cpu_seconds()
     reads = len(asyncio.run(read_phase(target.instance.config_address, names, args.readers, 3.0)))
     read_cpu = target.cpu_seconds() - cpu
@@ -299,6 +310,10 @@ def per_call(target: Target, names: list[str], args: argparse.Namespace, rate: f
         f"per call ({target.label}): Refresh {refresh_cpu / max(refreshes, 1) * 1e6:.0f} us of instance CPU"
         f" ({refreshes:.0f} at {rate_label(rate)}, alone), GetConfig {read_cpu / max(reads, 1) * 1e6:.0f} us"
         f" ({reads} by {args.readers} readers, alone)"
+    )
+    print(
+        f"storm process ({target.label}): {storm_cpu / max(refreshes, 1) * 1e6:.0f} us of its own CPU per"
+        f" Refresh pushed ({storm_cpu / 3.0:.0%} of a core at {rate_label(rate)})"
     )
 
 
@@ -382,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
             fleet.start()
         names_file = workdir / "names.json"
         names_file.write_text(json.dumps(names))
+        lifetime = stormer_lifetime(args, len(rates), len(builds))
         for fleet, (label, _) in zip(fleets, builds, strict=True):
             fleet.wait_serving()
             instance = fleet[0]
@@ -391,7 +407,8 @@ def run(args: argparse.Namespace) -> int:
             )
             asyncio.run(read_phase(instance.config_address, names, args.readers, 1.0))  # warm-up, discarded
             stormers = {
-                rate: start_stormer(instance.refresh_address, names_file, args, rate) for rate in rates
+                rate: start_stormer(instance.refresh_address, names_file, args, rate, lifetime)
+                for rate in rates
             }
             targets.append(Target(label, instance, stormers))
         try:

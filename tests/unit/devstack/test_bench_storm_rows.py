@@ -3,8 +3,11 @@ the cold row reads the operator's sockets from /proc/net/tcp and tcp6 as the ker
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
@@ -12,10 +15,12 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an instal
 
 from bench.cold import _address  # noqa: E402
 from bench.getconfig import result_of  # noqa: E402
+from bench.getconfig_latency import stormer_lifetime  # noqa: E402
 
 PER_CALL = (
     "per call (this build): Refresh 405 us of instance CPU (800 at storm 200/s, alone),"
     " GetConfig 133 us (23307 by 8 readers, alone)\n"
+    "storm process (this build): 421 us of its own CPU per Refresh pushed (8% of a core at 200/s)\n"
 )
 OUTPUT = (
     PER_CALL
@@ -61,6 +66,7 @@ def test_the_check_is_the_200_per_second_storm_of_this_build_and_the_other_rate_
     assert result.tables[0][1][1][-1] == "95 %"
     assert any("storm max" in note and "x2.00" in note for note in result.notes)
     assert any("a Refresh (at storm 200/s) 405 µs, a GetConfig 133 µs" in note for note in result.notes)
+    assert any("spends 421 µs of CPU per Refresh it pushes (8% of a core" in note for note in result.notes)
     assert result.tables[1][1] == [
         ["GetConfig handler", "1.1%"],
         ["Refresh handler (validate, apply, swap)", "8.0%"],
@@ -102,3 +108,21 @@ def test_socket_addresses_read_from_tcp_and_from_dual_stack_tcp6() -> None:
     assert _address("0A00007F:1F90") == ("127.0.0.10", 8080)
     assert _address("0000000000000000FFFF00000B00007F:0050") == ("127.0.0.11", 80)
     assert _address("00000000000000000000000001000000:0050") == ("00000000000000000000000001000000", 80)
+
+
+def test_a_storm_that_ran_short_of_its_rate_gives_no_figure() -> None:
+    # A storm process that ended before the last phases leaves them with a lighter storm or none.
+    short = PACED.replace("600 applied (200/s)", "360 applied (120/s)")
+    with pytest.raises(RuntimeError, match=r"ran short of its rate: paced storm 200/s 120/s applied"):
+        result_of(short)
+
+
+def test_the_storm_processes_outlive_every_phase_of_every_build() -> None:
+    args = argparse.Namespace(rounds=10, seconds=2.0, paced_reads=1000.0, profile_seconds=6.0)
+    one = stormer_lifetime(args, rates=2, builds=1)
+    two = stormer_lifetime(args, rates=2, builds=2)
+    # 10 rounds of quiet, two storms and two paced phases, 2 s each: 100 s of phases per build.
+    assert one >= 10 * 5 * 2.0 + 6.0 + 6.0
+    assert two >= 2 * (10 * 5 * 2.0 + 6.0 + 6.0)
+    unpaced = argparse.Namespace(rounds=10, seconds=2.0, paced_reads=0.0, profile_seconds=6.0)
+    assert stormer_lifetime(unpaced, rates=2, builds=1) < one
