@@ -93,10 +93,11 @@ class WaveRunner:
         Returns why the rollout halted, or None when every wave ran (or `cancel` was set)."""
         ends = plan.ends
         recorded_before = frozenset(outcomes)  # what an earlier handler settled before a failover or retry
-        finished: set[str] = set()  # the wave's targets called and finished (not skipped, not cancelled)
+        # the wave's targets called and finished (not skipped, not cancelled), as the fan-out reported them
+        finished: dict[str, TargetOutcome] = {}
 
         def record(outcome: TargetOutcome) -> None:
-            finished.add(outcome.target.instance_id)
+            finished[outcome.target.instance_id] = outcome
             on_outcome(outcome)
 
         for index, end in enumerate(ends, start=1):
@@ -106,21 +107,30 @@ class WaveRunner:
             if plan.spec is not None:
                 on_wave(index)
             finished.clear()
-            final = await self._fanout.run(
-                targets=wave,
-                request=request,
-                policy=policy,
-                already_done=dict(outcomes),
-                on_outcome=record,
-                cancel=cancel,
-                started_at=started_at if index == plan.first else None,
-            )
-            if settle is not None and not cancel.is_set():
-                settled = await settle(final)
-                for before, after in zip(final, settled, strict=True):
-                    if after != before:
-                        on_outcome(after)
-                final = settled
+            try:
+                final = await self._fanout.run(
+                    targets=wave,
+                    request=request,
+                    policy=policy,
+                    already_done=dict(outcomes),
+                    on_outcome=record,
+                    cancel=cancel,
+                    started_at=started_at if index == plan.first else None,
+                )
+                if settle is not None and not cancel.is_set():
+                    settled = await settle(final)
+                    for before, after in zip(final, settled, strict=True):
+                        if after != before:
+                            on_outcome(after)
+                    final = settled
+            except BaseException:
+                # The wave ended early (the handler cancelled, or a raise kopf retries). The targets that
+                # acknowledged are in the status and never called again, so they count now; one that
+                # failed is called again by the next handler and counted there.
+                for outcome in finished.values():
+                    if outcome.result.acknowledged:
+                        fanout_metrics.count_outcome(outcome.result.value)
+                raise
             for outcome in final:
                 outcomes[outcome.target.instance_id] = outcome
                 if outcome.target.instance_id in finished:

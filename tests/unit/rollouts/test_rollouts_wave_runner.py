@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from prometheus_client import REGISTRY
 
 from configrefresh.v1 import refresh_service_pb2 as pb
 from refresh_operator.boundary import HealthGateRefused
-from refresh_operator.fanout import RefreshPolicy, Result, TargetOutcome
+from refresh_operator.fanout import RefreshPolicy, Result, Target, TargetOutcome
 from refresh_operator.rollouts.wave_runner import Halt, WavePlan, WaveRunner
 from refresh_operator.waves import RolloutSpec, plan_waves
 from tests.unit.fakes.rollouts import FakeFanOut, targets
@@ -239,3 +240,53 @@ async def test_a_taken_over_rollout_bakes_again_the_wave_whose_bake_it_may_have_
         "HealthGateFailed", "the health gate failed while wave 2/3 baked; later waves not started"
     )
     assert gate.probes == 1
+
+
+async def test_a_wave_that_raises_midway_still_counts_the_targets_that_acknowledged() -> None:
+    # The acknowledged ones are never called again by the handler that retries; the failed one is, and
+    # is counted there, so it is not counted here.
+    answers = {"i-00": Result.APPLIED, "i-01": Result.FAILED, "i-02": Result.STALE}
+
+    def answer(target: Target) -> Result:
+        if target.instance_id == "i-03":
+            raise RuntimeError("the fan-out broke down midway")
+        return answers[target.instance_id]
+
+    before = {result: counted(result.value) for result in Result}
+    recorded: list[str] = []
+    with pytest.raises(RuntimeError, match="broke down midway"):
+        await WaveRunner(fanout=FakeFanOut(answer), health_gates=Gate()).run(
+            targets=targets(5),
+            plan=WavePlan([5], None),
+            request=pb.RefreshRequest(refresh_id="r", version=3),
+            policy=RefreshPolicy(),
+            outcomes={},
+            on_outcome=lambda outcome: recorded.append(outcome.target.instance_id),
+            on_wave=lambda _: None,
+            cancel=asyncio.Event(),
+        )
+    assert recorded == ["i-00", "i-01", "i-02"]
+    grown = {result.value: counted(result.value) - before[result] for result in Result}
+    assert grown == {"Applied": 1, "Stale": 1, "Rejected": 0, "Failed": 0, "Gone": 0}
+
+
+async def test_a_settle_that_raises_still_counts_the_targets_that_acknowledged() -> None:
+    fanout = FakeFanOut(lambda t: Result.FAILED if t.instance_id == "i-01" else Result.APPLIED)
+
+    async def settle(final: list[TargetOutcome]) -> list[TargetOutcome]:
+        raise RuntimeError("Cloud Map answered garbage")
+
+    before = counted("Applied")
+    with pytest.raises(RuntimeError, match="garbage"):
+        await WaveRunner(fanout=fanout, health_gates=Gate()).run(
+            targets=targets(3),
+            plan=WavePlan([3], None),
+            request=pb.RefreshRequest(refresh_id="r", version=3),
+            policy=RefreshPolicy(),
+            outcomes={},
+            on_outcome=lambda _: None,
+            on_wave=lambda _: None,
+            cancel=asyncio.Event(),
+            settle=settle,
+        )
+    assert counted("Applied") - before == 2
