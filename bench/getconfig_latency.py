@@ -266,7 +266,6 @@ def stormer_lifetime(args: argparse.Namespace, rates: int, builds: int) -> float
 def start_stormer(
     address: str, names_file: Path, args: argparse.Namespace, rate: float, lifetime: float
 ) -> subprocess.Popen[bytes]:
-    total = lifetime
     stormer = subprocess.Popen(
         [
             sys.executable,
@@ -276,7 +275,7 @@ def start_stormer(
             "--names-file",
             str(names_file),
             "--seconds",
-            str(total),
+            str(lifetime),
             "--storm-concurrency",
             str(args.storm_concurrency),
             "--storm-rate",

@@ -124,9 +124,9 @@ class WaveRunner:
                             on_outcome(after)
                     final = settled
             except BaseException:
-                # The wave ended early (the handler cancelled, or a raise kopf retries). The targets that
-                # acknowledged are in the status and never called again, so they count now; one that
-                # failed is called again by the next handler and counted there.
+                # The wave ended early (the handler cancelled, or a raise kopf retries). A target that
+                # acknowledged was called and answered, so it counts now (the next handler skips it once
+                # the status holds it); one that failed is called again by the next handler, counted there.
                 for outcome in finished.values():
                     if outcome.result.acknowledged:
                         fanout_metrics.count_outcome(outcome.result.value)
