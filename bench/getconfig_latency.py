@@ -9,6 +9,12 @@ as fast as the instance acknowledges). The phases alternate within every round (
 paused with SIGSTOP outside their phase) so that load from elsewhere on the machine hits all alike. It
 prints p50/p90/p99/max, the refreshes applied per second, and the instance's CPU during the reads.
 
+The control phases ("... on another instance"): the first rate's storm aimed at a second config-service
+process on the same machine while the readers read the measured one, back to back and paced. The storm's
+client and that other instance's Refresh work share the 2 cores as in the storm phase, but nothing runs on
+the measured instance's event loop: what the storm phase adds beyond its control is the measured
+instance's own share; the control's ratio to quiet is the machine's.
+
 `--base-service DIR` starts a second instance from another build's `config_service` package (DIR holds
 it, e.g. `git archive REV config_service | tar -x -C DIR`) and alternates both in the same rounds: a
 before/after comparison in one run. `--profile DIR` then samples each instance with py-spy (only the
@@ -200,6 +206,10 @@ def summary(label: str, samples: list[float], seconds: float) -> dict[str, float
     return figures
 
 
+# The control phases' suffix: the storm aimed at another config-service process, not the measured one.
+ELSEWHERE = "on another instance"
+
+
 def rate_label(rate: float) -> str:
     return f"storm {rate:g}/s" if rate > 0 else "storm max"
 
@@ -207,10 +217,19 @@ def rate_label(rate: float) -> str:
 class Target:
     """One instance under measurement, with one paused storm process per storm rate."""
 
-    def __init__(self, label: str, instance: Any, stormers: dict[float, subprocess.Popen[bytes]]) -> None:
+    def __init__(
+        self,
+        label: str,
+        instance: Any,
+        stormers: dict[float, subprocess.Popen[bytes]],
+        bystander: tuple[Any, subprocess.Popen[bytes]],
+    ) -> None:
+        """`bystander`: another config-service process on the same machine and a storm process aimed at
+        it, for the control phases (the storm's load on the machine, none on this instance's loop)."""
         self.label = label
         self.instance = instance
         self.stormers = stormers
+        self.bystander, self.bystander_stormer = bystander
         self.samples: dict[str, list[float]] = {}
         self.server: dict[str, dict[float, float]] = {}
         self.applied: dict[str, float] = {}
@@ -228,11 +247,18 @@ class Target:
         args: argparse.Namespace,
         rate: float | None,
         read_rate: float = 0.0,
+        *,
+        elsewhere: bool = False,
     ) -> None:
         """Read for `args.seconds` (paced at `read_rate`, or back to back), quiet (rate None) or with the
-        storm of `rate` running."""
-        stormer = self.stormers[rate] if rate is not None else None
-        applied_before = applied_refreshes(self.instance.metrics_text())
+        storm of `rate` running: at this instance, or `elsewhere` (at the bystander, the control)."""
+        stormer: subprocess.Popen[bytes] | None = None
+        stormed = self.bystander if elsewhere else self.instance
+        if elsewhere:
+            stormer = self.bystander_stormer
+        elif rate is not None:
+            stormer = self.stormers[rate]
+        applied_before = applied_refreshes(stormed.metrics_text())
         started = time.monotonic()
         if stormer is not None:
             stormer.send_signal(signal.SIGCONT)
@@ -249,16 +275,17 @@ class Target:
         if stormer is not None:
             stormer.send_signal(signal.SIGSTOP)
             self.applied[name] = (
-                self.applied.get(name, 0.0) + applied_refreshes(self.instance.metrics_text()) - applied_before
+                self.applied.get(name, 0.0) + applied_refreshes(stormed.metrics_text()) - applied_before
             )
             self.storm_seconds[name] = self.storm_seconds.get(name, 0.0) + time.monotonic() - started
 
 
 def stormer_lifetime(args: argparse.Namespace, rates: int, builds: int) -> float:
     """Seconds a storm process must outlive: it is paused, not stopped, outside its phases, so its clock
-    runs through every phase of every build (a round has a quiet phase, one per rate, two paced ones),
-    the per-call phases and the profile; past that it ends by itself should this process die."""
-    phases = 1 + rates + (2 if args.paced_reads else 0)
+    runs through every phase of every build (a round has a quiet phase, one per rate, the control storm
+    elsewhere, and with paced reads two paced ones and a paced control), the per-call phases and the
+    profile; past that it ends by itself should this process die."""
+    phases = 1 + rates + 1 + (3 if args.paced_reads else 0)
     per_build = int(args.rounds) * phases * (float(args.seconds) + 1.0) + 6.0 + float(args.profile_seconds)
     return per_build * builds + 60.0
 
@@ -383,6 +410,16 @@ def run(args: argparse.Namespace) -> int:
         if args.base_service:
             # PYTHONPATH goes before the editable install: that process imports the other config_service.
             builds.append(("base build", {"PYTHONPATH": str(args.base_service)}))
+        bystander_fleet = ServiceFleet(
+            1,
+            local_aws=aws,
+            workdir=workdir / "bystander",
+            env={"CONFIG_SERVICE_TTL_SECONDS": "0"},
+            first_index=len(builds),
+            id_prefix="bystander",
+        )
+        fleets.append(bystander_fleet)
+        bystander_fleet.start()
         for index, (_label, env) in enumerate(builds):
             fleet = ServiceFleet(
                 1,
@@ -397,7 +434,10 @@ def run(args: argparse.Namespace) -> int:
         names_file = workdir / "names.json"
         names_file.write_text(json.dumps(names))
         lifetime = stormer_lifetime(args, len(rates), len(builds))
-        for fleet, (label, _) in zip(fleets, builds, strict=True):
+        bystander_fleet.wait_serving()
+        bystander = bystander_fleet[0]
+        bystander_stormer = start_stormer(bystander.refresh_address, names_file, args, rates[0], lifetime)
+        for fleet, (label, _) in zip(fleets[1:], builds, strict=True):
             fleet.wait_serving()
             instance = fleet[0]
             print(
@@ -409,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
                 rate: start_stormer(instance.refresh_address, names_file, args, rate, lifetime)
                 for rate in rates
             }
-            targets.append(Target(label, instance, stormers))
+            targets.append(Target(label, instance, stormers, (bystander, bystander_stormer)))
         try:
             # Alternate short phases (and builds) so that load from elsewhere on the machine hits all alike.
             for _ in range(args.rounds):
@@ -417,9 +457,14 @@ def run(args: argparse.Namespace) -> int:
                     target.phase("quiet", names, args, None)
                     for rate in rates:
                         target.phase(rate_label(rate), names, args, rate)
+                    control = f"{rate_label(rates[0])} {ELSEWHERE}"
+                    target.phase(control, names, args, rates[0], elsewhere=True)
                     if args.paced_reads:
                         target.phase("paced quiet", names, args, None, args.paced_reads)
                         target.phase(f"paced {rate_label(rates[0])}", names, args, rates[0], args.paced_reads)
+                        target.phase(
+                            f"paced {control}", names, args, rates[0], args.paced_reads, elsewhere=True
+                        )
             for target in targets:
                 per_call(target, names, args, rates[0])
             if args.profile:
@@ -428,19 +473,19 @@ def run(args: argparse.Namespace) -> int:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     profile(target, names, args, rates[0], out)
         finally:
-            for target in targets:
-                for stormer in target.stormers.values():
-                    stormer.send_signal(signal.SIGCONT)
-                    stormer.terminate()
-                    stormer.wait(30)
+            for stormer in [bystander_stormer, *(s for t in targets for s in t.stormers.values())]:
+                stormer.send_signal(signal.SIGCONT)
+                stormer.terminate()
+                stormer.wait(30)
         for target in targets:
             print(f"\n[{target.label}]")
             quiet = summary("quiet", target.samples["quiet"], args.rounds * args.seconds)
-            phases = [(quiet, rate_label(rate)) for rate in rates]
+            control = f"{rate_label(rates[0])} {ELSEWHERE}"
+            phases = [(quiet, rate_label(rate)) for rate in rates] + [(quiet, control)]
             if args.paced_reads:
                 print(f"{'paced reads':>14}: {args.paced_reads:g}/s in all, by {args.readers} readers")
                 paced = summary("paced quiet", target.samples["paced quiet"], args.rounds * args.seconds)
-                phases.append((paced, f"paced {rate_label(rates[0])}"))
+                phases += [(paced, f"paced {rate_label(rates[0])}"), (paced, f"paced {control}")]
             for quiet_figures, label in phases:
                 figures = summary(label, target.samples[label], args.rounds * args.seconds)
                 print(

@@ -14,7 +14,8 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an instal
     sys.path.insert(0, str(ROOT))
 
 from bench.cold import _address  # noqa: E402
-from bench.getconfig import result_of  # noqa: E402
+from bench.getconfig import ELSEWHERE, result_of  # noqa: E402
+from bench.getconfig_latency import ELSEWHERE as SCRIPT_ELSEWHERE  # noqa: E402
 from bench.getconfig_latency import stormer_lifetime  # noqa: E402
 
 PER_CALL = (
@@ -126,3 +127,60 @@ def test_the_storm_processes_outlive_every_phase_of_every_build() -> None:
     assert two >= 2 * (10 * 5 * 2.0 + 6.0 + 6.0)
     unpaced = argparse.Namespace(rounds=10, seconds=2.0, paced_reads=0.0, profile_seconds=6.0)
     assert stormer_lifetime(unpaced, rates=2, builds=1) < one
+
+
+CONTROL = (
+    "  storm 200/s on another instance:    2000 calls    1000/s  p50 0.500 ms  p90 0.700 ms  p99 12.000 ms\n"
+    "     refreshes: storm 200/s on another instance: 600 applied (200/s)\n"
+    "paced storm 200/s on another instance:  2000 calls  1000/s  p50 0.510 ms  p90 0.900 ms  p99 1.200 ms\n"
+    "     refreshes: paced storm 200/s on another instance: 597 applied (199/s)\n"
+)
+
+
+def test_the_control_storm_on_another_instance_splits_the_ratio_into_the_machine_and_the_instance() -> None:
+    result = result_of(PER_CALL + PACED + CONTROL)
+    [check] = result.checks
+    assert "x1.05 with reads back to back" in check.measured  # the check stays on the measured instance
+    rows = {row[0]: row for row in result.tables[0][1]}
+    assert rows["storm 200/s on another instance"][7] == "x1.20"
+    assert rows["paced storm 200/s on another instance"][7] == "x1.20"  # against paced quiet
+    assert rows["paced storm 200/s on another instance"][1] == "199/s (597 applied)"
+    [control] = [note for note in result.notes if note.startswith("The control")]
+    assert (
+        "back to back, p99 x1.20 quiet with the storm on the other instance (200/s applied) against x1.05"
+        in control
+    )
+    assert "x0.88 is this instance's own share" in control
+    assert (
+        "paced, p99 x1.20 quiet with the storm on the other instance (199/s applied) against x1.30" in control
+    )
+    assert "x1.08 is this instance's own share" in control
+    assert "own share is within the target's x1.1: the ratio above it is the machine's" in control
+    assert not any(note.startswith("Beside the target's storm") for note in result.notes)
+    # The control measures what the same-loop model estimated, so the model's note gives way to it.
+    assert not any(note.startswith("Why the paced ratio") for note in result.notes)
+    assert any("what the control measures (below)" in note for note in result.notes)
+
+
+def test_a_control_that_leaves_the_instance_above_the_target_says_so() -> None:
+    heavy = CONTROL.replace("p99 1.200 ms", "p99 1.100 ms")  # paced own share x1.30 / x1.10 = x1.18
+    [control] = [note for note in result_of(PER_CALL + PACED + heavy).notes if note.startswith("The control")]
+    assert "x1.18 is this instance's own share" in control
+    assert "own share is above the target's x1.1" in control
+
+
+def test_a_control_storm_that_ran_short_is_reported_with_its_rate_not_refused() -> None:
+    # A lighter control storm can only understate the machine's share; the measured phases still refuse.
+    short = CONTROL.replace("597 applied (199/s)", "300 applied (100/s)")
+    [control] = [note for note in result_of(PER_CALL + PACED + short).notes if note.startswith("The control")]
+    assert "paced, p99 x1.20 quiet with the storm on the other instance (100/s applied)" in control
+
+
+def test_the_row_and_the_script_name_the_control_phases_alike() -> None:
+    assert ELSEWHERE == SCRIPT_ELSEWHERE
+
+
+def test_each_round_counts_the_control_phases_in_the_storm_processes_lifetime() -> None:
+    args = argparse.Namespace(rounds=10, seconds=2.0, paced_reads=1000.0, profile_seconds=6.0)
+    # quiet, two storms, the control, paced quiet, paced storm, paced control: 7 phases of 2 s (+1 s each).
+    assert stormer_lifetime(args, rates=2, builds=1) >= 10 * 7 * 3.0 + 6.0 + 6.0
