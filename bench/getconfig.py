@@ -26,8 +26,8 @@ from pathlib import Path
 from bench.common import Check, RowResult, say
 from bench.targets import STORM_RATIO, STORM_REFRESHES_PER_SECOND
 
-# The control phases' suffix in getconfig_latency.py's output (its ELSEWHERE; not imported: that script
-# puts hack/ and the generated stubs on sys.path as it loads).
+# The control phases' suffix (the storm aimed at another config-service process, not the measured one),
+# in getconfig_latency.py's output: that script takes it from here.
 ELSEWHERE = "on another instance"
 
 # The paced phases' read rate: about a quarter of what one instance serves back to back on this machine,
@@ -93,15 +93,13 @@ def control_note(
             f"This instance's own share is above the target's x{STORM_RATIO:g}: part of the ratio is the"
             " instance's own, beyond what the storm costs the machine."
         )
+    figures = "; ".join(parts)
     return (
         f"The control, same rounds: the {STORM_REFRESHES_PER_SECOND}/s storm aimed at another config-service"
         " process on the same machine while the readers read this one. The storm's client and that"
         " instance's Refresh work take the shared cores as in the storm phase, but nothing of it runs on"
         " this instance's event loop or GIL; what the storm phase adds beyond its control is what the"
-        " measured instance itself pays. "
-        + "; ".join(part[0].upper() + part[1:] if i == 0 else part for i, part in enumerate(parts))
-        + ". "
-        + verdict
+        f" measured instance itself pays. {figures[0].upper()}{figures[1:]}. {verdict}"
     )
 
 

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.pyspy
 
 from bench.common import cpu_seconds as process_cpu_seconds
+from bench.getconfig import ELSEWHERE
 from configrefresh.v1 import config_service_pb2 as cpb
 from configrefresh.v1 import config_service_pb2_grpc as cpb_grpc
 from configrefresh.v1 import refresh_service_pb2 as rpb
@@ -204,10 +205,6 @@ def summary(label: str, samples: list[float], seconds: float) -> dict[str, float
         f"p99 {figures['p99_ms']:.3f} ms  max {figures['max_ms']:.1f} ms"
     )
     return figures
-
-
-# The control phases' suffix: the storm aimed at another config-service process, not the measured one.
-ELSEWHERE = "on another instance"
 
 
 def rate_label(rate: float) -> str:
@@ -401,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
     fleets: list[ServiceFleet] = []
     targets: list[Target] = []
     rates = [float(rate) for rate in args.storm_rates.split(",")]
+    control = f"{rate_label(rates[0])} {ELSEWHERE}"  # the control phases' name
     try:
         ssm = aws.client("ssm")
         names = [f"{aws.prefix}bench/p{i:04d}" for i in range(args.parameters)]
@@ -457,7 +455,6 @@ def run(args: argparse.Namespace) -> int:
                     target.phase("quiet", names, args, None)
                     for rate in rates:
                         target.phase(rate_label(rate), names, args, rate)
-                    control = f"{rate_label(rates[0])} {ELSEWHERE}"
                     target.phase(control, names, args, rates[0], elsewhere=True)
                     if args.paced_reads:
                         target.phase("paced quiet", names, args, None, args.paced_reads)
@@ -480,7 +477,6 @@ def run(args: argparse.Namespace) -> int:
         for target in targets:
             print(f"\n[{target.label}]")
             quiet = summary("quiet", target.samples["quiet"], args.rounds * args.seconds)
-            control = f"{rate_label(rates[0])} {ELSEWHERE}"
             phases = [(quiet, rate_label(rate)) for rate in rates] + [(quiet, control)]
             if args.paced_reads:
                 print(f"{'paced reads':>14}: {args.paced_reads:g}/s in all, by {args.readers} readers")

@@ -14,8 +14,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an instal
     sys.path.insert(0, str(ROOT))
 
 from bench.cold import _address  # noqa: E402
-from bench.getconfig import ELSEWHERE, result_of  # noqa: E402
-from bench.getconfig_latency import ELSEWHERE as SCRIPT_ELSEWHERE  # noqa: E402
+from bench.getconfig import result_of  # noqa: E402
 from bench.getconfig_latency import stormer_lifetime  # noqa: E402
 
 PER_CALL = (
@@ -174,10 +173,6 @@ def test_a_control_storm_that_ran_short_is_reported_with_its_rate_not_refused() 
     short = CONTROL.replace("597 applied (199/s)", "300 applied (100/s)")
     [control] = [note for note in result_of(PER_CALL + PACED + short).notes if note.startswith("The control")]
     assert "paced, p99 x1.20 quiet with the storm on the other instance (100/s applied)" in control
-
-
-def test_the_row_and_the_script_name_the_control_phases_alike() -> None:
-    assert ELSEWHERE == SCRIPT_ELSEWHERE
 
 
 def test_each_round_counts_the_control_phases_in_the_storm_processes_lifetime() -> None:
